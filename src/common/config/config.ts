@@ -1,0 +1,211 @@
+/**
+ * Parsing and validation of configuration values (pure: text in, frozen Config out).
+ * `load.ts` reads the file and the command line; this file decides what the text means.
+ */
+import { ConfigError } from '../errors.js'
+import { ipFamily } from '../ip.js'
+import { KEYS, type KeySpec } from './schema.js'
+
+/** A host and port from `host:port` or `[v6]:port`. */
+export interface HostPort {
+  readonly host: string
+  readonly port: number
+}
+
+/** The whole configuration, parsed once and frozen. */
+export interface Config {
+  readonly tx: {
+    readonly localIp: string
+    readonly localPort: number
+    readonly rxProxyIp: string
+    readonly rxProxyPort: number
+    readonly destination: HostPort | undefined
+    readonly subflows: number
+    readonly redialMinMs: number
+    readonly redialMaxMs: number
+    readonly dialTimeoutMs: number
+  }
+  readonly rx: {
+    readonly recvIp: string
+    readonly recvPort: number
+    readonly connectTimeoutMs: number
+    readonly handshakeTimeoutMs: number
+  }
+  readonly trunk: {
+    readonly scheduler: 'first-free' | 'round-robin' | 'min-rtt'
+    readonly framePayloadBytes: number
+    readonly pingIntervalMs: number
+    readonly pingTimeoutMs: number
+    readonly outageGraceMs: number
+  }
+  readonly limits: {
+    readonly flowWindowBytes: number
+    readonly sendBufferBytes: number
+    readonly maxBufferedBytes: number
+    readonly maxFrameBodyBytes: number
+    readonly maxFlows: number
+    readonly maxReorderSegments: number
+    readonly subflowQueueBytes: number
+  }
+  readonly log: { readonly level: 'error' | 'warn' | 'info' | 'debug' }
+}
+
+/** Raw values by `section.key`. */
+export type RawValues = ReadonlyMap<string, string>
+
+const SIZE_UNITS: Readonly<Record<string, number>> = {
+  '': 1,
+  k: 1024,
+  kib: 1024,
+  m: 1024 ** 2,
+  mib: 1024 ** 2,
+  g: 1024 ** 3,
+  gib: 1024 ** 3
+}
+
+/** The spec of `section.key`, or undefined. */
+export function findKey(name: string): KeySpec | undefined {
+  return KEYS.find((k) => `${k.section}.${k.key}` === name)
+}
+
+/** Parse `host:port` / `[v6]:port`; undefined if malformed. */
+export function parseHostPort(text: string): HostPort | undefined {
+  const m =
+    /^\[([0-9a-fA-F:.]+)\]:(\d{1,5})$/.exec(text) ?? /^([A-Za-z0-9.-]+):(\d{1,5})$/.exec(text)
+  if (!m) return undefined
+  const port = Number(m[2])
+  if (port < 1 || port > 65535) return undefined
+  const host = m[1]!
+  if (text.startsWith('[') && ipFamily(host) !== 6) return undefined
+  return { host, port }
+}
+
+function describe(spec: KeySpec): string {
+  const t = spec.type
+  switch (t.kind) {
+    case 'int':
+      return `an integer from ${t.min} to ${t.max}${spec.key.endsWith('_bytes') ? ' (suffixes KiB, MiB, GiB allowed)' : ''}`
+    case 'string':
+      return 'text'
+    case 'ip':
+      return 'an IPv4 or IPv6 address'
+    case 'endpoint':
+      return 'host:port or [ipv6]:port, or empty'
+    case 'enum':
+      return `one of ${t.values.join(', ')}`
+  }
+}
+
+/** Parse one value; throws ConfigError naming the key and the expected form. */
+export function parseValue(spec: KeySpec, text: string): number | string | HostPort | undefined {
+  const name = `${spec.section}.${spec.key}`
+  const bad = (): ConfigError =>
+    new ConfigError(name, `expected ${describe(spec)}, got ${JSON.stringify(text)}`)
+  const t = spec.type
+  const value = text.trim()
+  switch (t.kind) {
+    case 'int': {
+      const m = /^(\d+)\s*([a-zA-Z]*)$/.exec(value.replace(/_/g, ''))
+      if (!m) throw bad()
+      const unit = SIZE_UNITS[m[2]!.toLowerCase()]
+      if (unit === undefined || (unit !== 1 && !spec.key.endsWith('_bytes'))) throw bad()
+      const n = Number(m[1]) * unit
+      if (!Number.isSafeInteger(n) || n < t.min || n > t.max) throw bad()
+      return n
+    }
+    case 'string':
+      return value
+    case 'ip':
+      if (ipFamily(value) === undefined) throw bad()
+      return value
+    case 'endpoint': {
+      if (value === '') return undefined
+      const hp = parseHostPort(value)
+      if (!hp) throw bad()
+      return hp
+    }
+    case 'enum':
+      if (!t.values.includes(value)) throw bad()
+      return value
+  }
+}
+
+/** Check every raw value and build the frozen Config. Unknown keys are errors. */
+export function buildConfig(raw: RawValues): Readonly<Config> {
+  for (const name of raw.keys()) {
+    if (!findKey(name)) throw new ConfigError(name, 'unknown key (see --help for the keys)')
+  }
+  const values = new Map<string, number | string | HostPort | undefined>()
+  for (const spec of KEYS) {
+    const name = `${spec.section}.${spec.key}`
+    values.set(name, parseValue(spec, raw.get(name) ?? spec.default))
+  }
+  const num = (name: string): number => values.get(name) as number
+  const str = (name: string): string => values.get(name) as string
+  const config: Config = {
+    tx: {
+      localIp: str('tx_proxy.local_ip'),
+      localPort: num('tx_proxy.local_port'),
+      rxProxyIp: str('tx_proxy.rx_proxy_ip'),
+      rxProxyPort: num('tx_proxy.rx_proxy_port'),
+      destination: values.get('tx_proxy.destination') as HostPort | undefined,
+      subflows: num('tx_proxy.subflows'),
+      redialMinMs: num('tx_proxy.redial_min_ms'),
+      redialMaxMs: num('tx_proxy.redial_max_ms'),
+      dialTimeoutMs: num('tx_proxy.dial_timeout_ms')
+    },
+    rx: {
+      recvIp: str('rx_proxy.recv_ip'),
+      recvPort: num('rx_proxy.recv_port'),
+      connectTimeoutMs: num('rx_proxy.connect_timeout_ms'),
+      handshakeTimeoutMs: num('rx_proxy.handshake_timeout_ms')
+    },
+    trunk: {
+      scheduler: str('trunk.scheduler') as Config['trunk']['scheduler'],
+      framePayloadBytes: num('trunk.frame_payload_bytes'),
+      pingIntervalMs: num('trunk.ping_interval_ms'),
+      pingTimeoutMs: num('trunk.ping_timeout_ms'),
+      outageGraceMs: num('trunk.outage_grace_ms')
+    },
+    limits: {
+      flowWindowBytes: num('limits.flow_window_bytes'),
+      sendBufferBytes: num('limits.send_buffer_bytes'),
+      maxBufferedBytes: num('limits.max_buffered_bytes'),
+      maxFrameBodyBytes: num('limits.max_frame_body_bytes'),
+      maxFlows: num('limits.max_flows'),
+      maxReorderSegments: num('limits.max_reorder_segments'),
+      subflowQueueBytes: num('limits.subflow_queue_bytes')
+    },
+    log: { level: str('log.level') as Config['log']['level'] }
+  }
+  if (config.tx.redialMinMs > config.tx.redialMaxMs) {
+    throw new ConfigError(
+      'tx_proxy.redial_min_ms',
+      `must not exceed redial_max_ms (${config.tx.redialMaxMs})`
+    )
+  }
+  if (config.trunk.pingTimeoutMs <= config.trunk.pingIntervalMs) {
+    throw new ConfigError(
+      'trunk.ping_timeout_ms',
+      `must exceed ping_interval_ms (${config.trunk.pingIntervalMs})`
+    )
+  }
+  if (config.trunk.framePayloadBytes + 8 > config.limits.maxFrameBodyBytes) {
+    throw new ConfigError(
+      'trunk.frame_payload_bytes',
+      `plus 8 must not exceed limits.max_frame_body_bytes (${config.limits.maxFrameBodyBytes})`
+    )
+  }
+  if (config.limits.flowWindowBytes > config.limits.maxBufferedBytes) {
+    throw new ConfigError(
+      'limits.flow_window_bytes',
+      `must not exceed limits.max_buffered_bytes (${config.limits.maxBufferedBytes})`
+    )
+  }
+  return deepFreeze(config)
+}
+
+function deepFreeze<T extends object>(o: T): Readonly<T> {
+  for (const v of Object.values(o)) if (v !== null && typeof v === 'object') deepFreeze(v as object)
+  return Object.freeze(o)
+}

@@ -1,0 +1,56 @@
+/**
+ * Config loading at the edge (house style rule 8): defaults < network.conf (ini) < command line.
+ * Reads the file, hands text to `buildConfig`, returns a frozen Config. Throws ConfigError.
+ */
+import { readFileSync } from 'node:fs'
+import { parse as parseIni } from 'ini'
+import { ConfigError } from '../errors.js'
+import { buildConfig, findKey, type Config } from './config.js'
+
+/** Read `path` (ini) into `section.key` → text. */
+export function readConfigFile(path: string): Map<string, string> {
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'error'
+    throw new ConfigError('config', `cannot read ${path}: ${code}`)
+  }
+  const parsed = parseIni(text) as Record<string, unknown>
+  const out = new Map<string, string>()
+  for (const [section, body] of Object.entries(parsed)) {
+    if (body === null || typeof body !== 'object') {
+      throw new ConfigError(section, `key outside a section in ${path}; put it under [section]`)
+    }
+    for (const [key, value] of Object.entries(body as Record<string, unknown>)) {
+      if (value !== null && typeof value === 'object') {
+        throw new ConfigError(`${section}.${key}`, `nested sections are not supported`)
+      }
+      out.set(`${section}.${key}`, String(value))
+    }
+  }
+  return out
+}
+
+/** Parse `section.key=value` overrides from `--set`. */
+export function parseOverrides(sets: readonly string[]): Map<string, string> {
+  const out = new Map<string, string>()
+  for (const s of sets) {
+    const eq = s.indexOf('=')
+    const name = eq < 0 ? s : s.slice(0, eq)
+    if (eq < 0) throw new ConfigError(name, 'expected --set section.key=value')
+    if (!findKey(name)) throw new ConfigError(name, 'unknown key (see --help for the keys)')
+    out.set(name, s.slice(eq + 1))
+  }
+  return out
+}
+
+/** Defaults < file (when given) < overrides; validated and frozen. */
+export function loadConfig(
+  path: string | undefined,
+  overrides: ReadonlyMap<string, string>
+): Readonly<Config> {
+  const raw = path === undefined ? new Map<string, string>() : readConfigFile(path)
+  for (const [k, v] of overrides) raw.set(k, v)
+  return buildConfig(raw)
+}

@@ -1,0 +1,190 @@
+/**
+ * Wire protocol v1: frame and handshake types and constants (docs/protocol.md).
+ * Types and constants only; encode.ts and decode.ts hold the logic.
+ */
+
+/** Protocol version this build speaks. */
+export const PROTOCOL_VERSION = 1
+
+/** "TNDM": first four bytes of every HELLO and HELLO_REPLY. */
+export const MAGIC = Uint8Array.of(0x54, 0x4e, 0x44, 0x4d)
+
+/** Fixed part of HELLO / HELLO_REPLY, in bytes. */
+export const HELLO_FIXED_LENGTH = 40
+
+/** Most auth data a HELLO may carry, in bytes. */
+export const MAX_AUTH_LENGTH = 1024
+
+/** Length of the trunk id, in bytes. */
+export const TRUNK_ID_LENGTH = 16
+
+/** Every frame header, in bytes. */
+export const FRAME_HEADER_LENGTH = 12
+
+/** DATA frame header including the 8-byte offset, in bytes. */
+export const DATA_HEADER_LENGTH = FRAME_HEADER_LENGTH + 8
+
+/** Smallest `max frame body` a peer may announce, in bytes. */
+export const MIN_MAX_FRAME_BODY = 64
+
+/** Largest `max frame body` a peer may announce, in bytes (16 MiB). */
+export const MAX_MAX_FRAME_BODY = 16 * 1024 * 1024
+
+/** Longest RESET / GOAWAY message, in bytes of UTF-8. */
+export const MAX_REASON_MESSAGE = 256
+
+/** Offsets at or above this are rejected (JavaScript numbers are exact below it). */
+export const MAX_OFFSET = Number.MAX_SAFE_INTEGER
+
+/** Handshake message kinds. */
+export const HelloKind = { HELLO: 1, REPLY: 2 } as const
+
+/** HELLO_REPLY status codes. */
+export const HelloStatus = {
+  OK: 0,
+  VERSION_MISMATCH: 1,
+  AUTH_FAILED: 2,
+  LIMIT: 3,
+  BAD_HELLO: 4
+} as const
+/** One HELLO_REPLY status. */
+export type HelloStatusCode = (typeof HelloStatus)[keyof typeof HelloStatus]
+
+/** HELLO_REPLY flag: this HELLO created the trunk. */
+export const REPLY_FLAG_TRUNK_NEW = 0x01
+
+/** A HELLO or HELLO_REPLY. */
+export interface Hello {
+  /** Protocol version of the sender. */
+  readonly version: number
+  /** HELLO or HELLO_REPLY. */
+  readonly kind: (typeof HelloKind)[keyof typeof HelloKind]
+  /** 0 = none in v1. */
+  readonly authMethod: number
+  /** Reply status; 0 in a HELLO. */
+  readonly status: number
+  /** 16 random bytes naming the trunk. */
+  readonly trunkId: Uint8Array
+  /** Which subflow of the trunk. */
+  readonly subflowIndex: number
+  /** Largest frame body the sender accepts, in bytes. */
+  readonly maxFrameBody: number
+  /** Credit the sender grants per new flow, in bytes. */
+  readonly flowWindow: number
+  /** Local path the subflow uses (HELLO only). */
+  readonly pathId: number
+  /** REPLY flags (REPLY_FLAG_*). */
+  readonly flags: number
+  /** Authentication data (empty in v1). */
+  readonly auth: Uint8Array
+}
+
+/** Frame type bytes. */
+export const FrameType = {
+  OPEN: 0x01,
+  DATA: 0x02,
+  ACK: 0x03,
+  RESET: 0x04,
+  PING: 0x05,
+  PONG: 0x06,
+  GOAWAY: 0x07
+} as const
+
+/** DATA flag: the stream ends after this payload. */
+export const DATA_FLAG_FIN = 0x01
+/** ACK flag: the peer's FIN and everything before it was received. */
+export const ACK_FLAG_FIN_RECEIVED = 0x01
+/** OPEN flag: a source endpoint follows the destination. */
+export const OPEN_FLAG_SOURCE = 0x01
+
+/** RESET / GOAWAY reasons. */
+export const ResetReason = {
+  APP_RESET: 1,
+  CONNECT_REFUSED: 2,
+  CONNECT_UNREACHABLE: 3,
+  CONNECT_TIMEOUT: 4,
+  PROTOCOL_ERROR: 5,
+  FLOW_LIMIT: 6,
+  MEMORY_LIMIT: 7,
+  SHUTDOWN: 8,
+  TRUNK_LOST: 9,
+  POLICY_DENIED: 10,
+  INTERNAL: 11,
+  IDLE_TIMEOUT: 12,
+  CREDIT_EXCEEDED: 13,
+  PEER_RESTARTED: 14
+} as const
+/** One reset reason. */
+export type ResetReasonCode = (typeof ResetReason)[keyof typeof ResetReason]
+
+/** Human name of a reset reason (unknown ones are named by number). */
+export function resetReasonName(reason: number): string {
+  for (const [name, value] of Object.entries(ResetReason)) {
+    if (value === reason) return name
+  }
+  return `UNKNOWN_${reason}`
+}
+
+/** A TCP endpoint. `address` is in text form (dotted quad or RFC 5952 IPv6). */
+export interface Endpoint {
+  readonly family: 4 | 6
+  readonly address: string
+  readonly port: number
+}
+
+/** OPEN: carry a new flow to `dst`. */
+export interface OpenFrame {
+  readonly type: 'open'
+  readonly flowId: number
+  readonly dst: Endpoint
+  /** The client's own endpoint, for source-transparent connects. */
+  readonly src: Endpoint | undefined
+}
+
+/** DATA: `payload` at stream `offset`; `fin` ends the stream after it. */
+export interface DataFrame {
+  readonly type: 'data'
+  readonly flowId: number
+  readonly offset: number
+  readonly fin: boolean
+  readonly payload: Uint8Array
+}
+
+/** ACK: cumulative receipt and credit of one stream. */
+export interface AckFrame {
+  readonly type: 'ack'
+  readonly flowId: number
+  /** Every byte below this offset was received. */
+  readonly received: number
+  /** The peer may send bytes below this offset. */
+  readonly limit: number
+  /** The FIN was received. */
+  readonly finReceived: boolean
+}
+
+/** RESET: abort the flow. */
+export interface ResetFrame {
+  readonly type: 'reset'
+  readonly flowId: number
+  readonly reason: number
+  readonly message: string
+}
+
+/** PING / PONG: RTT probe and liveness, per subflow. */
+export interface PingFrame {
+  readonly type: 'ping' | 'pong'
+  readonly flowId: 0
+  /** Opaque u64 (below 2^53), echoed by the PONG. */
+  readonly token: number
+}
+
+/** GOAWAY: the sender closes this subflow on purpose. */
+export interface GoAwayFrame {
+  readonly type: 'goaway'
+  readonly flowId: 0
+  readonly reason: number
+  readonly message: string
+}
+
+/** Every frame of protocol v1. */
+export type Frame = OpenFrame | DataFrame | AckFrame | ResetFrame | PingFrame | GoAwayFrame

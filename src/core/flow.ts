@@ -1,0 +1,450 @@
+/**
+ * One carried TCP flow: its state machine, both streams, credit and re-send bookkeeping
+ * (house style rule 3). Pure: it reaches the application socket and the trunk only through the
+ * ports it is given, and gets the time from them.
+ */
+import { PepErrorCodes, ProtocolError } from '../common/errors.js'
+import type { Logger } from '../common/log/logger.js'
+import {
+  ResetReason,
+  resetReasonName,
+  type AckFrame,
+  type DataFrame,
+  type OpenFrame,
+  type ResetFrame
+} from '../common/wire/frame.js'
+import type { MemoryBudget } from './memory-budget.js'
+import { ReorderBuffer } from './reorder-buffer.js'
+import { SendBuffer, type DataToSend, type SubflowId } from './send-buffer.js'
+
+/** Life of a flow. `local-fin`: our application ended its stream. `remote-fin`: the peer's FIN was handed to our application. */
+export type FlowState =
+  'connecting' | 'open' | 'local-fin' | 'remote-fin' | 'both-fin' | 'closed' | 'reset'
+
+/** Allowed transitions; anything else is a bug and throws. */
+const TRANSITIONS: Readonly<Record<FlowState, readonly FlowState[]>> = {
+  connecting: ['open', 'reset'],
+  open: ['local-fin', 'remote-fin', 'reset'],
+  'local-fin': ['both-fin', 'reset'],
+  'remote-fin': ['both-fin', 'reset'],
+  'both-fin': ['closed', 'reset'],
+  closed: [],
+  reset: []
+}
+
+/** The local application socket as the flow sees it. */
+export interface AppPort {
+  /** Hand in-order bytes over; false when the socket is full (wait for `onAppDrain`). */
+  write(chunk: Uint8Array): boolean
+  /** Shut the socket's sending side (FIN). */
+  end(): void
+  /** Abort the socket (RST). */
+  reset(): void
+  /** Stop reading from the application. */
+  pause(): void
+  /** Read from the application again. */
+  resume(): void
+}
+
+/** The trunk as the flow sees it. */
+export interface TrunkPort {
+  /** Send a control frame of this flow (ACK, RESET). */
+  sendControl(flow: Flow, frame: AckFrame | ResetFrame): void
+  /** The flow has DATA to send: schedule it. */
+  markReady(flow: Flow): void
+  /** The flow waits for the global budget to free bytes: call `onBudgetFreed` when it does. */
+  waitForBudget(flow: Flow): void
+  /** The flow ended (closed or reset): forget it. */
+  onFinished(flow: Flow): void
+  /** Monotonic time in milliseconds. */
+  now(): number
+}
+
+/** Settings of one flow. */
+export interface FlowOptions {
+  readonly flowId: number
+  /** True on the side that sent (or will send) the OPEN. */
+  readonly opener: boolean
+  /** OPEN to (re)send until the peer answers; opener only. */
+  readonly openFrame: OpenFrame | undefined
+  /** Credit we grant the peer, in bytes (the window announced in our hello). */
+  readonly localWindowBytes: number
+  /** Credit the peer granted us at start, in bytes (the window in its hello). */
+  readonly peerWindowBytes: number
+  /** Largest DATA payload, in bytes. */
+  readonly maxPayloadBytes: number
+  /** Most bytes held from the application before it is paused. */
+  readonly sendBufferBytes: number
+  /** Most separate ranges in the reorder buffer. */
+  readonly maxReorderSegments: number
+  readonly budget: MemoryBudget
+  readonly trunk: TrunkPort
+  readonly log: Logger
+}
+
+/** Counters of one flow. */
+export interface FlowStats {
+  readonly flowId: number
+  readonly state: FlowState
+  /** Bytes read from the local application. */
+  readonly bytesFromApp: number
+  /** Bytes handed to the local application. */
+  readonly bytesToApp: number
+  /** Bytes sent again after a subflow loss. */
+  readonly resentBytes: number
+  /** Bytes received twice and dropped. */
+  readonly duplicateBytes: number
+  /** Bytes held in the reorder buffer. */
+  readonly reorderBytes: number
+  /** Bytes held in the send buffer. */
+  readonly sendBufferedBytes: number
+  /** Times the flow could not send for lack of credit. */
+  readonly creditStalls: number
+  /** Age, in milliseconds. */
+  readonly ageMs: number
+}
+
+/** One flow's state machine. */
+export class Flow {
+  readonly id: number
+  readonly opener: boolean
+  /** Subflow that carries every frame until the peer has answered (docs/protocol.md §3, OPEN). */
+  pinnedSubflow: SubflowId | undefined
+  private stateValue: FlowState
+  private readonly send: SendBuffer
+  private readonly recv: ReorderBuffer
+  private readonly opts: FlowOptions
+  private readonly log: Logger
+  private app: AppPort | undefined
+  private appWritable = false
+  private appEnded = false
+  private appPaused = false
+  private peerSeenValue: boolean
+  private peerLimit: number
+  private recvLimit: number
+  private lastAckReceived = 0
+  private lastAckLimit: number
+  private lastAckFin = false
+  /** The first ACK tells an opener that its OPEN arrived, so it is sent even with nothing new. */
+  private ackedOnce = false
+  private readonly startedMs: number
+  private resent = 0
+  private duplicates = 0
+  private stalls = 0
+  private finishReason = ''
+
+  constructor(opts: FlowOptions) {
+    this.opts = opts
+    this.id = opts.flowId
+    this.opener = opts.opener
+    this.log = opts.log
+    this.send = new SendBuffer(opts.maxPayloadBytes)
+    this.recv = new ReorderBuffer(opts.maxReorderSegments)
+    this.peerLimit = opts.peerWindowBytes
+    this.recvLimit = opts.localWindowBytes
+    this.lastAckLimit = opts.localWindowBytes
+    this.peerSeenValue = !opts.opener
+    this.stateValue = opts.opener ? 'open' : 'connecting'
+    this.startedMs = opts.trunk.now()
+    // The initial credit is granted implicitly by the hello; account it against the global cap.
+    opts.budget.force(opts.localWindowBytes)
+  }
+
+  /** Current state. */
+  get state(): FlowState {
+    return this.stateValue
+  }
+
+  /** True once any frame for this flow came from the peer (the OPEN was processed). */
+  get peerSeen(): boolean {
+    return this.peerSeenValue
+  }
+
+  /** The OPEN to send on the pinned subflow (opener only). */
+  get openFrame(): OpenFrame | undefined {
+    return this.opts.openFrame
+  }
+
+  /** True when the flow is over. */
+  get done(): boolean {
+    return this.stateValue === 'closed' || this.stateValue === 'reset'
+  }
+
+  /** Attach the application socket (at once on the opener; after connecting on the acceptor). */
+  attachApp(app: AppPort): void {
+    this.app = app
+    this.appWritable = true
+    if (this.stateValue === 'connecting') this.transition('open', 'destination connected')
+    this.deliver()
+    this.flushAck()
+  }
+
+  // ---- application events -------------------------------------------------------------------
+
+  /** Bytes read from the application. */
+  onAppData(chunk: Uint8Array): void {
+    if (this.done || this.send.ended) return
+    this.send.append(chunk)
+    this.opts.budget.force(chunk.length)
+    this.opts.trunk.markReady(this)
+    this.updateAppPause()
+  }
+
+  /** The application shut its sending side. */
+  onAppEnd(): void {
+    if (this.done || this.send.ended) return
+    this.send.end()
+    this.transition(
+      this.stateValue === 'remote-fin' ? 'both-fin' : 'local-fin',
+      'application sent FIN'
+    )
+    this.opts.trunk.markReady(this)
+  }
+
+  /** The application socket can take bytes again. */
+  onAppDrain(): void {
+    if (this.done) return
+    this.appWritable = true
+    this.deliver()
+    this.flushAck()
+  }
+
+  /** The application socket failed or was reset: reset the peer's side too. */
+  onAppError(message: string): void {
+    this.abort(ResetReason.APP_RESET, message)
+  }
+
+  /**
+   * The application socket closed. Normal after both FINs (the flow may still wait for our FIN to
+   * be acknowledged); anything earlier means bytes can no longer flow: reset the peer.
+   */
+  onAppClosed(): void {
+    if (this.done) return
+    if (!this.send.ended || !this.appEnded) this.abort(ResetReason.APP_RESET, 'application socket closed')
+  }
+
+  // ---- frames from the peer -----------------------------------------------------------------
+
+  /** DATA for this flow. */
+  onData(frame: DataFrame): void {
+    if (this.done) return
+    this.peerSeenValue = true
+    try {
+      const r = this.recv.insert(frame.offset, frame.payload, frame.fin, this.recvLimit)
+      this.duplicates += r.duplicateBytes
+    } catch (err) {
+      if (err instanceof ProtocolError) {
+        this.log.warn(`flow reset: ${err.message}`, { code: err.code })
+        this.abort(err.closeReason, err.message)
+        return
+      }
+      throw err
+    }
+    this.deliver()
+  }
+
+  /** ACK for our stream. */
+  onAck(frame: AckFrame): void {
+    if (this.done) return
+    this.peerSeenValue = true
+    if (frame.limit > this.peerLimit) this.peerLimit = frame.limit
+    const freed = this.send.onAck(frame.received, frame.finReceived)
+    if (freed > 0) this.opts.budget.release(freed)
+    this.updateAppPause()
+    if (this.send.hasSendable(this.peerLimit)) this.opts.trunk.markReady(this)
+    this.maybeClose()
+  }
+
+  /** RESET from the peer. */
+  onReset(frame: ResetFrame): void {
+    if (this.done) return
+    const why = `peer reset: ${resetReasonName(frame.reason)}${frame.message ? ` (${frame.message})` : ''}`
+    this.finish('reset', why)
+    this.app?.reset()
+  }
+
+  /** A frame of this flow arrived that needs no handling of its own (keeps `peerSeen` right). */
+  onPeerFrame(): void {
+    this.peerSeenValue = true
+  }
+
+  // ---- sending --------------------------------------------------------------------------------
+
+  /** True when `nextData` would return a frame. */
+  hasSendable(): boolean {
+    if (this.done || this.stateValue === 'connecting') return false
+    const can = this.send.hasSendable(this.peerLimit)
+    if (!can && this.send.sentOffset < this.send.appendedBytes) this.stalls++
+    return can
+  }
+
+  /** The next DATA to put on `subflow`. */
+  nextData(subflow: SubflowId): DataToSend | undefined {
+    if (this.done) return undefined
+    const d = this.send.next(this.peerLimit, subflow)
+    if (d?.resend) this.resent += d.payload.length
+    return d
+  }
+
+  /** `subflow` died: what it carried and nobody acknowledged goes out again. */
+  onSubflowLost(subflow: SubflowId): void {
+    if (this.done) return
+    if (!this.peerSeenValue && this.pinnedSubflow === subflow) {
+      // The OPEN may be lost with the subflow: it is re-sent on the next pinned subflow, and
+      // everything after it with it, so that the peer learns of the flow first.
+      this.pinnedSubflow = undefined
+      this.send.resendAll()
+    } else {
+      this.send.onSubflowLost(subflow)
+    }
+    if (this.send.hasSendable(this.peerLimit)) this.opts.trunk.markReady(this)
+  }
+
+  /** Send an ACK if the peer has something new to learn. Called after each batch of frames. */
+  flushAck(): void {
+    if (this.done) return
+    const received = this.recv.received
+    const fin = this.recv.finReceived
+    const window = this.opts.localWindowBytes
+    if (
+      !this.ackedOnce ||
+      received > this.lastAckReceived ||
+      fin !== this.lastAckFin ||
+      this.recvLimit - this.lastAckLimit >= window / 8
+    ) {
+      this.ackedOnce = true
+      this.lastAckReceived = received
+      this.lastAckFin = fin
+      this.lastAckLimit = this.recvLimit
+      this.opts.trunk.sendControl(this, {
+        type: 'ack',
+        flowId: this.id,
+        received,
+        limit: this.recvLimit,
+        finReceived: fin
+      })
+    }
+    this.maybeClose()
+  }
+
+  /** The global budget freed bytes: grant credit or read from the application again. */
+  onBudgetFreed(): void {
+    if (this.done) return
+    this.grantCredit()
+    this.updateAppPause()
+    this.flushAck()
+  }
+
+  /** Abort: RESET to the peer, RST to the application. */
+  abort(reason: number, message: string): void {
+    if (this.done) return
+    this.opts.trunk.sendControl(this, { type: 'reset', flowId: this.id, reason, message })
+    this.finish('reset', `${resetReasonName(reason)}: ${message}`)
+    this.app?.reset()
+  }
+
+  /** Counters. */
+  stats(): FlowStats {
+    return {
+      flowId: this.id,
+      state: this.stateValue,
+      bytesFromApp: this.send.appendedBytes,
+      bytesToApp: this.recv.delivered,
+      resentBytes: this.resent,
+      duplicateBytes: this.duplicates,
+      reorderBytes: this.recv.heldBytes,
+      sendBufferedBytes: this.send.bufferedBytes,
+      creditStalls: this.stalls,
+      ageMs: this.opts.trunk.now() - this.startedMs
+    }
+  }
+
+  /** Why the flow ended ('' while it runs). */
+  get endReason(): string {
+    return this.finishReason
+  }
+
+  // ---- internals ------------------------------------------------------------------------------
+
+  private transition(next: FlowState, why: string): void {
+    if (!TRANSITIONS[this.stateValue].includes(next)) {
+      throw new ProtocolError(
+        PepErrorCodes.FLOW_STATE,
+        `flow ${this.id}: no transition ${this.stateValue} -> ${next} (${why})`,
+        ResetReason.INTERNAL,
+        false
+      )
+    }
+    if (this.log.isDebugEnabled()) this.log.debug(`${this.stateValue} -> ${next}: ${why}`)
+    this.stateValue = next
+  }
+
+  /** Hand in-order bytes to the application while it takes them; end it after the FIN. */
+  private deliver(): void {
+    const app = this.app
+    if (app === undefined) return
+    let delivered = 0
+    while (this.appWritable) {
+      const chunk = this.recv.shift()
+      if (chunk === undefined) break
+      delivered += chunk.length
+      this.appWritable = app.write(chunk)
+    }
+    // Delivered bytes leave the credit reservation (limit - delivered) and the budget with it.
+    if (delivered > 0) this.opts.budget.release(delivered)
+    this.grantCredit()
+    if (this.recv.finDelivered && !this.appEnded) {
+      this.appEnded = true
+      app.end()
+      this.transition(
+        this.stateValue === 'local-fin' ? 'both-fin' : 'remote-fin',
+        'peer FIN delivered'
+      )
+    }
+  }
+
+  /** Raise the peer's limit to delivered + window, as far as the global budget allows. */
+  private grantCredit(): void {
+    const delivered = this.recv.delivered
+    // Credit outstanding is (limit - delivered); it shrank by what was delivered since last time.
+    const target = delivered + this.opts.localWindowBytes
+    if (target <= this.recvLimit) return
+    const granted = this.opts.budget.reserve(target - this.recvLimit)
+    this.recvLimit += granted
+    if (this.recvLimit < target) this.opts.trunk.waitForBudget(this)
+  }
+
+  /** Pause the application when its stream holds too much; resume when it drained. */
+  private updateAppPause(): void {
+    const app = this.app
+    if (app === undefined) return
+    const full = this.send.bufferedBytes >= this.opts.sendBufferBytes || this.opts.budget.free === 0
+    if (full && !this.appPaused) {
+      this.appPaused = true
+      app.pause()
+      if (this.opts.budget.free === 0) this.opts.trunk.waitForBudget(this)
+    } else if (!full && this.appPaused && this.send.bufferedBytes < this.opts.sendBufferBytes / 2) {
+      this.appPaused = false
+      app.resume()
+    } else if (full && this.opts.budget.free === 0) {
+      this.opts.trunk.waitForBudget(this)
+    }
+  }
+
+  private maybeClose(): void {
+    if (this.stateValue === 'both-fin' && this.send.finished && this.appEnded && this.lastAckFin) {
+      this.finish('closed', 'both streams ended')
+    }
+  }
+
+  private finish(state: 'closed' | 'reset', why: string): void {
+    if (this.done) return
+    this.transition(state, why)
+    this.finishReason = why
+    // The reorder buffer's bytes lie inside the credit reservation (limit - delivered).
+    const reserved = Math.max(0, this.recvLimit - this.recv.delivered)
+    this.recv.clear()
+    this.opts.budget.release(this.send.clear() + reserved)
+    this.opts.trunk.onFinished(this)
+  }
+}

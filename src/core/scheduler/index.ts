@@ -1,0 +1,24 @@
+/** Schedulers by the name used in network.conf. */
+import { FirstFreeScheduler } from './first-free.js'
+import { MinRttScheduler } from './min-rtt.js'
+import { RoundRobinScheduler } from './round-robin.js'
+import type { Scheduler } from './scheduler.js'
+
+export type { Scheduler, SubflowView } from './scheduler.js'
+
+/** Names accepted by `[scheduler] name`. */
+export const SCHEDULER_NAMES = ['first-free', 'round-robin', 'min-rtt'] as const
+/** One scheduler name. */
+export type SchedulerName = (typeof SCHEDULER_NAMES)[number]
+
+/** A new scheduler instance (each trunk has its own: schedulers keep cursors). */
+export function createScheduler(name: SchedulerName): Scheduler {
+  switch (name) {
+    case 'first-free':
+      return new FirstFreeScheduler()
+    case 'round-robin':
+      return new RoundRobinScheduler()
+    case 'min-rtt':
+      return new MinRttScheduler()
+  }
+}

@@ -1,0 +1,27 @@
+/**
+ * The scheduler interface (house style rule 4): which subflow takes the next frame.
+ * Schedulers are pure: they see read-only views and the time, and keep only their own cursor.
+ */
+import type { SubflowId } from '../send-buffer.js'
+
+/** What a scheduler may know about a subflow. */
+export interface SubflowView {
+  /** Id within the trunk. */
+  readonly id: SubflowId
+  /** True when the subflow's socket takes more bytes now without queueing past its limit. */
+  readonly writable: boolean
+  /** Bytes queued in user space for this subflow's socket. */
+  readonly queuedBytes: number
+  /** Smoothed round-trip time, in milliseconds (from PING/PONG); 0 before the first sample. */
+  readonly srttMs: number
+  /** Which local path the subflow uses. */
+  readonly pathId: number
+}
+
+/** Picks a subflow for each frame. */
+export interface Scheduler {
+  /** Name as written in network.conf. */
+  readonly name: string
+  /** Subflow for the next frame of `bytes`, or undefined if none can take it now. */
+  pick(bytes: number, subflows: readonly SubflowView[], now: number): SubflowId | undefined
+}

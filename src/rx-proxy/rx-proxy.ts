@@ -1,0 +1,202 @@
+/**
+ * rx_proxy: accepts trunks from its peer, ties their subflows together by trunk id, and connects
+ * each flow to its destination. Owns its listener, trunks, counters, budget and logger.
+ */
+import { connect, createServer, type Server, type Socket } from 'node:net'
+import type { Config } from '../common/config/config.js'
+import { Counters } from '../common/counters.js'
+import { isPepError } from '../common/errors.js'
+import type { Logger } from '../common/log/logger.js'
+import { formatEndpoint } from '../common/wire/encode.js'
+import {
+  HelloStatus,
+  REPLY_FLAG_TRUNK_NEW,
+  ResetReason,
+  type OpenFrame
+} from '../common/wire/frame.js'
+import type { Flow } from '../core/flow.js'
+import { MemoryBudget } from '../core/memory-budget.js'
+import { createScheduler } from '../core/scheduler/index.js'
+import { acceptHello, helloReply, type LocalHelloParams } from '../trunk/handshake.js'
+import { Trunk } from '../trunk/trunk.js'
+import { trunkSettings } from '../tx-proxy/tx-proxy.js'
+
+/** How a connect error maps to a RESET reason. */
+function connectFailureReason(code: string | undefined): number {
+  switch (code) {
+    case 'ECONNREFUSED':
+      return ResetReason.CONNECT_REFUSED
+    case 'ETIMEDOUT':
+      return ResetReason.CONNECT_TIMEOUT
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+    case 'EHOSTDOWN':
+    case 'ENETDOWN':
+      return ResetReason.CONNECT_UNREACHABLE
+    default:
+      return ResetReason.CONNECT_UNREACHABLE
+  }
+}
+
+/** A running rx_proxy. */
+export class RxProxy {
+  readonly counters = new Counters()
+  private readonly config: Readonly<Config>
+  private readonly log: Logger
+  private readonly server: Server
+  private readonly trunks = new Map<string, Trunk>()
+  private readonly budget: MemoryBudget
+  private readonly pending = new Set<Socket>()
+
+  constructor(config: Readonly<Config>, log: Logger) {
+    this.config = config
+    this.log = log
+    this.budget = new MemoryBudget(config.limits.maxBufferedBytes)
+    this.server = createServer({ allowHalfOpen: false }, (socket) => {
+      this.onSubflow(socket)
+    })
+  }
+
+  /** Listen for subflows. */
+  async start(): Promise<{ port: number }> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject)
+      this.server.listen(this.config.rx.recvPort, this.config.rx.recvIp, () => {
+        this.server.off('error', reject)
+        resolve()
+      })
+    })
+    const addr = this.server.address()
+    const port = typeof addr === 'object' && addr !== null ? addr.port : this.config.rx.recvPort
+    this.log.info(`listening on ${this.config.rx.recvIp}:${port}`)
+    return { port }
+  }
+
+  /** Stop: flows reset, subflows closed, listener closed. */
+  async stop(): Promise<void> {
+    for (const t of this.trunks.values()) t.close(ResetReason.SHUTDOWN, 'rx_proxy stopping')
+    this.trunks.clear()
+    for (const s of this.pending) s.destroy()
+    await new Promise<void>((resolve) =>
+      this.server.close(() => {
+        resolve()
+      })
+    )
+  }
+
+  /** Trunks by id (status, tests). */
+  trunkList(): Trunk[] {
+    return [...this.trunks.values()]
+  }
+
+  /** Bytes held by all flows now (for the memory-bound tests and metrics). */
+  get bufferedBytes(): number {
+    return this.budget.used
+  }
+
+  private local(trunkId: Uint8Array): LocalHelloParams {
+    return {
+      trunkId,
+      maxFrameBodyBytes: this.config.limits.maxFrameBodyBytes,
+      flowWindowBytes: this.config.limits.flowWindowBytes
+    }
+  }
+
+  private onSubflow(socket: Socket): void {
+    this.counters.inc('subflows_accepted')
+    this.pending.add(socket)
+    socket.on('error', () => undefined) // reported by the handshake or the subflow
+    acceptHello(socket, this.config.rx.handshakeTimeoutMs).then(
+      ({ hello, rest }) => {
+        this.pending.delete(socket)
+        const key = Buffer.from(hello.trunkId).toString('hex')
+        let trunk = this.trunks.get(key)
+        const isNew = trunk === undefined
+        if (trunk === undefined) {
+          trunk = new Trunk({
+            role: 'rx',
+            trunkId: hello.trunkId,
+            settings: trunkSettings(this.config),
+            scheduler: createScheduler(this.config.trunk.scheduler),
+            budget: this.budget,
+            counters: this.counters,
+            log: this.log.child({ trunk: key.slice(0, 8) }),
+            now: () => performance.now(),
+            onOpen: (t, flow, frame) => {
+              this.connectFlow(t, flow, frame)
+            },
+            onLost: (t) => {
+              if (this.trunks.get(t.idHex) === t) this.trunks.delete(t.idHex)
+            }
+          })
+          this.trunks.set(key, trunk)
+          this.counters.inc('trunks_created')
+          this.log.info('new trunk', { trunk: key.slice(0, 8), peer: socket.remoteAddress })
+        }
+        socket.write(
+          helloReply(
+            hello,
+            this.local(hello.trunkId),
+            HelloStatus.OK,
+            isNew ? REPLY_FLAG_TRUNK_NEW : 0
+          )
+        )
+        trunk.addSubflow(
+          socket,
+          { flowWindowBytes: hello.flowWindow, maxFrameBodyBytes: hello.maxFrameBody },
+          hello.subflowIndex,
+          hello.pathId,
+          rest
+        )
+      },
+      (err: unknown) => {
+        this.pending.delete(socket)
+        const code = isPepError(err) ? err.code : 'error'
+        this.counters.inc(`handshake_failures_${code}`)
+        this.log.warn(
+          `subflow from ${socket.remoteAddress ?? '?'} refused: ${isPepError(err) ? err.message : String(err)}`,
+          { code }
+        )
+      }
+    )
+  }
+
+  private connectFlow(trunk: Trunk, flow: Flow, frame: OpenFrame): void {
+    const dst = frame.dst
+    const started = performance.now()
+    const socket = connect({
+      host: dst.address,
+      port: dst.port,
+      family: dst.family,
+      allowHalfOpen: true,
+      noDelay: true
+    })
+    const timer = setTimeout(() => {
+      fail({ code: 'ETIMEDOUT', message: 'connect timed out' } as NodeJS.ErrnoException)
+    }, this.config.rx.connectTimeoutMs)
+    const fail = (err: NodeJS.ErrnoException): void => {
+      clearTimeout(timer)
+      socket.destroy()
+      this.counters.inc(`connect_failures_${err.code ?? 'unknown'}`)
+      this.log.warn(`connect to ${formatEndpoint(dst)} failed: ${err.code ?? err.message}`, {
+        flow: flow.id
+      })
+      flow.abort(
+        connectFailureReason(err.code),
+        `connect to ${formatEndpoint(dst)}: ${err.code ?? err.message}`
+      )
+    }
+    socket.once('error', fail)
+    socket.once('connect', () => {
+      clearTimeout(timer)
+      socket.off('error', fail)
+      this.counters.inc('connects')
+      if (this.log.isDebugEnabled()) {
+        this.log.debug(
+          `connected to ${formatEndpoint(dst)} in ${Math.round(performance.now() - started)} ms`
+        )
+      }
+      trunk.attachApp(flow, socket)
+    })
+  }
+}

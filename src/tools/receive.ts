@@ -1,0 +1,357 @@
+/**
+ * `./receive --port P`: accepts one connection (or `--count N`, or until interrupted with
+ * `--keep-listening`), reads each to EOF, optionally replies, and reports bytes, SHA-256,
+ * wall-clock goodput and the peer's address as this server sees it.
+ *
+ * Prints `listening on HOST:PORT` on stderr (and writes `--ready-file`) once bound, so scripts
+ * can start the sender then. Exit codes: 0 every connection done and as expected; 1 a
+ * connection failed, was reset before EOF, differs from `--expect-*`, or not all `--count`
+ * connections came before `--timeout`; 2 bad arguments.
+ */
+
+import { open } from 'node:fs/promises'
+import type { Socket } from 'node:net'
+import { performance } from 'node:perf_hooks'
+import type { Writable } from 'node:stream'
+
+import yargs from 'yargs'
+
+import { ConfigError, PepError, PepErrorCodes } from '../common/errors.js'
+import {
+  boundAddress,
+  checkExpectation,
+  createProgressBar,
+  errorSummary,
+  EXIT_FAILURE,
+  formatBytes,
+  formatEndpoint,
+  listen,
+  parseCount,
+  parsePort,
+  parseSecondsToMs,
+  parseSeed,
+  parseSha256,
+  parseSize,
+  parseWriteSize,
+  receiveOne,
+  reportError,
+  runCli,
+  TransferError,
+  writeReadyFile,
+  type Expectation,
+  type Progress,
+  type ReceiveResult,
+  type ReplySpec,
+  type WriteSize
+} from './harness.js'
+
+const PROGRAM = 'receive'
+
+function parseArgs(argv: readonly string[]) {
+  return yargs(argv)
+    .scriptName(PROGRAM)
+    .usage('$0 --port P [options]')
+    .epilogue(
+      'Accept TCP connections, read each until EOF, optionally reply, and report bytes,\n' +
+        'SHA-256, wall-clock goodput and the peer address:port as seen by this server.\n' +
+        'Prints "listening on HOST:PORT" on stderr once bound.\n' +
+        'Sizes take K, M, G (powers of 1024, as KiB, MiB, GiB) or KB, MB, GB (powers of 1000).\n\n' +
+        'Exit status: 0 ok, 1 connection error, reset or unexpected data, 2 bad arguments.'
+    )
+    .options({
+      port: {
+        type: 'string',
+        demandOption: true,
+        describe: 'TCP port to listen on (0: any free port)'
+      },
+      host: { type: 'string', default: '0.0.0.0', describe: 'address to listen on' },
+      count: {
+        type: 'string',
+        describe: 'accept this many connections, then exit (default 1)'
+      },
+      'keep-listening': {
+        type: 'boolean',
+        describe: 'accept connections until SIGINT/SIGTERM'
+      },
+      discard: { type: 'boolean', describe: 'discard received data (the default)' },
+      output: { type: 'string', describe: 'write received data to this file (one connection)' },
+      'reply-bytes': {
+        type: 'string',
+        describe: "after the peer's EOF, send this much generated data, then end"
+      },
+      'reply-seed': { type: 'string', default: '1', describe: 'seed of the reply data' },
+      echo: {
+        type: 'boolean',
+        describe: "send every byte back as it arrives; end after the peer's EOF"
+      },
+      'write-size': {
+        type: 'string',
+        default: '64KiB',
+        describe: 'bytes per reply write(): N, or random:MIN-MAX (seeded by --reply-seed)'
+      },
+      'expect-bytes': {
+        type: 'string',
+        describe: 'exit 1 unless each connection brings this size'
+      },
+      'expect-sha256': {
+        type: 'string',
+        describe: 'exit 1 unless each connection brings this SHA-256 (hex)'
+      },
+      'ready-file': { type: 'string', describe: 'write HOST:PORT to this file once listening' },
+      timeout: {
+        type: 'string',
+        describe: 'give up after this many seconds (waiting and transferring)'
+      },
+      json: {
+        type: 'boolean',
+        default: false,
+        describe: 'print one JSON object per connection (JSON Lines) on stdout'
+      },
+      quiet: { type: 'boolean', default: false, describe: 'no progress bar and no summary' }
+    })
+    .conflicts('discard', 'output')
+    .conflicts('echo', 'reply-bytes')
+    .conflicts('keep-listening', 'count')
+    .strict()
+    .version(false)
+    .help()
+    .alias('help', 'h')
+    .wrap(100)
+    .fail(function receiveOnArgsError(message: string | null, err: Error | null): never {
+      throw err ?? new ConfigError('arguments', message ?? 'invalid arguments')
+    })
+    .parseSync()
+}
+
+/** Everything one connection's handler needs, fixed for the whole run. */
+interface RunSettings {
+  readonly reply: ReplySpec
+  readonly writeSize: WriteSize
+  readonly replySeed: number
+  readonly expect: Expectation
+  readonly json: boolean
+  readonly quiet: boolean
+  readonly output: Writable | undefined
+  readonly progress: Progress
+}
+
+function describeReply(reply: ReplySpec): string {
+  switch (reply.kind) {
+    case 'none':
+      return 'none'
+    case 'echo':
+      return 'echo'
+    case 'generated':
+      return `generated, seed ${reply.seed}`
+  }
+}
+
+function printSummary(index: number, reply: ReplySpec, result: ReceiveResult): void {
+  const seconds = (ms: number): string => `${(ms / 1000).toFixed(3)} s`
+  const lines = [
+    `connection ${index} from ${formatEndpoint(result.peerAddress, result.peerPort)} to ${formatEndpoint(result.localAddress, result.localPort)}`,
+    `  received   ${result.receivedBytes} bytes (${formatBytes(result.receivedBytes)})`,
+    `  goodput    ${result.goodputMbitPerSec.toFixed(1)} Mbit/s  ${result.goodputMBytePerSec.toFixed(2)} MB/s  first byte to EOF ${seconds(result.firstByteToEofMs)}`,
+    `             ${result.acceptGoodputMbitPerSec.toFixed(1)} Mbit/s  ${result.acceptGoodputMBytePerSec.toFixed(2)} MB/s  accept to EOF ${seconds(result.acceptToEofMs)}`,
+    `  sha256     ${result.receivedSha256}`,
+    `  reply      ${result.replyBytes} bytes (${describeReply(reply)}) sha256 ${result.replySha256}`
+  ]
+  process.stdout.write(`${lines.join('\n')}\n`)
+}
+
+/** Receives one connection and prints its report. Resolves true when it was as expected. */
+async function handleConnection(
+  socket: Socket,
+  index: number,
+  acceptedAt: number,
+  settings: RunSettings
+): Promise<boolean> {
+  const peerAddress = socket.remoteAddress ?? ''
+  const peerPort = socket.remotePort ?? 0
+  let reported = 0
+  try {
+    const result = await receiveOne(socket, {
+      output: settings.output,
+      reply: settings.reply,
+      writeSize: settings.writeSize,
+      writeSeed: settings.replySeed,
+      acceptedAt,
+      onProgress: (receivedBytes) => {
+        settings.progress.add(receivedBytes - reported)
+        reported = receivedBytes
+      }
+    })
+    settings.progress.finish()
+    const mismatch = checkExpectation(
+      'data',
+      result.receivedBytes,
+      result.receivedSha256,
+      settings.expect
+    )
+    if (settings.json) {
+      const report = {
+        ok: mismatch === undefined,
+        connection: index,
+        ...result,
+        acceptToFirstByteMs: result.acceptToFirstByteMs ?? null,
+        ...(mismatch === undefined ? {} : { error: errorSummary(mismatch) })
+      }
+      process.stdout.write(`${JSON.stringify(report)}\n`)
+    } else if (!settings.quiet) {
+      printSummary(index, settings.reply, result)
+    }
+    if (mismatch !== undefined) {
+      reportError(PROGRAM, mismatch)
+      return false
+    }
+    return true
+  } catch (err) {
+    settings.progress.finish()
+    if (settings.json) {
+      const report = {
+        ok: false,
+        connection: index,
+        peerAddress,
+        peerPort,
+        error: errorSummary(err)
+      }
+      process.stdout.write(`${JSON.stringify(report)}\n`)
+    }
+    reportError(PROGRAM, err)
+    return false
+  }
+}
+
+async function openOutput(path: string): Promise<Writable> {
+  try {
+    const handle = await open(path, 'w')
+    return handle.createWriteStream()
+  } catch (err) {
+    throw new ConfigError('output', `cannot open '${path}': ${errorSummary(err).code}`)
+  }
+}
+
+async function main(argv: readonly string[]): Promise<number> {
+  const args = parseArgs(argv)
+  const port = parsePort(args.port, 'port', true)
+  const keepListening = args.keepListening ?? false
+  const count = parseCount(args.count ?? '1', 'count')
+  if (args.output !== undefined && (count > 1 || keepListening)) {
+    throw new ConfigError('output', 'takes one connection: not with --count or --keep-listening')
+  }
+  const replySeed = parseSeed(args.replySeed, 'reply-seed')
+  const reply: ReplySpec =
+    args.echo === true
+      ? { kind: 'echo' }
+      : args.replyBytes === undefined
+        ? { kind: 'none' }
+        : { kind: 'generated', bytes: parseSize(args.replyBytes, 'reply-bytes'), seed: replySeed }
+  const writeSize = parseWriteSize(args.writeSize, 'write-size')
+  const expect: Expectation = {
+    bytes: args.expectBytes === undefined ? undefined : parseSize(args.expectBytes, 'expect-bytes'),
+    sha256:
+      args.expectSha256 === undefined ? undefined : parseSha256(args.expectSha256, 'expect-sha256')
+  }
+  const timeoutMs = args.timeout === undefined ? undefined : parseSecondsToMs(args.timeout)
+  const output = args.output === undefined ? undefined : await openOutput(args.output)
+
+  const server = await listen({ host: args.host, port })
+  const bound = boundAddress(server)
+  process.stderr.write(`listening on ${formatEndpoint(bound.host, bound.port)}\n`)
+  if (args.readyFile !== undefined) {
+    await writeReadyFile(args.readyFile, bound.host, bound.port)
+  }
+
+  const settings: RunSettings = {
+    reply,
+    writeSize,
+    replySeed,
+    expect,
+    json: args.json,
+    quiet: args.quiet,
+    output,
+    progress: createProgressBar(
+      process.stderr,
+      'received',
+      count === 1 && !keepListening ? expect.bytes : undefined,
+      !args.json && !args.quiet
+    )
+  }
+  const active = new Set<Socket>()
+  const handlers = new Set<Promise<void>>()
+  let accepted = 0
+  let failures = 0
+  let stopReason: string | undefined
+
+  const closed = new Promise<void>((resolve) => {
+    server.once('close', resolve)
+  })
+  const stop = (reason: string, abort: (socket: Socket) => void): void => {
+    stopReason ??= reason
+    server.close()
+    for (const socket of active) {
+      abort(socket)
+    }
+  }
+  server.on('connection', function receiveOnConnection(socket: Socket): void {
+    const acceptedAt = performance.now()
+    accepted++
+    if (!keepListening && accepted >= count) {
+      // Stop accepting; 'close' then waits for the open connections to finish.
+      server.close()
+    }
+    active.add(socket)
+    const handler = handleConnection(socket, accepted, acceptedAt, settings).then((ok) => {
+      active.delete(socket)
+      handlers.delete(handler)
+      if (!ok) {
+        failures++
+      }
+    })
+    handlers.add(handler)
+  })
+
+  const deadline =
+    timeoutMs === undefined
+      ? undefined
+      : setTimeout(function receiveOnDeadline(): void {
+          const message = `timed out after ${timeoutMs / 1000} s`
+          stop(message, (socket) => socket.destroy(new PepError(PepErrorCodes.TIMEOUT, message)))
+        }, timeoutMs)
+  const onSignal = (signal: NodeJS.Signals): void => {
+    stop(`interrupted by ${signal}`, (socket) =>
+      socket.destroy(
+        new TransferError(
+          'EINTR',
+          'receive',
+          `connection from ${formatEndpoint(socket.remoteAddress, socket.remotePort)} interrupted by ${signal}`
+        )
+      )
+    )
+  }
+  process.once('SIGINT', onSignal)
+  process.once('SIGTERM', onSignal)
+  try {
+    await closed
+    await Promise.all([...handlers])
+  } finally {
+    clearTimeout(deadline)
+    process.off('SIGINT', onSignal)
+    process.off('SIGTERM', onSignal)
+    settings.progress.finish()
+  }
+
+  if (!keepListening && accepted < count) {
+    const message = `${stopReason ?? 'stopped'} with ${accepted} of ${count} connections accepted`
+    if (args.json) {
+      process.stdout.write(
+        `${JSON.stringify({ ok: false, error: { code: 'EINCOMPLETE', message } })}\n`
+      )
+    }
+    process.stderr.write(`${PROGRAM}: ${message}\n`)
+    return EXIT_FAILURE
+  }
+  return failures === 0 ? 0 : EXIT_FAILURE
+}
+
+runCli(PROGRAM, main)

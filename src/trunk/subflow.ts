@@ -1,0 +1,193 @@
+/**
+ * One TCP connection of a trunk, after its handshake: frame decoding, writing, PING/PONG RTT
+ * and liveness. It owns its socket's listeners; decisions about flows belong to the trunk.
+ */
+import type { Socket } from 'node:net'
+import { isPepError, PepErrorCodes, ProtocolError } from '../common/errors.js'
+import { FrameDecoder } from '../common/wire/decode.js'
+import { encodeDataHeader, encodeFrame } from '../common/wire/encode.js'
+import { ResetReason, type Frame } from '../common/wire/frame.js'
+import type { SubflowView } from '../core/scheduler/scheduler.js'
+import type { DataToSend } from '../core/send-buffer.js'
+
+/** What a subflow reports to its trunk. */
+export interface SubflowEvents {
+  /** Frames decoded from one read. */
+  onFrames(subflow: Subflow, frames: readonly Frame[]): void
+  /** The socket can take more. */
+  onWritable(subflow: Subflow): void
+  /** The subflow is gone; `why` is one line. */
+  onClosed(subflow: Subflow, why: string, error: ProtocolError | undefined): void
+}
+
+/** Settings of a subflow. */
+export interface SubflowOptions {
+  readonly id: number
+  /** Index in the dialer's set (HELLO subflow index). */
+  readonly index: number
+  readonly pathId: number
+  /** Largest frame body we accept (announced in our hello). */
+  readonly maxFrameBody: number
+  /** Bytes queued in user space above which the subflow is not writable. */
+  readonly queueLimitBytes: number
+  readonly pingIntervalMs: number
+  readonly pingTimeoutMs: number
+  readonly now: () => number
+}
+
+/** A live subflow; also the read-only view schedulers see. */
+export class Subflow implements SubflowView {
+  readonly id: number
+  readonly index: number
+  readonly pathId: number
+  srttMs = 0
+  /** Frames and bytes in each direction, for stats. */
+  bytesSent = 0
+  bytesReceived = 0
+  private readonly socket: Socket
+  private readonly decoder: FrameDecoder
+  private readonly events: SubflowEvents
+  private readonly opts: SubflowOptions
+  private lastReceivedMs: number
+  private pingTimer: NodeJS.Timeout | undefined
+  private closed = false
+  private closing = false
+
+  constructor(socket: Socket, opts: SubflowOptions, events: SubflowEvents) {
+    this.socket = socket
+    this.opts = opts
+    this.id = opts.id
+    this.index = opts.index
+    this.pathId = opts.pathId
+    this.events = events
+    this.decoder = new FrameDecoder(opts.maxFrameBody)
+    this.lastReceivedMs = opts.now()
+    socket.setNoDelay(true)
+    socket.on('data', (chunk: Buffer) => {
+      this.onData(chunk)
+    })
+    socket.on('drain', () => {
+      this.events.onWritable(this)
+    })
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      this.close(`socket error ${err.code ?? err.message}`, undefined)
+    })
+    socket.on('end', () => {
+      this.close(this.closing ? 'peer closed after GOAWAY' : 'peer closed the subflow', undefined)
+    })
+    socket.on('close', () => {
+      this.close('socket closed', undefined)
+    })
+    this.pingTimer = setInterval(() => {
+      this.onPingTimer()
+    }, opts.pingIntervalMs)
+    this.pingTimer.unref()
+    // The handshake paused the socket so that no frame is read before these listeners exist.
+    socket.resume()
+  }
+
+  /** True while the socket takes more without queueing past the limit. */
+  get writable(): boolean {
+    return !this.closed && this.socket.writableLength < this.opts.queueLimitBytes
+  }
+
+  /** Bytes queued in user space. */
+  get queuedBytes(): number {
+    return this.socket.writableLength
+  }
+
+  /** True once closed. */
+  get isClosed(): boolean {
+    return this.closed
+  }
+
+  /** Peer address, for logs. */
+  get remote(): string {
+    return `${this.socket.remoteAddress ?? '?'}:${this.socket.remotePort ?? 0}`
+  }
+
+  /** The socket, for the native addon (TCP_INFO) and tests. */
+  get rawSocket(): Socket {
+    return this.socket
+  }
+
+  /** Feed bytes that arrived together with the handshake. */
+  feed(rest: Uint8Array): void {
+    if (rest.length > 0) this.onData(rest)
+  }
+
+  /** Write a control frame now, whatever the queue (control frames are small and few). */
+  writeFrame(frame: Frame): void {
+    if (this.closed) return
+    const bytes = encodeFrame(frame)
+    this.bytesSent += bytes.length
+    this.socket.write(bytes)
+  }
+
+  /** Write one DATA frame: header and payload back to back, the payload not copied. */
+  writeData(flowId: number, d: DataToSend): void {
+    if (this.closed) return
+    const header = encodeDataHeader(flowId, d.offset, d.payload.length, d.fin)
+    this.bytesSent += header.length + d.payload.length
+    this.socket.cork()
+    this.socket.write(header)
+    if (d.payload.length > 0) this.socket.write(d.payload)
+    this.socket.uncork()
+  }
+
+  /** Close on purpose: GOAWAY, then FIN. */
+  goAway(reason: number, message: string): void {
+    if (this.closed) return
+    this.closing = true
+    this.writeFrame({ type: 'goaway', flowId: 0, reason, message })
+    this.socket.end()
+  }
+
+  /** Close at once (RST), e.g. after a protocol error or a ping timeout. */
+  close(why: string, error: ProtocolError | undefined): void {
+    if (this.closed) return
+    this.closed = true
+    if (this.pingTimer) clearInterval(this.pingTimer)
+    this.pingTimer = undefined
+    if (!this.socket.destroyed) this.socket.resetAndDestroy()
+    this.events.onClosed(this, why, error)
+  }
+
+  /** Record a PONG. */
+  onPong(token: number): void {
+    const sample = this.opts.now() - token / 1000
+    if (sample < 0) return
+    this.srttMs = this.srttMs === 0 ? sample : this.srttMs * 0.875 + sample * 0.125
+  }
+
+  private onData(chunk: Uint8Array): void {
+    if (this.closed) return
+    this.lastReceivedMs = this.opts.now()
+    this.bytesReceived += chunk.length
+    let frames: Frame[]
+    try {
+      frames = this.decoder.push(chunk)
+    } catch (err) {
+      if (isPepError(err) && err instanceof ProtocolError) {
+        this.writeFrame({ type: 'goaway', flowId: 0, reason: err.closeReason, message: err.code })
+        this.close(`protocol error ${err.code}: ${err.message}`, err)
+        return
+      }
+      throw err
+    }
+    if (frames.length > 0) this.events.onFrames(this, frames)
+  }
+
+  private onPingTimer(): void {
+    const now = this.opts.now()
+    if (now - this.lastReceivedMs > this.opts.pingTimeoutMs) {
+      this.close(
+        `no data for ${Math.round(now - this.lastReceivedMs)} ms (ping timeout)`,
+        new ProtocolError(PepErrorCodes.TIMEOUT, 'ping timeout', ResetReason.PROTOCOL_ERROR)
+      )
+      return
+    }
+    // Token: send time in microseconds, so the PONG carries its own timestamp.
+    this.writeFrame({ type: 'ping', flowId: 0, token: Math.round(now * 1000) })
+  }
+}

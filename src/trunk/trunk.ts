@@ -1,0 +1,577 @@
+/**
+ * A trunk: the subflows between this proxy and its peer, and every flow carried over them.
+ * The same class serves both roles; they differ only in who dials and who opens flows.
+ *
+ * Sending is pulled, like quic-go's framer: flows with something to send sit in a ready set;
+ * `pump()` takes one frame per flow per round and gives it to the subflow the scheduler picks,
+ * until no subflow can take more. Backpressure is a chain of booleans: a full subflow is not
+ * writable until 'drain'; a flow without credit is not ready; a full flow pauses its own
+ * application socket. A subflow is never paused for one flow's sake.
+ */
+import { randomBytes } from 'node:crypto'
+import type { Socket } from 'node:net'
+import type { Counters } from '../common/counters.js'
+import type { ProtocolError } from '../common/errors.js'
+import type { Logger } from '../common/log/logger.js'
+import { formatEndpoint } from '../common/wire/encode.js'
+import {
+  ResetReason,
+  resetReasonName,
+  type AckFrame,
+  type Endpoint,
+  type Frame,
+  type OpenFrame,
+  type ResetFrame
+} from '../common/wire/frame.js'
+import { Flow, type AppPort, type TrunkPort } from '../core/flow.js'
+import type { MemoryBudget } from '../core/memory-budget.js'
+import type { Scheduler } from '../core/scheduler/scheduler.js'
+import { Subflow } from './subflow.js'
+
+/** Settings a trunk needs (a slice of the parsed config). */
+export interface TrunkSettings {
+  /** Largest DATA payload we send, in bytes (also capped by the peer's max frame body). */
+  readonly maxPayloadBytes: number
+  /** Largest frame body we accept, in bytes (announced in our hello). */
+  readonly maxFrameBodyBytes: number
+  /** Credit we grant per flow, in bytes (announced in our hello). */
+  readonly flowWindowBytes: number
+  /** Bytes per flow held from its application before it is paused. */
+  readonly sendBufferBytes: number
+  readonly maxReorderSegments: number
+  readonly maxFlows: number
+  readonly subflowQueueBytes: number
+  readonly pingIntervalMs: number
+  readonly pingTimeoutMs: number
+  /** How long flows survive with no subflow at all, in milliseconds. */
+  readonly outageGraceMs: number
+}
+
+/** What the peer announced in its hello. */
+export interface PeerParams {
+  readonly flowWindowBytes: number
+  readonly maxFrameBodyBytes: number
+}
+
+/** Everything a trunk is given. */
+export interface TrunkOptions {
+  readonly role: 'tx' | 'rx'
+  readonly trunkId: Uint8Array
+  readonly settings: TrunkSettings
+  readonly scheduler: Scheduler
+  readonly budget: MemoryBudget
+  readonly counters: Counters
+  readonly log: Logger
+  readonly now: () => number
+  /** rx: a flow was opened by the peer; connect it and call `attachApp`, or abort it. */
+  readonly onOpen?: (trunk: Trunk, flow: Flow, frame: OpenFrame) => void
+  /** The trunk has no subflow left and its grace ran out (its flows were reset). */
+  readonly onLost?: (trunk: Trunk) => void
+}
+
+/** A snapshot of one subflow, for status and tests. */
+export interface SubflowStats {
+  readonly id: number
+  readonly index: number
+  readonly pathId: number
+  readonly srttMs: number
+  readonly queuedBytes: number
+  readonly bytesSent: number
+  readonly bytesReceived: number
+}
+
+/** A flow's view of one application socket, with module-level-style named handlers. */
+class SocketAppPort implements AppPort {
+  constructor(private readonly socket: Socket) {}
+  write(chunk: Uint8Array): boolean {
+    return this.socket.write(chunk)
+  }
+  end(): void {
+    this.socket.end()
+  }
+  reset(): void {
+    if (!this.socket.destroyed) this.socket.resetAndDestroy()
+  }
+  pause(): void {
+    this.socket.pause()
+  }
+  resume(): void {
+    this.socket.resume()
+  }
+}
+
+/** Subflows plus flows between one pair of proxies. */
+export class Trunk implements TrunkPort {
+  readonly role: 'tx' | 'rx'
+  readonly trunkId: Uint8Array
+  private readonly opts: TrunkOptions
+  private readonly settings: TrunkSettings
+  private readonly log: Logger
+  private readonly counters: Counters
+  private readonly subflows: Subflow[] = []
+  private readonly flows = new Map<number, Flow>()
+  private readonly ready = new Set<Flow>()
+  private readonly ackDue = new Set<Flow>()
+  private readonly budgetWaiters = new Set<Flow>()
+  private readonly appSockets = new Map<Flow, Socket>()
+  private peer: PeerParams | undefined
+  private nextSubflowId = 1
+  private pumpScheduled = false
+  private graceTimer: NodeJS.Timeout | undefined
+  private closed = false
+
+  constructor(opts: TrunkOptions) {
+    this.opts = opts
+    this.role = opts.role
+    this.trunkId = opts.trunkId
+    this.settings = opts.settings
+    this.log = opts.log
+    this.counters = opts.counters
+  }
+
+  /** Trunk id in hex, for logs and maps. */
+  get idHex(): string {
+    return Buffer.from(this.trunkId).toString('hex')
+  }
+
+  /** Live subflows. */
+  get subflowCount(): number {
+    return this.subflows.length
+  }
+
+  /** Live flows. */
+  get flowCount(): number {
+    return this.flows.size
+  }
+
+  /** True once the peer's hello parameters are known (one subflow was up). */
+  get hasPeer(): boolean {
+    return this.peer !== undefined
+  }
+
+  /** Monotonic milliseconds (TrunkPort). */
+  now(): number {
+    return this.opts.now()
+  }
+
+  /** Add a subflow whose handshake just completed; `rest` are bytes that followed the hello. */
+  addSubflow(
+    socket: Socket,
+    peer: PeerParams,
+    index: number,
+    pathId: number,
+    rest: Uint8Array
+  ): Subflow {
+    this.peer = peer
+    const sub = new Subflow(
+      socket,
+      {
+        id: this.nextSubflowId++,
+        index,
+        pathId,
+        maxFrameBody: this.settings.maxFrameBodyBytes,
+        queueLimitBytes: this.settings.subflowQueueBytes,
+        pingIntervalMs: this.settings.pingIntervalMs,
+        pingTimeoutMs: this.settings.pingTimeoutMs,
+        now: this.opts.now
+      },
+      this
+    )
+    this.subflows.push(sub)
+    this.subflows.sort((a, b) => a.id - b.id)
+    this.counters.inc('subflows_joined')
+    if (this.graceTimer) {
+      clearTimeout(this.graceTimer)
+      this.graceTimer = undefined
+      this.log.info('trunk back after an outage', { subflows: this.subflows.length })
+    }
+    this.log.info('subflow up', { subflow: sub.id, index, remote: sub.remote })
+    // Flows waiting for a subflow get their OPEN (and cumulative ACKs) now.
+    for (const flow of this.flows.values()) {
+      this.ensureOpenSent(flow)
+      this.ackDue.add(flow)
+      if (flow.hasSendable()) this.ready.add(flow)
+    }
+    sub.feed(rest)
+    this.schedulePump()
+    return sub
+  }
+
+  /** tx: carry a new client connection to `dst`. Returns undefined when a limit refused it. */
+  openFlow(socket: Socket, dst: Endpoint, src: Endpoint | undefined): Flow | undefined {
+    if (this.flows.size >= this.settings.maxFlows) {
+      this.counters.inc('flows_refused_limit')
+      this.log.warn(`flow refused: max_flows (${this.settings.maxFlows}) reached`)
+      socket.resetAndDestroy()
+      return undefined
+    }
+    if (this.opts.budget.free < this.settings.flowWindowBytes) {
+      this.counters.inc('flows_refused_memory')
+      this.log.warn('flow refused: max_buffered_bytes reached')
+      socket.resetAndDestroy()
+      return undefined
+    }
+    const flowId = this.newFlowId()
+    const openFrame: OpenFrame = { type: 'open', flowId, dst, src }
+    const flow = this.createFlow(flowId, true, openFrame)
+    this.log.info('flow open', {
+      flow: flowId,
+      src: src ? formatEndpoint(src) : undefined,
+      dst: formatEndpoint(dst)
+    })
+    this.attachApp(flow, socket)
+    this.ensureOpenSent(flow)
+    if (this.subflows.length === 0) this.startGraceIfIdle()
+    return flow
+  }
+
+  /** Wire an application socket to a flow (tx: the client; rx: the destination once connected). */
+  attachApp(flow: Flow, socket: Socket): void {
+    if (flow.done) {
+      socket.resetAndDestroy()
+      return
+    }
+    this.appSockets.set(flow, socket)
+    socket.setNoDelay(true)
+    socket.on('data', (chunk: Buffer) => {
+      flow.onAppData(chunk)
+    })
+    socket.on('end', () => {
+      flow.onAppEnd()
+    })
+    socket.on('drain', () => {
+      flow.onAppDrain()
+      this.flushAcks()
+    })
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      flow.onAppError(err.code ?? err.message)
+    })
+    socket.on('close', () => {
+      flow.onAppClosed()
+    })
+    flow.attachApp(new SocketAppPort(socket))
+    this.flushAcks()
+  }
+
+  /** Reset every flow (peer restarted, trunk lost, shutdown). */
+  resetAllFlows(reason: number, message: string): void {
+    for (const flow of [...this.flows.values()]) flow.abort(reason, message)
+  }
+
+  /** Close everything: flows reset, subflows sent GOAWAY. */
+  close(reason: number, message: string): void {
+    if (this.closed) return
+    this.resetAllFlows(reason, message)
+    this.closed = true
+    if (this.graceTimer) clearTimeout(this.graceTimer)
+    for (const sub of [...this.subflows]) sub.goAway(reason, message)
+  }
+
+  /** Snapshot of the subflows. */
+  subflowStats(): SubflowStats[] {
+    return this.subflows.map((s) => ({
+      id: s.id,
+      index: s.index,
+      pathId: s.pathId,
+      srttMs: Math.round(s.srttMs * 10) / 10,
+      queuedBytes: s.queuedBytes,
+      bytesSent: s.bytesSent,
+      bytesReceived: s.bytesReceived
+    }))
+  }
+
+  /** Live flows (for status). */
+  flowList(): Flow[] {
+    return [...this.flows.values()]
+  }
+
+  /** The subflow objects (tests kill them to exercise re-sending). */
+  liveSubflows(): readonly Subflow[] {
+    return this.subflows
+  }
+
+  // ---- TrunkPort ---------------------------------------------------------------------------
+
+  /** @inheritdoc */
+  sendControl(flow: Flow, frame: AckFrame | ResetFrame): void {
+    const sub = flow.peerSeen ? this.leastQueued() : this.ensureOpenSent(flow)
+    if (sub === undefined) return // re-sent when a subflow comes (ACKs are cumulative)
+    sub.writeFrame(frame)
+    if (frame.type === 'reset') this.counters.inc('resets_sent')
+  }
+
+  /** @inheritdoc */
+  markReady(flow: Flow): void {
+    this.ready.add(flow)
+    this.schedulePump()
+  }
+
+  /** @inheritdoc */
+  waitForBudget(flow: Flow): void {
+    this.budgetWaiters.add(flow)
+  }
+
+  /** @inheritdoc */
+  onFinished(flow: Flow): void {
+    this.flows.delete(flow.id)
+    this.ready.delete(flow)
+    this.ackDue.delete(flow)
+    this.budgetWaiters.delete(flow)
+    const socket = this.appSockets.get(flow)
+    this.appSockets.delete(flow)
+    const s = flow.stats()
+    this.counters.inc(flow.state === 'closed' ? 'flows_closed' : 'flows_reset')
+    this.counters.inc('bytes_from_app', s.bytesFromApp)
+    this.counters.inc('bytes_to_app', s.bytesToApp)
+    this.log.info(flow.state === 'closed' ? 'flow closed' : `flow reset: ${flow.endReason}`, {
+      flow: flow.id,
+      sent: s.bytesFromApp,
+      received: s.bytesToApp,
+      resent: s.resentBytes,
+      durationMs: Math.round(s.ageMs)
+    })
+    if (socket && flow.state === 'reset' && !socket.destroyed) socket.resetAndDestroy()
+    this.wakeBudgetWaiters()
+  }
+
+  // ---- SubflowEvents -----------------------------------------------------------------------
+
+  /** Frames from one read of one subflow. */
+  onFrames(sub: Subflow, frames: readonly Frame[]): void {
+    for (const frame of frames) this.onFrame(sub, frame)
+    this.flushAcks()
+    this.schedulePump()
+  }
+
+  /** A subflow drained. */
+  onWritable(): void {
+    this.schedulePump()
+  }
+
+  /** A subflow died: re-send what it carried, re-send ACKs, maybe start the outage grace. */
+  onClosed(sub: Subflow, why: string, error: ProtocolError | undefined): void {
+    const i = this.subflows.indexOf(sub)
+    if (i < 0) return
+    this.subflows.splice(i, 1)
+    this.counters.inc('subflows_lost')
+    if (error) this.counters.inc(`errors_${error.code}`)
+    if (!this.closed) {
+      const log = error ? this.log.warn.bind(this.log) : this.log.info.bind(this.log)
+      log(`subflow ${sub.id} down: ${why}`, { subflows: this.subflows.length })
+    }
+    for (const flow of this.flows.values()) {
+      flow.onSubflowLost(sub.id)
+      this.ackDue.add(flow)
+      this.ensureOpenSent(flow)
+    }
+    this.flushAcks()
+    if (this.subflows.length === 0) this.startGraceIfIdle()
+    this.schedulePump()
+  }
+
+  // ---- internals ---------------------------------------------------------------------------
+
+  private onFrame(sub: Subflow, frame: Frame): void {
+    switch (frame.type) {
+      case 'ping':
+        sub.writeFrame({ type: 'pong', flowId: 0, token: frame.token })
+        return
+      case 'pong':
+        sub.onPong(frame.token)
+        return
+      case 'goaway':
+        this.log.info(`peer is closing subflow ${sub.id}: ${resetReasonName(frame.reason)}`)
+        return
+      case 'open':
+        this.onOpenFrame(frame)
+        return
+      case 'data':
+      case 'ack':
+      case 'reset': {
+        const flow = this.flows.get(frame.flowId)
+        if (flow === undefined) {
+          // A RESET and DATA may cross; frames for forgotten flows are dropped and counted.
+          this.counters.inc('frames_unknown_flow')
+          return
+        }
+        if (frame.type === 'data') {
+          flow.onData(frame)
+          this.ackDue.add(flow)
+        } else if (frame.type === 'ack') {
+          flow.onAck(frame)
+          this.wakeBudgetWaiters()
+        } else {
+          this.counters.inc('resets_received')
+          flow.onReset(frame)
+        }
+        return
+      }
+    }
+  }
+
+  private onOpenFrame(frame: OpenFrame): void {
+    if (this.flows.has(frame.flowId)) return // a re-sent OPEN
+    const refuse = (reason: number, message: string, counter: string): void => {
+      this.counters.inc(counter)
+      this.log.warn(`flow ${frame.flowId} refused: ${message}`)
+      this.leastQueued()?.writeFrame({ type: 'reset', flowId: frame.flowId, reason, message })
+    }
+    if (this.role !== 'rx' || this.opts.onOpen === undefined) {
+      refuse(ResetReason.POLICY_DENIED, 'this side accepts no flows', 'flows_refused_policy')
+      return
+    }
+    if (this.flows.size >= this.settings.maxFlows) {
+      refuse(
+        ResetReason.FLOW_LIMIT,
+        `max_flows (${this.settings.maxFlows}) reached`,
+        'flows_refused_limit'
+      )
+      return
+    }
+    if (this.opts.budget.free < this.settings.flowWindowBytes) {
+      refuse(ResetReason.MEMORY_LIMIT, 'max_buffered_bytes reached', 'flows_refused_memory')
+      return
+    }
+    const flow = this.createFlow(frame.flowId, false, undefined)
+    this.ackDue.add(flow)
+    this.log.info('flow open', {
+      flow: frame.flowId,
+      src: frame.src ? formatEndpoint(frame.src) : undefined,
+      dst: formatEndpoint(frame.dst)
+    })
+    this.opts.onOpen(this, flow, frame)
+  }
+
+  private createFlow(flowId: number, opener: boolean, openFrame: OpenFrame | undefined): Flow {
+    const peer = this.peer
+    const maxPayload = Math.min(
+      this.settings.maxPayloadBytes,
+      (peer?.maxFrameBodyBytes ?? this.settings.maxFrameBodyBytes) - 8
+    )
+    const flow = new Flow({
+      flowId,
+      opener,
+      openFrame,
+      localWindowBytes: this.settings.flowWindowBytes,
+      // Before the first subflow, assume the peer grants what we do; the first ACK corrects it.
+      peerWindowBytes: peer?.flowWindowBytes ?? this.settings.flowWindowBytes,
+      maxPayloadBytes: maxPayload,
+      sendBufferBytes: this.settings.sendBufferBytes,
+      maxReorderSegments: this.settings.maxReorderSegments,
+      budget: this.opts.budget,
+      trunk: this,
+      log: this.log.child({ flow: flowId })
+    })
+    this.flows.set(flowId, flow)
+    this.counters.inc('flows_opened')
+    return flow
+  }
+
+  /** A random non-zero flow id not in use (unguessable by design: see docs/protocol.md §1). */
+  private newFlowId(): number {
+    for (;;) {
+      const id = randomBytes(4).readUInt32BE(0)
+      if (id !== 0 && !this.flows.has(id)) return id
+    }
+  }
+
+  /**
+   * For a flow the peer has not answered yet: the pinned subflow, choosing one and sending the
+   * OPEN on it first when there is none. Undefined when no subflow is up.
+   */
+  private ensureOpenSent(flow: Flow): Subflow | undefined {
+    if (flow.peerSeen || flow.done) return undefined
+    let pin = this.subflows.find((s) => s.id === flow.pinnedSubflow)
+    if (pin === undefined) {
+      pin = this.leastQueued()
+      if (pin === undefined || flow.openFrame === undefined) return undefined
+      flow.pinnedSubflow = pin.id
+      pin.writeFrame(flow.openFrame)
+      this.ready.add(flow)
+    }
+    return pin
+  }
+
+  private leastQueued(): Subflow | undefined {
+    let best: Subflow | undefined
+    for (const s of this.subflows) {
+      if (best === undefined || s.queuedBytes < best.queuedBytes) best = s
+    }
+    return best
+  }
+
+  private flushAcks(): void {
+    if (this.ackDue.size === 0) return
+    const due = [...this.ackDue]
+    this.ackDue.clear()
+    for (const flow of due) flow.flushAck()
+  }
+
+  private wakeBudgetWaiters(): void {
+    if (this.budgetWaiters.size === 0 || this.opts.budget.free === 0) return
+    const waiting = [...this.budgetWaiters]
+    this.budgetWaiters.clear()
+    for (const flow of waiting) flow.onBudgetFreed()
+  }
+
+  private schedulePump(): void {
+    if (this.pumpScheduled) return
+    this.pumpScheduled = true
+    // setImmediate, not a microtask: every read of this loop turn is taken in before frames go
+    // out, so one pump serves many reads and frames are as full as the data allows.
+    setImmediate(() => {
+      this.pumpScheduled = false
+      this.pump()
+    })
+  }
+
+  /** Give frames to subflows until no flow can send or no subflow can take more. */
+  private pump(): void {
+    if (this.subflows.length === 0) return
+    const now = this.opts.now()
+    let progress = true
+    while (progress && this.ready.size > 0) {
+      progress = false
+      for (const flow of this.ready) {
+        if (!flow.hasSendable()) {
+          this.ready.delete(flow)
+          continue
+        }
+        let sub: Subflow | undefined
+        if (flow.peerSeen) {
+          const id = this.opts.scheduler.pick(this.settings.maxPayloadBytes, this.subflows, now)
+          if (id === undefined) return // no subflow can take anything: wait for 'drain'
+          sub = this.subflows.find((s) => s.id === id)
+        } else {
+          sub = this.ensureOpenSent(flow)
+          if (sub !== undefined && !sub.writable) continue
+        }
+        if (sub === undefined) continue
+        const d = flow.nextData(sub.id)
+        if (d === undefined) {
+          this.ready.delete(flow)
+          continue
+        }
+        sub.writeData(flow.id, d)
+        this.counters.inc('frames_sent')
+        if (d.resend) this.counters.inc('bytes_resent', d.payload.length)
+        progress = true
+      }
+    }
+  }
+
+  private startGraceIfIdle(): void {
+    if (this.graceTimer || this.closed) return
+    this.graceTimer = setTimeout(() => {
+      this.graceTimer = undefined
+      if (this.subflows.length > 0) return
+      this.log.warn(
+        `trunk lost: no subflow for ${this.settings.outageGraceMs} ms, resetting ${this.flows.size} flow(s)`
+      )
+      this.counters.inc('trunk_outages')
+      this.resetAllFlows(ResetReason.TRUNK_LOST, 'no subflow left')
+      this.opts.onLost?.(this)
+    }, this.settings.outageGraceMs)
+    this.graceTimer.unref()
+  }
+}

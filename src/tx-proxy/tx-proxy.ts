@@ -1,0 +1,212 @@
+/**
+ * tx_proxy: terminates client TCP locally and carries each flow over the warm trunk to rx_proxy.
+ * Owns its listener, the subflow dialer, the trunk, the counters and the logger: two TxProxy
+ * instances in one process do not share anything.
+ */
+import { randomBytes } from 'node:crypto'
+import { createServer, type Server, type Socket } from 'node:net'
+import type { Config } from '../common/config/config.js'
+import { Counters } from '../common/counters.js'
+import { isPepError } from '../common/errors.js'
+import { ipFamily } from '../common/ip.js'
+import type { Logger } from '../common/log/logger.js'
+import { ResetReason, type Endpoint } from '../common/wire/frame.js'
+import { MemoryBudget } from '../core/memory-budget.js'
+import { createScheduler } from '../core/scheduler/index.js'
+import { dialSubflow } from '../trunk/handshake.js'
+import { REPLY_FLAG_TRUNK_NEW } from '../common/wire/frame.js'
+import { Trunk, type TrunkSettings } from '../trunk/trunk.js'
+
+/** How tx_proxy learns where a client meant to go. */
+export type DestinationResolver = (socket: Socket) => Endpoint
+
+/** Settings of the trunk from the parsed config (shared with rx_proxy). */
+export function trunkSettings(config: Readonly<Config>): TrunkSettings {
+  return {
+    maxPayloadBytes: config.trunk.framePayloadBytes,
+    maxFrameBodyBytes: config.limits.maxFrameBodyBytes,
+    flowWindowBytes: config.limits.flowWindowBytes,
+    sendBufferBytes: config.limits.sendBufferBytes,
+    maxReorderSegments: config.limits.maxReorderSegments,
+    maxFlows: config.limits.maxFlows,
+    subflowQueueBytes: config.limits.subflowQueueBytes,
+    pingIntervalMs: config.trunk.pingIntervalMs,
+    pingTimeoutMs: config.trunk.pingTimeoutMs,
+    outageGraceMs: config.trunk.outageGraceMs
+  }
+}
+
+/** Strip the IPv4-mapped prefix node puts on dual-stack sockets. */
+export function normalizeAddress(address: string): { address: string; family: 4 | 6 } {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)
+  if (mapped) return { address: mapped[1]!, family: 4 }
+  return { address, family: ipFamily(address) ?? 4 }
+}
+
+/** The client's own endpoint, for source-transparent connects at the far end. */
+function clientEndpoint(socket: Socket): Endpoint | undefined {
+  if (socket.remoteAddress === undefined || socket.remotePort === undefined) return undefined
+  const { address, family } = normalizeAddress(socket.remoteAddress)
+  return { family, address, port: socket.remotePort }
+}
+
+/** A running tx_proxy. */
+export class TxProxy {
+  readonly counters = new Counters()
+  readonly trunk: Trunk
+  private readonly config: Readonly<Config>
+  private readonly log: Logger
+  private readonly resolve: DestinationResolver
+  private readonly server: Server
+  private readonly dialing = new Set<number>()
+  private readonly attempts = new Map<number, number>()
+  private readonly timers = new Set<NodeJS.Timeout>()
+  private everConnected = false
+  private stopped = false
+
+  constructor(config: Readonly<Config>, log: Logger, resolve: DestinationResolver) {
+    this.config = config
+    this.log = log
+    this.resolve = resolve
+    this.trunk = new Trunk({
+      role: 'tx',
+      trunkId: randomBytes(16),
+      settings: trunkSettings(config),
+      scheduler: createScheduler(config.trunk.scheduler),
+      budget: new MemoryBudget(config.limits.maxBufferedBytes),
+      counters: this.counters,
+      log,
+      now: () => performance.now()
+    })
+    this.server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => {
+      this.onClient(socket)
+    })
+  }
+
+  /** Listen for clients and dial the trunk. Resolves once listening. */
+  async start(): Promise<{ port: number }> {
+    for (let i = 0; i < this.config.tx.subflows; i++) this.dial(i)
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject)
+      this.server.listen(this.config.tx.localPort, this.config.tx.localIp, () => {
+        this.server.off('error', reject)
+        resolve()
+      })
+    })
+    const addr = this.server.address()
+    const port = typeof addr === 'object' && addr !== null ? addr.port : this.config.tx.localPort
+    this.log.info(`listening on ${this.config.tx.localIp}:${port}`, {
+      peer: `${this.config.tx.rxProxyIp}:${this.config.tx.rxProxyPort}`,
+      subflows: this.config.tx.subflows
+    })
+    return { port }
+  }
+
+  /** True while at least one subflow is up (interception leaves new flows alone otherwise). */
+  get healthy(): boolean {
+    return this.trunk.subflowCount > 0
+  }
+
+  /** Stop: no new clients, flows reset, subflows closed. */
+  async stop(): Promise<void> {
+    this.stopped = true
+    for (const t of this.timers) clearTimeout(t)
+    this.timers.clear()
+    this.trunk.close(ResetReason.SHUTDOWN, 'tx_proxy stopping')
+    await new Promise<void>((resolve) =>
+      this.server.close(() => {
+        resolve()
+      })
+    )
+  }
+
+  private onClient(socket: Socket): void {
+    this.counters.inc('clients_accepted')
+    let dst: Endpoint
+    try {
+      dst = this.resolve(socket)
+    } catch (err) {
+      this.counters.inc('clients_no_destination')
+      this.log.warn(
+        `client ${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0} reset: ${isPepError(err) ? err.message : String(err)}`
+      )
+      socket.resetAndDestroy()
+      return
+    }
+    this.trunk.openFlow(socket, dst, clientEndpoint(socket))
+    socket.resume()
+  }
+
+  private dial(index: number): void {
+    if (this.stopped || this.dialing.has(index)) return
+    this.dialing.add(index)
+    const c = this.config
+    dialSubflow({
+      host: c.tx.rxProxyIp,
+      port: c.tx.rxProxyPort,
+      index,
+      pathId: 0,
+      timeoutMs: c.tx.dialTimeoutMs,
+      local: {
+        trunkId: this.trunk.trunkId,
+        maxFrameBodyBytes: c.limits.maxFrameBodyBytes,
+        flowWindowBytes: c.limits.flowWindowBytes
+      }
+    }).then(
+      (hs) => {
+        this.dialing.delete(index)
+        if (this.stopped) {
+          hs.socket.destroy()
+          return
+        }
+        this.attempts.set(index, 0)
+        if (
+          (hs.peer.flags & REPLY_FLAG_TRUNK_NEW) !== 0 &&
+          this.everConnected &&
+          this.trunk.flowCount > 0
+        ) {
+          this.log.warn('rx_proxy lost this trunk (restarted?): resetting its flows')
+          this.counters.inc('peer_restarts')
+          this.trunk.resetAllFlows(ResetReason.PEER_RESTARTED, 'peer lost the trunk')
+        }
+        this.everConnected = true
+        hs.socket.once('close', () => {
+          this.redial(index)
+        })
+        this.trunk.addSubflow(
+          hs.socket,
+          { flowWindowBytes: hs.peer.flowWindow, maxFrameBodyBytes: hs.peer.maxFrameBody },
+          index,
+          0,
+          hs.rest
+        )
+      },
+      (err: unknown) => {
+        this.dialing.delete(index)
+        this.counters.inc('dial_failures')
+        const message = isPepError(err) ? err.message : String(err)
+        const n = this.attempts.get(index) ?? 0
+        if (n === 0 || (isPepError(err) && err.code === 'PEP_ERR_VERSION_MISMATCH')) {
+          this.log.warn(`subflow ${index} to ${c.tx.rxProxyIp}:${c.tx.rxProxyPort}: ${message}`)
+        }
+        this.redial(index)
+      }
+    )
+  }
+
+  /** Re-dial with exponential backoff and ±25% jitter, so that subflows do not storm together. */
+  private redial(index: number): void {
+    if (this.stopped) return
+    const n = (this.attempts.get(index) ?? 0) + 1
+    this.attempts.set(index, n)
+    const c = this.config.tx
+    const base = Math.min(c.redialMaxMs, c.redialMinMs * 2 ** Math.min(n - 1, 20))
+    const delay = base * (0.75 + Math.random() * 0.5)
+    const t = setTimeout(() => {
+      this.timers.delete(t)
+      this.dial(index)
+    }, delay)
+    t.unref()
+    this.timers.add(t)
+  }
+}
