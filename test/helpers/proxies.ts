@@ -1,0 +1,179 @@
+/**
+ * Real tx_proxy and rx_proxy processes on loopback, for integration tests: started with free
+ * ports, waited for until the trunk is up, stopped (SIGKILL as a last resort) on every path.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+/** Project root (this file is dist/test/helpers/proxies.js once built). */
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..')
+
+/** A port free right now on 127.0.0.1. */
+export async function freePort(): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const s = createServer()
+    s.once('error', reject)
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address()
+      const port = typeof a === 'object' && a !== null ? a.port : 0
+      s.close(() => {
+        resolve(port)
+      })
+    })
+  })
+}
+
+/** A spawned proxy with its collected log. */
+export interface ProxyProcess {
+  readonly child: ChildProcess
+  /** Everything it wrote to stderr so far. */
+  log(): string
+  /** Resident set size now, in bytes. */
+  rssBytes(): number
+  /** Resolves when a log line matches `re` (count times). */
+  waitFor(re: RegExp, count?: number, timeoutMs?: number): Promise<void>
+  /** SIGTERM, then SIGKILL after 3 s. */
+  stop(): Promise<void>
+}
+
+const live = new Set<ChildProcess>()
+process.on('exit', () => {
+  for (const c of live) c.kill('SIGKILL')
+})
+
+/** Spawn `dist/src/<role>/main.js` with `args`. */
+export function spawnProxy(role: 'tx-proxy' | 'rx-proxy', args: readonly string[]): ProxyProcess {
+  const child = spawn(process.execPath, [join(ROOT, 'dist', 'src', role, 'main.js'), ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    cwd: ROOT
+  })
+  live.add(child)
+  let text = ''
+  const waiters: { re: RegExp; count: number; resolve: () => void }[] = []
+  const check = (): void => {
+    for (let i = waiters.length - 1; i >= 0; i--) {
+      const w = waiters[i]!
+      const matches = text.split('\n').filter((l) => w.re.test(l)).length
+      if (matches >= w.count) {
+        waiters.splice(i, 1)
+        w.resolve()
+      }
+    }
+  }
+  child.stderr?.on('data', (d: Buffer) => {
+    text += d.toString()
+    if (process.env.TANDEM_TEST_VERBOSE) process.stderr.write(`[${role}] ${d.toString()}`)
+    check()
+  })
+  child.stdout?.on('data', (d: Buffer) => {
+    text += d.toString()
+  })
+  const exited = new Promise<void>((resolve) => {
+    child.once('exit', () => {
+      live.delete(child)
+      resolve()
+    })
+  })
+  return {
+    child,
+    log: () => text,
+    rssBytes: () => {
+      const status = readFileSync(`/proc/${child.pid ?? 0}/status`, 'utf8')
+      const m = /VmRSS:\s+(\d+) kB/.exec(status)
+      return m ? Number(m[1]) * 1024 : 0
+    },
+    waitFor: (re, count = 1, timeoutMs = 10_000) =>
+      new Promise<void>((resolve, reject) => {
+        const t = setTimeout(() => {
+          reject(
+            new Error(`${role}: no ${count}× ${String(re)} within ${timeoutMs} ms; log:\n${text}`)
+          )
+        }, timeoutMs)
+        waiters.push({
+          re,
+          count,
+          resolve: () => {
+            clearTimeout(t)
+            resolve()
+          }
+        })
+        check()
+      }),
+    stop: async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return
+      child.kill('SIGTERM')
+      const t = setTimeout(() => child.kill('SIGKILL'), 3000)
+      await exited
+      clearTimeout(t)
+    }
+  }
+}
+
+/** A tx/rx pair on loopback. */
+export interface ProxyPair {
+  readonly tx: ProxyProcess
+  readonly rx: ProxyProcess
+  /** Port clients connect to (tx_proxy's listener). */
+  readonly txPort: number
+  readonly rxPort: number
+  stop(): Promise<void>
+}
+
+/** Start rx_proxy, then tx_proxy in static mode towards `destinationPort`, and wait for the trunk. */
+export async function startPair(opts: {
+  readonly destinationPort: number
+  readonly subflows?: number
+  readonly extra?: readonly string[]
+  readonly rxExtra?: readonly string[]
+  readonly txExtra?: readonly string[]
+}): Promise<ProxyPair> {
+  const rxPort = await freePort()
+  const txPort = await freePort()
+  const subflows = opts.subflows ?? 4
+  const common = ['-c', '/dev/null', ...(opts.extra ?? [])]
+  const rx = spawnProxy('rx-proxy', [
+    ...common,
+    '--recv-ip',
+    '127.0.0.1',
+    '--recv-port',
+    String(rxPort),
+    ...(opts.rxExtra ?? [])
+  ])
+  await rx.waitFor(/listening on/)
+  const tx = spawnProxy('tx-proxy', [
+    ...common,
+    '--local-ip',
+    '127.0.0.1',
+    '--local-port',
+    String(txPort),
+    '--rx-proxy-ip',
+    '127.0.0.1',
+    '--rx-proxy-port',
+    String(rxPort),
+    '--destination',
+    `127.0.0.1:${opts.destinationPort}`,
+    '--subflows',
+    String(subflows),
+    ...(opts.txExtra ?? [])
+  ])
+  try {
+    await tx.waitFor(/subflow up/, subflows)
+  } catch (err) {
+    await tx.stop()
+    await rx.stop()
+    throw err
+  }
+  return {
+    tx,
+    rx,
+    txPort,
+    rxPort,
+    stop: async () => {
+      await tx.stop()
+      await rx.stop()
+    }
+  }
+}

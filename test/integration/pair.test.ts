@@ -1,0 +1,210 @@
+/**
+ * The data path end to end on loopback: real tx_proxy and rx_proxy processes, a real destination
+ * in this process, sha256 on both ends (issue 2's integration tests).
+ */
+import assert from 'node:assert/strict'
+import { connect, createServer, type Server, type Socket } from 'node:net'
+import { after, before, describe, test } from 'node:test'
+import { freePort, startPair, type ProxyPair } from '../helpers/proxies.js'
+import {
+  readAll,
+  randomSizer,
+  writeBytes,
+  EMPTY_SHA256,
+  type ReadResult
+} from '../helpers/transfer.js'
+
+const MiB = 1024 * 1024
+
+/** A destination whose per-connection behaviour each test sets. */
+interface Destination {
+  readonly server: Server
+  readonly port: number
+  handler: (socket: Socket) => void
+  connections: number
+}
+
+async function startDestination(): Promise<Destination> {
+  const port = await freePort()
+  const dest: Destination = {
+    server: createServer({ allowHalfOpen: true }, (s) => {
+      dest.connections++
+      dest.handler(s)
+    }),
+    port,
+    handler: (s) => s.destroy(),
+    connections: 0
+  }
+  await new Promise<void>((resolve) => dest.server.listen(port, '127.0.0.1', resolve))
+  return dest
+}
+
+function dial(port: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = connect({ port, host: '127.0.0.1', allowHalfOpen: true })
+    s.once('connect', () => {
+      resolve(s)
+    })
+    s.once('error', reject)
+  })
+}
+
+describe('tx_proxy + rx_proxy on loopback', () => {
+  let dest: Destination
+  let pair: ProxyPair
+
+  before(async () => {
+    dest = await startDestination()
+    pair = await startPair({ destinationPort: dest.port, subflows: 4 })
+  })
+  after(async () => {
+    await pair.stop()
+    dest.server.close()
+  })
+
+  test('256 MiB each way at once through one flow: sha256 equal on both ends', async () => {
+    const size = 256 * MiB
+    const atDest = new Promise<{ got: ReadResult; sent: string }>((resolve) => {
+      dest.handler = (s) => {
+        const got = readAll(s)
+        const sent = writeBytes(s, size, randomSizer(7, 1, 256 * 1024))
+        void Promise.all([got, sent]).then(([g, snt]) => {
+          resolve({ got: g, sent: snt })
+        })
+      }
+    })
+    const client = await dial(pair.txPort)
+    const started = performance.now()
+    const got = readAll(client)
+    const sent = await writeBytes(client, size, randomSizer(3, 1, 256 * 1024))
+    const clientGot = await got
+    const d = await atDest
+    const seconds = (performance.now() - started) / 1000
+    assert.equal(d.got.bytes, size)
+    assert.equal(d.got.sha256, sent)
+    assert.equal(d.got.ending, 'end')
+    assert.equal(clientGot.bytes, size)
+    assert.equal(clientGot.sha256, d.sent)
+    assert.equal(clientGot.ending, 'end')
+    process.stdout.write(
+      `# 256 MiB each way in ${seconds.toFixed(2)} s: ${((2 * size) / MiB / seconds).toFixed(0)} MB/s total\n`
+    )
+  })
+
+  test('200 concurrent flows of random sizes (0..8 MiB), random writes: all sha256 equal', async () => {
+    const n = 200
+    const sizes = Array.from({ length: n }, (_, i) =>
+      i === 0 ? 0 : randomSizer(1000 + i, 0, 8 * MiB)()
+    )
+    // The destination echoes a digest line: "<bytes> <sha256>" after the client's FIN.
+    dest.handler = (s) => {
+      void readAll(s).then((r) => {
+        s.end(`${r.bytes} ${r.sha256}\n`)
+      })
+    }
+    const results = await Promise.all(
+      sizes.map(async (size, i) => {
+        const client = await dial(pair.txPort)
+        const reply = readAll(client)
+        const chunks: Buffer[] = []
+        client.on('data', (d: Buffer) => chunks.push(d))
+        const sent = await writeBytes(client, size, randomSizer(i + 1, 1, 100_000))
+        await reply
+        return { size, sent, reply: Buffer.concat(chunks).toString() }
+      })
+    )
+    for (const r of results) {
+      assert.equal(r.reply, `${r.size} ${r.size === 0 ? EMPTY_SHA256 : r.sent}\n`)
+    }
+  })
+
+  test('half-close: the client shuts its write side and still receives the full reply', async () => {
+    const replySize = 8 * MiB
+    let destSaw: ReadResult | undefined
+    let replySha = ''
+    dest.handler = (s) => {
+      void readAll(s).then(async (r) => {
+        destSaw = r
+        // Only after the client's FIN does the destination answer: the half-open direction works.
+        replySha = await writeBytes(s, replySize, randomSizer(9, 1, 70_000))
+      })
+    }
+    const client = await dial(pair.txPort)
+    const reply = readAll(client)
+    const sent = await writeBytes(client, 3 * MiB + 17)
+    const r = await reply
+    assert.equal(destSaw?.sha256, sent)
+    assert.equal(destSaw?.ending, 'end')
+    assert.equal(r.bytes, replySize)
+    assert.equal(r.sha256, replySha)
+    assert.equal(r.ending, 'end')
+  })
+
+  test('RST from the destination resets the client', async () => {
+    dest.handler = (s) => {
+      s.once('data', () => {
+        s.resetAndDestroy()
+      })
+    }
+    const client = await dial(pair.txPort)
+    const r = readAll(client)
+    client.write('hello')
+    const got = await r
+    assert.equal(got.ending, 'ECONNRESET')
+  })
+
+  test('RST from the client resets the destination', async () => {
+    const destResult = new Promise<ReadResult>((resolve) => {
+      dest.handler = (s) => {
+        void readAll(s).then(resolve)
+      }
+    })
+    const client = await dial(pair.txPort)
+    client.write('some bytes')
+    await new Promise((r) => setTimeout(r, 200))
+    client.resetAndDestroy()
+    const got = await destResult
+    assert.equal(got.ending, 'ECONNRESET')
+  })
+
+  test('a keystroke is not held back waiting for a full frame', async () => {
+    const echoed = new Promise<number>((resolve) => {
+      dest.handler = (s) => {
+        s.once('data', (d: Buffer) => {
+          s.write(d)
+          resolve(d.length)
+        })
+      }
+    })
+    const client = await dial(pair.txPort)
+    await new Promise((r) => setTimeout(r, 100))
+    const t0 = performance.now()
+    client.write('k')
+    const back = await new Promise<Buffer>((resolve) => client.once('data', resolve))
+    const ms = performance.now() - t0
+    assert.equal(back.toString(), 'k')
+    assert.equal(await echoed, 1)
+    // Loopback: a held keystroke would wait for a timer or more bytes; generous bound for a busy CI.
+    assert.ok(ms < 200, `keystroke round trip took ${ms} ms`)
+    client.destroy()
+  })
+})
+
+describe('destination refusing connections', () => {
+  test('the client is reset within 1 s, with the reason logged', async () => {
+    const closedPort = await freePort()
+    const pair = await startPair({ destinationPort: closedPort, subflows: 2 })
+    try {
+      const client = await dial(pair.txPort)
+      const t0 = performance.now()
+      const r = await readAll(client)
+      const ms = performance.now() - t0
+      assert.equal(r.ending, 'ECONNRESET')
+      assert.ok(ms < 1000, `reset took ${ms} ms`)
+      await pair.rx.waitFor(/connect to 127\.0\.0\.1:\d+ failed: ECONNREFUSED/)
+      await pair.tx.waitFor(/CONNECT_REFUSED/)
+    } finally {
+      await pair.stop()
+    }
+  })
+})
