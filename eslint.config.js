@@ -47,9 +47,15 @@ export default tseslint.config(
       'no-restricted-imports': [
         'error',
         {
-          paths: IO_MODULES.map((name) => ({ name, message: 'The core does no I/O (house style rule 1).' })),
+          paths: IO_MODULES.map((name) => ({
+            name,
+            message: 'The core does no I/O (house style rule 1).'
+          })),
           patterns: [
-            { group: ['**/native/**', '**/trunk/**', '**/tx-proxy/**', '**/rx-proxy/**'], message: 'The core does not import the edges.' }
+            {
+              group: ['**/native/**', '**/trunk/**', '**/tx-proxy/**', '**/rx-proxy/**'],
+              message: 'The core does not import the edges.'
+            }
           ]
         }
       ],
@@ -74,7 +80,8 @@ export default tseslint.config(
     rules: {
       '@typescript-eslint/no-floating-promises': 'off',
       '@typescript-eslint/no-unsafe-assignment': 'off',
-      '@typescript-eslint/no-unsafe-member-access': 'off'
+      '@typescript-eslint/no-unsafe-member-access': 'off',
+      '@typescript-eslint/no-invalid-void-type': 'off'
     }
   }
 )

@@ -220,7 +220,8 @@ export class Flow {
    */
   onAppClosed(): void {
     if (this.done) return
-    if (!this.send.ended || !this.appEnded) this.abort(ResetReason.APP_RESET, 'application socket closed')
+    if (!this.send.ended || !this.appEnded)
+      this.abort(ResetReason.APP_RESET, 'application socket closed')
   }
 
   // ---- frames from the peer -----------------------------------------------------------------

@@ -2,7 +2,7 @@
  * The common shape of a proxy's main: parse the command line once, start, stop on a signal, and
  * turn every user mistake into one line and an exit code (2 for configuration, 1 otherwise).
  */
-import { parseCli, type Role } from '../common/config/cli.js'
+import { parseCli, type Role } from './cli.js'
 import type { Config } from '../common/config/config.js'
 import { ConfigError, isPepError } from '../common/errors.js'
 import type { Logger } from '../common/log/logger.js'

@@ -32,7 +32,7 @@ function connectFailureReason(code: string | undefined): number {
     case 'ENETUNREACH':
     case 'EHOSTDOWN':
     case 'ENETDOWN':
-      return ResetReason.CONNECT_UNREACHABLE
+    case undefined:
     default:
       return ResetReason.CONNECT_UNREACHABLE
   }

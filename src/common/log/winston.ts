@@ -48,6 +48,8 @@ export function createLogger(name: string, level: string): Logger {
         return `${String(timestamp)} ${lvl.padEnd(5)} ${name} ${String(message)}${formatFields(rest)}`
       })
     ),
+    // winston's Console is a TransportStream subclass; the rule cannot see through its typings.
+    // eslint-disable-next-line @typescript-eslint/no-unsafe-class-instance-assignment
     transports: [
       new winston.transports.Console({ stderrLevels: ['error', 'warn', 'info', 'debug'] })
     ]

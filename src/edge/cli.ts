@@ -4,10 +4,10 @@
  */
 import { existsSync } from 'node:fs'
 import yargs from 'yargs'
-import { ConfigError } from '../errors.js'
-import { type Config } from './config.js'
-import { loadConfig, parseOverrides } from './load.js'
-import { KEYS } from './schema.js'
+import { ConfigError } from '../common/errors.js'
+import { type Config } from '../common/config/config.js'
+import { loadConfig, parseOverrides } from '../common/config/load.js'
+import { KEYS } from '../common/config/schema.js'
 
 /** Which program is parsing. */
 export type Role = 'tx_proxy' | 'rx_proxy'
@@ -97,7 +97,7 @@ export function parseCli(role: Role, argv: readonly string[]): CliResult {
   const overrides = parseOverrides((args.set ?? []).map(String))
   for (const [flag, key] of Object.entries(shortcuts)) {
     const v = args[flag]
-    if (v !== undefined) overrides.set(key, String(v))
+    if (typeof v === 'string' || typeof v === 'number') overrides.set(key, String(v))
   }
   let path = args.config
   if (path === undefined && existsSync('network.conf')) path = 'network.conf'
