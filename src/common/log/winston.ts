@@ -48,9 +48,9 @@ export function createLogger(name: string, level: string): Logger {
         return `${String(timestamp)} ${lvl.padEnd(5)} ${name} ${String(message)}${formatFields(rest)}`
       })
     ),
-    // winston's Console is a TransportStream subclass; the rule cannot see through its typings.
-    // eslint-disable-next-line @typescript-eslint/no-unsafe-class-instance-assignment
     transports: [
+      // winston's Console is a TransportStream subclass; the rule cannot see through its typings.
+      // eslint-disable-next-line @typescript-eslint/no-unsafe-class-instance-assignment
       new winston.transports.Console({ stderrLevels: ['error', 'warn', 'info', 'debug'] })
     ]
   })
