@@ -4,6 +4,7 @@
  */
 import { ConfigError } from '../errors.js'
 import { ipFamily } from '../ip.js'
+import { parsePortList, parseSubnetList, type Policy } from '../policy.js'
 import { KEYS, type KeySpec } from './schema.js'
 
 /** A host and port from `host:port` or `[v6]:port`. */
@@ -46,6 +47,20 @@ export interface Config {
     readonly maxFlows: number
     readonly maxReorderSegments: number
     readonly subflowQueueBytes: number
+  }
+  readonly interception: {
+    readonly enabled: boolean
+    readonly bridge: string
+    readonly lanInterface: string
+    readonly wanInterface: string
+    readonly txBridgeAddress: string
+    readonly rxBridgeAddress: string
+    readonly queueNum: number
+    readonly mark: number
+    readonly policy: Policy
+    readonly synTableSize: number
+    readonly synTableTtlMs: number
+    readonly transparent: boolean
   }
   readonly log: { readonly level: 'error' | 'warn' | 'info' | 'debug' }
 }
@@ -105,6 +120,11 @@ export function parseValue(spec: KeySpec, text: string): number | string | HostP
   const value = text.trim()
   switch (t.kind) {
     case 'int': {
+      if (/^0x[0-9a-fA-F]+$/.test(value)) {
+        const n = parseInt(value, 16)
+        if (n < t.min || n > t.max) throw bad()
+        return n
+      }
       const m = /^(\d+)\s*([a-zA-Z]*)$/.exec(value.replace(/_/g, ''))
       if (!m) throw bad()
       const unit = SIZE_UNITS[m[2]!.toLowerCase()]
@@ -176,7 +196,60 @@ export function buildConfig(raw: RawValues): Readonly<Config> {
       maxReorderSegments: num('limits.max_reorder_segments'),
       subflowQueueBytes: num('limits.subflow_queue_bytes')
     },
+    interception: {
+      enabled: str('interception.enabled') === 'true',
+      bridge: str('interception.bridge'),
+      lanInterface: str('interception.lan_interface'),
+      wanInterface: str('interception.wan_interface'),
+      txBridgeAddress: str('interception.tx_bridge_address'),
+      rxBridgeAddress: str('interception.rx_bridge_address'),
+      queueNum: num('interception.queue_num'),
+      mark: num('interception.mark'),
+      policy: {
+        ports: parsePortList('interception.ports', str('interception.ports')),
+        subnets: parseSubnetList('interception.subnets', str('interception.subnets')),
+        excludePorts: parsePortList(
+          'interception.exclude_ports',
+          str('interception.exclude_ports')
+        ),
+        excludeSubnets: parseSubnetList(
+          'interception.exclude_subnets',
+          str('interception.exclude_subnets')
+        )
+      },
+      synTableSize: num('interception.syn_table_size'),
+      synTableTtlMs: num('interception.syn_table_ttl_ms'),
+      transparent: str('interception.transparent') === 'true'
+    },
     log: { level: str('log.level') as Config['log']['level'] }
+  }
+  for (const key of ['interception.tx_bridge_address', 'interception.rx_bridge_address']) {
+    const [addr = '', prefix] = str(key).split('/')
+    const bits = Number(prefix)
+    const family = ipFamily(addr)
+    if (
+      family === undefined ||
+      !Number.isInteger(bits) ||
+      bits < 1 ||
+      bits > (family === 4 ? 32 : 128)
+    ) {
+      throw new ConfigError(
+        key,
+        `expected address/prefix like 192.168.2.201/24, got ${JSON.stringify(str(key))}`
+      )
+    }
+  }
+  for (const key of [
+    'interception.bridge',
+    'interception.lan_interface',
+    'interception.wan_interface'
+  ]) {
+    if (!/^[A-Za-z0-9_.-]{1,15}$/.test(str(key))) {
+      throw new ConfigError(
+        key,
+        `expected an interface name (1-15 of A-Z a-z 0-9 _ . -), got ${JSON.stringify(str(key))}`
+      )
+    }
   }
   if (config.tx.redialMinMs > config.tx.redialMaxMs) {
     throw new ConfigError(

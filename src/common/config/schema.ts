@@ -208,6 +208,112 @@ export const KEYS: readonly KeySpec[] = [
     default: String(256 * KiB),
     doc: 'user-space bytes queued per subflow socket before the scheduler skips it'
   },
+  // [interception]: the bridged deployment (tx box). Read by tx_proxy, iptables/ and bridge-setup.sh.
+  {
+    section: 'interception',
+    key: 'enabled',
+    type: { kind: 'enum', values: ['true', 'false'] },
+    default: 'false',
+    doc: 'tx_proxy reads SYNs from NFQUEUE and destinations from SO_ORIGINAL_DST (the bridged deployment); false: explicit or static use'
+  },
+  {
+    section: 'interception',
+    key: 'bridge',
+    type: { kind: 'string' },
+    default: 'br0',
+    doc: 'bridge device on each box'
+  },
+  {
+    section: 'interception',
+    key: 'lan_interface',
+    type: { kind: 'string' },
+    default: 'eth0',
+    doc: 'bridge port facing the clients (tx box) or the servers (rx box)'
+  },
+  {
+    section: 'interception',
+    key: 'wan_interface',
+    type: { kind: 'string' },
+    default: 'eth1',
+    doc: 'bridge port facing the long link'
+  },
+  {
+    section: 'interception',
+    key: 'tx_bridge_address',
+    type: { kind: 'string' },
+    default: '192.168.2.201/24',
+    doc: 'address/prefix of br0 on the tx box (REDIRECT needs one)'
+  },
+  {
+    section: 'interception',
+    key: 'rx_bridge_address',
+    type: { kind: 'string' },
+    default: '192.168.2.202/24',
+    doc: 'address/prefix of br0 on the rx box (rx_proxy listens there)'
+  },
+  {
+    section: 'interception',
+    key: 'queue_num',
+    type: int(0, 65535),
+    default: '0',
+    doc: 'NFQUEUE number the SYNs are queued to'
+  },
+  {
+    section: 'interception',
+    key: 'mark',
+    type: int(1, 0x7fffffff),
+    default: '1',
+    doc: 'packet mark tx_proxy gives accepted SYNs; the REDIRECT rule matches it'
+  },
+  {
+    section: 'interception',
+    key: 'ports',
+    type: { kind: 'string' },
+    default: '',
+    doc: 'destination ports to accelerate, e.g. 80,443,5000-5999 (empty: all)'
+  },
+  {
+    section: 'interception',
+    key: 'subnets',
+    type: { kind: 'string' },
+    default: '',
+    doc: 'destination subnets to accelerate, e.g. 10.0.0.0/8,2001:db8::/32 (empty: all)'
+  },
+  {
+    section: 'interception',
+    key: 'exclude_ports',
+    type: { kind: 'string' },
+    default: '22',
+    doc: 'destination ports never accelerated (wins over ports)'
+  },
+  {
+    section: 'interception',
+    key: 'exclude_subnets',
+    type: { kind: 'string' },
+    default: '',
+    doc: 'destination subnets never accelerated (wins over subnets)'
+  },
+  {
+    section: 'interception',
+    key: 'syn_table_size',
+    type: int(16, 10_000_000),
+    default: '65536',
+    doc: 'most SYNs remembered while their connection is being accepted'
+  },
+  {
+    section: 'interception',
+    key: 'syn_table_ttl_ms',
+    type: int(100, 600_000),
+    default: '30000',
+    doc: 'how long a SYN is remembered, in ms'
+  },
+  {
+    section: 'interception',
+    key: 'transparent',
+    type: { kind: 'enum', values: ['true', 'false'] },
+    default: 'true',
+    doc: 'rx_proxy connects from the client\u2019s own address (IP_TRANSPARENT); false for routed deployments'
+  },
   // [log]
   {
     section: 'log',

@@ -1,0 +1,96 @@
+/**
+ * Which flows tx_proxy accelerates: destination ports and subnets, with exclusions that win.
+ * Pure; parsed once from network.conf.
+ */
+import { ConfigError } from './errors.js'
+import { parseIPv4, parseIPv6 } from './ip.js'
+
+/** An inclusive port range. */
+export interface PortRange {
+  readonly from: number
+  readonly to: number
+}
+
+/** A subnet: address bytes and prefix length. */
+export interface Subnet {
+  readonly family: 4 | 6
+  readonly bytes: Uint8Array
+  readonly prefix: number
+  /** As written, for logs and iptables. */
+  readonly text: string
+}
+
+/** The acceleration policy. Empty include lists mean "all". */
+export interface Policy {
+  readonly ports: readonly PortRange[]
+  readonly subnets: readonly Subnet[]
+  readonly excludePorts: readonly PortRange[]
+  readonly excludeSubnets: readonly Subnet[]
+}
+
+function items(text: string): string[] {
+  return text
+    .split(/[\s,]+/)
+    .map((s) => s.trim())
+    .filter((s) => s !== '')
+}
+
+/** Parse `80,443,5000-5999`. */
+export function parsePortList(key: string, text: string): PortRange[] {
+  return items(text).map((item) => {
+    const m = /^(\d{1,5})(?:-(\d{1,5}))?$/.exec(item)
+    const from = m ? Number(m[1]) : NaN
+    const to = m?.[2] !== undefined ? Number(m[2]) : from
+    if (!m || from < 1 || to > 65535 || from > to) {
+      throw new ConfigError(
+        key,
+        `expected ports like 80,443,5000-5999, got ${JSON.stringify(item)}`
+      )
+    }
+    return { from, to }
+  })
+}
+
+/** Parse `10.0.0.0/8,2001:db8::/32` (a bare address is a /32 or /128). */
+export function parseSubnetList(key: string, text: string): Subnet[] {
+  return items(text).map((item) => {
+    const [addr = '', prefixText] = item.split('/')
+    const v4 = parseIPv4(addr)
+    const bytes = v4 ?? parseIPv6(addr)
+    const family: 4 | 6 = v4 ? 4 : 6
+    const max = family === 4 ? 32 : 128
+    const prefix = prefixText === undefined ? max : Number(prefixText)
+    if (!bytes || !Number.isInteger(prefix) || prefix < 0 || prefix > max) {
+      throw new ConfigError(
+        key,
+        `expected subnets like 10.0.0.0/8 or 2001:db8::/32, got ${JSON.stringify(item)}`
+      )
+    }
+    return { family, bytes, prefix, text: item }
+  })
+}
+
+/** True when `address` (text) lies in `subnet`. */
+export function inSubnet(subnet: Subnet, address: string): boolean {
+  const bytes = subnet.family === 4 ? parseIPv4(address) : parseIPv6(address)
+  if (!bytes) return false
+  let bits = subnet.prefix
+  for (let i = 0; bits > 0; i++, bits -= 8) {
+    const mask = bits >= 8 ? 0xff : (0xff << (8 - bits)) & 0xff
+    if ((bytes[i]! & mask) !== (subnet.bytes[i]! & mask)) return false
+  }
+  return true
+}
+
+function inPorts(ranges: readonly PortRange[], port: number): boolean {
+  return ranges.some((r) => port >= r.from && port <= r.to)
+}
+
+/** Should a flow to `address`:`port` be accelerated? */
+export function policyAccepts(policy: Policy, address: string, port: number): boolean {
+  if (inPorts(policy.excludePorts, port)) return false
+  if (policy.excludeSubnets.some((s) => inSubnet(s, address))) return false
+  if (policy.ports.length > 0 && !inPorts(policy.ports, port)) return false
+  if (policy.subnets.length > 0 && !policy.subnets.some((s) => inSubnet(s, address))) return false
+  return true
+}
