@@ -16,6 +16,7 @@ import { createScheduler } from '../core/scheduler/index.js'
 import { dialSubflow } from '../trunk/handshake.js'
 import { REPLY_FLAG_TRUNK_NEW } from '../common/wire/frame.js'
 import { Trunk, type TrunkSettings } from '../trunk/trunk.js'
+import { Interceptor, type SynSource } from './interceptor.js'
 
 /** How tx_proxy learns where a client meant to go. */
 export type DestinationResolver = (socket: Socket) => Endpoint
@@ -63,8 +64,20 @@ export class TxProxy {
   private readonly timers = new Set<NodeJS.Timeout>()
   private everConnected = false
   private stopped = false
+  private interceptor: Interceptor | undefined
+  private readonly openSynSource: (() => SynSource) | undefined
 
-  constructor(config: Readonly<Config>, log: Logger, resolve: DestinationResolver) {
+  /**
+   * @param resolve where each accepted client was going
+   * @param openSynSource opens the NFQUEUE reader when interception is enabled (tests pass a fake)
+   */
+  constructor(
+    config: Readonly<Config>,
+    log: Logger,
+    resolve: DestinationResolver,
+    openSynSource?: () => SynSource
+  ) {
+    this.openSynSource = openSynSource
     this.config = config
     this.log = log
     this.resolve = resolve
@@ -95,6 +108,20 @@ export class TxProxy {
     })
     const addr = this.server.address()
     const port = typeof addr === 'object' && addr !== null ? addr.port : this.config.tx.localPort
+    if (this.openSynSource !== undefined) {
+      const i = this.config.interception
+      this.interceptor = new Interceptor(this.openSynSource(), {
+        policy: i.policy,
+        mark: i.mark,
+        synTableSize: i.synTableSize,
+        synTableTtlMs: i.synTableTtlMs,
+        healthy: () => this.healthy,
+        now: () => performance.now(),
+        counters: this.counters,
+        log: this.log.child({ part: 'nfqueue' })
+      })
+      this.log.info(`intercepting SYNs from NFQUEUE ${i.queueNum}, mark ${i.mark}`)
+    }
     this.log.info(`listening on ${this.config.tx.localIp}:${port}`, {
       peer: `${this.config.tx.rxProxyIp}:${this.config.tx.rxProxyPort}`,
       subflows: this.config.tx.subflows
@@ -112,6 +139,7 @@ export class TxProxy {
     this.stopped = true
     for (const t of this.timers) clearTimeout(t)
     this.timers.clear()
+    this.interceptor?.close()
     this.trunk.close(ResetReason.SHUTDOWN, 'tx_proxy stopping')
     await new Promise<void>((resolve) =>
       this.server.close(() => {
@@ -133,8 +161,33 @@ export class TxProxy {
       socket.resetAndDestroy()
       return
     }
-    this.trunk.openFlow(socket, dst, clientEndpoint(socket))
+    const src = clientEndpoint(socket)
+    if (this.interceptor !== undefined && src !== undefined) this.checkSyn(src, dst)
+    this.trunk.openFlow(socket, dst, src)
     socket.resume()
+  }
+
+  /** Interception status (SYN table, verdict latency), when intercepting. */
+  interception():
+    { synTableSize: number; latency: ReturnType<Interceptor['latency']> } | undefined {
+    const i = this.interceptor
+    return i === undefined ? undefined : { synTableSize: i.table.size, latency: i.latency() }
+  }
+
+  /** The SYN table and SO_ORIGINAL_DST must agree; a disagreement is logged and counted. */
+  private checkSyn(src: Endpoint, dst: Endpoint): void {
+    const seen = this.interceptor?.take(src)
+    if (seen === undefined) {
+      this.counters.inc('syn_table_misses')
+      return
+    }
+    if (seen.dst.address !== dst.address || seen.dst.port !== dst.port) {
+      this.counters.inc('syn_table_mismatches')
+      this.log.warn(
+        `original destination ${dst.address}:${dst.port} differs from the SYN's ${seen.dst.address}:${seen.dst.port}`,
+        { client: `${src.address}:${src.port}` }
+      )
+    }
   }
 
   private dial(index: number): void {

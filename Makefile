@@ -1,0 +1,29 @@
+# Tandem: the two commands of the README.
+#   make demo   runs the demo (five namespaces, a bad link, a transfer direct and through Tandem)
+#   make test   installs everything (apt packages, npm ci, native addon, build) and runs every test
+.PHONY: all setup build test lint demo bench clean
+
+all: setup
+
+setup:
+	sh scripts/setup.sh
+
+build:
+	npm run --silent build
+
+lint:
+	npm run --silent typecheck
+	npm run --silent lint
+
+test: setup lint
+	npm test
+	npm run test:netns
+
+demo: setup
+	sh scripts/demo.sh
+
+bench: setup
+	npm run bench
+
+clean:
+	rm -rf dist native/build

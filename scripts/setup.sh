@@ -1,0 +1,40 @@
+#!/bin/sh
+# Everything a fresh Debian machine needs before Tandem builds and its tests run:
+# system packages (as root, through apt-get, only those missing), npm packages, the native
+# addon and the TypeScript build. Idempotent: a second run only rebuilds.
+set -eu
+cd "$(dirname "$0")/.."
+
+need=""
+have() { command -v "$1" >/dev/null 2>&1; }
+pkg_missing() { ! dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+
+have ip || need="$need iproute2"
+have iptables || need="$need iptables"
+have ethtool || need="$need ethtool"
+have ping || need="$need iputils-ping"
+have ps || need="$need procps"
+have g++ || need="$need g++"
+have make || need="$need make"
+have python3 || need="$need python3"
+pkg_missing libnetfilter-queue-dev && need="$need libnetfilter-queue-dev"
+
+if [ -n "$need" ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: missing system packages:$need (run as root, or: sudo apt-get install -y$need)" >&2
+    exit 1
+  fi
+  echo "setup: installing$need" >&2
+  apt-get update -qq
+  # shellcheck disable=SC2086 # the package list is meant to split
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need >/dev/null
+fi
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "setup: npm ci" >&2
+  # Install scripts of dependencies are not needed: the native addon is built below by our own script.
+  npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+fi
+sh scripts/build-native.sh
+npm run --silent build
+echo "setup: ready" >&2
