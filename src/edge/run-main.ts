@@ -7,6 +7,75 @@ import type { Config } from '../common/config/config.js'
 import { ConfigError, isPepError } from '../common/errors.js'
 import type { Logger } from '../common/log/logger.js'
 import { createLogger } from '../common/log/winston.js'
+import { formatStatus, queryStatus } from './control.js'
+import yargs from 'yargs'
+
+/** `./tx_proxy status [--json] [--watch S] [-c network.conf] [--control PATH]`. */
+async function runStatus(role: Role, argv: readonly string[]): Promise<number> {
+  let args: {
+    json: boolean
+    watch: number | undefined
+    control: string | undefined
+    config: string | undefined
+  }
+  try {
+    args = yargs([...argv])
+      .scriptName(`./${role} status`)
+      .usage(
+        `Usage: ./${role} status [--json] [--watch SECONDS] [-c network.conf | --control PATH]`
+      )
+      .option('json', { type: 'boolean', default: false, describe: 'print the raw JSON snapshot' })
+      .option('watch', { type: 'number', describe: 'refresh every SECONDS until interrupted' })
+      .option('control', {
+        type: 'string',
+        describe: 'control socket path (default: from the config)'
+      })
+      .option('config', {
+        alias: 'c',
+        type: 'string',
+        describe: 'network.conf to read the socket path from'
+      })
+      .strict()
+      .help()
+      .version(false)
+      .exitProcess(false)
+      .fail((msg, err) => {
+        throw new ConfigError('arguments', err ? err.message : msg)
+      })
+      .parseSync()
+    if (argv.includes('--help') || argv.includes('-h')) return 0
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${role} status: ${err.message}\n`)
+      return 2
+    }
+    throw err
+  }
+  let path = args.control
+  if (path === undefined) {
+    try {
+      const cfg = parseCli(role, args.config !== undefined ? ['-c', args.config] : []).config
+      path = role === 'tx_proxy' ? cfg.tx.controlSocket : cfg.rx.controlSocket
+    } catch (err) {
+      process.stderr.write(`${role} status: ${err instanceof Error ? err.message : String(err)}\n`)
+      return 2
+    }
+  }
+  for (;;) {
+    try {
+      const s = await queryStatus(path)
+      const text = args.json ? JSON.stringify(s) : formatStatus(s)
+      if (args.watch !== undefined && !args.json && process.stdout.isTTY)
+        process.stdout.write('\x1b[2J\x1b[H')
+      process.stdout.write(`${text}\n`)
+    } catch (err) {
+      process.stderr.write(`${role} status: ${err instanceof Error ? err.message : String(err)}\n`)
+      return 1
+    }
+    if (args.watch === undefined) return 0
+    await new Promise((r) => setTimeout(r, Math.max(0.2, args.watch ?? 1) * 1000))
+  }
+}
 
 /** Something main can start and stop. */
 export interface Stoppable {
@@ -19,6 +88,7 @@ export async function runMain(
   argv: readonly string[],
   start: (config: Readonly<Config>, log: Logger) => Promise<Stoppable>
 ): Promise<number> {
+  if (argv[0] === 'status') return await runStatus(role, argv.slice(1))
   let config: Readonly<Config>
   try {
     const cli = parseCli(role, argv)

@@ -20,6 +20,7 @@ import { createScheduler } from '../core/scheduler/index.js'
 import { acceptHello, helloReply, type LocalHelloParams } from '../trunk/handshake.js'
 import { Trunk } from '../trunk/trunk.js'
 import { trunkSettings } from '../tx-proxy/tx-proxy.js'
+import { serveControl, type ProxyStatus } from '../edge/control.js'
 
 /** How a connect error maps to a RESET reason. */
 function connectFailureReason(code: string | undefined): number {
@@ -47,6 +48,8 @@ export class RxProxy {
   private readonly trunks = new Map<string, Trunk>()
   private readonly budget: MemoryBudget
   private readonly pending = new Set<Socket>()
+  private readonly startedMs = performance.now()
+  private control: Server | undefined
 
   constructor(config: Readonly<Config>, log: Logger) {
     this.config = config
@@ -68,6 +71,9 @@ export class RxProxy {
     })
     const addr = this.server.address()
     const port = typeof addr === 'object' && addr !== null ? addr.port : this.config.rx.recvPort
+    if (this.config.rx.controlSocket !== '') {
+      this.control = await serveControl(this.config.rx.controlSocket, () => this.status())
+    }
     this.log.info(`listening on ${this.config.rx.recvIp}:${port}`)
     return { port }
   }
@@ -77,11 +83,25 @@ export class RxProxy {
     for (const t of this.trunks.values()) t.close(ResetReason.SHUTDOWN, 'rx_proxy stopping')
     this.trunks.clear()
     for (const s of this.pending) s.destroy()
+    this.control?.close()
     await new Promise<void>((resolve) =>
       this.server.close(() => {
         resolve()
       })
     )
+  }
+
+  /** Status snapshot for the control socket. */
+  status(): ProxyStatus {
+    return {
+      role: 'rx_proxy',
+      pid: process.pid,
+      uptimeMs: Math.round(performance.now() - this.startedMs),
+      bufferedBytes: this.budget.used,
+      maxBufferedBytes: this.budget.capBytes,
+      trunks: [...this.trunks.values()].map((t) => t.status()),
+      counters: this.counters.snapshot()
+    }
   }
 
   /** Trunks by id (status, tests). */

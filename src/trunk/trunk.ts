@@ -26,6 +26,7 @@ import {
 import { Flow, type AppPort, type TrunkPort } from '../core/flow.js'
 import type { MemoryBudget } from '../core/memory-budget.js'
 import type { Scheduler } from '../core/scheduler/scheduler.js'
+import type { TrunkStatus } from '../edge/control.js'
 import { Subflow } from './subflow.js'
 
 /** Settings a trunk needs (a slice of the parsed config). */
@@ -278,6 +279,28 @@ export class Trunk implements TrunkPort {
       bytesSent: s.bytesSent,
       bytesReceived: s.bytesReceived
     }))
+  }
+
+  /** Status snapshot: subflows and the `top` busiest flows. */
+  status(top = 10): TrunkStatus {
+    const flows = [...this.flows.values()].map((f) => {
+      const st = f.stats()
+      return {
+        id: f.id,
+        state: st.state,
+        bytesFromApp: st.bytesFromApp,
+        bytesToApp: st.bytesToApp,
+        resentBytes: st.resentBytes,
+        ageMs: Math.round(st.ageMs)
+      }
+    })
+    flows.sort((a, b) => b.bytesFromApp + b.bytesToApp - (a.bytesFromApp + a.bytesToApp))
+    return {
+      id: this.idHex,
+      subflows: this.subflowStats(),
+      flows: this.flows.size,
+      topFlows: flows.slice(0, top)
+    }
   }
 
   /** Live flows (for status). */

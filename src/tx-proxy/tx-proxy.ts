@@ -16,6 +16,7 @@ import { createScheduler } from '../core/scheduler/index.js'
 import { dialSubflow } from '../trunk/handshake.js'
 import { REPLY_FLAG_TRUNK_NEW } from '../common/wire/frame.js'
 import { Trunk, type TrunkSettings } from '../trunk/trunk.js'
+import { serveControl, type ProxyStatus } from '../edge/control.js'
 import { Interceptor, type SynSource } from './interceptor.js'
 
 /** How tx_proxy learns where a client meant to go. */
@@ -62,6 +63,9 @@ export class TxProxy {
   private readonly dialing = new Set<number>()
   private readonly attempts = new Map<number, number>()
   private readonly timers = new Set<NodeJS.Timeout>()
+  private readonly budget: MemoryBudget
+  private readonly startedMs = performance.now()
+  private control: Server | undefined
   private everConnected = false
   private stopped = false
   private interceptor: Interceptor | undefined
@@ -78,6 +82,7 @@ export class TxProxy {
     openSynSource?: () => SynSource
   ) {
     this.openSynSource = openSynSource
+    this.budget = new MemoryBudget(config.limits.maxBufferedBytes)
     this.config = config
     this.log = log
     this.resolve = resolve
@@ -86,7 +91,7 @@ export class TxProxy {
       trunkId: randomBytes(16),
       settings: trunkSettings(config),
       scheduler: createScheduler(config.trunk.scheduler),
-      budget: new MemoryBudget(config.limits.maxBufferedBytes),
+      budget: this.budget,
       counters: this.counters,
       log,
       now: () => performance.now()
@@ -122,6 +127,9 @@ export class TxProxy {
       })
       this.log.info(`intercepting SYNs from NFQUEUE ${i.queueNum}, mark ${i.mark}`)
     }
+    if (this.config.tx.controlSocket !== '') {
+      this.control = await serveControl(this.config.tx.controlSocket, () => this.status())
+    }
     this.log.info(`listening on ${this.config.tx.localIp}:${port}`, {
       peer: `${this.config.tx.rxProxyIp}:${this.config.tx.rxProxyPort}`,
       subflows: this.config.tx.subflows
@@ -140,6 +148,7 @@ export class TxProxy {
     for (const t of this.timers) clearTimeout(t)
     this.timers.clear()
     this.interceptor?.close()
+    this.control?.close()
     this.trunk.close(ResetReason.SHUTDOWN, 'tx_proxy stopping')
     await new Promise<void>((resolve) =>
       this.server.close(() => {
@@ -165,6 +174,21 @@ export class TxProxy {
     if (this.interceptor !== undefined && src !== undefined) this.checkSyn(src, dst)
     this.trunk.openFlow(socket, dst, src)
     socket.resume()
+  }
+
+  /** Status snapshot for the control socket. */
+  status(): ProxyStatus {
+    const interception = this.interception()
+    return {
+      role: 'tx_proxy',
+      pid: process.pid,
+      uptimeMs: Math.round(performance.now() - this.startedMs),
+      bufferedBytes: this.budget.used,
+      maxBufferedBytes: this.budget.capBytes,
+      trunks: [this.trunk.status()],
+      counters: this.counters.snapshot(),
+      ...(interception !== undefined ? { interception } : {})
+    }
   }
 
   /** Interception status (SYN table, verdict latency), when intercepting. */

@@ -3,7 +3,8 @@
  * ports, waited for until the trunk is up, stopped (SIGKILL as a last resort) on every path.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { createServer } from 'node:net'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -119,6 +120,9 @@ export interface ProxyPair {
   /** Port clients connect to (tx_proxy's listener). */
   readonly txPort: number
   readonly rxPort: number
+  /** Control socket paths, for `status`. */
+  readonly txControl: string
+  readonly rxControl: string
   stop(): Promise<void>
 }
 
@@ -133,7 +137,18 @@ export async function startPair(opts: {
   const rxPort = await freePort()
   const txPort = await freePort()
   const subflows = opts.subflows ?? 4
-  const common = ['-c', '/dev/null', ...(opts.extra ?? [])]
+  const dir = mkdtempSync(join(tmpdir(), 'tandem-test-'))
+  const rxControl = join(dir, 'rx.sock')
+  const txControl = join(dir, 'tx.sock')
+  const common = [
+    '-c',
+    '/dev/null',
+    '--set',
+    `rx_proxy.control_socket=${rxControl}`,
+    '--set',
+    `tx_proxy.control_socket=${txControl}`,
+    ...(opts.extra ?? [])
+  ]
   const rx = spawnProxy('rx-proxy', [
     ...common,
     '--recv-ip',
@@ -171,6 +186,8 @@ export async function startPair(opts: {
     rx,
     txPort,
     rxPort,
+    txControl,
+    rxControl,
     stop: async () => {
       await tx.stop()
       await rx.stop()

@@ -5,7 +5,13 @@
 import assert from 'node:assert/strict'
 import { connect, createServer, type Server, type Socket } from 'node:net'
 import { after, before, describe, test } from 'node:test'
-import { freePort, startPair, type ProxyPair } from '../helpers/proxies.js'
+import { execFile } from 'node:child_process'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import { queryStatus } from '../../src/edge/control.js'
+import { freePort, ROOT, startPair, type ProxyPair } from '../helpers/proxies.js'
+
+const execFileP = promisify(execFile)
 import {
   readAll,
   randomSizer,
@@ -205,6 +211,42 @@ describe('destination refusing connections', () => {
       await pair.tx.waitFor(/CONNECT_REFUSED/)
     } finally {
       await pair.stop()
+    }
+  })
+})
+
+describe('status through the control socket', () => {
+  test('counts the bytes moved, the subflows and the flows', async () => {
+    const dest = await startDestination()
+    const pair = await startPair({ destinationPort: dest.port, subflows: 3 })
+    try {
+      dest.handler = (s) => {
+        void readAll(s).then(() => s.end())
+      }
+      const size = 5 * MiB + 123
+      const client = await dial(pair.txPort)
+      const done = readAll(client)
+      await writeBytes(client, size)
+      await done
+      const tx = await queryStatus(pair.txControl)
+      const rx = await queryStatus(pair.rxControl)
+      assert.equal(tx.role, 'tx_proxy')
+      assert.equal(tx.trunks[0]?.subflows.length, 3)
+      assert.equal(rx.trunks[0]?.subflows.length, 3)
+      // The flow has closed: its bytes are in the counters.
+      assert.equal(tx.counters.bytes_from_app, size)
+      assert.equal(rx.counters.bytes_to_app, size)
+      assert.equal(tx.counters.flows_closed, 1)
+      const { stdout } = await execFileP(join(ROOT, 'tx_proxy'), [
+        'status',
+        '--control',
+        pair.txControl
+      ])
+      assert.match(stdout, /tx_proxy pid \d+/)
+      assert.match(stdout, /3 subflow\(s\)/)
+    } finally {
+      await pair.stop()
+      dest.server.close()
     }
   })
 })

@@ -25,12 +25,14 @@ export interface Config {
     readonly redialMinMs: number
     readonly redialMaxMs: number
     readonly dialTimeoutMs: number
+    readonly controlSocket: string
   }
   readonly rx: {
     readonly recvIp: string
     readonly recvPort: number
     readonly connectTimeoutMs: number
     readonly handshakeTimeoutMs: number
+    readonly controlSocket: string
   }
   readonly trunk: {
     readonly scheduler: 'first-free' | 'round-robin' | 'min-rtt'
@@ -172,13 +174,15 @@ export function buildConfig(raw: RawValues): Readonly<Config> {
       subflows: num('tx_proxy.subflows'),
       redialMinMs: num('tx_proxy.redial_min_ms'),
       redialMaxMs: num('tx_proxy.redial_max_ms'),
-      dialTimeoutMs: num('tx_proxy.dial_timeout_ms')
+      dialTimeoutMs: num('tx_proxy.dial_timeout_ms'),
+      controlSocket: str('tx_proxy.control_socket')
     },
     rx: {
       recvIp: str('rx_proxy.recv_ip'),
       recvPort: num('rx_proxy.recv_port'),
       connectTimeoutMs: num('rx_proxy.connect_timeout_ms'),
-      handshakeTimeoutMs: num('rx_proxy.handshake_timeout_ms')
+      handshakeTimeoutMs: num('rx_proxy.handshake_timeout_ms'),
+      controlSocket: str('rx_proxy.control_socket')
     },
     trunk: {
       scheduler: str('trunk.scheduler') as Config['trunk']['scheduler'],

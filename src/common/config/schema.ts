@@ -93,6 +93,13 @@ export const KEYS: readonly KeySpec[] = [
     default: '5000',
     doc: 'time allowed for a subflow to connect and complete its hello, in ms'
   },
+  {
+    section: 'tx_proxy',
+    key: 'control_socket',
+    type: { kind: 'string' },
+    default: '/run/tandem/tx_proxy.sock',
+    doc: 'Unix socket that `./tx_proxy status` reads (empty: none)'
+  },
   // [rx_proxy]
   {
     section: 'rx_proxy',
@@ -121,6 +128,13 @@ export const KEYS: readonly KeySpec[] = [
     type: int(100, 600_000),
     default: '5000',
     doc: 'time an accepted subflow has to send its hello, in ms'
+  },
+  {
+    section: 'rx_proxy',
+    key: 'control_socket',
+    type: { kind: 'string' },
+    default: '/run/tandem/rx_proxy.sock',
+    doc: 'Unix socket that `./rx_proxy status` reads (empty: none)'
   },
   // [trunk]
   {

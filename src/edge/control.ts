@@ -1,0 +1,150 @@
+/**
+ * The local control socket: a running proxy answers `status` with a JSON snapshot, which
+ * `./tx_proxy status` and `./rx_proxy status` print (human table, --json, --watch). A Unix
+ * socket, so only local users with access to its path can ask.
+ */
+import { mkdirSync, rmSync } from 'node:fs'
+import { connect, createServer, type Server } from 'node:net'
+import { dirname } from 'node:path'
+
+/** A snapshot of one subflow. */
+export interface SubflowStatus {
+  readonly id: number
+  readonly index: number
+  readonly pathId: number
+  readonly srttMs: number
+  readonly queuedBytes: number
+  readonly bytesSent: number
+  readonly bytesReceived: number
+}
+
+/** A snapshot of one flow. */
+export interface FlowStatus {
+  readonly id: number
+  readonly state: string
+  readonly bytesFromApp: number
+  readonly bytesToApp: number
+  readonly resentBytes: number
+  readonly ageMs: number
+}
+
+/** A snapshot of one trunk. */
+export interface TrunkStatus {
+  readonly id: string
+  readonly subflows: readonly SubflowStatus[]
+  readonly flows: number
+  /** The busiest flows, most bytes first. */
+  readonly topFlows: readonly FlowStatus[]
+}
+
+/** What `status` answers. */
+export interface ProxyStatus {
+  readonly role: 'tx_proxy' | 'rx_proxy'
+  readonly pid: number
+  readonly uptimeMs: number
+  readonly bufferedBytes: number
+  readonly maxBufferedBytes: number
+  readonly trunks: readonly TrunkStatus[]
+  readonly counters: Readonly<Record<string, number>>
+  readonly interception?: unknown
+}
+
+/** Serve `status` on `path`. Returns the server (close it on stop). */
+export async function serveControl(path: string, status: () => ProxyStatus): Promise<Server> {
+  mkdirSync(dirname(path), { recursive: true })
+  rmSync(path, { force: true })
+  const server = createServer((socket) => {
+    socket.setEncoding('utf8')
+    let request = ''
+    socket.on('data', (d: string) => {
+      request += d
+      if (!request.includes('\n')) {
+        if (request.length > 64) socket.destroy()
+        return
+      }
+      const verb = request.trim()
+      if (verb === 'status') socket.end(`${JSON.stringify(status())}\n`)
+      else socket.end(`${JSON.stringify({ error: `unknown request ${verb.slice(0, 32)}` })}\n`)
+    })
+    socket.on('error', () => undefined)
+  })
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(path, () => {
+      server.off('error', reject)
+      resolve()
+    })
+  })
+  return server
+}
+
+/** Ask the proxy at `path` for its status. Rejects with a one-line Error. */
+export async function queryStatus(path: string, timeoutMs = 3000): Promise<ProxyStatus> {
+  return await new Promise((resolve, reject) => {
+    const socket = connect(path)
+    let text = ''
+    const timer = setTimeout(() => {
+      socket.destroy()
+      reject(new Error(`no answer from ${path} within ${timeoutMs} ms`))
+    }, timeoutMs)
+    socket.setEncoding('utf8')
+    socket.on('connect', () => socket.write('status\n'))
+    socket.on('data', (d: string) => (text += d))
+    socket.on('end', () => {
+      clearTimeout(timer)
+      try {
+        resolve(JSON.parse(text) as ProxyStatus)
+      } catch {
+        reject(new Error(`bad answer from ${path}`))
+      }
+    })
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer)
+      reject(
+        new Error(`cannot reach the proxy at ${path}: ${err.code ?? err.message} (is it running?)`)
+      )
+    })
+  })
+}
+
+function human(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
+  let v = bytes
+  let i = 0
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024
+    i++
+  }
+  return `${v.toFixed(i === 0 ? 0 : 1)} ${units[i]}`
+}
+
+/** The human status screen. */
+export function formatStatus(s: ProxyStatus): string {
+  const lines: string[] = []
+  lines.push(
+    `${s.role} pid ${s.pid}, up ${(s.uptimeMs / 1000).toFixed(0)} s, buffered ${human(s.bufferedBytes)} of ${human(s.maxBufferedBytes)}`
+  )
+  for (const t of s.trunks) {
+    lines.push(`trunk ${t.id.slice(0, 16)}: ${t.subflows.length} subflow(s), ${t.flows} flow(s)`)
+    lines.push('  subflow  path  rtt ms    queued       sent   received')
+    for (const f of t.subflows) {
+      lines.push(
+        `  ${String(f.index).padStart(7)}  ${String(f.pathId).padStart(4)}  ${f.srttMs.toFixed(1).padStart(6)}  ${human(f.queuedBytes).padStart(8)}  ${human(f.bytesSent).padStart(9)}  ${human(f.bytesReceived).padStart(9)}`
+      )
+    }
+    if (t.topFlows.length > 0) {
+      lines.push('  flow         state          from app     to app    resent    age s')
+      for (const f of t.topFlows) {
+        lines.push(
+          `  ${String(f.id).padEnd(11)}  ${f.state.padEnd(11)}  ${human(f.bytesFromApp).padStart(9)}  ${human(f.bytesToApp).padStart(9)}  ${human(f.resentBytes).padStart(8)}  ${(f.ageMs / 1000).toFixed(1).padStart(7)}`
+        )
+      }
+    }
+  }
+  const interesting = Object.entries(s.counters).filter(([, v]) => v !== 0)
+  if (interesting.length > 0) {
+    lines.push('counters:')
+    for (const [k, v] of interesting) lines.push(`  ${k} ${v}`)
+  }
+  return lines.join('\n')
+}
