@@ -19,6 +19,7 @@ import { MemoryBudget } from '../core/memory-budget.js'
 import { createScheduler } from '../core/scheduler/index.js'
 import { acceptHello, helloReply, type LocalHelloParams } from '../trunk/handshake.js'
 import { Trunk } from '../trunk/trunk.js'
+import { createSubflowTuner } from '../trunk/tune.js'
 import { trunkSettings } from '../tx-proxy/tx-proxy.js'
 import { serveControl, type ProxyStatus } from '../edge/control.js'
 
@@ -50,11 +51,13 @@ export class RxProxy {
   private readonly pending = new Set<Socket>()
   private readonly startedMs = performance.now()
   private control: Server | undefined
+  private readonly tuner: (socket: Socket) => void
 
   constructor(config: Readonly<Config>, log: Logger) {
     this.config = config
     this.log = log
     this.budget = new MemoryBudget(config.limits.maxBufferedBytes)
+    this.tuner = createSubflowTuner(config, log)
     this.server = createServer({ allowHalfOpen: false }, (socket) => {
       this.onSubflow(socket)
     })
@@ -142,6 +145,7 @@ export class RxProxy {
             counters: this.counters,
             log: this.log.child({ trunk: key.slice(0, 8) }),
             now: () => performance.now(),
+            tuneSocket: this.tuner,
             onOpen: (t, flow, frame) => {
               this.connectFlow(t, flow, frame)
             },

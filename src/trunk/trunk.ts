@@ -66,6 +66,8 @@ export interface TrunkOptions {
   readonly now: () => number
   /** rx: a flow was opened by the peer; connect it and call `attachApp`, or abort it. */
   readonly onOpen?: (trunk: Trunk, flow: Flow, frame: OpenFrame) => void
+  /** Tunes each subflow socket as it joins (congestion control, NOTSENT_LOWAT, buffers). */
+  readonly tuneSocket?: (socket: Socket) => void
   /** The trunk has no subflow left and its grace ran out (its flows were reset). */
   readonly onLost?: (trunk: Trunk) => void
 }
@@ -164,6 +166,7 @@ export class Trunk implements TrunkPort {
     rest: Uint8Array
   ): Subflow {
     this.peer = peer
+    this.opts.tuneSocket?.(socket)
     const sub = new Subflow(
       socket,
       {

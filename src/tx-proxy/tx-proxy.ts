@@ -16,6 +16,7 @@ import { createScheduler } from '../core/scheduler/index.js'
 import { dialSubflow } from '../trunk/handshake.js'
 import { REPLY_FLAG_TRUNK_NEW } from '../common/wire/frame.js'
 import { Trunk, type TrunkSettings } from '../trunk/trunk.js'
+import { createSubflowTuner } from '../trunk/tune.js'
 import { serveControl, type ProxyStatus } from '../edge/control.js'
 import { Interceptor, type SynSource } from './interceptor.js'
 
@@ -94,7 +95,8 @@ export class TxProxy {
       budget: this.budget,
       counters: this.counters,
       log,
-      now: () => performance.now()
+      now: () => performance.now(),
+      tuneSocket: createSubflowTuner(config, log)
     })
     this.server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => {
       this.onClient(socket)

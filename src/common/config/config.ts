@@ -40,6 +40,9 @@ export interface Config {
     readonly pingIntervalMs: number
     readonly pingTimeoutMs: number
     readonly outageGraceMs: number
+    readonly congestion: string
+    readonly notsentLowatBytes: number
+    readonly socketBufferBytes: number
   }
   readonly limits: {
     readonly flowWindowBytes: number
@@ -189,7 +192,10 @@ export function buildConfig(raw: RawValues): Readonly<Config> {
       framePayloadBytes: num('trunk.frame_payload_bytes'),
       pingIntervalMs: num('trunk.ping_interval_ms'),
       pingTimeoutMs: num('trunk.ping_timeout_ms'),
-      outageGraceMs: num('trunk.outage_grace_ms')
+      outageGraceMs: num('trunk.outage_grace_ms'),
+      congestion: str('trunk.congestion'),
+      notsentLowatBytes: num('trunk.notsent_lowat_bytes'),
+      socketBufferBytes: num('trunk.socket_buffer_bytes')
     },
     limits: {
       flowWindowBytes: num('limits.flow_window_bytes'),

@@ -172,6 +172,27 @@ export const KEYS: readonly KeySpec[] = [
     default: '10000',
     doc: 'flows survive this long with no subflow at all, then are reset, in ms'
   },
+  {
+    section: 'trunk',
+    key: 'congestion',
+    type: { kind: 'string' },
+    default: '',
+    doc: 'congestion control of every subflow (TCP_CONGESTION: bbr, cubic, reno...; empty: the system default)'
+  },
+  {
+    section: 'trunk',
+    key: 'notsent_lowat_bytes',
+    type: int(0, 64 * MiB),
+    default: String(128 * KiB),
+    doc: 'TCP_NOTSENT_LOWAT of every subflow, in bytes: unsent bytes kept in the kernel, so backlog stays visible to the scheduler (0: off)'
+  },
+  {
+    section: 'trunk',
+    key: 'socket_buffer_bytes',
+    type: int(0, 1 * GiB),
+    default: '0',
+    doc: 'SO_SNDBUF and SO_RCVBUF of every subflow, in bytes (0: kernel autotuning, which sysctl tcp_wmem/tcp_rmem bound)'
+  },
   // [limits]
   {
     section: 'limits',

@@ -1,0 +1,61 @@
+/**
+ * Subflow socket tuning for long fat links (issue 4): congestion control per subflow
+ * (TCP_CONGESTION), TCP_NOTSENT_LOWAT so that a subflow's backlog shows in user space where the
+ * scheduler sees it, and optional fixed socket buffers. Applied right after connect / accept.
+ */
+import type { Socket } from 'node:net'
+import type { Config } from '../common/config/config.js'
+import { isPepError } from '../common/errors.js'
+import type { Logger } from '../common/log/logger.js'
+import { nativeConstants, setCongestion, setSockOptInt, socketFd } from '../../native/index.js'
+
+/** A function that tunes one subflow socket; warns once per distinct failure. */
+export type SocketTuner = (socket: Socket) => void
+
+/** Build the tuner for `config` (a no-op when nothing is asked for). */
+export function createSubflowTuner(config: Readonly<Config>, log: Logger): SocketTuner {
+  const t = config.trunk
+  if (t.congestion === '' && t.notsentLowatBytes === 0 && t.socketBufferBytes === 0) {
+    return () => undefined
+  }
+  const warned = new Set<string>()
+  const warn = (what: string, err: unknown): void => {
+    const message = isPepError(err) ? err.message : String(err)
+    if (warned.has(what)) return
+    warned.add(what)
+    log.warn(`subflow tuning: ${what} failed: ${message}`)
+  }
+  return (socket: Socket): void => {
+    let fd: number
+    try {
+      fd = socketFd(socket)
+    } catch (err) {
+      warn('socket fd', err)
+      return
+    }
+    const c = nativeConstants()
+    if (t.congestion !== '') {
+      try {
+        setCongestion(fd, t.congestion)
+      } catch (err) {
+        warn(`congestion ${t.congestion}`, err)
+      }
+    }
+    if (t.notsentLowatBytes > 0) {
+      try {
+        setSockOptInt(fd, c.SOL_TCP, c.TCP_NOTSENT_LOWAT, t.notsentLowatBytes)
+      } catch (err) {
+        warn('TCP_NOTSENT_LOWAT', err)
+      }
+    }
+    if (t.socketBufferBytes > 0) {
+      try {
+        // FORCE variants pass net.core.wmem_max/rmem_max (we run as root on a middlebox).
+        setSockOptInt(fd, c.SOL_SOCKET, c.SO_SNDBUFFORCE, t.socketBufferBytes)
+        setSockOptInt(fd, c.SOL_SOCKET, c.SO_RCVBUFFORCE, t.socketBufferBytes)
+      } catch (err) {
+        warn('socket buffers', err)
+      }
+    }
+  }
+}
