@@ -192,6 +192,7 @@ export interface NativeBinding {
   getTcpInfo(fd: number): TcpInfo
   /** setsockopt with an int value. */
   setSockOptInt(fd: number, level: number, optname: number, value: number): void
+  setLinger(fd: number, seconds: number): void
   /** getsockopt of an int value. */
   getSockOptInt(fd: number, level: number, optname: number): number
   /** Option levels and names. */
@@ -299,6 +300,16 @@ export function getTcpInfo(fd: number): TcpInfo {
 export function setSockOptInt(fd: number, level: number, optname: number, value: number): void {
   callNative('setSockOptInt', (b) => {
     b.setSockOptInt(fd, level, optname, value)
+  })
+}
+
+/**
+ * SO_LINGER: `seconds` 0 makes close() (also the kernel's, when the process dies) send RST
+ * instead of FIN; a negative value restores the default.
+ */
+export function setLinger(fd: number, seconds: number): void {
+  callNative('setLinger', (b) => {
+    b.setLinger(fd, seconds)
   })
 }
 

@@ -117,6 +117,21 @@ Napi::Value SetSockOptInt(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// setLinger(fd, seconds): undefined. seconds < 0 turns lingering off (the default close);
+// 0 makes close() send RST, which is how a crash of the process looks to the application.
+Napi::Value SetLinger(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int fd = ArgFd(info, 0);
+  const int seconds = static_cast<int>(ArgInteger(info, 1, "seconds", -1, 3600));
+  struct linger l;
+  l.l_onoff = seconds >= 0 ? 1 : 0;
+  l.l_linger = seconds >= 0 ? seconds : 0;
+  if (setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l) != 0) {
+    ThrowErrno(env, errno, "setsockopt SO_LINGER");
+  }
+  return env.Undefined();
+}
+
 // getSockOptInt(fd, level, optname): number
 Napi::Value GetSockOptInt(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -160,6 +175,7 @@ void InitSockopt(Napi::Env env, Napi::Object exports) {
   exports.Set("getTcpInfo", Napi::Function::New(env, GetTcpInfo, "getTcpInfo"));
   exports.Set("setSockOptInt", Napi::Function::New(env, SetSockOptInt, "setSockOptInt"));
   exports.Set("getSockOptInt", Napi::Function::New(env, GetSockOptInt, "getSockOptInt"));
+  exports.Set("setLinger", Napi::Function::New(env, SetLinger, "setLinger"));
   exports.Set("constants", Constants(env));
 }
 

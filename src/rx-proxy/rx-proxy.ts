@@ -19,7 +19,7 @@ import { MemoryBudget } from '../core/memory-budget.js'
 import { createScheduler } from '../core/scheduler/index.js'
 import { acceptHello, helloReply, type LocalHelloParams } from '../trunk/handshake.js'
 import { Trunk } from '../trunk/trunk.js'
-import { createSubflowTuner } from '../trunk/tune.js'
+import { createSubflowTuner, setAbortiveClose } from '../trunk/tune.js'
 import { trunkSettings } from '../tx-proxy/tx-proxy.js'
 import { serveControl, type ProxyStatus } from '../edge/control.js'
 
@@ -146,6 +146,7 @@ export class RxProxy {
             log: this.log.child({ trunk: key.slice(0, 8) }),
             now: () => performance.now(),
             tuneSocket: this.tuner,
+            setAbortiveClose,
             onOpen: (t, flow, frame) => {
               this.connectFlow(t, flow, frame)
             },

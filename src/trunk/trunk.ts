@@ -68,6 +68,12 @@ export interface TrunkOptions {
   readonly onOpen?: (trunk: Trunk, flow: Flow, frame: OpenFrame) => void
   /** Tunes each subflow socket as it joins (congestion control, NOTSENT_LOWAT, buffers). */
   readonly tuneSocket?: (socket: Socket) => void
+  /**
+   * Sets an application socket's close to abortive (SO_LINGER 0) or back to graceful. While a
+   * flow runs its sockets are abortive, so that if this process dies the applications see a
+   * reset, never a clean end of a truncated stream; the flow's own FIN makes them graceful.
+   */
+  readonly setAbortiveClose?: (socket: Socket, abortive: boolean) => void
   /** The trunk has no subflow left and its grace ran out (its flows were reset). */
   readonly onLost?: (trunk: Trunk) => void
 }
@@ -85,11 +91,16 @@ export interface SubflowStats {
 
 /** A flow's view of one application socket, with module-level-style named handlers. */
 class SocketAppPort implements AppPort {
-  constructor(private readonly socket: Socket) {}
+  constructor(
+    private readonly socket: Socket,
+    private readonly setAbortive: ((socket: Socket, abortive: boolean) => void) | undefined
+  ) {}
   write(chunk: Uint8Array): boolean {
     return this.socket.write(chunk)
   }
   end(): void {
+    // Every byte was handed over before this FIN: from here a close may be graceful.
+    this.setAbortive?.(this.socket, false)
     this.socket.end()
   }
   reset(): void {
@@ -253,7 +264,8 @@ export class Trunk implements TrunkPort {
     socket.on('close', () => {
       flow.onAppClosed()
     })
-    flow.attachApp(new SocketAppPort(socket))
+    this.opts.setAbortiveClose?.(socket, true)
+    flow.attachApp(new SocketAppPort(socket, this.opts.setAbortiveClose))
     this.flushAcks()
   }
 

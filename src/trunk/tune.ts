@@ -7,7 +7,13 @@ import type { Socket } from 'node:net'
 import type { Config } from '../common/config/config.js'
 import { isPepError } from '../common/errors.js'
 import type { Logger } from '../common/log/logger.js'
-import { nativeConstants, setCongestion, setSockOptInt, socketFd } from '../../native/index.js'
+import {
+  nativeConstants,
+  setCongestion,
+  setLinger,
+  setSockOptInt,
+  socketFd
+} from '../../native/index.js'
 
 /** A function that tunes one subflow socket; warns once per distinct failure. */
 export type SocketTuner = (socket: Socket) => void
@@ -57,5 +63,18 @@ export function createSubflowTuner(config: Readonly<Config>, log: Logger): Socke
         warn('socket buffers', err)
       }
     }
+  }
+}
+
+/**
+ * SO_LINGER for application sockets: abortive (RST on close, also when the process dies) while
+ * a flow runs, graceful once the flow's FIN was handed over. Failures are ignored: a socket
+ * that is already gone needs no linger.
+ */
+export function setAbortiveClose(socket: Socket, abortive: boolean): void {
+  try {
+    setLinger(socketFd(socket), abortive ? 0 : -1)
+  } catch {
+    // the socket closed meanwhile
   }
 }

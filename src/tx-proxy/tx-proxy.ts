@@ -16,7 +16,7 @@ import { createScheduler } from '../core/scheduler/index.js'
 import { dialSubflow } from '../trunk/handshake.js'
 import { REPLY_FLAG_TRUNK_NEW } from '../common/wire/frame.js'
 import { Trunk, type TrunkSettings } from '../trunk/trunk.js'
-import { createSubflowTuner } from '../trunk/tune.js'
+import { createSubflowTuner, setAbortiveClose } from '../trunk/tune.js'
 import { serveControl, type ProxyStatus } from '../edge/control.js'
 import { Interceptor, type SynSource } from './interceptor.js'
 
@@ -96,7 +96,8 @@ export class TxProxy {
       counters: this.counters,
       log,
       now: () => performance.now(),
-      tuneSocket: createSubflowTuner(config, log)
+      tuneSocket: createSubflowTuner(config, log),
+      setAbortiveClose
     })
     this.server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => {
       this.onClient(socket)

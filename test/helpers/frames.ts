@@ -244,10 +244,17 @@ export function refEncodeHello(h: Hello): Uint8Array {
 
 /** A frame with its payload turned into hex, so that deep equality compares bytes only. */
 export function comparable(frame: Frame): unknown {
-  return frame.type === 'data' ? { ...frame, payload: Buffer.from(frame.payload).toString('hex') } : frame
+  return frame.type === 'data'
+    ? { ...frame, payload: Buffer.from(frame.payload).toString('hex') }
+    : frame
 }
 
 // ---- arbitraries ----------------------------------------------------------------------------
+
+/** fc.record with ordinary objects (fast-check may build null-prototype ones, which deepEqual tells apart). */
+export function record<T>(model: { [K in keyof T]: fc.Arbitrary<T[K]> }): fc.Arbitrary<T> {
+  return fc.record(model, { noNullPrototype: true })
+}
 
 /** Non-zero u32 flow id, biased to the edges. */
 export const flowIdArb = fc.oneof(
@@ -277,20 +284,18 @@ const ipv6BytesArb = fc.oneof(
 /** An endpoint of `family` with canonical address text. */
 export function endpointArb(family: 4 | 6): fc.Arbitrary<Endpoint> {
   const address = family === 4 ? ipv4TextArb : ipv6BytesArb.map(refFormatIPv6)
-  return fc.record({ family: fc.constant(family), address, port: portArb })
+  return record({ family: fc.constant(family), address, port: portArb })
 }
 
 /** OPEN frames: IPv4 and IPv6, with and without a source endpoint. */
-export const openFrameArb: fc.Arbitrary<OpenFrame> = fc
-  .constantFrom<4 | 6>(4, 6)
-  .chain((family) =>
-    fc.record({
-      type: fc.constant('open' as const),
-      flowId: flowIdArb,
-      dst: endpointArb(family),
-      src: fc.option(endpointArb(family), { nil: undefined })
-    })
-  )
+export const openFrameArb: fc.Arbitrary<OpenFrame> = fc.constantFrom<4 | 6>(4, 6).chain((family) =>
+  record({
+    type: fc.constant('open' as const),
+    flowId: flowIdArb,
+    dst: endpointArb(family),
+    src: fc.option(endpointArb(family), { nil: undefined })
+  })
+)
 
 /** Payload sizes: mostly small, sometimes large, edges included; max `maxBytes`. */
 function payloadArb(maxBytes: number): fc.Arbitrary<Uint8Array> {
@@ -306,7 +311,7 @@ function payloadArb(maxBytes: number): fc.Arbitrary<Uint8Array> {
 export function dataFrameArb(maxPayload = 70000): fc.Arbitrary<DataFrame> {
   return payloadArb(maxPayload).chain((payload) => {
     const top = MAX_OFFSET - payload.length
-    return fc.record({
+    return record({
       type: fc.constant('data' as const),
       flowId: flowIdArb,
       offset: fc.oneof(
@@ -328,7 +333,7 @@ export const u53Arb = fc.oneof(
 )
 
 /** ACK frames. */
-export const ackFrameArb: fc.Arbitrary<AckFrame> = fc.record({
+export const ackFrameArb: fc.Arbitrary<AckFrame> = record({
   type: fc.constant('ack' as const),
   flowId: flowIdArb,
   received: u53Arb,
@@ -365,7 +370,7 @@ export const reasonMessageArb: fc.Arbitrary<string> = fc
 const reasonArb = fc.oneof(fc.integer({ min: 1, max: 14 }), fc.integer({ min: 0, max: 0xffff }))
 
 /** RESET frames. */
-export const resetFrameArb: fc.Arbitrary<ResetFrame> = fc.record({
+export const resetFrameArb: fc.Arbitrary<ResetFrame> = record({
   type: fc.constant('reset' as const),
   flowId: flowIdArb,
   reason: reasonArb,
@@ -373,7 +378,7 @@ export const resetFrameArb: fc.Arbitrary<ResetFrame> = fc.record({
 })
 
 /** GOAWAY frames. */
-export const goAwayFrameArb: fc.Arbitrary<GoAwayFrame> = fc.record({
+export const goAwayFrameArb: fc.Arbitrary<GoAwayFrame> = record({
   type: fc.constant('goaway' as const),
   flowId: fc.constant(0 as const),
   reason: reasonArb,
@@ -381,7 +386,7 @@ export const goAwayFrameArb: fc.Arbitrary<GoAwayFrame> = fc.record({
 })
 
 /** PING and PONG frames. */
-export const pingFrameArb: fc.Arbitrary<PingFrame> = fc.record({
+export const pingFrameArb: fc.Arbitrary<PingFrame> = record({
   type: fc.constantFrom('ping' as const, 'pong' as const),
   flowId: fc.constant(0 as const),
   token: u53Arb
@@ -401,7 +406,7 @@ export function frameArb(maxPayload = 70000): fc.Arbitrary<Frame> {
 
 /** HELLO (kind 1) or HELLO_REPLY (kind 2) messages that a decoder must accept. */
 export function helloArb(kind: 1 | 2): fc.Arbitrary<Hello> {
-  return fc.record({
+  return record({
     version: fc.constant(1),
     kind: fc.constant(kind),
     authMethod: fc.nat(255),

@@ -250,7 +250,19 @@ export async function createTopology(options: TopologyOptions = {}): Promise<Top
 
     // Each pair is created inside a namespace with its peer sent straight to the other one.
     const veth = async (from: Netns, name: string, to: Netns, peer: string): Promise<void> => {
-      await from.exec(['ip', 'link', 'add', name, 'type', 'veth', 'peer', 'name', peer, 'netns', to.name])
+      await from.exec([
+        'ip',
+        'link',
+        'add',
+        name,
+        'type',
+        'veth',
+        'peer',
+        'name',
+        peer,
+        'netns',
+        to.name
+      ])
     }
     await veth(ns.tx, names.tx.lan, ns.src, names.src)
     await veth(ns.tx, names.tx.wan, ns.wan, names.wan.toTx)
@@ -292,7 +304,12 @@ export async function createTopology(options: TopologyOptions = {}): Promise<Top
     ] as const
     for (const { n, role, addr } of boxes) {
       const extra = ipv6
-        ? ['--address', `${addr.v4}/${a.prefixLength.v4}`, '--address', `${addr.v6}/${a.prefixLength.v6}`]
+        ? [
+            '--address',
+            `${addr.v4}/${a.prefixLength.v4}`,
+            '--address',
+            `${addr.v6}/${a.prefixLength.v6}`
+          ]
         : []
       const out = await n.exec([BRIDGE_SETUP, 'up', '-c', configPath, '--role', role, ...extra])
       setupLog.push(out.stdout, out.stderr)
@@ -300,7 +317,15 @@ export async function createTopology(options: TopologyOptions = {}): Promise<Top
     if (options.applyRules ?? true) {
       for (const { n, role } of boxes) {
         const family = ipv6 ? 'all' : '4'
-        const out = await n.exec([APPLY_RULES, '-c', configPath, '--role', role, '--family', family])
+        const out = await n.exec([
+          APPLY_RULES,
+          '-c',
+          configPath,
+          '--role',
+          role,
+          '--family',
+          family
+        ])
         setupLog.push(out.stdout, out.stderr)
       }
     }

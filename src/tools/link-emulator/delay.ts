@@ -432,9 +432,8 @@ export class DelayStage {
 
   /** Arms the one timer for the earliest due packet, unless one already fires early enough. */
   private arm(): void {
-    const next = this.options.jitterMs > 0 && this.options.reorder
-      ? this.heap.topDue()
-      : this.ring.headDue()
+    const next =
+      this.options.jitterMs > 0 && this.options.reorder ? this.heap.topDue() : this.ring.headDue()
     if (next === undefined || next >= this.timerAt) {
       return
     }

@@ -171,7 +171,10 @@ const OFFLOADS = [
   { flag: 'gro', name: 'generic-receive-offload' }
 ] as const
 /** sysctls that make bridged IPv4/IPv6 traverse iptables/ip6tables. */
-const BRIDGE_NF_SYSCTLS = ['net.bridge.bridge-nf-call-iptables', 'net.bridge.bridge-nf-call-ip6tables']
+const BRIDGE_NF_SYSCTLS = [
+  'net.bridge.bridge-nf-call-iptables',
+  'net.bridge.bridge-nf-call-ip6tables'
+]
 /** Package that provides each tool we run (Debian/Ubuntu). */
 const TOOL_PACKAGES: Readonly<Record<string, string>> = {
   ethtool: 'ethtool',
@@ -441,7 +444,7 @@ export class LinkEmulator {
       for (const key of BRIDGE_NF_SYSCTLS) {
         await this.setSysctl(key, '1')
       }
-      await this.startStages()
+      this.startStages()
       for (const tool of ['iptables', 'ip6tables']) {
         await this.addRules(tool)
       }
@@ -572,7 +575,17 @@ export class LinkEmulator {
   }
 
   private async addNetem(dev: string, d: DirectionSettings): Promise<void> {
-    const argv = ['tc', 'qdisc', 'add', 'dev', dev, 'root', 'netem', 'limit', `${DELAY_QUEUE_MAX_LEN}`]
+    const argv = [
+      'tc',
+      'qdisc',
+      'add',
+      'dev',
+      dev,
+      'root',
+      'netem',
+      'limit',
+      `${DELAY_QUEUE_MAX_LEN}`
+    ]
     if (d.delayMs > 0 || this.config.jitterMs > 0) {
       argv.push('delay', `${d.delayMs}ms`)
       if (this.config.jitterMs > 0) {
@@ -594,7 +607,10 @@ export class LinkEmulator {
     if (before === value) {
       return
     }
-    await this.apply(['sysctl', '-q', '-w', `${key}=${value}`], ['sysctl', '-q', '-w', `${key}=${before}`])
+    await this.apply(
+      ['sysctl', '-q', '-w', `${key}=${value}`],
+      ['sysctl', '-q', '-w', `${key}=${before}`]
+    )
   }
 
   private directions(): readonly { inPort: string; d: DirectionSettings }[] {
@@ -609,10 +625,9 @@ export class LinkEmulator {
   }
 
   /** Binds the queues before any rule feeds them (a rule without a reader black-holes). */
-  private async startStages(): Promise<void> {
+  private startStages(): void {
     const create =
-      this.deps.createStage ??
-      ((options, onError): DelayStage => new DelayStage(options, onError))
+      this.deps.createStage ?? ((options, onError): DelayStage => new DelayStage(options, onError))
     for (const { d } of this.directions()) {
       if (!this.needsStage(d)) {
         continue
@@ -645,7 +660,10 @@ export class LinkEmulator {
   /** The chain with loss then NFQUEUE rules per direction, and last the jump into it. */
   private async addRules(tool: string): Promise<void> {
     const chain = this.chain
-    await this.apply([tool, '-w', '-t', 'filter', '-N', chain], [tool, '-w', '-t', 'filter', '-X', chain])
+    await this.apply(
+      [tool, '-w', '-t', 'filter', '-N', chain],
+      [tool, '-w', '-t', 'filter', '-X', chain]
+    )
     // Registered before the rules are added, so a failure half way still flushes them.
     this.undoSteps.push({
       what: `${tool} -F ${chain}`,

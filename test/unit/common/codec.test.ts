@@ -173,7 +173,9 @@ describe('frame codec: table', () => {
       Buffer.from(hex('01 00 0000 00000001 00000010 | 04 01 1f90 abcd 0000 01020304 05060708'))
     )
     assert.deepEqual(
-      Buffer.from(encodeFrame({ type: 'ack', flowId: 5, received: 1, limit: 2, finReceived: true })),
+      Buffer.from(
+        encodeFrame({ type: 'ack', flowId: 5, received: 1, limit: 2, finReceived: true })
+      ),
       Buffer.from(hex('03 01 0000 00000005 00000010 | 0000000000000001 0000000000000002'))
     )
     assert.deepEqual(
@@ -202,7 +204,13 @@ describe('frame codec: table', () => {
       [4, 'example.com']
     ] as const) {
       assert.throws(
-        () => encodeFrame({ type: 'open', flowId: 1, dst: { family, address, port: 1 }, src: undefined }),
+        () =>
+          encodeFrame({
+            type: 'open',
+            flowId: 1,
+            dst: { family, address, port: 1 },
+            src: undefined
+          }),
         (err: unknown) => err instanceof ProtocolError && err.code === PepErrorCodes.MALFORMED_FRAME
       )
     }
@@ -292,7 +300,9 @@ describe('frame codec: RESET / GOAWAY messages', () => {
 
   it('undefined flag bits and reserved bytes are ignored on receipt', () => {
     const frames = decodeAll(
-      hex('04 fe ffff 00000001 00000004 | 000d 6f6b | 05 fe abcd 00000000 00000008 | 0000000000000001')
+      hex(
+        '04 fe ffff 00000001 00000004 | 000d 6f6b | 05 fe abcd 00000000 00000008 | 0000000000000001'
+      )
     )
     assert.deepEqual(frames, [
       { type: 'reset', flowId: 1, reason: 13, message: 'ok' },

@@ -7,7 +7,11 @@ import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 
 import { PepErrorCodes, ProtocolError, type PepErrorCode } from '../../../src/common/errors.js'
-import { FrameDecoder, HelloDecoder, VersionMismatchError } from '../../../src/common/wire/decode.js'
+import {
+  FrameDecoder,
+  HelloDecoder,
+  VersionMismatchError
+} from '../../../src/common/wire/decode.js'
 import { encodeFrame, encodeHello } from '../../../src/common/wire/encode.js'
 import { HelloKind, ResetReason, type Frame, type Hello } from '../../../src/common/wire/frame.js'
 import { comparable, concat, hex, patternBytes, splitAt } from '../../helpers/frames.js'
@@ -96,7 +100,11 @@ describe('FrameDecoder: the same bytes split every way', () => {
   })
 
   it('several frames per chunk', () => {
-    const chunks = [concat(ENCODED.slice(0, 4)), concat(ENCODED.slice(4, 9)), concat(ENCODED.slice(9))]
+    const chunks = [
+      concat(ENCODED.slice(0, 4)),
+      concat(ENCODED.slice(4, 9)),
+      concat(ENCODED.slice(9))
+    ]
     assert.deepEqual(feed(chunks).map(comparable), EXPECTED)
   })
 
@@ -222,7 +230,10 @@ describe('FrameDecoder: malformed input', () => {
       // IPv4 family in a 24-byte body
       '01 00 0000 00000001 00000018 | 04 00 0050 0000 0000 00000000000000000000000000000001'
     ]) {
-      assertProtocolError(() => new FrameDecoder(MAX_BODY).push(hex(bytes)), PepErrorCodes.MALFORMED_FRAME)
+      assertProtocolError(
+        () => new FrameDecoder(MAX_BODY).push(hex(bytes)),
+        PepErrorCodes.MALFORMED_FRAME
+      )
     }
   })
 
@@ -230,7 +241,10 @@ describe('FrameDecoder: malformed input', () => {
     const d = new FrameDecoder(MAX_BODY)
     const good = encodeFrame({ type: 'ping', flowId: 0, token: 1 })
     assert.equal(d.push(good).length, 1)
-    assertProtocolError(() => d.push(hex('09 00 0000 00000001 00000000')), PepErrorCodes.UNKNOWN_FRAME_TYPE)
+    assertProtocolError(
+      () => d.push(hex('09 00 0000 00000001 00000000')),
+      PepErrorCodes.UNKNOWN_FRAME_TYPE
+    )
   })
 
   it('end() inside a header or a body → TRUNCATED; at a boundary it is fine', () => {
@@ -294,7 +308,10 @@ describe('HelloDecoder', () => {
   })
 
   it('bad magic is refused at the first wrong byte', () => {
-    assertProtocolError(() => new HelloDecoder(HelloKind.HELLO).push(hex('47')), PepErrorCodes.BAD_MAGIC)
+    assertProtocolError(
+      () => new HelloDecoder(HelloKind.HELLO).push(hex('47')),
+      PepErrorCodes.BAD_MAGIC
+    )
     const d = new HelloDecoder(HelloKind.HELLO)
     assert.equal(d.push(hex('54 4e 44')), undefined)
     assertProtocolError(() => d.push(hex('58')), PepErrorCodes.BAD_MAGIC)
@@ -354,7 +371,10 @@ describe('HelloDecoder', () => {
   }
 
   it('the wrong kind → MALFORMED', () => {
-    assertProtocolError(() => new HelloDecoder(HelloKind.REPLY).push(HELLO_BYTES), PepErrorCodes.MALFORMED_FRAME)
+    assertProtocolError(
+      () => new HelloDecoder(HelloKind.REPLY).push(HELLO_BYTES),
+      PepErrorCodes.MALFORMED_FRAME
+    )
     assertProtocolError(
       () => new HelloDecoder(HelloKind.HELLO).push(patched(5, hex('03'))),
       PepErrorCodes.MALFORMED_FRAME
