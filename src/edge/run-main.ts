@@ -79,7 +79,10 @@ async function runStatus(role: Role, argv: readonly string[]): Promise<number> {
 
 /** Something main can start and stop. */
 export interface Stoppable {
-  stop(): Promise<void>
+  /** Stop; running flows get up to `graceMs` to finish. */
+  stop(graceMs?: number): Promise<void>
+  /** SIGHUP: apply a freshly parsed configuration (policy); running flows are untouched. */
+  reload?(config: Readonly<Config>): void
 }
 
 /** Run `start` as program `role`; never throws, never prints a stack for a user mistake. */
@@ -119,11 +122,11 @@ export async function runMain(
   }
   return await new Promise<number>((resolve) => {
     let stopping = false
-    const onSignal = (signal: string): void => {
+    const onSignal = (signal: string, graceMs: number): void => {
       if (stopping) return
       stopping = true
-      log.info(`${signal}: stopping`)
-      running.stop().then(
+      log.info(`${signal}: stopping${graceMs > 0 ? `, flows get ${graceMs} ms to finish` : ''}`)
+      running.stop(graceMs).then(
         () => {
           resolve(0)
         },
@@ -133,10 +136,22 @@ export async function runMain(
       )
     }
     process.on('SIGINT', () => {
-      onSignal('SIGINT')
+      onSignal('SIGINT', 0)
     })
     process.on('SIGTERM', () => {
-      onSignal('SIGTERM')
+      onSignal('SIGTERM', config.trunk.shutdownGraceMs)
+    })
+    process.on('SIGHUP', () => {
+      try {
+        const fresh = parseCli(role, argv).config
+        log.setLevel(fresh.log.level)
+        running.reload?.(fresh)
+        log.info('SIGHUP: configuration reloaded (policy, log level)')
+      } catch (err) {
+        log.error(
+          `SIGHUP: reload failed, keeping the running configuration: ${err instanceof Error ? err.message : String(err)}`
+        )
+      }
     })
   })
 }

@@ -20,7 +20,7 @@ import { createScheduler } from '../core/scheduler/index.js'
 import { acceptHello, helloReply, type LocalHelloParams } from '../trunk/handshake.js'
 import { Trunk } from '../trunk/trunk.js'
 import { createSubflowTuner, setAbortiveClose } from '../trunk/tune.js'
-import { trunkSettings } from '../tx-proxy/tx-proxy.js'
+import { trunkSettings, waitForFlows } from '../tx-proxy/tx-proxy.js'
 import { serveControl, type ProxyStatus } from '../edge/control.js'
 
 /** How a connect error maps to a RESET reason. */
@@ -81,17 +81,25 @@ export class RxProxy {
     return { port }
   }
 
-  /** Stop: flows reset, subflows closed, listener closed. */
-  async stop(): Promise<void> {
-    for (const t of this.trunks.values()) t.close(ResetReason.SHUTDOWN, 'rx_proxy stopping')
-    this.trunks.clear()
-    for (const s of this.pending) s.destroy()
-    this.control?.close()
-    await new Promise<void>((resolve) =>
+  /**
+   * Graceful stop: no new subflows, GOAWAY to every peer (they open no new flows here and let
+   * new connections pass directly), running flows get up to `graceMs`, then the rest are reset.
+   */
+  async stop(graceMs = 0): Promise<void> {
+    const closed = new Promise<void>((resolve) =>
       this.server.close(() => {
         resolve()
       })
     )
+    for (const t of this.trunks.values()) t.drain(ResetReason.SHUTDOWN, 'rx_proxy stopping')
+    const flows = (): number => [...this.trunks.values()].reduce((n, t) => n + t.flowCount, 0)
+    await waitForFlows(flows, graceMs)
+    if (flows() > 0) this.log.warn(`shutdown grace over: resetting ${flows()} flow(s)`)
+    for (const t of this.trunks.values()) t.close(ResetReason.SHUTDOWN, 'rx_proxy stopping')
+    this.trunks.clear()
+    for (const s of this.pending) s.destroy()
+    this.control?.close()
+    await closed
   }
 
   /** Status snapshot for the control socket. */

@@ -133,6 +133,8 @@ export class Trunk implements TrunkPort {
   private pumpScheduled = false
   private graceTimer: NodeJS.Timeout | undefined
   private closed = false
+  private peerDrainingValue = false
+  private drainingValue = false
 
   constructor(opts: TrunkOptions) {
     this.opts = opts
@@ -158,6 +160,20 @@ export class Trunk implements TrunkPort {
     return this.flows.size
   }
 
+  /** True after the peer sent GOAWAY: it takes no new flows (it is shutting down). */
+  get peerDraining(): boolean {
+    return this.peerDrainingValue
+  }
+
+  /**
+   * Graceful shutdown, first step: tell the peer (GOAWAY on every subflow) that this side takes
+   * no new flows; running flows go on. New OPENs are refused from now on.
+   */
+  drain(reason: number, message: string): void {
+    this.drainingValue = true
+    for (const sub of this.subflows) sub.writeFrame({ type: 'goaway', flowId: 0, reason, message })
+  }
+
   /** True once the peer's hello parameters are known (one subflow was up). */
   get hasPeer(): boolean {
     return this.peer !== undefined
@@ -177,6 +193,8 @@ export class Trunk implements TrunkPort {
     rest: Uint8Array
   ): Subflow {
     this.peer = peer
+    // A subflow that joins after a GOAWAY comes from a peer that restarted and takes flows again.
+    this.peerDrainingValue = false
     this.opts.tuneSocket?.(socket)
     const sub = new Subflow(
       socket,
@@ -418,7 +436,12 @@ export class Trunk implements TrunkPort {
         sub.onPong(frame.token)
         return
       case 'goaway':
-        this.log.info(`peer is closing subflow ${sub.id}: ${resetReasonName(frame.reason)}`)
+        if (!this.peerDrainingValue) {
+          this.log.info(
+            `peer is draining (${resetReasonName(frame.reason)}): no new flows on this trunk`
+          )
+        }
+        this.peerDrainingValue = true
         return
       case 'open':
         this.onOpenFrame(frame)
@@ -453,6 +476,10 @@ export class Trunk implements TrunkPort {
       this.counters.inc(counter)
       this.log.warn(`flow ${frame.flowId} refused: ${message}`)
       this.leastQueued()?.writeFrame({ type: 'reset', flowId: frame.flowId, reason, message })
+    }
+    if (this.drainingValue) {
+      refuse(ResetReason.SHUTDOWN, 'shutting down: no new flows', 'flows_refused_shutdown')
+      return
     }
     if (this.role !== 'rx' || this.opts.onOpen === undefined) {
       refuse(ResetReason.POLICY_DENIED, 'this side accepts no flows', 'flows_refused_policy')

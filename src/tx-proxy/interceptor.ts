@@ -52,6 +52,7 @@ export class Interceptor {
   private readonly opts: InterceptorOptions
   private readonly source: SynSource
   private wasHealthy = true
+  private policy: Policy
   private latencySum = 0
   private latencyMax = 0
   private latencyN = 0
@@ -59,6 +60,7 @@ export class Interceptor {
   constructor(source: SynSource, opts: InterceptorOptions) {
     this.source = source
     this.opts = opts
+    this.policy = opts.policy
     this.table = new SynTable(opts.synTableSize, opts.synTableTtlMs)
     source.on('packets', (packets) => {
       this.onPackets(packets)
@@ -81,6 +83,11 @@ export class Interceptor {
   /** What was decided for the client `src`, consumed (the connection was accepted). */
   take(src: Endpoint): ReturnType<SynTable['take']> {
     return this.table.take(src, this.opts.now())
+  }
+
+  /** Use `policy` for SYNs from now on (SIGHUP); decisions already made stand. */
+  setPolicy(policy: Policy): void {
+    this.policy = policy
   }
 
   /** Stop reading; with --queue-bypass new SYNs then pass unmarked. */
@@ -125,7 +132,7 @@ export class Interceptor {
       ) {
         accelerated = earlier.accelerated
         c.inc('syns_retransmitted')
-      } else if (!policyAccepts(this.opts.policy, dst.address, dst.port)) {
+      } else if (!policyAccepts(this.policy, dst.address, dst.port)) {
         accelerated = false
         c.inc('syns_bypassed_policy')
       } else if (!healthy) {

@@ -53,6 +53,16 @@ function clientEndpoint(socket: Socket): Endpoint | undefined {
   return { family, address, port: socket.remotePort }
 }
 
+/** Resolve when `count()` is 0 or after `graceMs`, polling every 100 ms. */
+export async function waitForFlows(count: () => number, graceMs: number): Promise<void> {
+  const deadline = performance.now() + graceMs
+  while (count() > 0 && performance.now() < deadline) {
+    await new Promise((r) =>
+      setTimeout(r, Math.min(100, Math.max(1, deadline - performance.now())))
+    )
+  }
+}
+
 /** A running tx_proxy. */
 export class TxProxy {
   readonly counters = new Counters()
@@ -140,24 +150,40 @@ export class TxProxy {
     return { port }
   }
 
-  /** True while at least one subflow is up (interception leaves new flows alone otherwise). */
+  /**
+   * True while new flows can be carried: a subflow is up and the peer is not draining.
+   * Interception leaves new flows alone (they pass directly) otherwise.
+   */
   get healthy(): boolean {
-    return this.trunk.subflowCount > 0
+    return this.trunk.subflowCount > 0 && !this.trunk.peerDraining && !this.stopped
   }
 
-  /** Stop: no new clients, flows reset, subflows closed. */
-  async stop(): Promise<void> {
+  /**
+   * Graceful stop: no new clients (interception closes its queue, so with --queue-bypass new
+   * SYNs pass directly), running flows get up to `graceMs` to finish, then the rest are reset.
+   */
+  async stop(graceMs = 0): Promise<void> {
     this.stopped = true
-    for (const t of this.timers) clearTimeout(t)
-    this.timers.clear()
     this.interceptor?.close()
-    this.control?.close()
-    this.trunk.close(ResetReason.SHUTDOWN, 'tx_proxy stopping')
-    await new Promise<void>((resolve) =>
+    const closed = new Promise<void>((resolve) => {
       this.server.close(() => {
         resolve()
       })
-    )
+    })
+    await waitForFlows(() => this.trunk.flowCount, graceMs)
+    if (this.trunk.flowCount > 0) {
+      this.log.warn(`shutdown grace over: resetting ${this.trunk.flowCount} flow(s)`)
+    }
+    for (const t of this.timers) clearTimeout(t)
+    this.timers.clear()
+    this.control?.close()
+    this.trunk.close(ResetReason.SHUTDOWN, 'tx_proxy stopping')
+    await closed
+  }
+
+  /** SIGHUP: take the new policy; running flows are untouched. */
+  reload(config: Readonly<Config>): void {
+    this.interceptor?.setPolicy(config.interception.policy)
   }
 
   private onClient(socket: Socket): void {

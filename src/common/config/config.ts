@@ -43,6 +43,7 @@ export interface Config {
     readonly congestion: string
     readonly notsentLowatBytes: number
     readonly socketBufferBytes: number
+    readonly shutdownGraceMs: number
   }
   readonly limits: {
     readonly flowWindowBytes: number
@@ -195,7 +196,8 @@ export function buildConfig(raw: RawValues): Readonly<Config> {
       outageGraceMs: num('trunk.outage_grace_ms'),
       congestion: str('trunk.congestion'),
       notsentLowatBytes: num('trunk.notsent_lowat_bytes'),
-      socketBufferBytes: num('trunk.socket_buffer_bytes')
+      socketBufferBytes: num('trunk.socket_buffer_bytes'),
+      shutdownGraceMs: num('trunk.shutdown_grace_ms')
     },
     limits: {
       flowWindowBytes: num('limits.flow_window_bytes'),

@@ -193,6 +193,13 @@ export const KEYS: readonly KeySpec[] = [
     default: '0',
     doc: 'SO_SNDBUF and SO_RCVBUF of every subflow, in bytes (0: kernel autotuning, which sysctl tcp_wmem/tcp_rmem bound)'
   },
+  {
+    section: 'trunk',
+    key: 'shutdown_grace_ms',
+    type: int(0, 3_600_000),
+    default: '10000',
+    doc: 'on SIGTERM, running flows get this long to finish before they are reset, in ms'
+  },
   // [limits]
   {
     section: 'limits',

@@ -35,10 +35,17 @@ class WinstonLogger implements Logger {
   isDebugEnabled(): boolean {
     return this.w.isDebugEnabled()
   }
+  /** Change the level (SIGHUP reload); children follow their parent. */
+  setLevel(level: string): void {
+    this.w.level = level
+  }
 }
 
+/** A logger whose level can change at run time. */
+export type ReloadableLogger = Logger & { setLevel(level: string): void }
+
 /** A logger writing one line per event to stderr. `name` is the role (tx_proxy, rx_proxy). */
-export function createLogger(name: string, level: string): Logger {
+export function createLogger(name: string, level: string): ReloadableLogger {
   const w = winston.createLogger({
     level,
     format: winston.format.combine(

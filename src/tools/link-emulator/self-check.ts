@@ -186,7 +186,7 @@ export function formatSelfCheck(result: SelfCheckResult): string {
     .map(
       (i) =>
         `${i.name}: ${round(i.measured)} ${i.unit} (expected ${round(i.expected)} ± ${round(i.allowed)}) ` +
-        `${i.pass ? 'PASS' : 'FAIL'}`
+        (i.pass ? 'PASS' : 'FAIL')
     )
     .join('\n')
 }
