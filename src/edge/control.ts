@@ -45,6 +45,16 @@ export interface ProxyStatus {
   readonly bufferedBytes: number
   readonly maxBufferedBytes: number
   readonly trunks: readonly TrunkStatus[]
+  /** Sums over every flow, closed and live. */
+  readonly totals: {
+    readonly bytesFromApp: number
+    readonly bytesToApp: number
+    readonly reorderBytes: number
+    readonly sendBufferedBytes: number
+    readonly duplicateBytes: number
+    readonly resentBytes: number
+    readonly creditStalls: number
+  }
   readonly counters: Readonly<Record<string, number>>
   readonly interception?: unknown
 }
@@ -124,6 +134,9 @@ export function formatStatus(s: ProxyStatus): string {
   lines.push(
     `${s.role} pid ${s.pid}, up ${(s.uptimeMs / 1000).toFixed(0)} s, buffered ${human(s.bufferedBytes)} of ${human(s.maxBufferedBytes)}`
   )
+  lines.push(
+    `carried: ${human(s.totals.bytesFromApp)} from applications, ${human(s.totals.bytesToApp)} to applications, ${human(s.totals.resentBytes)} re-sent`
+  )
   for (const t of s.trunks) {
     lines.push(`trunk ${t.id.slice(0, 16)}: ${t.subflows.length} subflow(s), ${t.flows} flow(s)`)
     lines.push('  subflow  path  rtt ms    queued       sent   received')
@@ -147,4 +160,21 @@ export function formatStatus(s: ProxyStatus): string {
     for (const [k, v] of interesting) lines.push(`  ${k} ${v}`)
   }
   return lines.join('\n')
+}
+
+/** Totals over closed flows (counters) plus live ones. */
+export function combineTotals(
+  counters: Readonly<Record<string, number>>,
+  live: readonly ProxyStatus['totals'][]
+): ProxyStatus['totals'] {
+  const sum = (k: keyof ProxyStatus['totals']): number => live.reduce((n, t) => n + t[k], 0)
+  return {
+    bytesFromApp: (counters.bytes_from_app ?? 0) + sum('bytesFromApp'),
+    bytesToApp: (counters.bytes_to_app ?? 0) + sum('bytesToApp'),
+    reorderBytes: sum('reorderBytes'),
+    sendBufferedBytes: sum('sendBufferedBytes'),
+    duplicateBytes: (counters.duplicate_bytes ?? 0) + sum('duplicateBytes'),
+    resentBytes: (counters.flow_bytes_resent ?? 0) + sum('resentBytes'),
+    creditStalls: (counters.credit_stalls ?? 0) + sum('creditStalls')
+  }
 }

@@ -21,7 +21,9 @@ import { acceptHello, helloReply, type LocalHelloParams } from '../trunk/handsha
 import { Trunk } from '../trunk/trunk.js'
 import { createSubflowTuner, setAbortiveClose } from '../trunk/tune.js'
 import { trunkSettings, waitForFlows } from '../tx-proxy/tx-proxy.js'
-import { serveControl, type ProxyStatus } from '../edge/control.js'
+import { combineTotals, serveControl, type ProxyStatus } from '../edge/control.js'
+import { createRegistry, serveMetrics } from '../edge/metrics.js'
+import type { Server as HttpServer } from 'node:http'
 
 /** How a connect error maps to a RESET reason. */
 function connectFailureReason(code: string | undefined): number {
@@ -51,6 +53,7 @@ export class RxProxy {
   private readonly pending = new Set<Socket>()
   private readonly startedMs = performance.now()
   private control: Server | undefined
+  private metrics: HttpServer | undefined
   private readonly tuner: (socket: Socket) => void
 
   constructor(config: Readonly<Config>, log: Logger) {
@@ -77,6 +80,9 @@ export class RxProxy {
     if (this.config.rx.controlSocket !== '') {
       this.control = await serveControl(this.config.rx.controlSocket, () => this.status())
     }
+    if (this.config.rx.metricsListen !== undefined) {
+      this.metrics = await serveMetrics(this.config.rx.metricsListen, createRegistry(this))
+    }
     this.log.info(`listening on ${this.config.rx.recvIp}:${port}`)
     return { port }
   }
@@ -99,7 +105,17 @@ export class RxProxy {
     this.trunks.clear()
     for (const s of this.pending) s.destroy()
     this.control?.close()
+    this.metrics?.close()
     await closed
+  }
+
+  /** Subflow sockets, for TCP_INFO in the metrics. */
+  subflowSockets(): { trunk: string; index: number; pathId: number; socket: Socket }[] {
+    return [...this.trunks.values()].flatMap((t) =>
+      t
+        .liveSubflows()
+        .map((s) => ({ trunk: t.idHex, index: s.index, pathId: s.pathId, socket: s.rawSocket }))
+    )
   }
 
   /** Status snapshot for the control socket. */
@@ -111,6 +127,10 @@ export class RxProxy {
       bufferedBytes: this.budget.used,
       maxBufferedBytes: this.budget.capBytes,
       trunks: [...this.trunks.values()].map((t) => t.status()),
+      totals: combineTotals(
+        this.counters.snapshot(),
+        [...this.trunks.values()].map((t) => t.liveTotals())
+      ),
       counters: this.counters.snapshot()
     }
   }

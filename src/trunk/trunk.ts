@@ -336,6 +336,38 @@ export class Trunk implements TrunkPort {
     }
   }
 
+  /** Sums over the live flows (closed flows are in the counters). */
+  liveTotals(): {
+    bytesFromApp: number
+    bytesToApp: number
+    reorderBytes: number
+    sendBufferedBytes: number
+    duplicateBytes: number
+    resentBytes: number
+    creditStalls: number
+  } {
+    const t = {
+      bytesFromApp: 0,
+      bytesToApp: 0,
+      reorderBytes: 0,
+      sendBufferedBytes: 0,
+      duplicateBytes: 0,
+      resentBytes: 0,
+      creditStalls: 0
+    }
+    for (const f of this.flows.values()) {
+      const s = f.stats()
+      t.bytesFromApp += s.bytesFromApp
+      t.bytesToApp += s.bytesToApp
+      t.reorderBytes += s.reorderBytes
+      t.sendBufferedBytes += s.sendBufferedBytes
+      t.duplicateBytes += s.duplicateBytes
+      t.resentBytes += s.resentBytes
+      t.creditStalls += s.creditStalls
+    }
+    return t
+  }
+
   /** Live flows (for status). */
   flowList(): Flow[] {
     return [...this.flows.values()]
@@ -379,6 +411,9 @@ export class Trunk implements TrunkPort {
     this.counters.inc(flow.state === 'closed' ? 'flows_closed' : 'flows_reset')
     this.counters.inc('bytes_from_app', s.bytesFromApp)
     this.counters.inc('bytes_to_app', s.bytesToApp)
+    this.counters.inc('duplicate_bytes', s.duplicateBytes)
+    this.counters.inc('credit_stalls', s.creditStalls)
+    this.counters.inc('flow_bytes_resent', s.resentBytes)
     this.log.info(flow.state === 'closed' ? 'flow closed' : `flow reset: ${flow.endReason}`, {
       flow: flow.id,
       sent: s.bytesFromApp,

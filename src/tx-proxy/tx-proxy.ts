@@ -4,6 +4,7 @@
  * instances in one process do not share anything.
  */
 import { randomBytes } from 'node:crypto'
+import type { Server as HttpServer } from 'node:http'
 import { createServer, type Server, type Socket } from 'node:net'
 import type { Config } from '../common/config/config.js'
 import { Counters } from '../common/counters.js'
@@ -17,7 +18,8 @@ import { dialSubflow } from '../trunk/handshake.js'
 import { REPLY_FLAG_TRUNK_NEW } from '../common/wire/frame.js'
 import { Trunk, type TrunkSettings } from '../trunk/trunk.js'
 import { createSubflowTuner, setAbortiveClose } from '../trunk/tune.js'
-import { serveControl, type ProxyStatus } from '../edge/control.js'
+import { combineTotals, serveControl, type ProxyStatus } from '../edge/control.js'
+import { createRegistry, serveMetrics } from '../edge/metrics.js'
 import { Interceptor, type SynSource } from './interceptor.js'
 
 /** How tx_proxy learns where a client meant to go. */
@@ -77,6 +79,7 @@ export class TxProxy {
   private readonly budget: MemoryBudget
   private readonly startedMs = performance.now()
   private control: Server | undefined
+  private metrics: HttpServer | undefined
   private everConnected = false
   private stopped = false
   private interceptor: Interceptor | undefined
@@ -143,6 +146,9 @@ export class TxProxy {
     if (this.config.tx.controlSocket !== '') {
       this.control = await serveControl(this.config.tx.controlSocket, () => this.status())
     }
+    if (this.config.tx.metricsListen !== undefined) {
+      this.metrics = await serveMetrics(this.config.tx.metricsListen, createRegistry(this))
+    }
     this.log.info(`listening on ${this.config.tx.localIp}:${port}`, {
       peer: `${this.config.tx.rxProxyIp}:${this.config.tx.rxProxyPort}`,
       subflows: this.config.tx.subflows
@@ -177,6 +183,7 @@ export class TxProxy {
     for (const t of this.timers) clearTimeout(t)
     this.timers.clear()
     this.control?.close()
+    this.metrics?.close()
     this.trunk.close(ResetReason.SHUTDOWN, 'tx_proxy stopping')
     await closed
   }
@@ -205,6 +212,16 @@ export class TxProxy {
     socket.resume()
   }
 
+  /** Subflow sockets, for TCP_INFO in the metrics. */
+  subflowSockets(): { trunk: string; index: number; pathId: number; socket: Socket }[] {
+    return this.trunk.liveSubflows().map((s) => ({
+      trunk: this.trunk.idHex,
+      index: s.index,
+      pathId: s.pathId,
+      socket: s.rawSocket
+    }))
+  }
+
   /** Status snapshot for the control socket. */
   status(): ProxyStatus {
     const interception = this.interception()
@@ -215,6 +232,7 @@ export class TxProxy {
       bufferedBytes: this.budget.used,
       maxBufferedBytes: this.budget.capBytes,
       trunks: [this.trunk.status()],
+      totals: combineTotals(this.counters.snapshot(), [this.trunk.liveTotals()]),
       counters: this.counters.snapshot(),
       ...(interception !== undefined ? { interception } : {})
     }

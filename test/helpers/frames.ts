@@ -60,6 +60,29 @@ export function patternBytes(n: number, seed: number): Uint8Array {
   return out
 }
 
+/** Small seeded PRNG (mulberry32) returning [0, 1), so a failing case can be replayed. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+/** Fisher-Yates shuffle of `items` in place with `random`; returns `items`. */
+export function shuffle<T>(items: T[], random: () => number): T[] {
+  for (let i = items.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1))
+    const tmp = items[i]!
+    items[i] = items[j]!
+    items[j] = tmp
+  }
+  return items
+}
+
 // ---- address text, independent of src/common/ip.ts -----------------------------------------
 
 /** Naive IPv4 text → 4 bytes (reference only: trusts its input). */

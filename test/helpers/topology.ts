@@ -16,7 +16,7 @@
  * Cleanup rests on netns.ts: deleting a namespace deletes its veths and bridges, and every
  * namespace is deleted on destroy(), at the end of the test given as `hook`, and at exit.
  */
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -182,6 +182,33 @@ function writeIni(path: string, values: ReadonlyMap<string, string>): void {
   writeFileSync(path, `${text}\n`)
 }
 
+/** Temporary directories are `${TEMP_DIR_PREFIX}${pid}-XXXXXX`, so stale ones can be found. */
+const TEMP_DIR_PREFIX = 'tandem-topology-'
+
+/**
+ * Removes the temporary directories of topologies whose process is gone. A signal kills the
+ * process right after netns.ts deleted the namespaces, before destroy() could run, so the
+ * next topology cleans up after it (as netns.ts sweeps stale namespaces).
+ */
+function sweepStaleTempDirs(): void {
+  const pattern = new RegExp(`^${TEMP_DIR_PREFIX}(\\d+)-`)
+  for (const entry of readdirSync(tmpdir())) {
+    const pid = Number(pattern.exec(entry)?.[1] ?? NaN)
+    if (Number.isInteger(pid) && pid !== process.pid && !processExists(pid)) {
+      rmSync(join(tmpdir(), entry), { recursive: true, force: true })
+    }
+  }
+}
+
+function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
 /** Sets sysctl `key` (dotted) inside `ns`; writes /proc directly so procps is not needed. */
 async function setSysctl(ns: Netns, key: string, value: string): Promise<void> {
   const path = `/proc/sys/${key.replace(/\./g, '/')}`
@@ -224,6 +251,12 @@ export async function createTopology(options: TopologyOptions = {}): Promise<Top
   }
 
   try {
+    // The config first: a bad base file or override fails before any namespace exists.
+    sweepStaleTempDirs()
+    tempDir = mkdtempSync(join(tmpdir(), `${TEMP_DIR_PREFIX}${process.pid}-`))
+    const configPath = join(tempDir, 'network.conf')
+    writeConfig(configPath, options.overrides)
+
     const make = (): Netns => {
       const ns = createNetns(prefix)
       created.push(ns)
@@ -250,19 +283,8 @@ export async function createTopology(options: TopologyOptions = {}): Promise<Top
 
     // Each pair is created inside a namespace with its peer sent straight to the other one.
     const veth = async (from: Netns, name: string, to: Netns, peer: string): Promise<void> => {
-      await from.exec([
-        'ip',
-        'link',
-        'add',
-        name,
-        'type',
-        'veth',
-        'peer',
-        'name',
-        peer,
-        'netns',
-        to.name
-      ])
+      const pair = ['ip', 'link', 'add', name, 'type', 'veth', 'peer', 'name', peer]
+      await from.exec([...pair, 'netns', to.name])
     }
     await veth(ns.tx, names.tx.lan, ns.src, names.src)
     await veth(ns.tx, names.tx.wan, ns.wan, names.wan.toTx)
@@ -290,10 +312,6 @@ export async function createTopology(options: TopologyOptions = {}): Promise<Top
     }
     await host(ns.src, names.src, a.src)
     await host(ns.dst, names.dst, a.dst)
-
-    tempDir = mkdtempSync(join(tmpdir(), 'tandem-topology-'))
-    const configPath = join(tempDir, 'network.conf')
-    writeConfig(configPath, options.overrides)
 
     // The boxes, as a user sets them up. The config holds one (IPv4) address per box, so the
     // IPv6 one is given on the command line (which then replaces the configured one).

@@ -173,9 +173,15 @@ describe('five-namespace topology', { skip: netnsUnavailableReason() }, () => {
 
   test('a failed createTopology leaves no namespace behind', async () => {
     const before = ourNamespaces().length
+    // A bad value fails before any namespace exists…
     await assert.rejects(
       createTopology({ prefix: PREFIX, overrides: { 'interception.queue_num': 'many' } }),
       (err: unknown) => err instanceof ConfigError && err.key === 'interception.queue_num'
+    )
+    // …a wrong interface only when bridge-setup.sh runs, with five namespaces to remove.
+    await assert.rejects(
+      createTopology({ prefix: PREFIX, overrides: { 'interception.lan_interface': 'nosuch0' } }),
+      /bridge-setup\.sh: interface nosuch0 does not exist/
     )
     assert.equal(ourNamespaces().length, before)
   })

@@ -26,6 +26,7 @@ export interface Config {
     readonly redialMaxMs: number
     readonly dialTimeoutMs: number
     readonly controlSocket: string
+    readonly metricsListen: HostPort | undefined
   }
   readonly rx: {
     readonly recvIp: string
@@ -33,6 +34,7 @@ export interface Config {
     readonly connectTimeoutMs: number
     readonly handshakeTimeoutMs: number
     readonly controlSocket: string
+    readonly metricsListen: HostPort | undefined
   }
   readonly trunk: {
     readonly scheduler: 'first-free' | 'round-robin' | 'min-rtt'
@@ -179,14 +181,16 @@ export function buildConfig(raw: RawValues): Readonly<Config> {
       redialMinMs: num('tx_proxy.redial_min_ms'),
       redialMaxMs: num('tx_proxy.redial_max_ms'),
       dialTimeoutMs: num('tx_proxy.dial_timeout_ms'),
-      controlSocket: str('tx_proxy.control_socket')
+      controlSocket: str('tx_proxy.control_socket'),
+      metricsListen: values.get('tx_proxy.metrics_listen') as HostPort | undefined
     },
     rx: {
       recvIp: str('rx_proxy.recv_ip'),
       recvPort: num('rx_proxy.recv_port'),
       connectTimeoutMs: num('rx_proxy.connect_timeout_ms'),
       handshakeTimeoutMs: num('rx_proxy.handshake_timeout_ms'),
-      controlSocket: str('rx_proxy.control_socket')
+      controlSocket: str('rx_proxy.control_socket'),
+      metricsListen: values.get('rx_proxy.metrics_listen') as HostPort | undefined
     },
     trunk: {
       scheduler: str('trunk.scheduler') as Config['trunk']['scheduler'],

@@ -100,6 +100,13 @@ export const KEYS: readonly KeySpec[] = [
     default: '/run/tandem/tx_proxy.sock',
     doc: 'Unix socket that `./tx_proxy status` reads (empty: none)'
   },
+  {
+    section: 'tx_proxy',
+    key: 'metrics_listen',
+    type: { kind: 'endpoint', optional: true },
+    default: '',
+    doc: 'serve Prometheus metrics at http://HOST:PORT/metrics (empty: off)'
+  },
   // [rx_proxy]
   {
     section: 'rx_proxy',
@@ -135,6 +142,13 @@ export const KEYS: readonly KeySpec[] = [
     type: { kind: 'string' },
     default: '/run/tandem/rx_proxy.sock',
     doc: 'Unix socket that `./rx_proxy status` reads (empty: none)'
+  },
+  {
+    section: 'rx_proxy',
+    key: 'metrics_listen',
+    type: { kind: 'endpoint', optional: true },
+    default: '',
+    doc: 'serve Prometheus metrics at http://HOST:PORT/metrics (empty: off)'
   },
   // [trunk]
   {

@@ -14,7 +14,7 @@ import {
 } from '../../../src/common/wire/decode.js'
 import { encodeFrame, encodeHello } from '../../../src/common/wire/encode.js'
 import { HelloKind, ResetReason, type Frame, type Hello } from '../../../src/common/wire/frame.js'
-import { comparable, concat, hex, patternBytes, splitAt } from '../../helpers/frames.js'
+import { comparable, concat, hex, patternBytes, rng, splitAt } from '../../helpers/frames.js'
 
 const MAX_BODY = 64 * 1024
 
@@ -64,17 +64,6 @@ function pieces(bytes: Uint8Array, size: number): Uint8Array[] {
   return out
 }
 
-/** Small seeded PRNG (mulberry32), so a failing split can be reproduced. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 describe('FrameDecoder: the same bytes split every way', () => {
   it('whole', () => {

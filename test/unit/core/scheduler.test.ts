@@ -1,0 +1,246 @@
+/**
+ * Schedulers: one contract suite run against every scheduler `createScheduler` knows (bufferutil's
+ * `use(native)` / `use(fallback)`), then what each one promises on its own.
+ */
+import assert from 'node:assert/strict'
+import { describe, it } from 'node:test'
+
+import fc from 'fast-check'
+
+import {
+  SCHEDULER_NAMES,
+  createScheduler,
+  type SubflowView
+} from '../../../src/core/scheduler/index.js'
+import { FakeClock } from '../../helpers/fake-clock.js'
+
+function view(id: number, over: Partial<SubflowView> = {}): SubflowView {
+  return { id, writable: true, queuedBytes: 0, srttMs: 10, pathId: 0, ...over }
+}
+
+/** Subflow views as the trunk passes them: unique ids, sorted by id. */
+const viewsArb: fc.Arbitrary<SubflowView[]> = fc
+  .uniqueArray(
+    fc.record(
+      {
+        id: fc.nat(64),
+        writable: fc.boolean(),
+        queuedBytes: fc.oneof(fc.constant(0), fc.nat(1 << 20)),
+        srttMs: fc.oneof(fc.constant(0), fc.double({ min: 0, max: 2000, noNaN: true })),
+        pathId: fc.nat(3)
+      },
+      { noNullPrototype: true }
+    ),
+    { selector: (v) => v.id, maxLength: 8 }
+  )
+  .map((views) => [...views].sort((a, b) => a.id - b.id))
+
+describe('scheduler contract', () => {
+  assert.deepEqual([...SCHEDULER_NAMES].sort(), ['first-free', 'min-rtt', 'round-robin'])
+
+  for (const name of SCHEDULER_NAMES) {
+    describe(name, () => {
+      const clock = new FakeClock()
+
+      it('is created by name and carries it', () => {
+        assert.equal(createScheduler(name).name, name)
+        assert.notEqual(createScheduler(name), createScheduler(name))
+      })
+
+      it('returns undefined for an empty list', () => {
+        assert.equal(createScheduler(name).pick(1000, [], clock.now()), undefined)
+      })
+
+      it('returns undefined when no subflow is writable', () => {
+        const s = createScheduler(name)
+        const views = [view(1, { writable: false }), view(2, { writable: false })]
+        for (let i = 0; i < 5; i++) assert.equal(s.pick(1000, views, clock.now()), undefined)
+      })
+
+      it('picks the only writable subflow, whatever its queue or RTT', () => {
+        const s = createScheduler(name)
+        const views = [
+          view(1, { writable: false, queuedBytes: 0, srttMs: 1 }),
+          view(2, { queuedBytes: 1 << 20, srttMs: 900 }),
+          view(3, { writable: false, queuedBytes: 0, srttMs: 0 })
+        ]
+        for (let i = 0; i < 10; i++) {
+          assert.equal(s.pick(1000, views, clock.now()), 2)
+          clock.advance(7)
+        }
+      })
+
+      it('never picks a non-writable or absent subflow, and always picks when one is writable', () => {
+        const s = createScheduler(name)
+        fc.assert(
+          fc.property(fc.array(viewsArb, { minLength: 1, maxLength: 20 }), (rounds) => {
+            for (const views of rounds) {
+              clock.advance(1)
+              const id = s.pick(16384, views, clock.now())
+              if (views.some((v) => v.writable)) {
+                assert.ok(views.some((v) => v.id === id && v.writable), `picked ${String(id)}`)
+              } else {
+                assert.equal(id, undefined)
+              }
+            }
+          }),
+          { numRuns: 300 }
+        )
+      })
+
+      it('handles subflows joining and leaving between calls', () => {
+        const s = createScheduler(name)
+        let views = [view(1), view(2), view(3)]
+        const seen = new Set<number>()
+        for (let i = 0; i < 3; i++) seen.add(s.pick(1000, views, clock.now())!)
+        // 2 and 3 leave, 7 joins.
+        views = [view(1), view(7, { srttMs: 5 })]
+        for (let i = 0; i < 6; i++) {
+          const id = s.pick(1000, views, clock.now())
+          assert.ok(id === 1 || id === 7)
+        }
+        // Everything leaves, then one comes back.
+        assert.equal(s.pick(1000, [], clock.now()), undefined)
+        assert.equal(s.pick(1000, [view(9)], clock.now()), 9)
+      })
+    })
+  }
+})
+
+describe('round-robin', () => {
+  it('rotates evenly over writable subflows', () => {
+    const s = createScheduler('round-robin')
+    const views = [view(1), view(2), view(5), view(8)]
+    const counts = new Map<number, number>()
+    for (let i = 0; i < 4000; i++) {
+      const id = s.pick(1000, views, 0)!
+      counts.set(id, (counts.get(id) ?? 0) + 1)
+    }
+    assert.deepEqual([...counts.entries()].sort((a, b) => a[0] - b[0]), [
+      [1, 1000],
+      [2, 1000],
+      [5, 1000],
+      [8, 1000]
+    ])
+  })
+
+  it('visits in id order and skips non-writable ones', () => {
+    const s = createScheduler('round-robin')
+    const views = [view(1), view(2, { writable: false }), view(3)]
+    assert.deepEqual(
+      Array.from({ length: 6 }, () => s.pick(1000, views, 0)),
+      [1, 3, 1, 3, 1, 3]
+    )
+  })
+
+  it('ignores queue lengths and RTTs', () => {
+    const s = createScheduler('round-robin')
+    const views = [view(1, { queuedBytes: 1 << 20, srttMs: 999 }), view(2, { queuedBytes: 0, srttMs: 1 })]
+    assert.deepEqual(
+      Array.from({ length: 4 }, () => s.pick(1000, views, 0)),
+      [1, 2, 1, 2]
+    )
+  })
+
+  it('keeps its place when the subflow it picked last leaves, and takes in new ones', () => {
+    const s = createScheduler('round-robin')
+    assert.equal(s.pick(1000, [view(1), view(2), view(3)], 0), 1)
+    assert.equal(s.pick(1000, [view(1), view(2), view(3)], 0), 2)
+    // 2 left: the next after it is 3.
+    assert.equal(s.pick(1000, [view(1), view(3)], 0), 3)
+    // 4 joined: it comes after 3, then back to 1.
+    assert.equal(s.pick(1000, [view(1), view(3), view(4)], 0), 4)
+    assert.equal(s.pick(1000, [view(1), view(3), view(4)], 0), 1)
+  })
+})
+
+describe('first-free', () => {
+  it('picks the writable subflow with the least queued', () => {
+    const s = createScheduler('first-free')
+    const views = [
+      view(1, { queuedBytes: 5000 }),
+      view(2, { queuedBytes: 100 }),
+      view(3, { queuedBytes: 0, writable: false }),
+      view(4, { queuedBytes: 2000 })
+    ]
+    assert.equal(s.pick(1000, views, 0), 2)
+    assert.equal(s.pick(1000, views, 0), 2)
+  })
+
+  it('breaks ties by the lower RTT', () => {
+    const s = createScheduler('first-free')
+    const views = [
+      view(1, { queuedBytes: 0, srttMs: 80 }),
+      view(2, { queuedBytes: 0, srttMs: 20 }),
+      view(3, { queuedBytes: 0, srttMs: 50 })
+    ]
+    assert.equal(s.pick(1000, views, 0), 2)
+  })
+
+  it('prefers an empty queue over a low RTT', () => {
+    const s = createScheduler('first-free')
+    assert.equal(
+      s.pick(1000, [view(1, { queuedBytes: 1, srttMs: 1 }), view(2, { queuedBytes: 0, srttMs: 500 })], 0),
+      2
+    )
+  })
+
+  it('always returns a minimum of queuedBytes among writable subflows', () => {
+    fc.assert(
+      fc.property(viewsArb, (views) => {
+        const id = createScheduler('first-free').pick(1000, views, 0)
+        const writable = views.filter((v) => v.writable)
+        if (writable.length === 0) return
+        const picked = writable.find((v) => v.id === id)!
+        const least = Math.min(...writable.map((v) => v.queuedBytes))
+        assert.equal(picked.queuedBytes, least)
+        const tied = writable.filter((v) => v.queuedBytes === least)
+        assert.equal(picked.srttMs, Math.min(...tied.map((v) => v.srttMs)))
+      }),
+      { numRuns: 500 }
+    )
+  })
+})
+
+describe('min-rtt', () => {
+  it('picks the lowest smoothed RTT', () => {
+    const s = createScheduler('min-rtt')
+    const views = [
+      view(1, { srttMs: 40 }),
+      view(2, { srttMs: 12.5, queuedBytes: 50_000 }),
+      view(3, { srttMs: 300 })
+    ]
+    assert.equal(s.pick(1000, views, 0), 2)
+  })
+
+  it('spills to the next lowest when the fastest is not writable', () => {
+    const s = createScheduler('min-rtt')
+    const views = [
+      view(1, { srttMs: 40 }),
+      view(2, { srttMs: 10, writable: false }),
+      view(3, { srttMs: 30 })
+    ]
+    assert.equal(s.pick(1000, views, 0), 3)
+    const none = views.map((v) => ({ ...v, writable: false }))
+    assert.equal(s.pick(1000, none, 0), undefined)
+  })
+
+  it('breaks RTT ties by the shorter queue', () => {
+    const s = createScheduler('min-rtt')
+    const views = [view(1, { srttMs: 20, queuedBytes: 900 }), view(2, { srttMs: 20, queuedBytes: 10 })]
+    assert.equal(s.pick(1000, views, 0), 2)
+  })
+
+  it('always returns a minimum of srttMs among writable subflows', () => {
+    fc.assert(
+      fc.property(viewsArb, (views) => {
+        const id = createScheduler('min-rtt').pick(1000, views, 0)
+        const writable = views.filter((v) => v.writable)
+        if (writable.length === 0) return
+        const picked = writable.find((v) => v.id === id)!
+        assert.equal(picked.srttMs, Math.min(...writable.map((v) => v.srttMs)))
+      }),
+      { numRuns: 500 }
+    )
+  })
+})
