@@ -3,9 +3,11 @@
 # network.conf. iptables/apply.sh runs that script (or prints it with --dry-run), so what you
 # read is exactly what gets applied. Run `iptables/rules.sh --help` for the options.
 #
-# All rules live in chains of our own (TANDEM_PRE in mangle and in nat), reached by one jump
-# from PREROUTING. Applying flushes and refills our chains and adds a jump only when it is
-# missing, so applying twice leaves one copy; removing deletes our jumps and chains only.
+# All iptables rules live in chains of our own (TANDEM_PRE in mangle and in nat), reached by one
+# jump from PREROUTING. Applying flushes and refills our chains and adds a jump only when it is
+# missing, so applying twice leaves one copy; removing deletes our jumps and chains only. The
+# rx box's source transparency adds an `ip rule` (preference 1000), routing table 7462 and the
+# nft table `bridge tandem`, replaced whole on apply and deleted on --remove.
 set -eu
 
 PROG=rules.sh
@@ -26,7 +28,18 @@ tx box (from [interception] and [tx_proxy] local_port):
     filter; tx_proxy applies the full policy, subnets included).
   nat TANDEM_PRE: TCP packets carrying `mark` (tx_proxy's accept verdict) are REDIRECTed to
     local_port; conntrack keeps the redirect for the rest of the connection.
-rx box: no rules yet (source transparency will come here).
+rx box, when interception.transparent is true (the default; see docs/transparency.md):
+  rx_proxy connects to destinations from the client's own address (IP_TRANSPARENT). The
+  replies are addressed to the client, so the bridge would pass them on; these rules take
+  them to rx_proxy's socket instead, and only them:
+  mangle TANDEM_PRE: TCP (and ICMP errors) arriving on bridge port lan_interface that
+    belong to a local transparent socket (-m socket --transparent) get `mark`.
+  ip rule/route: marked packets coming up through the bridge are local (table 7462).
+  nft table bridge tandem: marked frames get lan_interface's MAC address and packet type
+    host, so the bridge hands them up to the IP stack instead of forwarding them.
+  Needs net.bridge.bridge-nf-call-iptables (and -ip6tables) = 1 and nft (nftables).
+  With interception.transparent = false (routed deployments) the rx box gets no rules and
+  applying removes the ones above.
 
 Options:
   -c, --config FILE   network.conf to read (default: the built-in defaults)
@@ -116,15 +129,120 @@ tx_rules() {
   emit_chain "$tool" nat "-i $BRIDGE -p tcp -m mark --mark $MARK_HEX -j REDIRECT --to-ports $LOCAL_PORT"
 }
 
-# Placeholder: rx_proxy connecting onward from the client's own address (IP_TRANSPARENT with
-# TPROXY or policy routing of the replies) needs rules on the rx box. Not designed yet: until
-# then the rx box needs no rules and this emits only a note.
+# --- rx box: source transparency (docs/transparency.md) ----------------------------------
+#
+# rx_proxy's sockets are bound to the client's address. Their replies cross the rx box's
+# bridge addressed to the client's MAC and IP; br_netfilter runs PREROUTING on them but
+# re-routes a bridged packet only when its destination address changed, so neither a mark
+# nor TPROXY alone makes it local (and this kernel has no bridge "broute"). Three pieces:
+#  1. mangle (in br_netfilter's PREROUTING pass): a packet whose 4-tuple is one of our
+#     transparent sockets (-m socket --transparent; also ICMP errors quoting one) gets MARK.
+#  2. nft, bridge family, prerouting after br_netfilter (priority > 0): a marked frame gets a
+#     local destination MAC (the LAN port's own) and packet type host, so the bridge passes
+#     it up through the bridge device instead of forwarding it.
+#  3. policy routing: a marked packet coming in on the bridge device is local.
+# Everything else, direct flows and other hosts included, is bridged untouched.
+
+# Fixed numbers, so --remove needs no config: the routing table and the `ip rule` preference
+# (arbitrary; chosen to be unlikely to clash with a box's own policy routing), and the name of
+# the nft table.
+RX_ROUTE_TABLE=7462
+RX_RULE_PREF=1000
+NFT_TABLE=tandem
+# After br_netfilter's hook (NF_BR_PRI_BRNF = 0), where iptables has set the mark.
+NFT_PRIORITY=100
+
+# Prints -4 or -6 for TOOL (iptables or ip6tables).
+ip_family_opt() {
+  if [ "$1" = iptables ]; then echo -4; else echo -6; fi
+}
+
+# Lines of the generated script: install nft when missing (root with apt-get), else stop
+# with a one-line error.
+emit_need_nft() {
+  cat <<'NEED'
+if ! command -v nft >/dev/null 2>&1; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "apply.sh: nft not found: installing nftables" >&2
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nftables; } >/dev/null 2>&1 || true
+  fi
+  command -v nft >/dev/null 2>&1 || { echo "apply.sh: nft not found and could not be installed: apt-get install nftables (needed by interception.transparent)" >&2; exit 1; }
+fi
+NEED
+}
+
+# Per TOOL: the mark rules and the policy routing of one IP family.
 rx_transparency_rules() {
-  echo "# $1: rx box source transparency (TPROXY): not implemented yet; no rules"
+  tool=$1
+  ipf=$(ip_family_opt "$tool")
+  if [ "$tool" = iptables ]; then
+    icmp=icmp
+    any=0.0.0.0/0
+    sysctl=bridge-nf-call-iptables
+  else
+    icmp=ipv6-icmp
+    any=::/0
+    sysctl=bridge-nf-call-ip6tables
+  fi
+  mark="-i $BRIDGE -m physdev --physdev-in $LAN_INTERFACE"
+  set_mark="-m socket --transparent -j MARK --set-mark $MARK_HEX"
+  echo "# $tool: bridged packets reach iptables only with net.bridge.$sysctl = 1"
+  echo "[ \"\$(cat /proc/sys/net/bridge/$sysctl 2>/dev/null)\" = 1 ] || { echo \"apply.sh: net.bridge.$sysctl is not 1: run bridge-setup.sh up first\" >&2; exit 1; }"
+  echo "# $tool mangle: packets from $LAN_INTERFACE for rx_proxy's transparent sockets get mark $MARK_HEX"
+  emit_chain "$tool" mangle "$mark -p tcp $set_mark" "$mark -p $icmp $set_mark"
+  echo "# ip $ipf: marked packets coming up through $BRIDGE are local (table $RX_ROUTE_TABLE)"
+  echo "while ip $ipf rule del pref $RX_RULE_PREF lookup $RX_ROUTE_TABLE 2>/dev/null; do :; done"
+  echo "ip $ipf rule add pref $RX_RULE_PREF fwmark $MARK_HEX iif $BRIDGE lookup $RX_ROUTE_TABLE"
+  echo "ip $ipf route replace local $any dev lo table $RX_ROUTE_TABLE"
+}
+
+# Once for all families: the nft bridge table. The MAC is read when the script runs.
+rx_bridge_rules() {
+  case $FAMILY in
+    4) types=ip ;;
+    6) types=ip6 ;;
+    *) types='{ ip, ip6 }' ;;
+  esac
+  echo "# nft bridge: marked frames from $LAN_INTERFACE go up to the IP stack, not across the bridge"
+  emit_need_nft
+  echo "mac=\$(cat /sys/class/net/$LAN_INTERFACE/address 2>/dev/null) || { echo \"apply.sh: interface $LAN_INTERFACE not found\" >&2; exit 1; }"
+  # Declaring the table first lets the same transaction delete and refill it: atomic replace.
+  echo "nft -f - <<NFT"
+  echo "table bridge $NFT_TABLE"
+  echo "delete table bridge $NFT_TABLE"
+  echo "table bridge $NFT_TABLE {"
+  echo "  chain transparent {"
+  echo "    type filter hook prerouting priority $NFT_PRIORITY; policy accept;"
+  echo "    iifname \"$LAN_INTERFACE\" ether type $types meta mark $MARK_HEX counter ether daddr set \$mac meta pkttype set host"
+  echo "  }"
+  echo "}"
+  echo "NFT"
+}
+
+# Per TOOL: deletes the policy routing of one family (the mangle chain goes with emit_remove).
+emit_rx_remove() {
+  ipf=$(ip_family_opt "$1")
+  echo "if command -v ip >/dev/null 2>&1; then"
+  echo "  while ip $ipf rule del pref $RX_RULE_PREF lookup $RX_ROUTE_TABLE 2>/dev/null; do :; done"
+  echo "  ip $ipf route flush table $RX_ROUTE_TABLE 2>/dev/null || true"
+  echo "fi"
+}
+
+# Deletes the nft bridge table, if present.
+emit_nft_remove() {
+  echo "if command -v nft >/dev/null 2>&1 && nft list table bridge $NFT_TABLE >/dev/null 2>&1; then"
+  echo "  nft delete table bridge $NFT_TABLE"
+  echo "fi"
 }
 
 rx_rules() {
-  rx_transparency_rules "$1"
+  if [ "$TRANSPARENT" = true ]; then
+    rx_transparency_rules "$1"
+  else
+    echo "# $1: interception.transparent is false: no rx rules; removing any left from before"
+    emit_remove "$1" mangle
+    emit_rx_remove "$1"
+  fi
 }
 
 # --- command line ------------------------------------------------------------------------
@@ -185,19 +303,22 @@ if [ "$REMOVE" -eq 1 ]; then
     for table in mangle nat; do
       emit_remove "$tool" "$table"
     done
+    emit_rx_remove "$tool"
   done
+  # The nft table serves both families: removed with the last of them.
+  [ "$FAMILY" != all ] || emit_nft_remove
   exit 0
 fi
 
+# Defaults are those of src/common/config/schema.ts.
+BRIDGE=$(conf_get interception bridge br0)
+LAN_INTERFACE=$(conf_get interception lan_interface eth0)
+check_ifname interception.bridge "$BRIDGE"
+check_ifname interception.lan_interface "$LAN_INTERFACE"
+MARK=$(check_int interception.mark "$(conf_get interception mark 1)" 1 2147483647)
+MARK_HEX=$(printf '0x%x' "$MARK")
 if [ "$ROLE" = tx ]; then
-  # Defaults are those of src/common/config/schema.ts.
-  BRIDGE=$(conf_get interception bridge br0)
-  LAN_INTERFACE=$(conf_get interception lan_interface eth0)
-  check_ifname interception.bridge "$BRIDGE"
-  check_ifname interception.lan_interface "$LAN_INTERFACE"
   QUEUE_NUM=$(check_int interception.queue_num "$(conf_get interception queue_num 0)" 0 65535)
-  MARK=$(check_int interception.mark "$(conf_get interception mark 1)" 1 2147483647)
-  MARK_HEX=$(printf '0x%x' "$MARK")
   LOCAL_PORT=$(check_int tx_proxy.local_port "$(conf_get tx_proxy local_port 5000)" 1 65535)
   PORT_GROUPS=$(multiport_groups interception.ports "$(conf_get interception ports '')") || exit 1
   EXCLUDE_GROUPS=$(multiport_groups interception.exclude_ports \
@@ -205,6 +326,12 @@ if [ "$ROLE" = tx ]; then
   if [ "$(conf_get interception enabled false)" != true ]; then
     warn "note: [interception] enabled is not true: tx_proxy will not read the queue, SYNs bypass it"
   fi
+else
+  TRANSPARENT=$(conf_get interception transparent true)
+  case $TRANSPARENT in
+    true | false) ;;
+    *) die "interception.transparent: expected true or false, got '$TRANSPARENT'" ;;
+  esac
 fi
 
 echo "# Tandem: $ROLE box rules from ${CONFIG:-built-in defaults} (generated by iptables/rules.sh)"
@@ -212,3 +339,10 @@ echo "set -eu"
 for tool in $TOOLS; do
   if [ "$ROLE" = tx ]; then tx_rules "$tool"; else rx_rules "$tool"; fi
 done
+if [ "$ROLE" = rx ]; then
+  if [ "$TRANSPARENT" = true ]; then
+    rx_bridge_rules
+  elif [ "$FAMILY" = all ]; then
+    emit_nft_remove
+  fi
+fi

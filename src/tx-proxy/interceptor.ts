@@ -97,6 +97,7 @@ export class Interceptor {
 
   private onPackets(packets: readonly NfQueuePacket[]): void {
     const now = this.opts.now()
+    const batchStart = performance.now()
     const healthy = this.opts.healthy()
     if (healthy !== this.wasHealthy) {
       this.wasHealthy = healthy
@@ -146,12 +147,14 @@ export class Interceptor {
       if (accelerated) this.source.verdict(p.id, 'accept', this.opts.mark)
       else this.source.verdict(p.id, 'accept')
       c.inc('syns_seen')
-      if (p.timestampMs !== undefined) {
-        const ms = Math.max(0, Date.now() - p.timestampMs)
-        this.latencySum += ms
-        this.latencyN++
-        if (ms > this.latencyMax) this.latencyMax = ms
-      }
+      // Kernel receive stamp when the kernel gives one; else the time since the batch arrived.
+      const ms =
+        p.timestampMs !== undefined
+          ? Math.max(0, Date.now() - p.timestampMs)
+          : performance.now() - batchStart
+      this.latencySum += ms
+      this.latencyN++
+      if (ms > this.latencyMax) this.latencyMax = ms
     }
   }
 }

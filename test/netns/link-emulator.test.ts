@@ -198,7 +198,9 @@ describe('link emulator in network namespaces', { skip: skipReason() }, () => {
           .filter((e) => e.event === 'stats')
           .map((e) => Number(e.intervalCpuPercent))
       )
-      t.diagnostic(formatSelfCheck(check))
+      for (const l of formatSelfCheck(check).split('\n')) {
+        t.diagnostic(l)
+      }
       t.diagnostic(
         `emulator: ${summary.packetsDelayed} packets delayed, max queue depth ${summary.maxQueueDepth}, ` +
           `queue drops ${summary.queueDrops}, enobufs ${summary.enobufs}, cpu ${summary.cpu.cpuSeconds.toFixed(2)} s ` +

@@ -46,9 +46,14 @@ function parseArgs(argv: readonly string[]): CliOptions | undefined {
   const args = yargs([...argv])
     .scriptName(PROGRAM)
     .usage(
-      'Usage: ip netns exec WAN node dist/src/tools/link-emulator/main.js --port-a IF --port-b IF [options]\n\n' +
-        'Impairs the bridge between two ports of the wan namespace in both directions ' +
-        '(ab: in at port-a, out at port-b; ba: the reverse) until SIGTERM/SIGINT.'
+      [
+        'Usage: ip netns exec WAN node dist/src/tools/link-emulator/main.js \\',
+        '         --port-a IF --port-b IF [options]',
+        '',
+        'Impairs the bridge between two ports of the wan namespace, both directions',
+        '(ab: in at port-a, out at port-b; ba: the reverse), until SIGTERM/SIGINT/SIGHUP.',
+        'SIGUSR2 prints a stats line (CPU use included).'
+      ].join('\n')
     )
     .option('port-a', {
       type: 'string',
@@ -144,7 +149,7 @@ function parseArgs(argv: readonly string[]): CliOptions | undefined {
     .fail((msg, err) => {
       throw new ConfigError('arguments', err ? err.message : msg)
     })
-    .wrap(Math.min(120, process.stdout.columns || 100))
+    .wrap(null)
     .parseSync()
   if (argv.includes('--help') || argv.includes('-h')) {
     return undefined
@@ -312,6 +317,12 @@ async function main(argv: readonly string[]): Promise<number> {
       previous = stats
     }
   }, options.statsIntervalMs)
+
+  // `kill -USR2 <pid>`: one stats line (CPU included) on request, in either output mode.
+  // (SIGUSR1 is Node's debugger signal.)
+  process.on('SIGUSR2', () => {
+    line(JSON.stringify(statsRecord(emulator.stats(), undefined)))
+  })
 
   const why = await done
   clearInterval(ticker)

@@ -140,11 +140,14 @@ const PAYLOAD_BYTES = 1472
 /** The sink stops this long after the last datagram, milliseconds. */
 const SINK_IDLE_MS = 500
 /**
- * Pings the loss check keeps in flight. Without a preload iputils ping slows to ~150/s once
- * replies are outstanding (50 at 1 ms x 50 ms RTT), and lost pings count as in flight too;
- * 500 keeps it at 1,000/s and its first burst well under the veth backlog (1,000 packets).
+ * Pings the loss check may keep in flight (`ping -l`). Without a preload iputils ping slows to
+ * ~150/s once replies are outstanding; it needs the RTT's worth (50 at 1 ms x 50 ms) plus every
+ * ping lost so far (lost pings stay "in flight": ~200 of 10,000 at 2%). Larger is worse: ping
+ * sends the preload as one burst, and a burst of replies beyond what its socket buffer holds
+ * (~550 replies with the default rmem_max) is counted as loss that the link did not cause.
+ * With much higher loss settings ping just runs slower.
  */
-const LOSS_PING_PRELOAD = 500
+const LOSS_PING_PRELOAD = 300
 /** The compiled file itself, run as the probe program. */
 const PROBE_SCRIPT = fileURLToPath(import.meta.url)
 
@@ -246,7 +249,11 @@ async function checkLoss(options: SelfCheckOptions, tolerance: number): Promise<
   const intervalS = (options.lossPingIntervalMs ?? 1) / 1000
   // ping exits 1 when some replies are missing: that is the measurement, not a failure.
   const { stdout } = await options.a.exec(
-    ['sh', '-c', `ping -n -q -c ${count} -i ${intervalS} -l ${LOSS_PING_PRELOAD} -W 2 ${options.bAddress}; true`],
+    [
+      'sh',
+      '-c',
+      `ping -n -q -c ${count} -i ${intervalS} -l ${LOSS_PING_PRELOAD} -W 2 ${options.bAddress}; true`
+    ],
     count * (options.lossPingIntervalMs ?? 1) * 3 + 30_000
   )
   const m = /(\d+) packets transmitted, (\d+) received/.exec(stdout)

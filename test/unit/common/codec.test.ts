@@ -314,7 +314,7 @@ describe('frame codec: RESET / GOAWAY messages', () => {
     'a message cut inside a 4-byte character keeps whole characters only',
     {
       todo:
-        'BUG: encode.ts reasonBytes() cuts with String.slice(0, -1), which splits a surrogate ' +
+        'BUG: encode.ts:51 reasonBytes() cuts with String.slice(0, -1), which splits a surrogate ' +
         'pair; TextEncoder turns the lone high surrogate into U+FFFD, so the peer gets a character ' +
         'that was never sent'
     },
@@ -329,7 +329,7 @@ describe('frame codec: RESET / GOAWAY messages', () => {
     'keeps a leading U+FEFF',
     {
       todo:
-        'BUG: decode.ts decodes messages with new TextDecoder("utf-8") without ignoreBOM, so a ' +
+        'BUG: decode.ts:30 decodes messages with new TextDecoder("utf-8") without ignoreBOM, so a ' +
         'leading EF BB BF (U+FEFF) is stripped and the message does not round-trip'
     },
     () => {

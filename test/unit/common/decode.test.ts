@@ -64,7 +64,6 @@ function pieces(bytes: Uint8Array, size: number): Uint8Array[] {
   return out
 }
 
-
 describe('FrameDecoder: the same bytes split every way', () => {
   it('whole', () => {
     assert.deepEqual(feed([BYTES]).map(comparable), EXPECTED)

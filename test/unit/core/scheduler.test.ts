@@ -78,7 +78,10 @@ describe('scheduler contract', () => {
               clock.advance(1)
               const id = s.pick(16384, views, clock.now())
               if (views.some((v) => v.writable)) {
-                assert.ok(views.some((v) => v.id === id && v.writable), `picked ${String(id)}`)
+                assert.ok(
+                  views.some((v) => v.id === id && v.writable),
+                  `picked ${String(id)}`
+                )
               } else {
                 assert.equal(id, undefined)
               }
@@ -116,12 +119,15 @@ describe('round-robin', () => {
       const id = s.pick(1000, views, 0)!
       counts.set(id, (counts.get(id) ?? 0) + 1)
     }
-    assert.deepEqual([...counts.entries()].sort((a, b) => a[0] - b[0]), [
-      [1, 1000],
-      [2, 1000],
-      [5, 1000],
-      [8, 1000]
-    ])
+    assert.deepEqual(
+      [...counts.entries()].sort((a, b) => a[0] - b[0]),
+      [
+        [1, 1000],
+        [2, 1000],
+        [5, 1000],
+        [8, 1000]
+      ]
+    )
   })
 
   it('visits in id order and skips non-writable ones', () => {
@@ -135,7 +141,10 @@ describe('round-robin', () => {
 
   it('ignores queue lengths and RTTs', () => {
     const s = createScheduler('round-robin')
-    const views = [view(1, { queuedBytes: 1 << 20, srttMs: 999 }), view(2, { queuedBytes: 0, srttMs: 1 })]
+    const views = [
+      view(1, { queuedBytes: 1 << 20, srttMs: 999 }),
+      view(2, { queuedBytes: 0, srttMs: 1 })
+    ]
     assert.deepEqual(
       Array.from({ length: 4 }, () => s.pick(1000, views, 0)),
       [1, 2, 1, 2]
@@ -180,7 +189,11 @@ describe('first-free', () => {
   it('prefers an empty queue over a low RTT', () => {
     const s = createScheduler('first-free')
     assert.equal(
-      s.pick(1000, [view(1, { queuedBytes: 1, srttMs: 1 }), view(2, { queuedBytes: 0, srttMs: 500 })], 0),
+      s.pick(
+        1000,
+        [view(1, { queuedBytes: 1, srttMs: 1 }), view(2, { queuedBytes: 0, srttMs: 500 })],
+        0
+      ),
       2
     )
   })
@@ -227,7 +240,10 @@ describe('min-rtt', () => {
 
   it('breaks RTT ties by the shorter queue', () => {
     const s = createScheduler('min-rtt')
-    const views = [view(1, { srttMs: 20, queuedBytes: 900 }), view(2, { srttMs: 20, queuedBytes: 10 })]
+    const views = [
+      view(1, { srttMs: 20, queuedBytes: 900 }),
+      view(2, { srttMs: 20, queuedBytes: 10 })
+    ]
     assert.equal(s.pick(1000, views, 0), 2)
   })
 

@@ -156,7 +156,10 @@ describe('SendBuffer: FIN', () => {
     sb.end()
     assert.ok(sb.hasSendable(0))
     const fin = sb.next(0, 0)
-    assert.deepEqual([fin?.offset, fin?.payload.length, fin?.fin, fin?.resend], [50, 0, true, false])
+    assert.deepEqual(
+      [fin?.offset, fin?.payload.length, fin?.fin, fin?.resend],
+      [50, 0, true, false]
+    )
     assert.equal(sb.next(1000, 0), undefined)
   })
 
@@ -258,7 +261,10 @@ describe('SendBuffer: subflow loss', () => {
     sb.onAck(100, false)
     assert.equal(sb.onSubflowLost(3), 0)
     const again = sb.next(1000, 4)
-    assert.deepEqual([again?.offset, again?.payload.length, again?.fin, again?.resend], [100, 0, true, true])
+    assert.deepEqual(
+      [again?.offset, again?.payload.length, again?.fin, again?.resend],
+      [100, 0, true, true]
+    )
     sb.onAck(100, true)
     assert.ok(sb.finished)
     assert.equal(sb.onSubflowLost(4), 0)
@@ -275,7 +281,10 @@ describe('SendBuffer: subflow loss', () => {
   })
 
   /** When subflows die: after `fraction` of the stream was appended, subflow `id` dies. */
-  const scenarios: readonly { readonly name: string; readonly kills: readonly { fraction: number; id: number }[] }[] = [
+  const scenarios: readonly {
+    readonly name: string
+    readonly kills: readonly { fraction: number; id: number }[]
+  }[] = [
     { name: 'subflow 2 dies half way', kills: [{ fraction: 0.5, id: 2 }] },
     { name: 'subflow 2 dies as the stream ends', kills: [{ fraction: 1, id: 2 }] },
     {
@@ -415,4 +424,3 @@ describe('SendBuffer: resendAll and clear', () => {
     assert.equal(sb.onSubflowLost(0), 0)
   })
 })
-
