@@ -20,16 +20,19 @@ export function parseIPv4(text: string): Uint8Array | undefined {
 /** Parse IPv6 text (with `::` and an optional trailing dotted quad) into 16 bytes. */
 export function parseIPv6(text: string): Uint8Array | undefined {
   const zone = text.indexOf('%')
+  // A zone id (fe80::1%eth0) must name something; it is not part of the address bytes.
+  if (zone >= 0 && !/^[A-Za-z0-9_.-]{1,15}$/.test(text.slice(zone + 1))) return undefined
   const s = zone >= 0 ? text.slice(0, zone) : text
   const halves = s.split('::')
   if (halves.length > 2) return undefined
-  const parseGroups = (part: string): number[] | undefined => {
+  // An embedded IPv4 address may only end the whole address.
+  const parseGroups = (part: string, last: boolean): number[] | undefined => {
     if (part === '') return []
     const groups: number[] = []
     const items = part.split(':')
     for (let i = 0; i < items.length; i++) {
       const item = items[i]!
-      if (i === items.length - 1 && item.includes('.')) {
+      if (last && i === items.length - 1 && item.includes('.')) {
         const v4 = parseIPv4(item)
         if (!v4) return undefined
         groups.push((v4[0]! << 8) | v4[1]!, (v4[2]! << 8) | v4[3]!)
@@ -40,8 +43,8 @@ export function parseIPv6(text: string): Uint8Array | undefined {
     }
     return groups
   }
-  const head = parseGroups(halves[0]!)
-  const tail = halves.length === 2 ? parseGroups(halves[1]!) : []
+  const head = parseGroups(halves[0]!, halves.length === 1)
+  const tail = halves.length === 2 ? parseGroups(halves[1]!, true) : []
   if (!head || !tail) return undefined
   const missing = 8 - head.length - tail.length
   if (halves.length === 2 ? missing < 1 : missing !== 0) return undefined

@@ -54,12 +54,19 @@ export function parsePortList(key: string, text: string): PortRange[] {
 /** Parse `10.0.0.0/8,2001:db8::/32` (a bare address is a /32 or /128). */
 export function parseSubnetList(key: string, text: string): Subnet[] {
   return items(text).map((item) => {
-    const [addr = '', prefixText] = item.split('/')
+    const parts = item.split('/')
+    const addr = parts[0] ?? ''
+    const prefixText = parts[1]
     const v4 = parseIPv4(addr)
     const bytes = v4 ?? parseIPv6(addr)
     const family: 4 | 6 = v4 ? 4 : 6
     const max = family === 4 ? 32 : 128
-    const prefix = prefixText === undefined ? max : Number(prefixText)
+    const prefix =
+      parts.length === 1
+        ? max
+        : parts.length === 2 && /^\d{1,3}$/.test(prefixText ?? '')
+          ? Number(prefixText)
+          : NaN
     if (!bytes || !Number.isInteger(prefix) || prefix < 0 || prefix > max) {
       throw new ConfigError(
         key,

@@ -24,6 +24,12 @@ export interface InsertResult {
   readonly duplicateBytes: number
 }
 
+/**
+ * Most segments held at once whatever the gaps (each costs an object): 64 Ki. An honest sender
+ * coalesces small writes when it is backlogged, so only a hostile one comes near this.
+ */
+export const MAX_REORDER_SEGMENTS_HARD = 65536
+
 /** Binary search: index of the first segment that ends after `offset`. */
 function firstEndingAfter(segments: readonly Segment[], offset: number): number {
   let lo = 0
@@ -44,11 +50,13 @@ export class ReorderBuffer {
   private contiguousEnd = 0
   private held = 0
   private finOffset: number | undefined
-  private readonly maxSegments: number
+  /** Maximal runs of contiguous held bytes: one per gap in front of them. */
+  private runs = 0
+  private readonly maxRuns: number
 
-  /** `maxSegments`: most separate ranges held at once (a gap cap, like quic-go's 1000). */
-  constructor(maxSegments: number) {
-    this.maxSegments = maxSegments
+  /** `maxRuns`: most separate ranges held at once (a gap cap, like quic-go's 1000). */
+  constructor(maxRuns: number) {
+    this.maxRuns = maxRuns
   }
 
   /** Every byte below this offset has been received (held or delivered). */
@@ -148,6 +156,8 @@ export class ReorderBuffer {
     this.segments.shift()
     this.deliveredOffset += first.data.length
     this.held -= first.data.length
+    const next = this.segments[0]
+    if (next === undefined || next.offset !== this.deliveredOffset) this.runs--
     return first.data
   }
 
@@ -156,6 +166,7 @@ export class ReorderBuffer {
     const bytes = this.held
     this.segments.length = 0
     this.held = 0
+    this.runs = 0
     return bytes
   }
 
@@ -166,13 +177,22 @@ export class ReorderBuffer {
 
   private addSegment(idx: number, offset: number, data: Uint8Array): void {
     if (data.length === 0) return
-    if (this.segments.length >= this.maxSegments) {
+    const prev = this.segments[idx - 1]
+    const next = this.segments[idx]
+    const end = offset + data.length
+    const joinsPrev = prev !== undefined && prev.offset + prev.data.length === offset
+    const joinsNext = next !== undefined && next.offset === end
+    const runs = this.runs + 1 - (joinsPrev ? 1 : 0) - (joinsNext ? 1 : 0)
+    if (runs > this.maxRuns || this.segments.length >= MAX_REORDER_SEGMENTS_HARD) {
       throw new ProtocolError(
         PepErrorCodes.TOO_MANY_GAPS,
-        `more than ${this.maxSegments} separate ranges waiting for reordering`,
+        runs > this.maxRuns
+          ? `more than ${this.maxRuns} separate ranges waiting for reordering`
+          : `more than ${MAX_REORDER_SEGMENTS_HARD} frames waiting for reordering`,
         ResetReason.PROTOCOL_ERROR
       )
     }
+    this.runs = runs
     this.segments.splice(idx, 0, { offset, data })
     this.held += data.length
   }

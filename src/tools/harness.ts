@@ -11,6 +11,7 @@
  * CLI runner both executables share.
  */
 
+import { setCongestion, socketFd } from '../../native/index.js'
 import { createHash, type Hash } from 'node:crypto'
 import { open, rename, writeFile } from 'node:fs/promises'
 import net, { type Server, type Socket } from 'node:net'
@@ -397,6 +398,30 @@ export interface ByteSource {
 }
 
 /** The first `totalBytes` bytes of the generated stream for `seed`, as a `ByteSource`. */
+/**
+ * Generated data for `durationMs` of wall-clock time from the first read (for links so slow
+ * that a fixed size would take too long). `totalBytes` is 0: the size is not known ahead.
+ */
+export function timedSource(durationMs: number, seed: number): ByteSource {
+  const data = new GeneratedData(seed)
+  let offset = 0
+  let endAt: number | undefined
+  return {
+    totalBytes: 0,
+    read(maxBytes: number): Promise<Uint8Array | null> {
+      endAt ??= performance.now() + durationMs
+      if (performance.now() >= endAt) return Promise.resolve(null)
+      const chunk = Buffer.allocUnsafe(maxBytes)
+      data.fill(chunk, offset)
+      offset += maxBytes
+      return Promise.resolve(chunk)
+    },
+    close(): Promise<void> {
+      return Promise.resolve()
+    }
+  }
+}
+
 export function generatedSource(totalBytes: number, seed: number): ByteSource {
   const data = new GeneratedData(seed)
   let offset = 0
@@ -731,6 +756,8 @@ export interface SendOptions {
   readonly localAddress?: string | undefined
   /** Called after each write with the total bytes written so far. */
   readonly onProgress?: ((sentBytes: number) => void) | undefined
+  /** TCP congestion control for this connection (TCP_CONGESTION, e.g. 'cubic'); default: the system's. */
+  readonly congestion?: string | undefined
 }
 
 /** What `sendTo` measured. Times are wall-clock, from `performance.now()`. */
@@ -849,6 +876,7 @@ export async function sendTo(options: SendOptions): Promise<StreamResult> {
   try {
     await monitor.waitFor('connect')
     const connectedAt = performance.now()
+    if (options.congestion !== undefined) setCongestion(socketFd(socket), options.congestion)
     // Read the addresses now: once both directions have ended the socket destroys itself
     // and forgets them.
     const addresses = {

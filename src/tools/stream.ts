@@ -19,6 +19,7 @@ import {
   formatEndpoint,
   formatWriteSize,
   generatedSource,
+  timedSource,
   parsePort,
   parseSecondsToMs,
   parseSeed,
@@ -56,6 +57,14 @@ function parseArgs(argv: readonly string[]) {
         describe: `send this much generated data (default ${DEFAULT_BYTES})`
       },
       file: { type: 'string', describe: 'send the contents of this file instead' },
+      duration: {
+        type: 'string',
+        describe: 'send generated data for this many seconds instead of a fixed size'
+      },
+      congestion: {
+        type: 'string',
+        describe: 'TCP congestion control of this connection (cubic, bbr, reno...; needs root)'
+      },
       seed: {
         type: 'string',
         default: '1',
@@ -82,6 +91,8 @@ function parseArgs(argv: readonly string[]) {
       quiet: { type: 'boolean', default: false, describe: 'no progress bar and no summary' }
     })
     .conflicts('bytes', 'file')
+    .conflicts('duration', 'file')
+    .conflicts('duration', 'bytes')
     .strict()
     .version(false)
     .help()
@@ -133,9 +144,20 @@ async function main(argv: readonly string[]): Promise<number> {
     throw new ConfigError('expect-reply-bytes', 'the reply is not read with --no-half-close')
   }
   const bytes = args.file === undefined ? parseSize(args.bytes ?? DEFAULT_BYTES, 'bytes') : 0
+  const durationMs =
+    args.duration === undefined ? undefined : parseSecondsToMs(args.duration, 'duration')
   const source: ByteSource =
-    args.file === undefined ? generatedSource(bytes, seed) : await fileSource(args.file)
-  const sourceName = args.file === undefined ? `generated, seed ${seed}` : `file ${args.file}`
+    durationMs !== undefined
+      ? timedSource(durationMs, seed)
+      : args.file === undefined
+        ? generatedSource(bytes, seed)
+        : await fileSource(args.file)
+  const sourceName =
+    durationMs !== undefined
+      ? `generated for ${durationMs / 1000} s, seed ${seed}`
+      : args.file === undefined
+        ? `generated, seed ${seed}`
+        : `file ${args.file}`
 
   const progress = createProgressBar(
     process.stderr,
@@ -154,6 +176,7 @@ async function main(argv: readonly string[]): Promise<number> {
       halfClose: args.halfClose,
       timeoutMs,
       localAddress: args.localAddress,
+      congestion: args.congestion,
       onProgress: (sentBytes) => {
         progress.add(sentBytes - reported)
         reported = sentBytes

@@ -52,7 +52,11 @@ for (const victim of ['tx', 'rx'] as const) {
       const t0 = performance.now()
       proc.child.kill('SIGTERM')
       await proc.waitFor(/SIGTERM: stopping/)
-      await new Promise<void>((resolve) => proc.child.once('exit', () => resolve()))
+      await new Promise<void>((resolve) =>
+        proc.child.once('exit', () => {
+          resolve()
+        })
+      )
       const exitMs = performance.now() - t0
       assert.ok(exitMs < GRACE_MS + 1500, `exit took ${exitMs} ms`)
       assert.equal(proc.child.exitCode, 0)

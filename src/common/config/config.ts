@@ -240,8 +240,9 @@ export function buildConfig(raw: RawValues): Readonly<Config> {
     log: { level: str('log.level') as Config['log']['level'] }
   }
   for (const key of ['interception.tx_bridge_address', 'interception.rx_bridge_address']) {
-    const [addr = '', prefix] = str(key).split('/')
-    const bits = Number(prefix)
+    const parts = str(key).split('/')
+    const addr = parts[0] ?? ''
+    const bits = parts.length === 2 && /^\d{1,3}$/.test(parts[1] ?? '') ? Number(parts[1]) : NaN
     const family = ipFamily(addr)
     if (
       family === undefined ||
@@ -295,6 +296,9 @@ export function buildConfig(raw: RawValues): Readonly<Config> {
 }
 
 function deepFreeze<T extends object>(o: T): Readonly<T> {
-  for (const v of Object.values(o)) if (v !== null && typeof v === 'object') deepFreeze(v as object)
+  for (const v of Object.values(o)) {
+    // Byte arrays (subnet addresses) cannot be frozen; nothing hands them out for writing.
+    if (v !== null && typeof v === 'object' && !ArrayBuffer.isView(v)) deepFreeze(v as object)
+  }
   return Object.freeze(o)
 }

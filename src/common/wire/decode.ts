@@ -27,7 +27,7 @@ import {
   type Hello
 } from './frame.js'
 
-const textDecoder = new TextDecoder('utf-8', { fatal: false })
+const textDecoder = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true })
 
 /** The peer speaks another protocol version; `peerVersion` says which. */
 export class VersionMismatchError extends ProtocolError {
@@ -56,9 +56,16 @@ function readU64(view: DataView, pos: number, what: string): number {
   return hi * 0x1_0000_0000 + view.getUint32(pos + 4)
 }
 
-/** A queue of received chunks from which exact byte counts are taken, copying only across chunks. */
+/**
+ * A queue of received chunks from which exact byte counts are taken, copying only across chunks.
+ * Chunks are consumed through an index (no Array.shift per chunk), so a peer that trickles
+ * tiny segments costs linear time, not quadratic.
+ */
 class ChunkQueue {
   private chunks: Uint8Array[] = []
+  /** Index of the first live chunk in `chunks`. */
+  private first = 0
+  /** Offset of the first unread byte in `chunks[first]`. */
   private head = 0
   /** Bytes held. */
   length = 0
@@ -72,7 +79,8 @@ class ChunkQueue {
   /** Look at byte `i` without consuming. Caller guarantees i < length. */
   peek(i: number): number {
     let pos = this.head + i
-    for (const c of this.chunks) {
+    for (let k = this.first; k < this.chunks.length; k++) {
+      const c = this.chunks[k]!
       if (pos < c.length) return c[pos]!
       pos -= c.length
     }
@@ -81,31 +89,24 @@ class ChunkQueue {
 
   /** Remove and return exactly `n` bytes (n <= length): a view when they lie in one chunk. */
   take(n: number): Uint8Array {
-    this.length -= n
-    const first = this.chunks[0]
     if (n === 0) return new Uint8Array(0)
-    if (first !== undefined && first.length - this.head >= n) {
-      const out = first.subarray(this.head, this.head + n)
+    this.length -= n
+    const firstChunk = this.chunks[this.first]!
+    if (firstChunk.length - this.head >= n) {
+      const out = firstChunk.subarray(this.head, this.head + n)
       this.head += n
-      if (this.head === first.length) {
-        this.chunks.shift()
-        this.head = 0
-      }
+      if (this.head === firstChunk.length) this.dropFirst()
       return out
     }
     const out = new Uint8Array(n)
     let filled = 0
     while (filled < n) {
-      const c = this.chunks[0]!
-      const avail = c.length - this.head
-      const want = Math.min(avail, n - filled)
+      const c = this.chunks[this.first]!
+      const want = Math.min(c.length - this.head, n - filled)
       out.set(c.subarray(this.head, this.head + want), filled)
       filled += want
       this.head += want
-      if (this.head === c.length) {
-        this.chunks.shift()
-        this.head = 0
-      }
+      if (this.head === c.length) this.dropFirst()
     }
     return out
   }
@@ -113,6 +114,18 @@ class ChunkQueue {
   /** Remove and return everything held. */
   takeAll(): Uint8Array {
     return this.take(this.length)
+  }
+
+  private dropFirst(): void {
+    this.first++
+    this.head = 0
+    if (this.first === this.chunks.length) {
+      this.chunks = []
+      this.first = 0
+    } else if (this.first >= 1024 && this.first * 2 >= this.chunks.length) {
+      this.chunks = this.chunks.slice(this.first)
+      this.first = 0
+    }
   }
 }
 

@@ -46,10 +46,12 @@ function addressBytes(ep: Endpoint): Uint8Array {
 /** Reason message truncated to the protocol's maximum, on a character boundary. */
 function reasonBytes(message: string): Uint8Array {
   let bytes = textEncoder.encode(message)
-  let text = message
+  if (bytes.length <= MAX_REASON_MESSAGE) return bytes
+  // Cut whole code points, never half a surrogate pair.
+  const chars = Array.from(message)
   while (bytes.length > MAX_REASON_MESSAGE) {
-    text = text.slice(0, -1)
-    bytes = textEncoder.encode(text)
+    chars.pop()
+    bytes = textEncoder.encode(chars.join(''))
   }
   return bytes
 }

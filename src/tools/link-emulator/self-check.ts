@@ -3,9 +3,10 @@
  * and compares it with the settings.
  *
  * - RTT: the median of 50 pings (a -> b) against delay ab + delay ba, within 10%.
- * - Loss: 10,000 pings at 1 ms intervals; the fraction not answered is a real count of
- *   delivered vs sent packets. A ping survives both directions, so it is compared with the
- *   round-trip loss 1 - (1 - p_ab)(1 - p_ba), within 20% relative. Round trip rather than one
+ * - Loss: 10,000 pings at 1 ms intervals; echo requests sent and replies delivered are counted
+ *   by the kernel of namespace a (/proc/net/snmp), a real count of delivered vs sent packets
+ *   that a busy ping process cannot skew. A ping survives both directions, so it is compared
+ *   with the round-trip loss 1 - (1 - p_ab)(1 - p_ba), within 20% relative. Round trip rather than one
  *   way: the same 10,000 packets see about twice the losses, which halves the relative noise
  *   (at 1% per direction: ~199 losses, standard deviation ~7%, so 20% is ~2.8 sigma).
  * - Rate: a UDP flow paced at 1.3x the rate limit for a few seconds, each direction in turn;
@@ -148,6 +149,8 @@ const SINK_IDLE_MS = 500
  * With much higher loss settings ping just runs slower.
  */
 const LOSS_PING_PRELOAD = 300
+/** Separates the parts of the loss check's output. */
+const SNMP_SEPARATOR = '--- link-emulator self-check ---'
 /** The compiled file itself, run as the probe program. */
 const PROBE_SCRIPT = fileURLToPath(import.meta.url)
 
@@ -247,21 +250,32 @@ async function checkRtt(options: SelfCheckOptions, tolerance: number): Promise<C
 async function checkLoss(options: SelfCheckOptions, tolerance: number): Promise<CheckItem> {
   const count = options.lossPings ?? 10_000
   const intervalS = (options.lossPingIntervalMs ?? 1) / 1000
+  // The kernel's ICMP counters of namespace a, read before and after, count what a sent and
+  // what came back to its IP stack; ping's own tally would also count replies its socket or
+  // scheduling lost, which on a busy machine is not the link. A short sleep lets stragglers in.
   // ping exits 1 when some replies are missing: that is the measurement, not a failure.
   const { stdout } = await options.a.exec(
     [
       'sh',
       '-c',
-      `ping -n -q -c ${count} -i ${intervalS} -l ${LOSS_PING_PRELOAD} -W 2 ${options.bAddress}; true`
+      `cat /proc/net/snmp; echo ${SNMP_SEPARATOR}; ` +
+        `ping -n -q -c ${count} -i ${intervalS} -l ${LOSS_PING_PRELOAD} -W 2 ${options.bAddress}; ` +
+        `sleep 0.5; echo ${SNMP_SEPARATOR}; cat /proc/net/snmp`
     ],
     count * (options.lossPingIntervalMs ?? 1) * 3 + 30_000
   )
-  const m = /(\d+) packets transmitted, (\d+) received/.exec(stdout)
+  const [snmpBefore = '', pingOutput = '', snmpAfter = ''] = stdout.split(`${SNMP_SEPARATOR}\n`)
+  const m = /(\d+) packets transmitted, (\d+) received/.exec(pingOutput)
   if (m === null) {
     throw new Error(`cannot read ping's summary:\n${stdout}`)
   }
-  const sent = Number(m[1])
-  const received = Number(m[2])
+  const before = icmpCounters(snmpBefore)
+  const after = icmpCounters(snmpAfter)
+  const sent = after.OutEchos - before.OutEchos
+  const received = after.InEchoReps - before.InEchoReps
+  if (!(sent > 0)) {
+    throw new Error(`no echo requests counted in /proc/net/snmp:\n${stdout}`)
+  }
   const measured = (100 * (sent - received)) / sent
   const expected =
     100 * (1 - (1 - options.ab.lossPercent / 100) * (1 - options.ba.lossPercent / 100))
@@ -270,9 +284,27 @@ async function checkLoss(options: SelfCheckOptions, tolerance: number): Promise<
   return item('round-trip loss', expected, measured, '%', allowed, {
     sent,
     received,
+    pingSent: Number(m[1]),
+    pingReceived: Number(m[2]),
     // One direction's loss if both are equal: 1 - sqrt(1 - L).
     perDirectionPercent: 100 * (1 - Math.sqrt(1 - measured / 100))
   })
+}
+
+/** The `Icmp:` counters of a /proc/net/snmp text (a header line, then a value line). */
+function icmpCounters(snmp: string): { OutEchos: number; InEchoReps: number } {
+  const lines = snmp.split('\n').filter((l) => l.startsWith('Icmp: '))
+  const names = lines[0]?.split(/\s+/) ?? []
+  const values = lines[1]?.split(/\s+/).map(Number) ?? []
+  const get = (name: string): number => {
+    const at = names.indexOf(name)
+    const v = at < 0 ? undefined : values[at]
+    if (v === undefined || Number.isNaN(v)) {
+      throw new Error(`no Icmp ${name} in /proc/net/snmp:\n${snmp}`)
+    }
+    return v
+  }
+  return { OutEchos: get('OutEchos'), InEchoReps: get('InEchoReps') }
 }
 
 async function checkRate(
