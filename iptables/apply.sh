@@ -93,11 +93,14 @@ for tool in $tools; do
   ensure_tool "$tool" iptables || die "$tool not found and could not be installed: apt-get install iptables"
 done
 
+case $script in
+  *'nft -f'*) ensure_tool nft nftables || die "nft not found and could not be installed: apt-get install nftables (needed by interception.transparent)" ;;
+esac
 sh -c "$script" || die "an iptables command failed (see above); fix it and run apply.sh again"
 if [ "$REMOVE" -eq 1 ]; then
   say "removed Tandem chains and jumps ($tools)"
 elif [ "$ROLE" = tx ]; then
   say "tx rules applied ($tools): mangle and nat chains TANDEM_PRE, jumped to from PREROUTING"
 else
-  say "rx box: no rules to apply yet (source transparency comes later)"
+  say "rx rules applied ($tools): source transparency (mangle TANDEM_PRE socket mark, nft table bridge tandem, ip rule fwmark -> table 7462) when interception.transparent = true"
 fi

@@ -31,7 +31,7 @@ if [ -n "$need" ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need >/dev/null
 fi
 
-if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+if [ ! -f node_modules/.package-lock.json ] || [ -n "$(find package-lock.json -newer node_modules/.package-lock.json)" ]; then
   echo "setup: npm ci" >&2
   # Install scripts of dependencies are not needed: the native addon is built below by our own script.
   npm ci --ignore-scripts --no-audit --no-fund --loglevel=error

@@ -12,6 +12,7 @@ import {
   HelloStatus,
   REPLY_FLAG_TRUNK_NEW,
   ResetReason,
+  type Endpoint,
   type OpenFrame
 } from '../common/wire/frame.js'
 import type { Flow } from '../core/flow.js'
@@ -21,6 +22,7 @@ import { acceptHello, helloReply, type LocalHelloParams } from '../trunk/handsha
 import { Trunk } from '../trunk/trunk.js'
 import { createSubflowTuner, setAbortiveClose } from '../trunk/tune.js'
 import { trunkSettings, waitForFlows } from '../tx-proxy/tx-proxy.js'
+import { connectTransparent, errnoCode } from './transparent.js'
 import { combineTotals, serveControl, type ProxyStatus } from '../edge/control.js'
 import { createRegistry, serveMetrics } from '../edge/metrics.js'
 import type { Server as HttpServer } from 'node:http'
@@ -53,6 +55,8 @@ export class RxProxy {
   private readonly pending = new Set<Socket>()
   private readonly startedMs = performance.now()
   private control: Server | undefined
+  /** Connect from the client's address; turned off once if the process lacks the capability. */
+  private transparent: boolean
   private metrics: HttpServer | undefined
   private readonly tuner: (socket: Socket) => void
 
@@ -60,6 +64,7 @@ export class RxProxy {
     this.config = config
     this.log = log
     this.budget = new MemoryBudget(config.limits.maxBufferedBytes)
+    this.transparent = config.interception.enabled && config.interception.transparent
     this.tuner = createSubflowTuner(config, log)
     this.server = createServer({ allowHalfOpen: false }, (socket) => {
       this.onSubflow(socket)
@@ -214,9 +219,66 @@ export class RxProxy {
     )
   }
 
+  /** A connect failed: count it, log one line, reset the flow with the matching reason. */
+  private connectFailed(
+    flow: Flow,
+    dst: Endpoint,
+    code: string | undefined,
+    message: string
+  ): void {
+    this.counters.inc(`connect_failures_${code ?? 'unknown'}`)
+    this.log.warn(`connect to ${formatEndpoint(dst)} failed: ${code ?? message}`, { flow: flow.id })
+    flow.abort(connectFailureReason(code), `connect to ${formatEndpoint(dst)}: ${code ?? message}`)
+  }
+
+  /** The destination answered: hand the socket to the flow. */
+  private connected(
+    trunk: Trunk,
+    flow: Flow,
+    socket: Socket,
+    dst: Endpoint,
+    started: number
+  ): void {
+    this.counters.inc('connects')
+    if (this.log.isDebugEnabled()) {
+      this.log.debug(
+        `connected to ${formatEndpoint(dst)} in ${Math.round(performance.now() - started)} ms`
+      )
+    }
+    trunk.attachApp(flow, socket)
+  }
+
+  /**
+   * Connect a flow to its destination: from the client's own address (IP_TRANSPARENT, the
+   * bridged deployment) when `interception.transparent` is on and the OPEN carries the client's
+   * endpoint, else from this box's address.
+   */
   private connectFlow(trunk: Trunk, flow: Flow, frame: OpenFrame): void {
     const dst = frame.dst
+    const src = frame.src
     const started = performance.now()
+    if (this.transparent && src !== undefined && src.family === dst.family) {
+      connectTransparent({ dst, src, timeoutMs: this.config.rx.connectTimeoutMs }).then(
+        (socket) => {
+          socket.setNoDelay(true)
+          this.connected(trunk, flow, socket, dst, started)
+        },
+        (err: unknown) => {
+          const code = errnoCode(err)
+          if (code === 'EPERM' || code === 'EACCES') {
+            // No CAP_NET_ADMIN: say so once and carry on from our own address.
+            this.transparent = false
+            this.log.warn(
+              "source transparency needs CAP_NET_ADMIN: connecting from this box's address"
+            )
+            this.connectFlow(trunk, flow, frame)
+            return
+          }
+          this.connectFailed(flow, dst, code, err instanceof Error ? err.message : String(err))
+        }
+      )
+      return
+    }
     const socket = connect({
       host: dst.address,
       port: dst.port,
@@ -225,31 +287,19 @@ export class RxProxy {
       noDelay: true
     })
     const timer = setTimeout(() => {
-      fail({ code: 'ETIMEDOUT', message: 'connect timed out' } as NodeJS.ErrnoException)
+      socket.destroy()
+      this.connectFailed(flow, dst, 'ETIMEDOUT', 'connect timed out')
     }, this.config.rx.connectTimeoutMs)
-    const fail = (err: NodeJS.ErrnoException): void => {
+    const onError = (err: NodeJS.ErrnoException): void => {
       clearTimeout(timer)
       socket.destroy()
-      this.counters.inc(`connect_failures_${err.code ?? 'unknown'}`)
-      this.log.warn(`connect to ${formatEndpoint(dst)} failed: ${err.code ?? err.message}`, {
-        flow: flow.id
-      })
-      flow.abort(
-        connectFailureReason(err.code),
-        `connect to ${formatEndpoint(dst)}: ${err.code ?? err.message}`
-      )
+      this.connectFailed(flow, dst, err.code, err.message)
     }
-    socket.once('error', fail)
+    socket.once('error', onError)
     socket.once('connect', () => {
       clearTimeout(timer)
-      socket.off('error', fail)
-      this.counters.inc('connects')
-      if (this.log.isDebugEnabled()) {
-        this.log.debug(
-          `connected to ${formatEndpoint(dst)} in ${Math.round(performance.now() - started)} ms`
-        )
-      }
-      trunk.attachApp(flow, socket)
+      socket.off('error', onError)
+      this.connected(trunk, flow, socket, dst, started)
     })
   }
 }

@@ -12,7 +12,12 @@ import { after, before, describe, test } from 'node:test'
 import { queryStatus } from '../../src/edge/control.js'
 import { netnsUnavailableReason } from '../helpers/netns.js'
 import { dist, runIn, startIn, type NsProcess } from '../helpers/ns-process.js'
-import { createTopology, TOPOLOGY_ADDRESSES as A, type Topology } from '../helpers/topology.js'
+import {
+  createTopology,
+  PROJECT_ROOT,
+  TOPOLOGY_ADDRESSES as A,
+  type Topology
+} from '../helpers/topology.js'
 
 const MiB = 1024 * 1024
 const unavailable = netnsUnavailableReason()
@@ -246,5 +251,95 @@ describe('bridged interception in five namespaces', () => {
       accelerated = d.peerAddress.replace('::ffff:', '') === A.rx.v4
     }
     assert.ok(accelerated, 'flows were not accelerated again after rx_proxy came back')
+  })
+})
+
+describe('bridged interception with source transparency (the default)', () => {
+  let topo: Topology
+  let dir: string
+  const procs: NsProcess[] = []
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'tandem-tr-'))
+    topo = await createTopology({
+      prefix: 'ttr',
+      overrides: { 'interception.transparent': 'true' }
+    })
+  })
+  after(async () => {
+    for (const p of procs.reverse()) await p.stop()
+    topo.destroy()
+  })
+
+  test('dst sees the connection coming from src itself, bytes intact both ways', async () => {
+    const conf = join(dir, 'network.conf')
+    topo.writeConfig(conf, {
+      'tx_proxy.local_ip': '::',
+      'tx_proxy.control_socket': join(dir, 'tx.sock'),
+      'rx_proxy.control_socket': join(dir, 'rx.sock'),
+      'rx_proxy.recv_ip': '::',
+      'interception.transparent': 'true'
+    })
+    // The rx box's rules (socket mark, bridge steering, policy route), applied as a user would.
+    const apply = await runIn(topo.ns.rx, [
+      'sh',
+      join(PROJECT_ROOT, 'iptables', 'apply.sh'),
+      '-c',
+      conf,
+      '--role',
+      'rx'
+    ])
+    assert.equal(apply.code, 0, apply.output)
+    const rx = startIn(topo.ns.rx, [dist('rx-proxy/main.js'), '-c', conf], 'rx_proxy')
+    procs.push(rx)
+    await rx.waitFor(/listening on/)
+    const tx = startIn(topo.ns.tx, [dist('tx-proxy/main.js'), '-c', conf], 'tx_proxy')
+    procs.push(tx)
+    await tx.waitFor(/subflow up(.|\n)*subflow up(.|\n)*subflow up(.|\n)*subflow up/)
+    const recv = startIn(
+      topo.ns.dst,
+      [
+        dist('tools/receive.js'),
+        '--port',
+        '5301',
+        '--host',
+        '::',
+        '--keep-listening',
+        '--reply-bytes',
+        '4MiB',
+        '--json',
+        '--quiet'
+      ],
+      'receive'
+    )
+    procs.push(recv)
+    await recv.waitFor(/listening on/)
+    for (const host of [A.dst.v4, A.dst.v6]) {
+      const r = await runIn(topo.ns.src, [
+        dist('tools/stream.js'),
+        host,
+        '5301',
+        '--bytes',
+        '32MiB',
+        '--json',
+        '--quiet'
+      ])
+      assert.equal(r.code, 0, r.output)
+      const s = JSON.parse(r.output.trim().split('\n').pop() ?? '{}') as Streamed & {
+        localPort: number
+      }
+      const lines = recv
+        .output()
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+      const d = JSON.parse(lines[lines.length - 1] ?? '{}') as Received
+      assert.equal(d.receivedSha256, s.sentSha256)
+      assert.equal(s.replySha256, d.replySha256)
+      const srcAddr = host === A.dst.v4 ? A.src.v4 : A.src.v6
+      assert.equal(d.peerAddress.replace('::ffff:', ''), srcAddr, 'dst must see the client itself')
+      assert.equal(d.peerPort, s.localPort, 'and its own port')
+    }
+    const rxs = await queryStatus(join(dir, 'rx.sock'))
+    assert.equal(rxs.counters.connects, 2, 'both flows went through rx_proxy')
   })
 })

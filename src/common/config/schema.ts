@@ -319,7 +319,7 @@ export const KEYS: readonly KeySpec[] = [
     key: 'mark',
     type: int(1, 0x7fffffff),
     default: '1',
-    doc: 'packet mark tx_proxy gives accepted SYNs; the REDIRECT rule matches it'
+    doc: 'packet mark tx_proxy gives accepted SYNs (the REDIRECT rule matches it); on the rx box, the mark of replies steered to transparent sockets'
   },
   {
     section: 'interception',

@@ -192,14 +192,18 @@ export async function selfCheck(options: SelfCheckOptions): Promise<SelfCheckRes
   return { pass: items.every((i) => i.pass), rtt, loss, rateAb, rateBa, items }
 }
 
-/** One line per item: `name: measured unit (expected X ± Y) PASS|FAIL`. */
+/** One line per item: `name: measured unit (expected X ± Y) PASS|FAIL; detail`. */
 export function formatSelfCheck(result: SelfCheckResult): string {
   return result.items
-    .map(
-      (i) =>
-        `${i.name}: ${round(i.measured)} ${i.unit} (expected ${round(i.expected)} ± ${round(i.allowed)}) ` +
-        (i.pass ? 'PASS' : 'FAIL')
-    )
+    .map((i) => {
+      const detail = Object.entries(i.detail)
+        .map(([k, v]) => `${k} ${round(v)}`)
+        .join(', ')
+      return (
+        `${i.name}: ${round(i.measured)} ${i.unit} (expected ${round(i.expected)} ± ` +
+        `${round(i.allowed)}) ${i.pass ? 'PASS' : 'FAIL'}; ${detail}`
+      )
+    })
     .join('\n')
 }
 
