@@ -88,6 +88,11 @@ function parseArgs(argv: readonly string[]) {
       timeout: { type: 'string', describe: 'overall deadline in seconds, connect included' },
       'local-address': { type: 'string', describe: 'bind to this local address first' },
       json: { type: 'boolean', default: false, describe: 'print one JSON object on stdout' },
+      progress: {
+        type: 'boolean',
+        default: false,
+        describe: 'show the progress bar on a terminal even with --json'
+      },
       quiet: { type: 'boolean', default: false, describe: 'no progress bar and no summary' }
     })
     .conflicts('bytes', 'file')
@@ -162,8 +167,8 @@ async function main(argv: readonly string[]): Promise<number> {
   const progress = createProgressBar(
     process.stderr,
     'sent',
-    source.totalBytes,
-    !args.json && !args.quiet
+    source.totalBytes === 0 ? undefined : source.totalBytes,
+    !args.quiet && (!args.json || args.progress)
   )
   let reported = 0
   try {

@@ -40,8 +40,9 @@ export const DELAY_COPY_RANGE_BYTES = 1
 export const DELAY_QUEUE_MAX_LEN = 100_000
 
 /**
- * Netlink receive buffer, bytes (SO_RCVBUFFORCE). Each queued packet is a ~150-byte message
- * with a 1-byte copy range; 64 MiB absorbs any pause of the event loop we could survive anyway.
+ * Netlink receive buffer, bytes (SO_RCVBUFFORCE). A queued packet with a 1-byte copy range is a
+ * ~150-byte message, about 1 KB of socket buffer with its skb overhead: 64 MiB holds tens of
+ * thousands, more than any event-loop pause we could survive anyway.
  */
 export const DELAY_RCVBUF_BYTES = 64 * 1024 * 1024
 

@@ -344,6 +344,9 @@ function readQueueProcFile(): string {
   }
 }
 
+/** Undo step that releases the held packets (the kernel counters are read just before it). */
+const STAGES_STEP = 'delay stages'
+
 /** One thing `start()` did, and how to undo it. */
 interface UndoStep {
   readonly what: string
@@ -360,7 +363,7 @@ export class LinkEmulator {
   private readonly deps: LinkEmulatorDeps
   private readonly undoSteps: UndoStep[] = []
   private readonly commands: string[] = []
-  private stages: DelayStage[] = []
+  private readonly stages: DelayStage[] = []
   private mode: 'netem' | 'nfqueue' = 'nfqueue'
   private cpuStart = process.cpuUsage()
   private wallStartMs = performance.now()
@@ -371,7 +374,7 @@ export class LinkEmulator {
     this.deps = deps
   }
 
-  /** Chain holding this instance's rules (one chain per queue pair, so two can coexist). */
+  /** Chain holding this instance's rules, named after its queue pair. */
   get chain(): string {
     return `LINKEMU_${this.config.ab.queueNum}_${this.config.ba.queueNum}`
   }
@@ -458,7 +461,7 @@ export class LinkEmulator {
     let stagesStats: DelayStageStats[] = []
     while (this.undoSteps.length > 0) {
       const step = this.undoSteps.pop()!
-      if (step.what === 'delay stages') {
+      if (step.what === STAGES_STEP) {
         // Last look at the kernel's counters while the queues still exist.
         queues = this.queueProcStats()
       }
@@ -467,7 +470,7 @@ export class LinkEmulator {
       } catch (err) {
         errors.push(`${step.what}: ${err instanceof Error ? err.message : String(err)}`)
       }
-      if (step.what === 'delay stages') {
+      if (step.what === STAGES_STEP) {
         stagesStats = this.stages.map((s) => s.stats())
       }
     }
@@ -647,7 +650,7 @@ export class LinkEmulator {
       this.stages.push(stage)
     }
     this.undoSteps.push({
-      what: 'delay stages',
+      what: STAGES_STEP,
       undo: () => {
         for (const stage of this.stages) {
           stage.stop()

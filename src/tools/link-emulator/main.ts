@@ -208,7 +208,14 @@ function describeConfig(c: LinkEmulatorConfig): string {
 }
 
 function readyRecord(info: ReadyInfo, config: LinkEmulatorConfig): Record<string, unknown> {
-  return { event: 'ready', pid: process.pid, mode: info.mode, bridge: info.bridge, config }
+  return {
+    event: 'ready',
+    pid: process.pid,
+    mode: info.mode,
+    bridge: info.bridge,
+    config,
+    commands: info.commands
+  }
 }
 
 function printSummary(summary: EmulatorSummary, json: boolean): void {
