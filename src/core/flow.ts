@@ -67,13 +67,22 @@ export interface FlowOptions {
   readonly opener: boolean
   /** OPEN to (re)send until the peer answers; opener only. */
   readonly openFrame: OpenFrame | undefined
-  /** Credit we grant the peer, in bytes (the window announced in our hello). */
+  /** Credit we grant the peer at first, in bytes (the window announced in our hello). */
   readonly localWindowBytes: number
+  /**
+   * Most credit we grant, in bytes. The window doubles from `localWindowBytes` towards this
+   * while the application keeps up and reordering holds half the window (a lossy subflow's
+   * recovery stalls the in-order point, and credit must cover the stall).
+   */
+  readonly maxWindowBytes: number
   /** Credit the peer granted us at start, in bytes (the window in its hello). */
   readonly peerWindowBytes: number
   /** Largest DATA payload, in bytes. */
   readonly maxPayloadBytes: number
-  /** Most bytes held from the application before it is paused. */
+  /**
+   * Most bytes read from the application and not yet sent before it is paused; all held bytes
+   * (unsent plus unacknowledged) are capped at `maxWindowBytes + sendBufferBytes`.
+   */
   readonly sendBufferBytes: number
   /** Most separate ranges in the reorder buffer. */
   readonly maxReorderSegments: number
@@ -98,6 +107,8 @@ export interface FlowStats {
   readonly reorderBytes: number
   /** Bytes held in the send buffer. */
   readonly sendBufferedBytes: number
+  /** Current receive window, in bytes. */
+  readonly windowBytes: number
   /** Times the flow could not send for lack of credit. */
   readonly creditStalls: number
   /** Age, in milliseconds. */
@@ -122,6 +133,8 @@ export class Flow {
   private peerSeenValue: boolean
   private peerLimit: number
   private recvLimit: number
+  /** Current receive window (grows, see `maxWindowBytes`). */
+  private window: number
   private lastAckReceived = 0
   private lastAckLimit: number
   private lastAckFin = false
@@ -142,6 +155,7 @@ export class Flow {
     this.recv = new ReorderBuffer(opts.maxReorderSegments)
     this.peerLimit = opts.peerWindowBytes
     this.recvLimit = opts.localWindowBytes
+    this.window = opts.localWindowBytes
     this.lastAckLimit = opts.localWindowBytes
     this.peerSeenValue = !opts.opener
     this.stateValue = opts.opener ? 'open' : 'connecting'
@@ -284,6 +298,7 @@ export class Flow {
     if (this.done) return undefined
     const d = this.send.next(this.peerLimit, subflow)
     if (d?.resend) this.resent += d.payload.length
+    if (d !== undefined && this.appPaused) this.updateAppPause()
     return d
   }
 
@@ -306,7 +321,7 @@ export class Flow {
     if (this.done) return
     const received = this.recv.received
     const fin = this.recv.finReceived
-    const window = this.opts.localWindowBytes
+    const window = this.window
     if (
       !this.ackedOnce ||
       received > this.lastAckReceived ||
@@ -355,6 +370,7 @@ export class Flow {
       duplicateBytes: this.duplicates,
       reorderBytes: this.recv.heldBytes,
       sendBufferedBytes: this.send.bufferedBytes,
+      windowBytes: this.window,
       creditStalls: this.stalls,
       ageMs: this.opts.trunk.now() - this.startedMs
     }
@@ -408,7 +424,14 @@ export class Flow {
   private grantCredit(): void {
     const delivered = this.recv.delivered
     // Credit outstanding is (limit - delivered); it shrank by what was delivered since last time.
-    const target = delivered + this.opts.localWindowBytes
+    if (
+      this.appWritable &&
+      this.window < this.opts.maxWindowBytes &&
+      this.recv.heldBytes >= this.window / 2
+    ) {
+      this.window = Math.min(this.opts.maxWindowBytes, this.window * 2)
+    }
+    const target = delivered + this.window
     if (target <= this.recvLimit) return
     const granted = this.opts.budget.reserve(target - this.recvLimit)
     this.recvLimit += granted
@@ -419,12 +442,21 @@ export class Flow {
   private updateAppPause(): void {
     const app = this.app
     if (app === undefined) return
-    const full = this.send.bufferedBytes >= this.opts.sendBufferBytes || this.opts.budget.free === 0
+    const unsent = this.send.appendedBytes - this.send.sentOffset
+    const cap = this.opts.maxWindowBytes + this.opts.sendBufferBytes
+    const full =
+      unsent >= this.opts.sendBufferBytes ||
+      this.send.bufferedBytes >= cap ||
+      this.opts.budget.free === 0
     if (full && !this.appPaused) {
       this.appPaused = true
       app.pause()
       if (this.opts.budget.free === 0) this.opts.trunk.waitForBudget(this)
-    } else if (!full && this.appPaused && this.send.bufferedBytes < this.opts.sendBufferBytes / 2) {
+    } else if (
+      !full &&
+      this.appPaused &&
+      unsent < this.opts.sendBufferBytes / 2
+    ) {
       this.appPaused = false
       app.resume()
     } else if (full && this.opts.budget.free === 0) {

@@ -65,6 +65,11 @@ async function main(): Promise<number> {
     .option('rate-mbit', { type: 'number', default: 100, describe: 'link rate each way' })
     .option('seconds', { type: 'number', default: 20, describe: 'length of each transfer' })
     .option('subflows', { type: 'number', default: 8, describe: 'Tandem subflows' })
+    .option('set', {
+      type: 'string',
+      array: true,
+      describe: 'extra network.conf setting for the proxies: --set section.key=value'
+    })
     .option('congestion', {
       type: 'string',
       default: 'cubic',
@@ -93,7 +98,13 @@ async function main(): Promise<number> {
       'trunk.congestion': 'bbr',
       'limits.flow_window_bytes': String(window),
       'limits.send_buffer_bytes': String(window),
-      'interception.transparent': 'false'
+      'interception.transparent': 'false',
+      ...Object.fromEntries(
+        (args.set ?? []).map((kv) => {
+          const i = kv.indexOf('=')
+          return [kv.slice(0, i), kv.slice(i + 1)]
+        })
+      )
     })
     const recv = startIn(
       bed.topo.ns.dst,

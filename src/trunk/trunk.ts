@@ -37,7 +37,9 @@ export interface TrunkSettings {
   readonly maxFrameBodyBytes: number
   /** Credit we grant per flow, in bytes (announced in our hello). */
   readonly flowWindowBytes: number
-  /** Bytes per flow held from its application before it is paused. */
+  /** Most credit per flow, in bytes (the window grows towards it). */
+  readonly maxFlowWindowBytes: number
+  /** Bytes per flow read from its application and not yet sent before it is paused. */
   readonly sendBufferBytes: number
   readonly maxReorderSegments: number
   readonly maxFlows: number
@@ -553,6 +555,7 @@ export class Trunk implements TrunkPort {
       opener,
       openFrame,
       localWindowBytes: this.settings.flowWindowBytes,
+      maxWindowBytes: this.settings.maxFlowWindowBytes,
       // Before the first subflow, assume the peer grants what we do; the first ACK corrects it.
       peerWindowBytes: peer?.flowWindowBytes ?? this.settings.flowWindowBytes,
       maxPayloadBytes: maxPayload,

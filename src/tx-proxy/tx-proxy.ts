@@ -31,6 +31,7 @@ export function trunkSettings(config: Readonly<Config>): TrunkSettings {
     maxPayloadBytes: config.trunk.framePayloadBytes,
     maxFrameBodyBytes: config.limits.maxFrameBodyBytes,
     flowWindowBytes: config.limits.flowWindowBytes,
+    maxFlowWindowBytes: config.limits.maxFlowWindowBytes,
     sendBufferBytes: config.limits.sendBufferBytes,
     maxReorderSegments: config.limits.maxReorderSegments,
     maxFlows: config.limits.maxFlows,

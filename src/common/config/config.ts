@@ -49,6 +49,7 @@ export interface Config {
   }
   readonly limits: {
     readonly flowWindowBytes: number
+    readonly maxFlowWindowBytes: number
     readonly sendBufferBytes: number
     readonly maxBufferedBytes: number
     readonly maxFrameBodyBytes: number
@@ -205,6 +206,7 @@ export function buildConfig(raw: RawValues): Readonly<Config> {
     },
     limits: {
       flowWindowBytes: num('limits.flow_window_bytes'),
+      maxFlowWindowBytes: num('limits.max_flow_window_bytes'),
       sendBufferBytes: num('limits.send_buffer_bytes'),
       maxBufferedBytes: num('limits.max_buffered_bytes'),
       maxFrameBodyBytes: num('limits.max_frame_body_bytes'),
@@ -284,6 +286,12 @@ export function buildConfig(raw: RawValues): Readonly<Config> {
     throw new ConfigError(
       'trunk.frame_payload_bytes',
       `plus 8 must not exceed limits.max_frame_body_bytes (${config.limits.maxFrameBodyBytes})`
+    )
+  }
+  if (config.limits.maxFlowWindowBytes < config.limits.flowWindowBytes) {
+    throw new ConfigError(
+      'limits.max_flow_window_bytes',
+      `must be at least limits.flow_window_bytes (${config.limits.flowWindowBytes})`
     )
   }
   if (config.limits.flowWindowBytes > config.limits.maxBufferedBytes) {

@@ -220,14 +220,21 @@ export const KEYS: readonly KeySpec[] = [
     key: 'flow_window_bytes',
     type: int(64 * KiB, 1 * GiB),
     default: String(4 * MiB),
-    doc: 'credit granted per flow and direction, in bytes (bounds each reorder buffer); use at least the link bandwidth-delay product'
+    doc: 'credit first granted per flow and direction, in bytes (announced in the hello; data may follow an OPEN at once up to it)'
+  },
+  {
+    section: 'limits',
+    key: 'max_flow_window_bytes',
+    type: int(64 * KiB, 1 * GiB),
+    default: String(32 * MiB),
+    doc: 'most credit per flow and direction, in bytes (bounds each reorder buffer); the window doubles towards it while reordering holds half of it; use several bandwidth-delay products on lossy links'
   },
   {
     section: 'limits',
     key: 'send_buffer_bytes',
     type: int(64 * KiB, 1 * GiB),
     default: String(4 * MiB),
-    doc: 'bytes a flow may hold from its application (unsent plus unacknowledged) before reading pauses'
+    doc: 'bytes a flow may hold from its application not yet sent before reading pauses (all held bytes are capped at max_flow_window_bytes plus this)'
   },
   {
     section: 'limits',
@@ -261,7 +268,7 @@ export const KEYS: readonly KeySpec[] = [
     section: 'limits',
     key: 'subflow_queue_bytes',
     type: int(4 * KiB, 64 * MiB),
-    default: String(256 * KiB),
+    default: String(64 * KiB),
     doc: 'user-space bytes queued per subflow socket before the scheduler skips it'
   },
   // [interception]: the bridged deployment (tx box). Read by tx_proxy, iptables/ and bridge-setup.sh.

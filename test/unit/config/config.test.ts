@@ -197,7 +197,8 @@ describe('config: numbers', () => {
       ['1GiB', GiB]
     ]
     for (const [text, bytes] of cases) {
-      assert.equal(build({ 'limits.flow_window_bytes': text }).limits.flowWindowBytes, bytes, text)
+      const c = build({ 'limits.flow_window_bytes': text, 'limits.max_flow_window_bytes': '1GiB' })
+      assert.equal(c.limits.flowWindowBytes, bytes, text)
     }
     assert.equal(build({ 'limits.max_buffered_bytes': '64GiB' }).limits.maxBufferedBytes, 64 * GiB)
     for (const text of ['4MB', '4 M B', '4TiB', 'MiB', '4.5MiB']) {

@@ -44,6 +44,8 @@ interface InFlight {
 interface PairOptions {
   /** Credit each side grants, in bytes. */
   readonly windowBytes?: number
+  /** Most credit after the window grows, in bytes (default: no growth). */
+  readonly maxWindowBytes?: number
   readonly maxPayloadBytes?: number
   readonly sendBufferBytes?: number
   readonly maxReorderSegments?: number
@@ -96,6 +98,7 @@ class Pair {
         opener,
         openFrame: opener ? OPEN : undefined,
         localWindowBytes: window,
+        maxWindowBytes: opts.maxWindowBytes ?? window,
         peerWindowBytes: window,
         maxPayloadBytes: opts.maxPayloadBytes ?? 1000,
         sendBufferBytes: opts.sendBufferBytes ?? 16384,
@@ -582,32 +585,48 @@ describe('Flow: credit and backpressure', () => {
     assert.equal(openerBudget.used, 4096 + stalled.opener.flow.stats().sendBufferedBytes)
   })
 
-  it('the sender resumes only once the send buffer is below half', () => {
-    const p = new Pair({ windowBytes: 100_000, sendBufferBytes: 10_000 })
+  it('the sender pauses at send_buffer_bytes unsent and resumes below half', () => {
+    // Credit 5000: of 12000 bytes written, 5000 go out and 7000 stay unsent.
+    const p = new Pair({ windowBytes: 5000, sendBufferBytes: 10_000 })
     p.held.add(1)
     p.write('opener', patternBytes(12_000, 1), 12_000)
     assert.ok(p.opener.app.paused)
     p.run()
     assert.equal(p.opener.flow.stats().sendBufferedBytes, 12_000)
-    const ack = (received: number): void => {
-      p.opener.flow.onAck({
-        type: 'ack',
-        flowId: FLOW_ID,
-        received,
-        limit: 100_000,
-        finReceived: false
-      })
+    assert.ok(p.opener.app.paused, '7000 unsent: above half of 10000')
+    const ack = (limit: number): void => {
+      p.opener.flow.onAck({ type: 'ack', flowId: FLOW_ID, received: 0, limit, finReceived: false })
+      p.run()
     }
-    ack(4000)
-    assert.ok(p.opener.app.paused, 'still 8000 bytes held')
     ack(7000)
-    assert.ok(p.opener.app.paused, 'exactly half held')
+    assert.ok(p.opener.app.paused, 'exactly half unsent')
     ack(7001)
     assert.equal(p.opener.app.paused, false)
     assert.deepEqual(
       p.opener.app.events.filter((e) => e === 'pause' || e === 'resume'),
       ['pause', 'resume']
     )
+  })
+
+  it('the receive window grows while reordering holds half of it, up to the maximum', () => {
+    const p = new Pair({ windowBytes: 4000, maxWindowBytes: 16_000 })
+    // A gap at offset 0 while later bytes arrive: half the window held → the window doubles.
+    p.acceptor.flow.onData({
+      type: 'data',
+      flowId: FLOW_ID,
+      offset: 1000,
+      fin: false,
+      payload: patternBytes(2000, 3)
+    })
+    p.acceptor.flow.onData({
+      type: 'data',
+      flowId: FLOW_ID,
+      offset: 0,
+      fin: false,
+      payload: patternBytes(1000, 4)
+    })
+    assert.ok(p.acceptor.flow.stats().windowBytes > 4000)
+    assert.ok(p.acceptor.flow.stats().windowBytes <= 16_000)
   })
 
   it('data beyond the granted credit from a misbehaving peer → RESET CREDIT_EXCEEDED', () => {
