@@ -1,0 +1,606 @@
+/**
+ * `npm run bench`: goodput of a bulk transfer over an emulated bad link for direct TCP, Tandem
+ * and the alternatives a user would pick (iperf3 -P 8, kcptun, kernel MPTCP), short-flow
+ * completion times, CPU per GB and the clean-link ceiling. Prints a markdown table, writes JSON
+ * and an SVG plot (goodput against loss, one line per system, one panel per RTT).
+ *
+ *   npm run bench -- --quick            one RTT (50 ms), loss 0 and 1 %, one run each
+ *   npm run bench                       RTT 50/200/600 ms × loss 0/0.5/1/2 %, median of 3
+ *   npm run bench -- --rtt 600 --loss 1 --systems direct-cubic,tandem-8-bbr
+ */
+import { execFileSync } from 'node:child_process'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import yargs from 'yargs'
+import { netnsUnavailableReason } from '../testbed/netns.js'
+import {
+  createImpairedTestbed,
+  dist,
+  runIn,
+  startIn,
+  type ImpairedTestbed,
+  type LinkSpec,
+  type NsProcess
+} from '../testbed/impaired.js'
+import { PROJECT_ROOT, TOPOLOGY_ADDRESSES as A } from '../testbed/topology.js'
+import { renderPlot } from './plot.js'
+
+/** One measured system. */
+interface SystemSpec {
+  readonly name: string
+  readonly kind: 'direct' | 'tandem' | 'iperf3' | 'kcptun' | 'mptcp'
+  readonly congestion: 'cubic' | 'bbr'
+  readonly subflows?: number
+}
+
+/** One result row. */
+export interface BenchRow {
+  readonly system: string
+  readonly rttMs: number
+  readonly lossPercent: number
+  readonly rateMbit: number
+  /** Median goodput, Mbit/s; undefined when the system could not run. */
+  readonly goodputMbit: number | undefined
+  readonly runs: readonly number[]
+  /** CPU seconds per GB moved, tx_proxy + rx_proxy (Tandem only). */
+  readonly cpuSecondsPerGB?: number
+  readonly note?: string
+}
+
+/** Short-flow timing row. */
+export interface ShortFlowRow {
+  readonly system: string
+  readonly rttMs: number
+  readonly lossPercent: number
+  readonly bytes: number
+  readonly ttfbMs: number
+  readonly completionMs: number
+}
+
+const median = (xs: readonly number[]): number => {
+  const s = [...xs].sort((a, b) => a - b)
+  return s.length === 0
+    ? NaN
+    : s.length % 2 === 1
+      ? s[(s.length - 1) / 2]!
+      : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2
+}
+
+/** CPU seconds used so far by `pid` (utime + stime). */
+function cpuSeconds(pid: number | undefined): number {
+  if (pid === undefined) return 0
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? []
+    return (Number(f[11]) + Number(f[12])) / 100
+  } catch {
+    return 0
+  }
+}
+
+function systemsFrom(list: string): SystemSpec[] {
+  return list.split(',').map((name) => {
+    let m = /^direct-(cubic|bbr)$/.exec(name)
+    if (m) return { name, kind: 'direct', congestion: m[1] as 'cubic' | 'bbr' }
+    m = /^tandem-(\d+)-(cubic|bbr)$/.exec(name)
+    if (m)
+      return { name, kind: 'tandem', congestion: m[2] as 'cubic' | 'bbr', subflows: Number(m[1]) }
+    m = /^iperf3-P8-(cubic|bbr)$/.exec(name)
+    if (m) return { name, kind: 'iperf3', congestion: m[1] as 'cubic' | 'bbr' }
+    if (name === 'kcptun') return { name, kind: 'kcptun', congestion: 'cubic' }
+    m = /^mptcp-4-(cubic|bbr)$/.exec(name)
+    if (m) return { name, kind: 'mptcp', congestion: m[1] as 'cubic' | 'bbr' }
+    throw new Error(`unknown system ${name}`)
+  })
+}
+
+/** Install what the alternatives need from Debian's packages; say what cannot run. */
+function ensurePackages(): Set<string> {
+  const missing: string[] = []
+  const have = (cmd: string): boolean => {
+    try {
+      execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' })
+      return true
+    } catch {
+      return false
+    }
+  }
+  if (!have('iperf3')) missing.push('iperf3')
+  if (!have('kcptun-client')) missing.push('kcptun')
+  if (!have('mptcpize')) missing.push('mptcpd')
+  if (missing.length > 0) {
+    process.stderr.write(`bench: installing ${missing.join(' ')} from Debian's packages\n`)
+    try {
+      execFileSync('apt-get', ['install', '-y', '-qq', ...missing], {
+        stdio: 'ignore',
+        env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }
+      })
+    } catch {
+      process.stderr.write(`bench: apt-get install ${missing.join(' ')} failed\n`)
+    }
+  }
+  const unavailable = new Set<string>()
+  if (!have('iperf3')) unavailable.add('iperf3')
+  if (!have('kcptun-client')) unavailable.add('kcptun')
+  if (!have('mptcpize')) unavailable.add('mptcp')
+  return unavailable
+}
+
+/** ./stream from src to `host:port` for `seconds`; goodput in Mbit/s. */
+async function streamGoodput(
+  bed: ImpairedTestbed,
+  host: string,
+  port: number,
+  seconds: number,
+  congestion: string,
+  wrap: readonly string[] = []
+): Promise<number> {
+  const r = await runIn(
+    bed.topo.ns.src,
+    [
+      ...wrap,
+      process.execPath,
+      dist('tools/stream.js'),
+      host,
+      String(port),
+      '--duration',
+      String(seconds),
+      '--congestion',
+      congestion,
+      '--json',
+      '--quiet',
+      '--timeout',
+      String(seconds + 120)
+    ],
+    seconds * 1000 + 150_000
+  )
+  if (r.code !== 0) throw new Error(`stream failed: ${r.output.trim().slice(0, 300)}`)
+  const j = JSON.parse(r.output.trim().split('\n').pop() ?? '{}') as { goodputMbitPerSec: number }
+  return j.goodputMbitPerSec
+}
+
+/** A receiver in dst (kept for a whole link). */
+async function startReceiver(
+  bed: ImpairedTestbed,
+  port: number,
+  wrap: readonly string[] = []
+): Promise<NsProcess> {
+  const p = startIn(
+    bed.topo.ns.dst,
+    [
+      ...wrap,
+      process.execPath,
+      dist('tools/receive.js'),
+      '--port',
+      String(port),
+      '--keep-listening',
+      '--reply-bytes',
+      '1KiB',
+      '--quiet'
+    ],
+    'receive'
+  )
+  await p.waitFor(/listening on/)
+  return p
+}
+
+/** Run one system once on the testbed; Mbit/s, plus CPU s/GB for Tandem. */
+async function runOnce(
+  bed: ImpairedTestbed,
+  sys: SystemSpec,
+  seconds: number
+): Promise<{ mbit: number; cpuPerGB?: number }> {
+  switch (sys.kind) {
+    case 'direct':
+      return { mbit: await streamGoodput(bed, A.dst.v4, 5201, seconds, sys.congestion) }
+    case 'tandem': {
+      const bdp =
+        ((bed.link.rateMbit > 0 ? bed.link.rateMbit : 1000) *
+          1e6 *
+          Math.max(0.05, bed.link.rttMs / 1000)) /
+        8
+      const conf = bed.config(sys.name, {
+        'tx_proxy.subflows': String(sys.subflows ?? 8),
+        'trunk.congestion': sys.congestion,
+        'limits.max_flow_window_bytes': String(Math.max(32 * 1048576, Math.ceil(8 * bdp))),
+        'interception.transparent': 'false'
+      })
+      const { tx, rx } = await bed.startProxies(conf, sys.subflows ?? 8)
+      try {
+        const c0 = cpuSeconds(tx.child.pid) + cpuSeconds(rx.child.pid)
+        const mbit = await streamGoodput(bed, A.dst.v4, 5201, seconds, 'cubic')
+        const cpu = cpuSeconds(tx.child.pid) + cpuSeconds(rx.child.pid) - c0
+        const gb = (mbit * 1e6 * seconds) / 8 / 1e9
+        return gb > 0 ? { mbit, cpuPerGB: cpu / gb } : { mbit }
+      } finally {
+        await tx.stop()
+        await rx.stop()
+      }
+    }
+    case 'iperf3': {
+      const server = startIn(bed.topo.ns.dst, ['iperf3', '-s', '-1', '-p', '5202'], 'iperf3-server')
+      await server.waitFor(/Server listening/)
+      const r = await runIn(
+        bed.topo.ns.src,
+        [
+          'iperf3',
+          '-c',
+          A.dst.v4,
+          '-p',
+          '5202',
+          '-P',
+          '8',
+          '-t',
+          String(seconds),
+          '-C',
+          sys.congestion,
+          '-J'
+        ],
+        seconds * 1000 + 60_000
+      )
+      await server.stop()
+      const j = JSON.parse(r.output) as { end?: { sum_received?: { bits_per_second?: number } } }
+      return { mbit: (j.end?.sum_received?.bits_per_second ?? 0) / 1e6 }
+    }
+    case 'kcptun': {
+      // Tuned for long fat links: fast mode, no compression or crypto, windows above the BDP.
+      const wnd = String(
+        Math.max(
+          1024,
+          Math.ceil(
+            ((bed.link.rateMbit || 100) * 1e6 * Math.max(0.05, bed.link.rttMs / 1000)) / 8 / 1350
+          ) * 2
+        )
+      )
+      const common = [
+        '--mode',
+        'fast',
+        '--nocomp',
+        '--crypt',
+        'none',
+        '--mtu',
+        '1350',
+        '--sndwnd',
+        wnd,
+        '--rcvwnd',
+        wnd,
+        '--quiet'
+      ]
+      const server = startIn(
+        bed.topo.ns.rx,
+        ['kcptun-server', '-l', ':29900', '-t', `${A.dst.v4}:5201`, ...common],
+        'kcptun-server'
+      )
+      const client = startIn(
+        bed.topo.ns.tx,
+        ['kcptun-client', '-l', ':12948', '-r', `${A.rx.v4}:29900`, ...common],
+        'kcptun-client'
+      )
+      await new Promise((r) => setTimeout(r, 1000))
+      try {
+        return { mbit: await streamGoodput(bed, A.tx.v4, 12948, seconds, 'cubic') }
+      } finally {
+        await client.stop()
+        await server.stop()
+      }
+    }
+    case 'mptcp': {
+      const mbit = await streamGoodput(bed, A.dst.v4, 5203, seconds, sys.congestion, [
+        'mptcpize',
+        'run'
+      ])
+      return { mbit }
+    }
+  }
+}
+
+/** Kernel MPTCP set-up in src and dst: 4 subflows from 4 src addresses; a receiver on 5203. */
+async function setupMptcp(bed: ImpairedTestbed): Promise<NsProcess> {
+  const { src, dst } = bed.topo.ns
+  for (const ns of [src, dst])
+    await ns.exec(['ip', 'mptcp', 'limits', 'set', 'subflow', '8', 'add_addr_accepted', '8'])
+  for (const n of [21, 22, 23]) {
+    await src.exec(['ip', 'addr', 'add', `192.168.2.${n}/24`, 'dev', bed.topo.interfaces.src])
+    await src.exec([
+      'ip',
+      'mptcp',
+      'endpoint',
+      'add',
+      `192.168.2.${n}`,
+      'dev',
+      bed.topo.interfaces.src,
+      'subflow'
+    ])
+  }
+  await new Promise((r) => setTimeout(r, 2500)) // DAD-free v4, but ARP for the new addresses
+  return await startReceiver(bed, 5203, ['mptcpize', 'run'])
+}
+
+/** Short flows: request/response through the warm trunk vs direct. */
+async function shortFlows(
+  bed: ImpairedTestbed,
+  sizes: readonly number[],
+  runs: number
+): Promise<ShortFlowRow[]> {
+  const rows: ShortFlowRow[] = []
+  const server = startIn(
+    bed.topo.ns.dst,
+    [dist('tools/bench/rr.js'), 'server', '--port', '5210'],
+    'rr-server'
+  )
+  await server.waitFor(/listening/)
+  const measure = async (system: string, congestion: string): Promise<void> => {
+    for (const bytes of sizes) {
+      const samples: { ttfbMs: number; completionMs: number }[] = []
+      for (let i = 0; i < runs; i++) {
+        const r = await runIn(
+          bed.topo.ns.src,
+          [
+            process.execPath,
+            dist('tools/bench/rr.js'),
+            'client',
+            '--host',
+            A.dst.v4,
+            '--port',
+            '5210',
+            '--bytes',
+            String(bytes),
+            '--congestion',
+            congestion
+          ],
+          120_000
+        )
+        const j = JSON.parse(r.output.trim().split('\n').pop() ?? '{}') as {
+          ttfbMs: number
+          completionMs: number
+        }
+        samples.push(j)
+      }
+      rows.push({
+        system,
+        rttMs: bed.link.rttMs,
+        lossPercent: bed.link.lossPercent,
+        bytes,
+        ttfbMs: median(samples.map((s) => s.ttfbMs)),
+        completionMs: median(samples.map((s) => s.completionMs))
+      })
+    }
+  }
+  try {
+    await measure('direct-cubic', 'cubic')
+    await measure('direct-bbr', 'bbr')
+    const conf = bed.config('short', {
+      'tx_proxy.subflows': '8',
+      'trunk.congestion': 'bbr',
+      'interception.transparent': 'false'
+    })
+    const { tx, rx } = await bed.startProxies(conf, 8)
+    try {
+      await new Promise((r) => setTimeout(r, 2000)) // a warm trunk: connected and idle
+      await measure('tandem-8-bbr (warm trunk)', 'cubic')
+    } finally {
+      await tx.stop()
+      await rx.stop()
+    }
+  } finally {
+    await server.stop()
+  }
+  return rows
+}
+
+function markdown(rows: readonly BenchRow[], short: readonly ShortFlowRow[], meta: string): string {
+  const links = [...new Set(rows.map((r) => `${r.rttMs}|${r.lossPercent}`))]
+  const systems = [...new Set(rows.map((r) => r.system))]
+  const head = `| system | ${links
+    .map((l) => {
+      const [rtt, loss] = l.split('|')
+      return `${rtt} ms, ${loss} %`
+    })
+    .join(' | ')} |`
+  const sep = `|---|${links.map(() => '---:').join('|')}|`
+  const body = systems.map((s) => {
+    const cells = links.map((l) => {
+      const r = rows.find((x) => x.system === s && `${x.rttMs}|${x.lossPercent}` === l)
+      return r?.goodputMbit === undefined ? (r?.note ?? '–') : r.goodputMbit.toFixed(1)
+    })
+    return `| ${s} | ${cells.join(' | ')} |`
+  })
+  let out = `${meta}\n\nGoodput in Mbit/s (median of the runs; link rate ${rows[0]?.rateMbit ?? '?'} Mbit/s; columns: RTT, loss each way):\n\n${[head, sep, ...body].join('\n')}\n`
+  const cpu = rows.filter((r) => r.cpuSecondsPerGB !== undefined)
+  if (cpu.length > 0) {
+    out += `\nCPU seconds per GB moved (tx_proxy + rx_proxy):\n\n| system | link | CPU s/GB |\n|---|---|---:|\n`
+    for (const r of cpu)
+      out += `| ${r.system} | ${r.rttMs} ms, ${r.lossPercent} % | ${r.cpuSecondsPerGB?.toFixed(1)} |\n`
+  }
+  if (short.length > 0) {
+    out += `\nShort flows (request, then a download of N bytes; medians, ms from connect()):\n\n| system | link | bytes | time to first byte | completion |\n|---|---|---:|---:|---:|\n`
+    for (const r of short)
+      out += `| ${r.system} | ${r.rttMs} ms, ${r.lossPercent} % | ${r.bytes} | ${r.ttfbMs.toFixed(1)} | ${r.completionMs.toFixed(1)} |\n`
+  }
+  return out
+}
+
+async function main(): Promise<number> {
+  const args = yargs(process.argv.slice(2))
+    .scriptName('npm run bench --')
+    .option('quick', {
+      type: 'boolean',
+      default: false,
+      describe: 'one RTT (50 ms), loss 0 and 1 %, one run'
+    })
+    .option('rtt', { type: 'string', describe: 'RTTs in ms, comma-separated (default 50,200,600)' })
+    .option('loss', {
+      type: 'string',
+      describe: 'loss percentages, comma-separated (default 0,0.5,1,2)'
+    })
+    .option('rate', { type: 'number', default: 100, describe: 'link rate, Mbit/s' })
+    .option('runs', { type: 'number', describe: 'runs per cell (median); default 3, quick 1' })
+    .option('seconds', { type: 'number', describe: 'bulk transfer length; default 20, quick 12' })
+    .option('systems', {
+      type: 'string',
+      describe: 'comma-separated systems (see the source for names)'
+    })
+    .option('short', { type: 'boolean', default: true, describe: 'also time short flows' })
+    .option('ceiling', {
+      type: 'boolean',
+      default: true,
+      describe: 'also measure the clean-link ceiling'
+    })
+    .option('out', {
+      type: 'string',
+      default: join(PROJECT_ROOT, 'results'),
+      describe: 'where JSON and markdown go'
+    })
+    .strict()
+    .help()
+    .version(false)
+    .parseSync()
+  const why = netnsUnavailableReason()
+  if (why !== undefined) {
+    process.stderr.write(`bench: ${why}\n`)
+    return 2
+  }
+  const quick = args.quick
+  const rtts = (args.rtt ?? (quick ? '50' : '50,200,600')).split(',').map(Number)
+  const losses = (args.loss ?? (quick ? '0,1' : '0,0.5,1,2')).split(',').map(Number)
+  const runs = args.runs ?? (quick ? 1 : 3)
+  const seconds = args.seconds ?? (quick ? 12 : 20)
+  const defaultSystems = quick
+    ? 'direct-cubic,direct-bbr,tandem-8-bbr,tandem-8-cubic,iperf3-P8-cubic,kcptun,mptcp-4-cubic'
+    : 'direct-cubic,direct-bbr,tandem-1-bbr,tandem-2-bbr,tandem-4-bbr,tandem-8-bbr,tandem-16-bbr,tandem-1-cubic,tandem-2-cubic,tandem-4-cubic,tandem-8-cubic,tandem-16-cubic,iperf3-P8-cubic,kcptun,mptcp-4-cubic'
+  const systems = systemsFrom(args.systems ?? defaultSystems)
+  const unavailable = ensurePackages()
+  const rows: BenchRow[] = []
+  const short: ShortFlowRow[] = []
+  const started = new Date()
+  for (const rttMs of rtts) {
+    for (const lossPercent of losses) {
+      const link: LinkSpec = { rttMs, lossPercent, rateMbit: args.rate }
+      process.stderr.write(
+        `\n== link: ${rttMs} ms RTT, ${lossPercent} % loss each way, ${args.rate} Mbit/s\n`
+      )
+      const bed = await createImpairedTestbed('bench', link)
+      try {
+        const receiver = await startReceiver(bed, 5201)
+        const mptcpReceiver =
+          systems.some((s) => s.kind === 'mptcp') && !unavailable.has('mptcp')
+            ? await setupMptcp(bed).catch(() => undefined)
+            : undefined
+        for (const sys of systems) {
+          const skip =
+            sys.kind === 'iperf3'
+              ? unavailable.has('iperf3')
+              : sys.kind === 'kcptun'
+                ? unavailable.has('kcptun')
+                : sys.kind === 'mptcp'
+                  ? unavailable.has('mptcp') || mptcpReceiver === undefined
+                  : false
+          if (skip) {
+            rows.push({
+              system: sys.name,
+              rttMs,
+              lossPercent,
+              rateMbit: args.rate,
+              goodputMbit: undefined,
+              runs: [],
+              note: 'n/a'
+            })
+            continue
+          }
+          const samples: number[] = []
+          const cpu: number[] = []
+          let note: string | undefined
+          for (let i = 0; i < runs; i++) {
+            try {
+              const r = await runOnce(bed, sys, seconds)
+              samples.push(r.mbit)
+              if (r.cpuPerGB !== undefined) cpu.push(r.cpuPerGB)
+            } catch (err) {
+              note = `failed: ${err instanceof Error ? err.message.slice(0, 80) : String(err)}`
+            }
+          }
+          const g = samples.length > 0 ? median(samples) : undefined
+          process.stderr.write(
+            `   ${sys.name.padEnd(18)} ${g === undefined ? (note ?? 'failed') : `${g.toFixed(1)} Mbit/s`}  [${samples.map((x) => x.toFixed(1)).join(', ')}]\n`
+          )
+          rows.push({
+            system: sys.name,
+            rttMs,
+            lossPercent,
+            rateMbit: args.rate,
+            goodputMbit: g,
+            runs: samples,
+            ...(cpu.length > 0 ? { cpuSecondsPerGB: median(cpu) } : {}),
+            ...(note !== undefined && g === undefined ? { note: 'failed' } : {})
+          })
+        }
+        await receiver.stop()
+        await mptcpReceiver?.stop()
+        if (args.short && lossPercent === losses[losses.length - 1]) {
+          short.push(
+            ...(await shortFlows(bed, [100_000, 1_000_000, 10_000_000], Math.max(1, runs)))
+          )
+        }
+        process.stderr.write(
+          `   emulator: ${
+            bed.emulator
+              ?.output()
+              .split('\n')
+              .filter((l) => l.includes('"stats"'))
+              .pop()
+              ?.slice(0, 200) ?? ''
+          }\n`
+        )
+      } finally {
+        await bed.destroy()
+      }
+    }
+  }
+  let ceiling: { direct: number; tandem: number } | undefined
+  if (args.ceiling) {
+    process.stderr.write(`\n== clean link (no emulator): the ceiling of the pair\n`)
+    const bed = await createImpairedTestbed('bench', { rttMs: 0, lossPercent: 0, rateMbit: 0 })
+    try {
+      const receiver = await startReceiver(bed, 5201)
+      const d = await runOnce(bed, { name: 'direct', kind: 'direct', congestion: 'cubic' }, 10)
+      const t = await runOnce(
+        bed,
+        { name: 'tandem-8-cubic', kind: 'tandem', congestion: 'cubic', subflows: 8 },
+        10
+      )
+      ceiling = { direct: d.mbit, tandem: t.mbit }
+      process.stderr.write(
+        `   direct ${d.mbit.toFixed(0)} Mbit/s, Tandem ${t.mbit.toFixed(0)} Mbit/s (${((100 * t.mbit) / d.mbit).toFixed(0)} %)\n`
+      )
+      await receiver.stop()
+    } finally {
+      await bed.destroy()
+    }
+  }
+  const meta = `Tandem benchmark, ${started.toISOString()}, ${quick ? 'quick mode' : 'full mode'}: ${runs} run(s) of ${seconds} s per cell; command: npm run bench${quick ? ' -- --quick' : ''}`
+  let md = markdown(rows, short, meta)
+  if (ceiling !== undefined) {
+    md += `\nClean-link ceiling (no impairment, 10 s): direct TCP ${ceiling.direct.toFixed(0)} Mbit/s, Tandem (8 subflows) ${ceiling.tandem.toFixed(0)} Mbit/s = ${((100 * ceiling.tandem) / ceiling.direct).toFixed(0)} %.\n`
+  }
+  mkdirSync(args.out, { recursive: true })
+  const stamp = started.toISOString().replace(/[:.]/g, '-')
+  const json = JSON.stringify({ meta, rows, short, ceiling }, null, 2)
+  writeFileSync(join(args.out, `bench-${stamp}.json`), json)
+  writeFileSync(join(args.out, 'latest.json'), json)
+  writeFileSync(join(args.out, 'latest.md'), md)
+  const svg = renderPlot(rows)
+  writeFileSync(join(args.out, 'latest.svg'), svg)
+  process.stdout.write(
+    `\n${md}\nWrote ${join(args.out, 'latest.json')}, latest.md and latest.svg\n`
+  )
+  return 0
+}
+
+main().then(
+  (code) => {
+    process.exit(code)
+  },
+  (err: unknown) => {
+    process.stderr.write(`bench: ${err instanceof Error ? err.message : String(err)}\n`)
+    process.exit(1)
+  }
+)

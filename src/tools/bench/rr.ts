@@ -1,0 +1,88 @@
+/**
+ * Request/response timing for the benchmark's short-flow rows. Server: answers each request
+ * line "GET <bytes>" with that many bytes and closes. Client: one connection per request,
+ * prints JSON with connect time, time to first byte and completion time (ms from connect()).
+ *   node rr.js server --port P
+ *   node rr.js client --host H --port P --bytes N [--congestion cubic]
+ */
+import { connect, createServer } from 'node:net'
+import { setCongestion, socketFd } from '../../../native/index.js'
+
+const BLOCK = Buffer.alloc(65536, 0x61)
+
+function serve(port: number): void {
+  const server = createServer((socket) => {
+    socket.on('error', () => undefined)
+    let line = ''
+    socket.on('data', (d: Buffer) => {
+      line += d.toString()
+      const nl = line.indexOf('\n')
+      if (nl < 0) return
+      const m = /^GET (\d+)$/.exec(line.slice(0, nl))
+      let left = m ? Number(m[1]) : 0
+      const pump = (): void => {
+        while (left > 0) {
+          const n = Math.min(left, BLOCK.length)
+          left -= n
+          if (!socket.write(BLOCK.subarray(0, n))) {
+            socket.once('drain', pump)
+            return
+          }
+        }
+        socket.end()
+      }
+      pump()
+    })
+  })
+  server.listen(port, () => {
+    process.stdout.write(`listening on ${port}\n`)
+  })
+}
+
+function client(host: string, port: number, bytes: number, congestion: string | undefined): void {
+  const t0 = performance.now()
+  const socket = connect({ host, port })
+  let first = 0
+  let got = 0
+  let connected = 0
+  socket.on('connect', () => {
+    connected = performance.now()
+    if (congestion !== undefined) setCongestion(socketFd(socket), congestion)
+    socket.write(`GET ${bytes}\n`)
+  })
+  socket.on('data', (d: Buffer) => {
+    if (got === 0) first = performance.now()
+    got += d.length
+  })
+  socket.on('end', () => {
+    const done = performance.now()
+    process.stdout.write(
+      `${JSON.stringify({ bytes: got, connectMs: connected - t0, ttfbMs: first - t0, completionMs: done - t0 })}\n`
+    )
+    socket.destroy()
+  })
+  socket.on('error', (err: NodeJS.ErrnoException) => {
+    process.stderr.write(`rr: ${err.code ?? err.message}\n`)
+    process.exitCode = 1
+  })
+}
+
+const argv = process.argv.slice(2)
+const arg = (name: string): string | undefined => {
+  const i = argv.indexOf(`--${name}`)
+  return i >= 0 ? argv[i + 1] : undefined
+}
+if (argv[0] === 'server') serve(Number(arg('port') ?? '5210'))
+else if (argv[0] === 'client') {
+  client(
+    arg('host') ?? '127.0.0.1',
+    Number(arg('port') ?? '5210'),
+    Number(arg('bytes') ?? '0'),
+    arg('congestion')
+  )
+} else {
+  process.stderr.write(
+    'usage: rr.js server --port P | client --host H --port P --bytes N [--congestion C]\n'
+  )
+  process.exitCode = 2
+}
