@@ -217,7 +217,11 @@ async function runOnce(
       }
     }
     case 'iperf3': {
-      const server = startIn(bed.topo.ns.dst, ['iperf3', '-s', '-1', '-p', '5202'], 'iperf3-server')
+      const server = startIn(
+        bed.topo.ns.dst,
+        ['iperf3', '-s', '-1', '-p', '5202', '--forceflush'],
+        'iperf3-server'
+      )
       await server.waitFor(/Server listening/)
       const r = await runIn(
         bed.topo.ns.src,
