@@ -41,7 +41,7 @@ export function renderPlot(rows: readonly PlotRow[]): string {
   const pw = 320
   const ph = 240
   const ml = 55
-  const mt = 40
+  const mt = 56
   const gap = 30
   const legendW = 190
   const width = ml + rtts.length * (pw + gap) + legendW
