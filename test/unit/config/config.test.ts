@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
+import { readFileSync } from 'node:fs'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
@@ -602,5 +603,13 @@ describe('CLI (built)', () => {
       for (const spec of KEYS)
         assert.ok(r.stdout.includes(nameOf(spec)), `${nameOf(spec)} missing from --help`)
     }
+  })
+})
+
+describe('README', () => {
+  it('documents every network.conf key', () => {
+    const readme = readFileSync(new URL('../../../../README.md', import.meta.url), 'utf8')
+    for (const k of KEYS)
+      assert.ok(readme.includes(`\`${k.section}.${k.key}\``), `${k.section}.${k.key} missing`)
   })
 })
