@@ -285,6 +285,11 @@ export class Flow {
 
   // ---- sending --------------------------------------------------------------------------------
 
+  /** Bytes of our stream sent at least once. */
+  get sentBytes(): number {
+    return this.send.sentOffset
+  }
+
   /** True when `nextData` would return a frame. */
   hasSendable(): boolean {
     if (this.done || this.stateValue === 'connecting') return false
@@ -452,11 +457,7 @@ export class Flow {
       this.appPaused = true
       app.pause()
       if (this.opts.budget.free === 0) this.opts.trunk.waitForBudget(this)
-    } else if (
-      !full &&
-      this.appPaused &&
-      unsent < this.opts.sendBufferBytes / 2
-    ) {
+    } else if (!full && this.appPaused && unsent < this.opts.sendBufferBytes / 2) {
       this.appPaused = false
       app.resume()
     } else if (full && this.opts.budget.free === 0) {

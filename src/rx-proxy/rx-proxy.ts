@@ -20,7 +20,7 @@ import { MemoryBudget } from '../core/memory-budget.js'
 import { createScheduler } from '../core/scheduler/index.js'
 import { acceptHello, helloReply, type LocalHelloParams } from '../trunk/handshake.js'
 import { Trunk } from '../trunk/trunk.js'
-import { createSubflowTuner, setAbortiveClose } from '../trunk/tune.js'
+import { createSubflowTuner, deliveryRate, setAbortiveClose } from '../trunk/tune.js'
 import { trunkSettings, waitForFlows } from '../tx-proxy/tx-proxy.js'
 import { connectTransparent, errnoCode } from './transparent.js'
 import { combineTotals, serveControl, type ProxyStatus } from '../edge/control.js'
@@ -179,6 +179,7 @@ export class RxProxy {
             log: this.log.child({ trunk: key.slice(0, 8) }),
             now: () => performance.now(),
             tuneSocket: this.tuner,
+            sampleRate: deliveryRate,
             setAbortiveClose,
             onOpen: (t, flow, frame) => {
               this.connectFlow(t, flow, frame)

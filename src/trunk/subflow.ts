@@ -33,6 +33,10 @@ export interface SubflowOptions {
   readonly pingIntervalMs: number
   readonly pingTimeoutMs: number
   readonly now: () => number
+  /** Weight of the subflow's path, for the weighted scheduler. */
+  readonly weight: number
+  /** Measures the socket's delivery rate in bytes/s (TCP_INFO); sampled every ping interval. */
+  readonly sampleRate?: (socket: Socket) => number
 }
 
 /** A live subflow; also the read-only view schedulers see. */
@@ -41,6 +45,9 @@ export class Subflow implements SubflowView {
   readonly index: number
   readonly pathId: number
   srttMs = 0
+  /** Delivery rate from TCP_INFO, bytes per second; 0 until sampled. */
+  rateBytesPerSec = 0
+  readonly weight: number
   /** Frames and bytes in each direction, for stats. */
   bytesSent = 0
   bytesReceived = 0
@@ -59,6 +66,7 @@ export class Subflow implements SubflowView {
     this.id = opts.id
     this.index = opts.index
     this.pathId = opts.pathId
+    this.weight = opts.weight
     this.events = events
     this.decoder = new FrameDecoder(opts.maxFrameBody)
     this.lastReceivedMs = opts.now()
@@ -186,6 +194,13 @@ export class Subflow implements SubflowView {
         new ProtocolError(PepErrorCodes.TIMEOUT, 'ping timeout', ResetReason.PROTOCOL_ERROR)
       )
       return
+    }
+    if (this.opts.sampleRate !== undefined) {
+      try {
+        this.rateBytesPerSec = this.opts.sampleRate(this.socket)
+      } catch {
+        // the socket is closing; the next tick finds out
+      }
     }
     // Token: send time in microseconds, so the PONG carries its own timestamp.
     this.writeFrame({ type: 'ping', flowId: 0, token: Math.round(now * 1000) })

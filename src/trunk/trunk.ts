@@ -25,7 +25,8 @@ import {
 } from '../common/wire/frame.js'
 import { Flow, type AppPort, type TrunkPort } from '../core/flow.js'
 import type { MemoryBudget } from '../core/memory-budget.js'
-import type { Scheduler } from '../core/scheduler/scheduler.js'
+import type { Scheduler, SubflowView } from '../core/scheduler/scheduler.js'
+import type { PortRange } from '../common/policy.js'
 import type { TrunkStatus } from '../edge/control.js'
 import { Subflow } from './subflow.js'
 
@@ -48,6 +49,10 @@ export interface TrunkSettings {
   readonly pingTimeoutMs: number
   /** How long flows survive with no subflow at all, in milliseconds. */
   readonly outageGraceMs: number
+  /** Flows to these destination ports send every frame on two subflows. */
+  readonly redundantPorts: readonly PortRange[]
+  /** Every flow sends its first N bytes redundantly (0: off). */
+  readonly redundantFirstBytes: number
 }
 
 /** What the peer announced in its hello. */
@@ -68,6 +73,8 @@ export interface TrunkOptions {
   readonly now: () => number
   /** rx: a flow was opened by the peer; connect it and call `attachApp`, or abort it. */
   readonly onOpen?: (trunk: Trunk, flow: Flow, frame: OpenFrame) => void
+  /** Delivery rate of a subflow socket in bytes/s (TCP_INFO), for the weighted scheduler. */
+  readonly sampleRate?: (socket: Socket) => number
   /** Tunes each subflow socket as it joins (congestion control, NOTSENT_LOWAT, buffers). */
   readonly tuneSocket?: (socket: Socket) => void
   /**
@@ -130,6 +137,8 @@ export class Trunk implements TrunkPort {
   private readonly ackDue = new Set<Flow>()
   private readonly budgetWaiters = new Set<Flow>()
   private readonly appSockets = new Map<Flow, Socket>()
+  /** Flows whose destination port asks for redundant sending. */
+  private readonly redundantFlows = new Set<Flow>()
   private peer: PeerParams | undefined
   private nextSubflowId = 1
   private pumpScheduled = false
@@ -192,7 +201,8 @@ export class Trunk implements TrunkPort {
     peer: PeerParams,
     index: number,
     pathId: number,
-    rest: Uint8Array
+    rest: Uint8Array,
+    weight = 1
   ): Subflow {
     this.peer = peer
     // A subflow that joins after a GOAWAY comes from a peer that restarted and takes flows again.
@@ -208,7 +218,9 @@ export class Trunk implements TrunkPort {
         queueLimitBytes: this.settings.subflowQueueBytes,
         pingIntervalMs: this.settings.pingIntervalMs,
         pingTimeoutMs: this.settings.pingTimeoutMs,
-        now: this.opts.now
+        now: this.opts.now,
+        weight,
+        ...(this.opts.sampleRate !== undefined ? { sampleRate: this.opts.sampleRate } : {})
       },
       this
     )
@@ -249,6 +261,7 @@ export class Trunk implements TrunkPort {
     const flowId = this.newFlowId()
     const openFrame: OpenFrame = { type: 'open', flowId, dst, src }
     const flow = this.createFlow(flowId, true, openFrame)
+    if (this.portIsRedundant(dst.port)) this.redundantFlows.add(flow)
     this.log.info('flow open', {
       flow: flowId,
       src: src ? formatEndpoint(src) : undefined,
@@ -407,6 +420,7 @@ export class Trunk implements TrunkPort {
     this.ready.delete(flow)
     this.ackDue.delete(flow)
     this.budgetWaiters.delete(flow)
+    this.redundantFlows.delete(flow)
     const socket = this.appSockets.get(flow)
     this.appSockets.delete(flow)
     const s = flow.stats()
@@ -535,6 +549,7 @@ export class Trunk implements TrunkPort {
       return
     }
     const flow = this.createFlow(frame.flowId, false, undefined)
+    if (this.portIsRedundant(frame.dst.port)) this.redundantFlows.add(flow)
     this.ackDue.add(flow)
     this.log.info('flow open', {
       flow: frame.flowId,
@@ -628,10 +643,37 @@ export class Trunk implements TrunkPort {
     })
   }
 
+  private portIsRedundant(port: number): boolean {
+    return this.settings.redundantPorts.some((r) => port >= r.from && port <= r.to)
+  }
+
+  /** Does `flow` send its next frame on two subflows? */
+  private isRedundant(flow: Flow): boolean {
+    return (
+      this.redundantFlows.has(flow) ||
+      (this.settings.redundantFirstBytes > 0 && flow.sentBytes < this.settings.redundantFirstBytes)
+    )
+  }
+
+  /**
+   * The subflows a scheduler may use now. A subflow whose RTT is far above the best one (more
+   * than twice it plus 50 ms) is left out while a faster one is up: a frame sent there would
+   * arrive long after the frames behind it on the fast path and stall the reorder buffer.
+   */
+  private eligible(): readonly SubflowView[] {
+    let min = Infinity
+    for (const s of this.subflows) if (s.srttMs > 0 && s.srttMs < min) min = s.srttMs
+    if (min === Infinity) return this.subflows
+    const limit = 2 * min + 50
+    const fast = this.subflows.filter((s) => s.srttMs <= limit)
+    return fast.length === this.subflows.length ? this.subflows : fast
+  }
+
   /** Give frames to subflows until no flow can send or no subflow can take more. */
   private pump(): void {
     if (this.subflows.length === 0) return
     const now = this.opts.now()
+    const views = this.eligible()
     let progress = true
     while (progress && this.ready.size > 0) {
       progress = false
@@ -642,7 +684,7 @@ export class Trunk implements TrunkPort {
         }
         let sub: Subflow | undefined
         if (flow.peerSeen) {
-          const id = this.opts.scheduler.pick(this.settings.maxPayloadBytes, this.subflows, now)
+          const id = this.opts.scheduler.pick(this.settings.maxPayloadBytes, views, now)
           if (id === undefined) return // no subflow can take anything: wait for 'drain'
           sub = this.subflows.find((s) => s.id === id)
         } else {
@@ -650,6 +692,7 @@ export class Trunk implements TrunkPort {
           if (sub !== undefined && !sub.writable) continue
         }
         if (sub === undefined) continue
+        const redundant = flow.peerSeen && this.isRedundant(flow)
         const d = flow.nextData(sub.id)
         if (d === undefined) {
           this.ready.delete(flow)
@@ -658,6 +701,20 @@ export class Trunk implements TrunkPort {
         sub.writeData(flow.id, d)
         this.counters.inc('frames_sent')
         if (d.resend) this.counters.inc('bytes_resent', d.payload.length)
+        if (redundant) {
+          // The copy is not recorded for re-sending: if `sub` dies the original is re-sent, and
+          // whichever copy arrives second is dropped by offset at the far end.
+          const second =
+            this.opts.scheduler.duplicate?.(sub.id, this.subflows) ??
+            this.subflows.find((s) => s.id !== sub.id && s.writable && s.pathId !== sub.pathId)
+              ?.id ??
+            this.subflows.find((s) => s.id !== sub.id && s.writable)?.id
+          const copy = this.subflows.find((s) => s.id === second)
+          if (copy !== undefined) {
+            copy.writeData(flow.id, d)
+            this.counters.inc('frames_duplicated')
+          }
+        }
         progress = true
       }
     }

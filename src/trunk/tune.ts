@@ -8,6 +8,7 @@ import type { Config } from '../common/config/config.js'
 import { isPepError } from '../common/errors.js'
 import type { Logger } from '../common/log/logger.js'
 import {
+  getTcpInfo,
   nativeConstants,
   setCongestion,
   setLinger,
@@ -77,4 +78,9 @@ export function setAbortiveClose(socket: Socket, abortive: boolean): void {
   } catch {
     // the socket closed meanwhile
   }
+}
+
+/** Delivery rate of a subflow socket from TCP_INFO, bytes per second. */
+export function deliveryRate(socket: Socket): number {
+  return getTcpInfo(socketFd(socket)).deliveryRate
 }

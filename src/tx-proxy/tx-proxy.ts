@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto'
 import type { Server as HttpServer } from 'node:http'
 import { createServer, type Server, type Socket } from 'node:net'
-import type { Config } from '../common/config/config.js'
+import type { Config, PathConfig } from '../common/config/config.js'
 import { Counters } from '../common/counters.js'
 import { isPepError } from '../common/errors.js'
 import { ipFamily } from '../common/ip.js'
@@ -17,7 +17,7 @@ import { createScheduler } from '../core/scheduler/index.js'
 import { dialSubflow } from '../trunk/handshake.js'
 import { REPLY_FLAG_TRUNK_NEW } from '../common/wire/frame.js'
 import { Trunk, type TrunkSettings } from '../trunk/trunk.js'
-import { createSubflowTuner, setAbortiveClose } from '../trunk/tune.js'
+import { createSubflowTuner, deliveryRate, setAbortiveClose } from '../trunk/tune.js'
 import { combineTotals, serveControl, type ProxyStatus } from '../edge/control.js'
 import { createRegistry, serveMetrics } from '../edge/metrics.js'
 import { Interceptor, type SynSource } from './interceptor.js'
@@ -38,7 +38,9 @@ export function trunkSettings(config: Readonly<Config>): TrunkSettings {
     subflowQueueBytes: config.limits.subflowQueueBytes,
     pingIntervalMs: config.trunk.pingIntervalMs,
     pingTimeoutMs: config.trunk.pingTimeoutMs,
-    outageGraceMs: config.trunk.outageGraceMs
+    outageGraceMs: config.trunk.outageGraceMs,
+    redundantPorts: config.trunk.redundantPorts,
+    redundantFirstBytes: config.trunk.redundantFirstBytes
   }
 }
 
@@ -84,6 +86,8 @@ export class TxProxy {
   private everConnected = false
   private stopped = false
   private interceptor: Interceptor | undefined
+  /** Which path each subflow index dials over: `paths[p].subflows` slots per path, in order. */
+  private readonly slots: readonly PathConfig[]
   private readonly openSynSource: (() => SynSource) | undefined
 
   /**
@@ -97,6 +101,7 @@ export class TxProxy {
     openSynSource?: () => SynSource
   ) {
     this.openSynSource = openSynSource
+    this.slots = config.paths.flatMap((p) => new Array<PathConfig>(p.subflows).fill(p))
     this.budget = new MemoryBudget(config.limits.maxBufferedBytes)
     this.config = config
     this.log = log
@@ -111,6 +116,7 @@ export class TxProxy {
       log,
       now: () => performance.now(),
       tuneSocket: createSubflowTuner(config, log),
+      sampleRate: deliveryRate,
       setAbortiveClose
     })
     this.server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => {
@@ -120,7 +126,7 @@ export class TxProxy {
 
   /** Listen for clients and dial the trunk. Resolves once listening. */
   async start(): Promise<{ port: number }> {
-    for (let i = 0; i < this.config.tx.subflows; i++) this.dial(i)
+    for (let i = 0; i < this.slots.length; i++) this.dial(i)
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', reject)
       this.server.listen(this.config.tx.localPort, this.config.tx.localIp, () => {
@@ -151,8 +157,10 @@ export class TxProxy {
       this.metrics = await serveMetrics(this.config.tx.metricsListen, createRegistry(this))
     }
     this.log.info(`listening on ${this.config.tx.localIp}:${port}`, {
-      peer: `${this.config.tx.rxProxyIp}:${this.config.tx.rxProxyPort}`,
-      subflows: this.config.tx.subflows
+      paths: this.config.paths
+        .map((p) => `${p.name}:${p.subflows}x${p.peerIp}:${p.peerPort}`)
+        .join(','),
+      subflows: this.slots.length
     })
     return { port }
   }
@@ -264,13 +272,16 @@ export class TxProxy {
 
   private dial(index: number): void {
     if (this.stopped || this.dialing.has(index)) return
+    const path = this.slots[index]
+    if (path === undefined) return
     this.dialing.add(index)
     const c = this.config
     dialSubflow({
-      host: c.tx.rxProxyIp,
-      port: c.tx.rxProxyPort,
+      host: path.peerIp,
+      port: path.peerPort,
+      ...(path.localIp !== undefined ? { localAddress: path.localIp } : {}),
       index,
-      pathId: 0,
+      pathId: path.id,
       timeoutMs: c.tx.dialTimeoutMs,
       local: {
         trunkId: this.trunk.trunkId,
@@ -302,8 +313,9 @@ export class TxProxy {
           hs.socket,
           { flowWindowBytes: hs.peer.flowWindow, maxFrameBodyBytes: hs.peer.maxFrameBody },
           index,
-          0,
-          hs.rest
+          path.id,
+          hs.rest,
+          path.weight
         )
       },
       (err: unknown) => {
@@ -312,7 +324,9 @@ export class TxProxy {
         const message = isPepError(err) ? err.message : String(err)
         const n = this.attempts.get(index) ?? 0
         if (n === 0 || (isPepError(err) && err.code === 'PEP_ERR_VERSION_MISMATCH')) {
-          this.log.warn(`subflow ${index} to ${c.tx.rxProxyIp}:${c.tx.rxProxyPort}: ${message}`)
+          this.log.warn(
+            `subflow ${index} (path ${path.name}) to ${path.peerIp}:${path.peerPort}: ${message}`
+          )
         }
         this.redial(index)
       }

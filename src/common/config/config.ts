@@ -4,13 +4,94 @@
  */
 import { ConfigError } from '../errors.js'
 import { ipFamily } from '../ip.js'
-import { parsePortList, parseSubnetList, type Policy } from '../policy.js'
+import { parsePortList, parseSubnetList, type Policy, type PortRange } from '../policy.js'
 import { KEYS, type KeySpec } from './schema.js'
 
 /** A host and port from `host:port` or `[v6]:port`. */
 export interface HostPort {
   readonly host: string
   readonly port: number
+}
+
+/** One path between the boxes (`[path.NAME]`): its own local address and subflows. */
+export interface PathConfig {
+  readonly name: string
+  /** 0.. in the order of the file; carried in the HELLO's path id. */
+  readonly id: number
+  /** Local address the path's subflows bind to (undefined: the kernel picks). */
+  readonly localIp: string | undefined
+  /** The rx box's address on this path. */
+  readonly peerIp: string
+  readonly peerPort: number
+  readonly subflows: number
+  /** Relative share for the weighted scheduler. */
+  readonly weight: number
+}
+
+/** Keys of a `[path.NAME]` section. */
+const PATH_KEYS = ['local_ip', 'peer_ip', 'peer_port', 'subflows', 'weight'] as const
+
+/** True for `path.NAME.key` with a known key. */
+export function isPathKey(name: string): boolean {
+  const m = /^path\.([A-Za-z0-9_-]{1,32})\.([a-z_]+)$/.exec(name)
+  return m !== null && (PATH_KEYS as readonly string[]).includes(m[2]!)
+}
+
+/** The paths from `path.NAME.key` values; one default path when there is no section. */
+function buildPaths(raw: RawValues, tx: Config['tx']): PathConfig[] {
+  const names: string[] = []
+  for (const k of raw.keys()) {
+    const m = /^path\.([^.]+)\./.exec(k)
+    if (m && !names.includes(m[1]!)) names.push(m[1]!)
+  }
+  if (names.length === 0) {
+    return [
+      {
+        name: 'default',
+        id: 0,
+        localIp: undefined,
+        peerIp: tx.rxProxyIp,
+        peerPort: tx.rxProxyPort,
+        subflows: tx.subflows,
+        weight: 1
+      }
+    ]
+  }
+  return names.map((name, id) => {
+    const get = (k: string): string | undefined => raw.get(`path.${name}.${k}`)
+    const intOf = (k: string, min: number, max: number, dflt: number): number => {
+      const text = get(k)
+      if (text === undefined) return dflt
+      const n = Number(text)
+      if (!/^\d+$/.test(text.trim()) || n < min || n > max) {
+        throw new ConfigError(
+          `path.${name}.${k}`,
+          `expected an integer from ${min} to ${max}, got ${JSON.stringify(text)}`
+        )
+      }
+      return n
+    }
+    const ipOf = (k: string): string | undefined => {
+      const text = get(k)?.trim()
+      if (text === undefined || text === '') return undefined
+      if (ipFamily(text) === undefined) {
+        throw new ConfigError(
+          `path.${name}.${k}`,
+          `expected an IPv4 or IPv6 address, got ${JSON.stringify(text)}`
+        )
+      }
+      return text
+    }
+    return {
+      name,
+      id,
+      localIp: ipOf('local_ip'),
+      peerIp: ipOf('peer_ip') ?? tx.rxProxyIp,
+      peerPort: intOf('peer_port', 1, 65535, tx.rxProxyPort),
+      subflows: intOf('subflows', 1, 256, tx.subflows),
+      weight: intOf('weight', 1, 1000, 1)
+    }
+  })
 }
 
 /** The whole configuration, parsed once and frozen. */
@@ -37,7 +118,9 @@ export interface Config {
     readonly metricsListen: HostPort | undefined
   }
   readonly trunk: {
-    readonly scheduler: 'first-free' | 'round-robin' | 'min-rtt'
+    readonly scheduler: 'first-free' | 'round-robin' | 'min-rtt' | 'weighted' | 'redundant'
+    readonly redundantPorts: readonly PortRange[]
+    readonly redundantFirstBytes: number
     readonly framePayloadBytes: number
     readonly pingIntervalMs: number
     readonly pingTimeoutMs: number
@@ -72,6 +155,8 @@ export interface Config {
     readonly transparent: boolean
   }
   readonly log: { readonly level: 'error' | 'warn' | 'info' | 'debug' }
+  /** The paths tx_proxy dials its subflows over (at least one). */
+  readonly paths: readonly PathConfig[]
 }
 
 /** Raw values by `section.key`. */
@@ -162,6 +247,15 @@ export function parseValue(spec: KeySpec, text: string): number | string | HostP
 /** Check every raw value and build the frozen Config. Unknown keys are errors. */
 export function buildConfig(raw: RawValues): Readonly<Config> {
   for (const name of raw.keys()) {
+    if (name.startsWith('path.')) {
+      if (!isPathKey(name)) {
+        throw new ConfigError(
+          name,
+          `unknown path key (a [path.NAME] section takes ${PATH_KEYS.join(', ')})`
+        )
+      }
+      continue
+    }
     if (!findKey(name)) throw new ConfigError(name, 'unknown key (see --help for the keys)')
   }
   const values = new Map<string, number | string | HostPort | undefined>()
@@ -171,20 +265,21 @@ export function buildConfig(raw: RawValues): Readonly<Config> {
   }
   const num = (name: string): number => values.get(name) as number
   const str = (name: string): string => values.get(name) as string
+  const tx: Config['tx'] = {
+    localIp: str('tx_proxy.local_ip'),
+    localPort: num('tx_proxy.local_port'),
+    rxProxyIp: str('tx_proxy.rx_proxy_ip'),
+    rxProxyPort: num('tx_proxy.rx_proxy_port'),
+    destination: values.get('tx_proxy.destination') as HostPort | undefined,
+    subflows: num('tx_proxy.subflows'),
+    redialMinMs: num('tx_proxy.redial_min_ms'),
+    redialMaxMs: num('tx_proxy.redial_max_ms'),
+    dialTimeoutMs: num('tx_proxy.dial_timeout_ms'),
+    controlSocket: str('tx_proxy.control_socket'),
+    metricsListen: values.get('tx_proxy.metrics_listen') as HostPort | undefined
+  }
   const config: Config = {
-    tx: {
-      localIp: str('tx_proxy.local_ip'),
-      localPort: num('tx_proxy.local_port'),
-      rxProxyIp: str('tx_proxy.rx_proxy_ip'),
-      rxProxyPort: num('tx_proxy.rx_proxy_port'),
-      destination: values.get('tx_proxy.destination') as HostPort | undefined,
-      subflows: num('tx_proxy.subflows'),
-      redialMinMs: num('tx_proxy.redial_min_ms'),
-      redialMaxMs: num('tx_proxy.redial_max_ms'),
-      dialTimeoutMs: num('tx_proxy.dial_timeout_ms'),
-      controlSocket: str('tx_proxy.control_socket'),
-      metricsListen: values.get('tx_proxy.metrics_listen') as HostPort | undefined
-    },
+    tx,
     rx: {
       recvIp: str('rx_proxy.recv_ip'),
       recvPort: num('rx_proxy.recv_port'),
@@ -195,6 +290,8 @@ export function buildConfig(raw: RawValues): Readonly<Config> {
     },
     trunk: {
       scheduler: str('trunk.scheduler') as Config['trunk']['scheduler'],
+      redundantPorts: parsePortList('trunk.redundant_ports', str('trunk.redundant_ports')),
+      redundantFirstBytes: num('trunk.redundant_first_bytes'),
       framePayloadBytes: num('trunk.frame_payload_bytes'),
       pingIntervalMs: num('trunk.ping_interval_ms'),
       pingTimeoutMs: num('trunk.ping_timeout_ms'),
@@ -239,7 +336,8 @@ export function buildConfig(raw: RawValues): Readonly<Config> {
       synTableTtlMs: num('interception.syn_table_ttl_ms'),
       transparent: str('interception.transparent') === 'true'
     },
-    log: { level: str('log.level') as Config['log']['level'] }
+    log: { level: str('log.level') as Config['log']['level'] },
+    paths: buildPaths(raw, tx)
   }
   for (const key of ['interception.tx_bridge_address', 'interception.rx_bridge_address']) {
     const parts = str(key).split('/')

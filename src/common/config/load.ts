@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs'
 import { parse as parseIni } from 'ini'
 import { ConfigError } from '../errors.js'
-import { buildConfig, findKey, type Config } from './config.js'
+import { buildConfig, findKey, isPathKey, type Config } from './config.js'
 
 /** Read `path` (ini) into `section.key` → text. */
 export function readConfigFile(path: string): Map<string, string> {
@@ -24,7 +24,14 @@ export function readConfigFile(path: string): Map<string, string> {
     }
     for (const [key, value] of Object.entries(body as Record<string, unknown>)) {
       if (value !== null && typeof value === 'object') {
-        throw new ConfigError(`${section}.${key}`, `nested sections are not supported`)
+        // ini reads [path.NAME] as a nested section: path → NAME → keys.
+        if (section !== 'path') {
+          throw new ConfigError(`${section}.${key}`, `nested sections are not supported`)
+        }
+        for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
+          out.set(`path.${key}.${k}`, String(v))
+        }
+        continue
       }
       out.set(`${section}.${key}`, String(value))
     }
@@ -39,7 +46,9 @@ export function parseOverrides(sets: readonly string[]): Map<string, string> {
     const eq = s.indexOf('=')
     const name = eq < 0 ? s : s.slice(0, eq)
     if (eq < 0) throw new ConfigError(name, 'expected --set section.key=value')
-    if (!findKey(name)) throw new ConfigError(name, 'unknown key (see --help for the keys)')
+    if (!findKey(name) && !isPathKey(name)) {
+      throw new ConfigError(name, 'unknown key (see --help for the keys)')
+    }
     out.set(name, s.slice(eq + 1))
   }
   return out

@@ -154,7 +154,10 @@ export const KEYS: readonly KeySpec[] = [
   {
     section: 'trunk',
     key: 'scheduler',
-    type: { kind: 'enum', values: ['first-free', 'round-robin', 'min-rtt'] },
+    type: {
+      kind: 'enum',
+      values: ['first-free', 'round-robin', 'min-rtt', 'weighted', 'redundant']
+    },
     default: 'first-free',
     doc: 'which subflow takes the next frame'
   },
@@ -169,14 +172,14 @@ export const KEYS: readonly KeySpec[] = [
     section: 'trunk',
     key: 'ping_interval_ms',
     type: int(50, 60_000),
-    default: '1000',
+    default: '500',
     doc: 'PING period on every subflow, in ms'
   },
   {
     section: 'trunk',
     key: 'ping_timeout_ms',
     type: int(100, 600_000),
-    default: '5000',
+    default: '2500',
     doc: 'a subflow that received nothing this long is dead, in ms'
   },
   {
@@ -213,6 +216,20 @@ export const KEYS: readonly KeySpec[] = [
     type: int(0, 3_600_000),
     default: '10000',
     doc: 'on SIGTERM, running flows get this long to finish before they are reset, in ms'
+  },
+  {
+    section: 'trunk',
+    key: 'redundant_ports',
+    type: { kind: 'string' },
+    default: '',
+    doc: 'flows to these destination ports are sent redundantly (each frame on two paths), e.g. 22,3389 (empty: none)'
+  },
+  {
+    section: 'trunk',
+    key: 'redundant_first_bytes',
+    type: int(0, 1 * GiB),
+    default: '0',
+    doc: 'every flow sends its first N bytes redundantly (request/response latency), then uses the scheduler (0: off)'
   },
   // [limits]
   {

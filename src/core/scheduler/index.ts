@@ -1,13 +1,21 @@
 /** Schedulers by the name used in network.conf. */
 import { FirstFreeScheduler } from './first-free.js'
 import { MinRttScheduler } from './min-rtt.js'
+import { RedundantScheduler } from './redundant.js'
+import { WeightedScheduler } from './weighted.js'
 import { RoundRobinScheduler } from './round-robin.js'
 import type { Scheduler } from './scheduler.js'
 
 export type { Scheduler, SubflowView } from './scheduler.js'
 
 /** Names accepted by `[scheduler] name`. */
-export const SCHEDULER_NAMES = ['first-free', 'round-robin', 'min-rtt'] as const
+export const SCHEDULER_NAMES = [
+  'first-free',
+  'round-robin',
+  'min-rtt',
+  'weighted',
+  'redundant'
+] as const
 /** One scheduler name. */
 export type SchedulerName = (typeof SCHEDULER_NAMES)[number]
 
@@ -20,5 +28,9 @@ export function createScheduler(name: SchedulerName): Scheduler {
       return new RoundRobinScheduler()
     case 'min-rtt':
       return new MinRttScheduler()
+    case 'weighted':
+      return new WeightedScheduler()
+    case 'redundant':
+      return new RedundantScheduler()
   }
 }

@@ -16,6 +16,10 @@ export interface SubflowView {
   readonly srttMs: number
   /** Which local path the subflow uses. */
   readonly pathId: number
+  /** Measured delivery rate, bytes per second (TCP_INFO); 0 before the first sample. */
+  readonly rateBytesPerSec: number
+  /** Configured weight of the subflow's path (1 when not configured). */
+  readonly weight: number
 }
 
 /** Picks a subflow for each frame. */
@@ -24,4 +28,9 @@ export interface Scheduler {
   readonly name: string
   /** Subflow for the next frame of `bytes`, or undefined if none can take it now. */
   pick(bytes: number, subflows: readonly SubflowView[], now: number): SubflowId | undefined
+  /**
+   * Redundant schedulers: a second subflow for a copy of the frame just given to `primary`
+   * (on another path when there is one), or undefined for no copy.
+   */
+  duplicate?(primary: SubflowId, subflows: readonly SubflowView[]): SubflowId | undefined
 }

@@ -15,7 +15,16 @@ import {
 import { FakeClock } from '../../helpers/fake-clock.js'
 
 function view(id: number, over: Partial<SubflowView> = {}): SubflowView {
-  return { id, writable: true, queuedBytes: 0, srttMs: 10, pathId: 0, ...over }
+  return {
+    id,
+    writable: true,
+    queuedBytes: 0,
+    srttMs: 10,
+    pathId: 0,
+    rateBytesPerSec: 0,
+    weight: 1,
+    ...over
+  }
 }
 
 /** Subflow views as the trunk passes them: unique ids, sorted by id. */
@@ -27,7 +36,9 @@ const viewsArb: fc.Arbitrary<SubflowView[]> = fc
         writable: fc.boolean(),
         queuedBytes: fc.oneof(fc.constant(0), fc.nat(1 << 20)),
         srttMs: fc.oneof(fc.constant(0), fc.double({ min: 0, max: 2000, noNaN: true })),
-        pathId: fc.nat(3)
+        pathId: fc.nat(3),
+        rateBytesPerSec: fc.oneof(fc.constant(0), fc.nat(20_000_000)),
+        weight: fc.integer({ min: 1, max: 5 })
       },
       { noNullPrototype: true }
     ),
@@ -36,7 +47,13 @@ const viewsArb: fc.Arbitrary<SubflowView[]> = fc
   .map((views) => [...views].sort((a, b) => a.id - b.id))
 
 describe('scheduler contract', () => {
-  assert.deepEqual([...SCHEDULER_NAMES].sort(), ['first-free', 'min-rtt', 'round-robin'])
+  assert.deepEqual([...SCHEDULER_NAMES].sort(), [
+    'first-free',
+    'min-rtt',
+    'redundant',
+    'round-robin',
+    'weighted'
+  ])
 
   for (const name of SCHEDULER_NAMES) {
     describe(name, () => {
@@ -258,5 +275,31 @@ describe('min-rtt', () => {
       }),
       { numRuns: 500 }
     )
+  })
+})
+
+describe('weighted', () => {
+  it('gives the next frame to the subflow that drains soonest at its measured rate', () => {
+    const s = createScheduler('weighted')
+    const fast = view(1, { queuedBytes: 100_000, rateBytesPerSec: 10_000_000 })
+    const slow = view(2, { queuedBytes: 50_000, rateBytesPerSec: 1_000_000 })
+    assert.equal(s.pick(16_384, [fast, slow], 0), 1)
+    assert.equal(s.pick(16_384, [fast, { ...slow, weight: 20 }], 0), 2)
+  })
+})
+
+describe('redundant', () => {
+  it('copies each frame onto another path when there is one', () => {
+    const s = createScheduler('redundant')
+    const subs = [
+      view(1, { pathId: 0 }),
+      view(2, { pathId: 0, queuedBytes: 10 }),
+      view(3, { pathId: 1, queuedBytes: 500 })
+    ]
+    const primary = s.pick(1000, subs, 0)
+    assert.equal(primary, 1)
+    assert.equal(s.duplicate?.(1, subs), 3)
+    assert.equal(s.duplicate?.(1, [view(1), view(2)]), 2)
+    assert.equal(s.duplicate?.(1, [view(1)]), undefined)
   })
 })
