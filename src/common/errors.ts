@@ -35,7 +35,11 @@ export const PepErrorCodes = {
   /** The native addon is missing or a system call failed. */
   NATIVE: 'PEP_ERR_NATIVE',
   /** The peer did not answer in time. */
-  TIMEOUT: 'PEP_ERR_TIMEOUT'
+  TIMEOUT: 'PEP_ERR_TIMEOUT',
+  /** The peer failed to prove it knows the pre-shared key (or we did, to it). */
+  AUTH_FAILED: 'PEP_ERR_AUTH_FAILED',
+  /** An encrypted record failed authentication. */
+  DECRYPT: 'PEP_ERR_DECRYPT'
 } as const
 
 /** One of the stable error codes. */

@@ -9,6 +9,7 @@ import type { Logger } from '../common/log/logger.js'
 import { createLogger } from '../common/log/winston.js'
 import { formatStatus, queryStatus } from './control.js'
 import yargs from 'yargs'
+import { randomBytes } from 'node:crypto'
 
 /** `./tx_proxy status [--json] [--watch S] [-c network.conf] [--control PATH]`. */
 async function runStatus(role: Role, argv: readonly string[]): Promise<number> {
@@ -92,6 +93,11 @@ export async function runMain(
   start: (config: Readonly<Config>, log: Logger) => Promise<Stoppable>
 ): Promise<number> {
   if (argv[0] === 'status') return await runStatus(role, argv.slice(1))
+  if (argv[0] === 'genkey') {
+    // A new pre-shared key: 32 random bytes in hex, for security.psk_file on both boxes.
+    process.stdout.write(`${randomBytes(32).toString('hex')}\n`)
+    return 0
+  }
   let config: Readonly<Config>
   try {
     const cli = parseCli(role, argv)
@@ -114,6 +120,10 @@ export async function runMain(
     running = await start(config, log)
   } catch (err) {
     const e = err as NodeJS.ErrnoException
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${role}: config error: ${err.message}\n`)
+      return 2
+    }
     if (isPepError(err)) log.error(`cannot start: ${err.message}`, { code: err.code })
     else if (e.code === 'EADDRINUSE' || e.code === 'EACCES' || e.code === 'EADDRNOTAVAIL') {
       log.error(`cannot start: ${e.code} ${e.message}`)

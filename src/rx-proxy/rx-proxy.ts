@@ -9,6 +9,7 @@ import { isPepError } from '../common/errors.js'
 import type { Logger } from '../common/log/logger.js'
 import { formatEndpoint } from '../common/wire/encode.js'
 import {
+  HELLO_FLAG_ENCRYPT,
   HelloStatus,
   REPLY_FLAG_TRUNK_NEW,
   ResetReason,
@@ -18,7 +19,8 @@ import {
 import type { Flow } from '../core/flow.js'
 import { MemoryBudget } from '../core/memory-budget.js'
 import { createScheduler } from '../core/scheduler/index.js'
-import { acceptHello, helloReply, type LocalHelloParams } from '../trunk/handshake.js'
+import { acceptSubflow, helloReply, type LocalHelloParams } from '../trunk/handshake.js'
+import { loadPsk } from '../common/config/load.js'
 import { Trunk } from '../trunk/trunk.js'
 import { createSubflowTuner, deliveryRate, setAbortiveClose } from '../trunk/tune.js'
 import { trunkSettings, waitForFlows } from '../tx-proxy/tx-proxy.js'
@@ -53,6 +55,8 @@ export class RxProxy {
   private readonly trunks = new Map<string, Trunk>()
   private readonly budget: MemoryBudget
   private readonly pending = new Set<Socket>()
+  private readonly psk: Uint8Array
+  private busyWarned = false
   private readonly startedMs = performance.now()
   private control: Server | undefined
   /** Connect from the client's address; turned off once if the process lacks the capability. */
@@ -64,6 +68,7 @@ export class RxProxy {
     this.config = config
     this.log = log
     this.budget = new MemoryBudget(config.limits.maxBufferedBytes)
+    this.psk = loadPsk(config)
     this.transparent = config.interception.enabled && config.interception.transparent
     this.tuner = createSubflowTuner(config, log)
     this.server = createServer({ allowHalfOpen: false }, (socket) => {
@@ -150,7 +155,7 @@ export class RxProxy {
     return this.budget.used
   }
 
-  private local(trunkId: Uint8Array): LocalHelloParams {
+  private local(trunkId: Uint8Array): Omit<LocalHelloParams, 'psk' | 'encrypt'> {
     return {
       trunkId,
       maxFrameBodyBytes: this.config.limits.maxFrameBodyBytes,
@@ -160,10 +165,27 @@ export class RxProxy {
 
   private onSubflow(socket: Socket): void {
     this.counters.inc('subflows_accepted')
+    if (this.pending.size >= this.config.limits.maxUnauthenticated) {
+      // Bounded work for unauthenticated peers: past the limit, close at once.
+      this.counters.inc('handshakes_refused_busy')
+      if (!this.busyWarned)
+        this.log.warn(
+          `max_unauthenticated (${this.config.limits.maxUnauthenticated}) reached: closing new subflows until handshakes finish`
+        )
+      this.busyWarned = true
+      socket.destroy()
+      return
+    }
+    this.busyWarned = false
     this.pending.add(socket)
     socket.on('error', () => undefined) // reported by the handshake or the subflow
-    acceptHello(socket, this.config.rx.handshakeTimeoutMs).then(
-      ({ hello, rest }) => {
+    acceptSubflow(
+      socket,
+      this.config.rx.handshakeTimeoutMs,
+      this.psk,
+      this.config.security.encrypt
+    ).then(
+      ({ peer: hello, rest, keys }) => {
         this.pending.delete(socket)
         const key = Buffer.from(hello.trunkId).toString('hex')
         let trunk = this.trunks.get(key)
@@ -197,7 +219,7 @@ export class RxProxy {
             hello,
             this.local(hello.trunkId),
             HelloStatus.OK,
-            isNew ? REPLY_FLAG_TRUNK_NEW : 0
+            (isNew ? REPLY_FLAG_TRUNK_NEW : 0) | (keys !== undefined ? HELLO_FLAG_ENCRYPT : 0)
           )
         )
         trunk.addSubflow(
@@ -205,13 +227,16 @@ export class RxProxy {
           { flowWindowBytes: hello.flowWindow, maxFrameBodyBytes: hello.maxFrameBody },
           hello.subflowIndex,
           hello.pathId,
-          rest
+          rest,
+          1,
+          keys
         )
       },
       (err: unknown) => {
         this.pending.delete(socket)
         const code = isPepError(err) ? err.code : 'error'
         this.counters.inc(`handshake_failures_${code}`)
+        if (code === 'PEP_ERR_AUTH_FAILED') this.counters.inc('auth_failures')
         this.log.warn(
           `subflow from ${socket.remoteAddress ?? '?'} refused: ${isPepError(err) ? err.message : String(err)}`,
           { code }

@@ -9,6 +9,9 @@ import { encodeDataHeader, encodeFrame } from '../common/wire/encode.js'
 import { ResetReason, type Frame } from '../common/wire/frame.js'
 import type { SubflowView } from '../core/scheduler/scheduler.js'
 import type { DataToSend } from '../core/send-buffer.js'
+import { RecordOpener, RecordSealer } from '../common/wire/record.js'
+import { FRAME_HEADER_LENGTH } from '../common/wire/frame.js'
+import type { SubflowKeys } from './handshake.js'
 
 /** What a subflow reports to its trunk. */
 export interface SubflowEvents {
@@ -35,6 +38,8 @@ export interface SubflowOptions {
   readonly now: () => number
   /** Weight of the subflow's path, for the weighted scheduler. */
   readonly weight: number
+  /** Traffic keys: frames travel in AES-256-GCM records (HELLO_FLAG_ENCRYPT). */
+  readonly keys?: SubflowKeys | undefined
   /** Measures the socket's delivery rate in bytes/s (TCP_INFO); sampled every ping interval. */
   readonly sampleRate?: (socket: Socket) => number
 }
@@ -53,6 +58,8 @@ export class Subflow implements SubflowView {
   bytesReceived = 0
   private readonly socket: Socket
   private readonly decoder: FrameDecoder
+  private readonly sealer: RecordSealer | undefined
+  private readonly opener: RecordOpener | undefined
   private readonly events: SubflowEvents
   private readonly opts: SubflowOptions
   private lastReceivedMs: number
@@ -69,6 +76,10 @@ export class Subflow implements SubflowView {
     this.weight = opts.weight
     this.events = events
     this.decoder = new FrameDecoder(opts.maxFrameBody)
+    if (opts.keys !== undefined) {
+      this.sealer = new RecordSealer(opts.keys.send)
+      this.opener = new RecordOpener(opts.keys.receive, opts.maxFrameBody + FRAME_HEADER_LENGTH)
+    }
     this.lastReceivedMs = opts.now()
     socket.setNoDelay(true)
     socket.on('data', (chunk: Buffer) => {
@@ -129,7 +140,13 @@ export class Subflow implements SubflowView {
     if (this.closed) return
     const bytes = encodeFrame(frame)
     this.bytesSent += bytes.length
-    this.socket.write(bytes)
+    if (this.sealer === undefined) {
+      this.socket.write(bytes)
+      return
+    }
+    this.socket.cork()
+    for (const b of this.sealer.seal([bytes])) this.socket.write(b)
+    this.socket.uncork()
   }
 
   /** Write one DATA frame: header and payload back to back, the payload not copied. */
@@ -138,8 +155,12 @@ export class Subflow implements SubflowView {
     const header = encodeDataHeader(flowId, d.offset, d.payload.length, d.fin)
     this.bytesSent += header.length + d.payload.length
     this.socket.cork()
-    this.socket.write(header)
-    if (d.payload.length > 0) this.socket.write(d.payload)
+    if (this.sealer !== undefined) {
+      for (const b of this.sealer.seal([header, d.payload])) this.socket.write(b)
+    } else {
+      this.socket.write(header)
+      if (d.payload.length > 0) this.socket.write(d.payload)
+    }
     this.socket.uncork()
   }
 
@@ -174,7 +195,11 @@ export class Subflow implements SubflowView {
     this.bytesReceived += chunk.length
     let frames: Frame[]
     try {
-      frames = this.decoder.push(chunk)
+      if (this.opener === undefined) frames = this.decoder.push(chunk)
+      else {
+        frames = []
+        for (const plain of this.opener.push(chunk)) frames.push(...this.decoder.push(plain))
+      }
     } catch (err) {
       if (isPepError(err) && err instanceof ProtocolError) {
         this.writeFrame({ type: 'goaway', flowId: 0, reason: err.closeReason, message: err.code })

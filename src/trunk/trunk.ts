@@ -28,6 +28,7 @@ import type { MemoryBudget } from '../core/memory-budget.js'
 import type { Scheduler, SubflowView } from '../core/scheduler/scheduler.js'
 import type { PortRange } from '../common/policy.js'
 import type { TrunkStatus } from '../edge/control.js'
+import type { SubflowKeys } from './handshake.js'
 import { Subflow } from './subflow.js'
 
 /** Settings a trunk needs (a slice of the parsed config). */
@@ -202,7 +203,8 @@ export class Trunk implements TrunkPort {
     index: number,
     pathId: number,
     rest: Uint8Array,
-    weight = 1
+    weight = 1,
+    keys?: SubflowKeys
   ): Subflow {
     this.peer = peer
     // A subflow that joins after a GOAWAY comes from a peer that restarted and takes flows again.
@@ -220,6 +222,7 @@ export class Trunk implements TrunkPort {
         pingTimeoutMs: this.settings.pingTimeoutMs,
         now: this.opts.now,
         weight,
+        keys,
         ...(this.opts.sampleRate !== undefined ? { sampleRate: this.opts.sampleRate } : {})
       },
       this

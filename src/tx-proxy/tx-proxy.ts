@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto'
 import type { Server as HttpServer } from 'node:http'
 import { createServer, type Server, type Socket } from 'node:net'
 import type { Config, PathConfig } from '../common/config/config.js'
+import { loadPsk } from '../common/config/load.js'
 import { Counters } from '../common/counters.js'
 import { isPepError } from '../common/errors.js'
 import { ipFamily } from '../common/ip.js'
@@ -80,6 +81,7 @@ export class TxProxy {
   private readonly attempts = new Map<number, number>()
   private readonly timers = new Set<NodeJS.Timeout>()
   private readonly budget: MemoryBudget
+  private readonly psk: Uint8Array
   private readonly startedMs = performance.now()
   private control: Server | undefined
   private metrics: HttpServer | undefined
@@ -103,6 +105,7 @@ export class TxProxy {
     this.openSynSource = openSynSource
     this.slots = config.paths.flatMap((p) => new Array<PathConfig>(p.subflows).fill(p))
     this.budget = new MemoryBudget(config.limits.maxBufferedBytes)
+    this.psk = loadPsk(config)
     this.config = config
     this.log = log
     this.resolve = resolve
@@ -286,7 +289,9 @@ export class TxProxy {
       local: {
         trunkId: this.trunk.trunkId,
         maxFrameBodyBytes: c.limits.maxFrameBodyBytes,
-        flowWindowBytes: c.limits.flowWindowBytes
+        flowWindowBytes: c.limits.flowWindowBytes,
+        psk: this.psk,
+        encrypt: c.security.encrypt
       }
     }).then(
       (hs) => {
@@ -315,7 +320,8 @@ export class TxProxy {
           index,
           path.id,
           hs.rest,
-          path.weight
+          path.weight,
+          hs.keys
         )
       },
       (err: unknown) => {
@@ -323,7 +329,13 @@ export class TxProxy {
         this.counters.inc('dial_failures')
         const message = isPepError(err) ? err.message : String(err)
         const n = this.attempts.get(index) ?? 0
-        if (n === 0 || (isPepError(err) && err.code === 'PEP_ERR_VERSION_MISMATCH')) {
+        if (isPepError(err) && err.code === 'PEP_ERR_AUTH_FAILED')
+          this.counters.inc('auth_failures')
+        if (
+          n === 0 ||
+          (isPepError(err) &&
+            (err.code === 'PEP_ERR_VERSION_MISMATCH' || err.code === 'PEP_ERR_AUTH_FAILED'))
+        ) {
           this.log.warn(
             `subflow ${index} (path ${path.name}) to ${path.peerIp}:${path.peerPort}: ${message}`
           )

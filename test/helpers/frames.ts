@@ -17,6 +17,7 @@ import type {
   PingFrame,
   ResetFrame
 } from '../../src/common/wire/frame.js'
+import { PROTOCOL_VERSION } from '../../src/common/wire/frame.js'
 
 /** 2^53 - 1: the largest offset the protocol allows. */
 export const MAX_OFFSET = 2 ** 53 - 1
@@ -430,7 +431,7 @@ export function frameArb(maxPayload = 70000): fc.Arbitrary<Frame> {
 /** HELLO (kind 1) or HELLO_REPLY (kind 2) messages that a decoder must accept. */
 export function helloArb(kind: 1 | 2): fc.Arbitrary<Hello> {
   return record({
-    version: fc.constant(1),
+    version: fc.constant(PROTOCOL_VERSION),
     kind: fc.constant(kind),
     authMethod: fc.nat(255),
     status: fc.nat(255),

@@ -27,6 +27,9 @@ export async function freePort(): Promise<number> {
   })
 }
 
+/** The pre-shared key of the test pairs (any 32 bytes; both ends must agree). */
+export const TEST_PSK = '5a'.repeat(32)
+
 /** A spawned proxy with its collected log. */
 export interface ProxyProcess {
   readonly child: ChildProcess
@@ -143,6 +146,8 @@ export async function startPair(opts: {
   const common = [
     '-c',
     '/dev/null',
+    '--set',
+    `security.psk=${TEST_PSK}`,
     '--set',
     `rx_proxy.control_socket=${rxControl}`,
     '--set',

@@ -139,6 +139,8 @@ export interface Config {
     readonly maxFlows: number
     readonly maxReorderSegments: number
     readonly subflowQueueBytes: number
+    readonly maxUnauthenticated: number
+    readonly idleTimeoutMs: number
   }
   readonly interception: {
     readonly enabled: boolean
@@ -153,6 +155,12 @@ export interface Config {
     readonly synTableSize: number
     readonly synTableTtlMs: number
     readonly transparent: boolean
+  }
+  readonly security: {
+    /** The key as hex from network.conf ('' when it comes from `pskFile`). */
+    readonly pskHex: string
+    readonly pskFile: string
+    readonly encrypt: boolean
   }
   readonly log: { readonly level: 'error' | 'warn' | 'info' | 'debug' }
   /** The paths tx_proxy dials its subflows over (at least one). */
@@ -309,7 +317,14 @@ export function buildConfig(raw: RawValues): Readonly<Config> {
       maxFrameBodyBytes: num('limits.max_frame_body_bytes'),
       maxFlows: num('limits.max_flows'),
       maxReorderSegments: num('limits.max_reorder_segments'),
-      subflowQueueBytes: num('limits.subflow_queue_bytes')
+      subflowQueueBytes: num('limits.subflow_queue_bytes'),
+      maxUnauthenticated: num('limits.max_unauthenticated'),
+      idleTimeoutMs: num('limits.idle_timeout_ms')
+    },
+    security: {
+      pskHex: str('security.psk'),
+      pskFile: str('security.psk_file'),
+      encrypt: str('security.encrypt') === 'true'
     },
     interception: {
       enabled: str('interception.enabled') === 'true',

@@ -2,7 +2,8 @@
  * Config loading at the edge (house style rule 8): defaults < network.conf (ini) < command line.
  * Reads the file, hands text to `buildConfig`, returns a frozen Config. Throws ConfigError.
  */
-import { readFileSync } from 'node:fs'
+import { readFileSync, statSync } from 'node:fs'
+import { MIN_PSK_BYTES } from '../auth.js'
 import { parse as parseIni } from 'ini'
 import { ConfigError } from '../errors.js'
 import { buildConfig, findKey, isPathKey, type Config } from './config.js'
@@ -62,4 +63,47 @@ export function loadConfig(
   const raw = path === undefined ? new Map<string, string>() : readConfigFile(path)
   for (const [k, v] of overrides) raw.set(k, v)
   return buildConfig(raw)
+}
+
+/**
+ * The pre-shared key: `security.psk` (hex) when set, else the contents of `security.psk_file`
+ * (hex, or raw bytes), which must not be readable by group or others. Throws ConfigError.
+ */
+export function loadPsk(config: Readonly<Config>): Uint8Array {
+  const sec = config.security
+  if (sec.pskHex !== '') return Uint8Array.from(Buffer.from(sec.pskHex, 'hex'))
+  const path = sec.pskFile
+  if (path === '') {
+    throw new ConfigError(
+      'security.psk_file',
+      'no pre-shared key: set security.psk_file or security.psk'
+    )
+  }
+  let mode: number
+  let data: Buffer
+  try {
+    mode = statSync(path).mode
+    data = readFileSync(path)
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'error'
+    throw new ConfigError(
+      'security.psk_file',
+      `cannot read ${path}: ${code}; make one on one box and copy it to the other: ./tx_proxy genkey > ${path} && chmod 600 ${path}`
+    )
+  }
+  if ((mode & 0o077) !== 0) {
+    throw new ConfigError(
+      'security.psk_file',
+      `${path} is readable by group or others: chmod 600 ${path}`
+    )
+  }
+  const text = data.toString('utf8').trim()
+  const key = /^[0-9a-fA-F]+$/.test(text) && text.length % 2 === 0 ? Buffer.from(text, 'hex') : data
+  if (key.length < MIN_PSK_BYTES) {
+    throw new ConfigError(
+      'security.psk_file',
+      `${path} holds ${key.length} bytes; a key needs at least ${MIN_PSK_BYTES}`
+    )
+  }
+  return Uint8Array.from(key)
 }

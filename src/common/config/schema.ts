@@ -394,6 +394,42 @@ export const KEYS: readonly KeySpec[] = [
     default: 'true',
     doc: 'rx_proxy connects from the client\u2019s own address (IP_TRANSPARENT); false for routed deployments'
   },
+  // [security]
+  {
+    section: 'security',
+    key: 'psk',
+    type: { kind: 'string' },
+    default: '',
+    doc: 'the pre-shared key both proxies authenticate each other with, in hex (at least 32 hex digits; prefer psk_file)'
+  },
+  {
+    section: 'security',
+    key: 'psk_file',
+    type: { kind: 'string' },
+    default: '/etc/tandem/psk',
+    doc: 'file holding the pre-shared key (hex, or at least 16 raw bytes); refused if group or others can read it. Make one: ./tx_proxy genkey > FILE'
+  },
+  {
+    section: 'security',
+    key: 'encrypt',
+    type: { kind: 'enum', values: ['true', 'false'] },
+    default: 'true',
+    doc: 'encrypt every frame between the proxies (AES-256-GCM, keys fresh per subflow); either side asking is enough'
+  },
+  {
+    section: 'limits',
+    key: 'max_unauthenticated',
+    type: int(1, 100_000),
+    default: '256',
+    doc: 'most subflows in their handshake at once (rx_proxy); more are closed at once'
+  },
+  {
+    section: 'limits',
+    key: 'idle_timeout_ms',
+    type: int(0, 86_400_000),
+    default: '3600000',
+    doc: 'a flow with no byte either way for this long is reset, in ms (0: never)'
+  },
   // [log]
   {
     section: 'log',

@@ -14,6 +14,7 @@ import {
   FrameType,
   HELLO_FIXED_LENGTH,
   HelloKind,
+  HelloStatus,
   MAGIC,
   MAX_AUTH_LENGTH,
   MAX_MAX_FRAME_BODY,
@@ -178,8 +179,11 @@ export class HelloDecoder {
     const raw = q.take(HELLO_FIXED_LENGTH + authLength)
     const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength)
     const kind = raw[5]!
-    if (kind !== this.expectKind)
+    // A refusal (a REPLY with a non-OK status) may come instead of the message we wait for.
+    const refusal = kind === HelloKind.REPLY && raw[7] !== HelloStatus.OK
+    if (kind !== this.expectKind && !refusal) {
       throw malformed(`expected hello kind ${this.expectKind}, got ${kind}`)
+    }
     const maxFrameBody = view.getUint32(28)
     if (maxFrameBody < MIN_MAX_FRAME_BODY || maxFrameBody > MAX_MAX_FRAME_BODY) {
       throw malformed(
@@ -188,7 +192,7 @@ export class HelloDecoder {
     }
     const hello: Hello = {
       version: raw[4]!,
-      kind: kind === HelloKind.HELLO ? HelloKind.HELLO : HelloKind.REPLY,
+      kind: kind as Hello['kind'],
       authMethod: raw[6]!,
       status: raw[7]!,
       trunkId: raw.slice(8, 24),

@@ -3,8 +3,8 @@
  * Types and constants only; encode.ts and decode.ts hold the logic.
  */
 
-/** Protocol version this build speaks. */
-export const PROTOCOL_VERSION = 1
+/** Protocol version this build speaks (2: mutual PSK authentication, optional encryption). */
+export const PROTOCOL_VERSION = 2
 
 /** "TNDM": first four bytes of every HELLO and HELLO_REPLY. */
 export const MAGIC = Uint8Array.of(0x54, 0x4e, 0x44, 0x4d)
@@ -37,7 +37,25 @@ export const MAX_REASON_MESSAGE = 256
 export const MAX_OFFSET = Number.MAX_SAFE_INTEGER
 
 /** Handshake message kinds. */
-export const HelloKind = { HELLO: 1, REPLY: 2 } as const
+export const HelloKind = { HELLO: 1, REPLY: 2, CHALLENGE: 3, AUTH: 4 } as const
+
+/** Authentication methods. */
+export const AuthMethod = {
+  /** Challenge-response with HMAC-SHA256 over both nonces, keyed by a pre-shared key. */
+  PSK_HMAC_SHA256: 1
+} as const
+
+/** Bytes of each side's nonce. */
+export const NONCE_LENGTH = 32
+
+/** Bytes of an HMAC-SHA256 proof. */
+export const PROOF_LENGTH = 32
+
+/** HELLO auth data: the client nonce and padding, so that the CHALLENGE is no larger. */
+export const HELLO_AUTH_LENGTH = NONCE_LENGTH + PROOF_LENGTH
+
+/** HELLO / HELLO_REPLY flag: frames after the handshake are encrypted (AES-256-GCM records). */
+export const HELLO_FLAG_ENCRYPT = 0x02
 
 /** HELLO_REPLY status codes. */
 export const HelloStatus = {
@@ -45,7 +63,9 @@ export const HelloStatus = {
   VERSION_MISMATCH: 1,
   AUTH_FAILED: 2,
   LIMIT: 3,
-  BAD_HELLO: 4
+  BAD_HELLO: 4,
+  /** The acceptor is shutting down or overloaded with handshakes. */
+  BUSY: 5
 } as const
 /** One HELLO_REPLY status. */
 export type HelloStatusCode = (typeof HelloStatus)[keyof typeof HelloStatus]

@@ -17,6 +17,7 @@
  * namespace is deleted on destroy(), at the end of the test given as `hook`, and at exit.
  */
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { randomBytes } from 'node:crypto'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -242,9 +243,12 @@ export async function createTopology(options: TopologyOptions = {}): Promise<Top
   }
   options.hook?.after(destroy)
 
+  // One pre-shared key per testbed, written into every config it hands out (both boxes agree).
+  const psk = randomBytes(32).toString('hex')
   const writeConfig = (path: string, overrides: ConfigOverrides = {}): void => {
     const values = readConfigFile(baseConfig)
     for (const [k, v] of topologyKeys(names)) values.set(k, v)
+    values.set('security.psk', psk)
     for (const [k, v] of Object.entries(overrides)) values.set(k, v)
     writeIni(path, values)
     loadConfig(path, new Map())

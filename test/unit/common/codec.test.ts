@@ -23,7 +23,8 @@ import {
   resetReasonName,
   type DataFrame,
   type Frame,
-  type Hello
+  type Hello,
+  PROTOCOL_VERSION
 } from '../../../src/common/wire/frame.js'
 import {
   MAX_OFFSET,
@@ -323,7 +324,7 @@ describe('frame codec: RESET / GOAWAY messages', () => {
 
 describe('hello codec', () => {
   const base: Hello = {
-    version: 1,
+    version: PROTOCOL_VERSION,
     kind: HelloKind.HELLO,
     authMethod: 0,
     status: 0,
@@ -365,7 +366,7 @@ describe('hello codec', () => {
   it('starts with the magic and the version', () => {
     assert.deepEqual(
       Buffer.from(encodeHello(base).subarray(0, 8)),
-      Buffer.from(hex('544e444d 01 01 00 00'))
+      Buffer.from(hex('544e444d 02 01 00 00'))
     )
   })
 

@@ -13,7 +13,13 @@ import {
   VersionMismatchError
 } from '../../../src/common/wire/decode.js'
 import { encodeFrame, encodeHello } from '../../../src/common/wire/encode.js'
-import { HelloKind, ResetReason, type Frame, type Hello } from '../../../src/common/wire/frame.js'
+import {
+  HelloKind,
+  PROTOCOL_VERSION,
+  ResetReason,
+  type Frame,
+  type Hello
+} from '../../../src/common/wire/frame.js'
 import { comparable, concat, hex, patternBytes, rng, splitAt } from '../../helpers/frames.js'
 
 const MAX_BODY = 64 * 1024
@@ -260,7 +266,7 @@ describe('FrameDecoder: malformed input', () => {
 
 describe('HelloDecoder', () => {
   const hello: Hello = {
-    version: 1,
+    version: PROTOCOL_VERSION,
     kind: HelloKind.HELLO,
     authMethod: 0,
     status: 0,
@@ -313,14 +319,14 @@ describe('HelloDecoder', () => {
     const d = new HelloDecoder(HelloKind.HELLO)
     assert.equal(d.push(hex('544e444d')), undefined)
     assert.throws(
-      () => d.push(hex('02')),
+      () => d.push(hex('09')),
       (err: unknown) => {
         assert.ok(err instanceof VersionMismatchError)
         assert.ok(err instanceof ProtocolError)
-        assert.equal(err.peerVersion, 2)
+        assert.equal(err.peerVersion, 9)
         assert.equal(err.code, PepErrorCodes.VERSION_MISMATCH)
         assert.equal(err.closeReason, ResetReason.PROTOCOL_ERROR)
-        assert.match(err.message, /version 2/)
+        assert.match(err.message, /version 9/)
         return true
       }
     )
