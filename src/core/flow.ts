@@ -145,6 +145,8 @@ export class Flow {
   private duplicates = 0
   private stalls = 0
   private finishReason = ''
+  /** When a byte last moved either way, in ms (for the idle timeout). */
+  private lastActivity: number
 
   constructor(opts: FlowOptions) {
     this.opts = opts
@@ -160,6 +162,7 @@ export class Flow {
     this.peerSeenValue = !opts.opener
     this.stateValue = opts.opener ? 'open' : 'connecting'
     this.startedMs = opts.trunk.now()
+    this.lastActivity = this.startedMs
     // The initial credit is granted implicitly by the hello; account it against the global cap.
     opts.budget.force(opts.localWindowBytes)
   }
@@ -198,6 +201,7 @@ export class Flow {
   /** Bytes read from the application. */
   onAppData(chunk: Uint8Array): void {
     if (this.done || this.send.ended) return
+    this.lastActivity = this.opts.trunk.now()
     this.send.append(chunk)
     this.opts.budget.force(chunk.length)
     this.opts.trunk.markReady(this)
@@ -244,6 +248,7 @@ export class Flow {
   onData(frame: DataFrame): void {
     if (this.done) return
     this.peerSeenValue = true
+    this.lastActivity = this.opts.trunk.now()
     try {
       const r = this.recv.insert(frame.offset, frame.payload, frame.fin, this.recvLimit)
       this.duplicates += r.duplicateBytes
@@ -284,6 +289,11 @@ export class Flow {
   }
 
   // ---- sending --------------------------------------------------------------------------------
+
+  /** Milliseconds since a byte last moved either way. */
+  idleMs(now: number): number {
+    return now - this.lastActivity
+  }
 
   /** Bytes of our stream sent at least once. */
   get sentBytes(): number {

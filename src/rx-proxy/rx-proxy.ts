@@ -3,6 +3,8 @@
  * each flow to its destination. Owns its listener, trunks, counters, budget and logger.
  */
 import { connect, createServer, type Server, type Socket } from 'node:net'
+import { networkInterfaces } from 'node:os'
+import { policyAccepts } from '../common/policy.js'
 import type { Config } from '../common/config/config.js'
 import { Counters } from '../common/counters.js'
 import { isPepError } from '../common/errors.js'
@@ -57,6 +59,8 @@ export class RxProxy {
   private readonly pending = new Set<Socket>()
   private readonly psk: Uint8Array
   private busyWarned = false
+  /** This box's own addresses: never a destination (an authenticated peer must not reach them). */
+  private readonly ownAddresses: Set<string>
   private readonly startedMs = performance.now()
   private control: Server | undefined
   /** Connect from the client's address; turned off once if the process lacks the capability. */
@@ -69,6 +73,12 @@ export class RxProxy {
     this.log = log
     this.budget = new MemoryBudget(config.limits.maxBufferedBytes)
     this.psk = loadPsk(config)
+    this.ownAddresses = new Set(
+      Object.values(networkInterfaces())
+        .flatMap((list) => list ?? [])
+        .filter((i) => !i.internal)
+        .map((i) => i.address.toLowerCase())
+    )
     this.transparent = config.interception.enabled && config.interception.transparent
     this.tuner = createSubflowTuner(config, log)
     this.server = createServer({ allowHalfOpen: false }, (socket) => {
@@ -208,6 +218,7 @@ export class RxProxy {
             },
             onLost: (t) => {
               if (this.trunks.get(t.idHex) === t) this.trunks.delete(t.idHex)
+              t.close(ResetReason.TRUNK_LOST, 'trunk lost')
             }
           })
           this.trunks.set(key, trunk)
@@ -283,6 +294,19 @@ export class RxProxy {
     const dst = frame.dst
     const src = frame.src
     const started = performance.now()
+    // No open relay: only destinations the policy allows, never this box itself.
+    const address = dst.address.toLowerCase()
+    if (
+      this.ownAddresses.has(address) ||
+      !policyAccepts(this.config.rx.destinations, address, dst.port)
+    ) {
+      this.counters.inc('flows_refused_destination')
+      this.log.warn(
+        `flow ${flow.id} refused: destination ${formatEndpoint(dst)} not allowed (rx_proxy.allow_*/deny_subnets)`
+      )
+      flow.abort(ResetReason.POLICY_DENIED, `destination ${formatEndpoint(dst)} not allowed`)
+      return
+    }
     if (this.transparent && src !== undefined && src.family === dst.family) {
       connectTransparent({ dst, src, timeoutMs: this.config.rx.connectTimeoutMs }).then(
         (socket) => {

@@ -54,6 +54,8 @@ export interface TrunkSettings {
   readonly redundantPorts: readonly PortRange[]
   /** Every flow sends its first N bytes redundantly (0: off). */
   readonly redundantFirstBytes: number
+  /** Flows idle this long are reset, in ms (0: never). */
+  readonly idleTimeoutMs: number
 }
 
 /** What the peer announced in its hello. */
@@ -144,6 +146,7 @@ export class Trunk implements TrunkPort {
   private nextSubflowId = 1
   private pumpScheduled = false
   private graceTimer: NodeJS.Timeout | undefined
+  private idleTimer: NodeJS.Timeout | undefined
   private closed = false
   private peerDrainingValue = false
   private drainingValue = false
@@ -155,6 +158,28 @@ export class Trunk implements TrunkPort {
     this.settings = opts.settings
     this.log = opts.log
     this.counters = opts.counters
+    if (opts.settings.idleTimeoutMs > 0) {
+      this.idleTimer = setInterval(
+        () => {
+          this.resetIdleFlows()
+        },
+        Math.min(1000, opts.settings.idleTimeoutMs)
+      )
+      this.idleTimer.unref()
+    }
+  }
+
+  private resetIdleFlows(): void {
+    const now = this.opts.now()
+    for (const flow of [...this.flows.values()]) {
+      if (flow.idleMs(now) > this.settings.idleTimeoutMs) {
+        this.counters.inc('flows_idle_timeout')
+        flow.abort(
+          ResetReason.IDLE_TIMEOUT,
+          `no byte either way for ${this.settings.idleTimeoutMs} ms`
+        )
+      }
+    }
   }
 
   /** Trunk id in hex, for logs and maps. */
@@ -316,6 +341,7 @@ export class Trunk implements TrunkPort {
     this.resetAllFlows(reason, message)
     this.closed = true
     if (this.graceTimer) clearTimeout(this.graceTimer)
+    if (this.idleTimer) clearInterval(this.idleTimer)
     for (const sub of [...this.subflows]) sub.goAway(reason, message)
   }
 

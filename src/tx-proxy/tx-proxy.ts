@@ -41,7 +41,8 @@ export function trunkSettings(config: Readonly<Config>): TrunkSettings {
     pingTimeoutMs: config.trunk.pingTimeoutMs,
     outageGraceMs: config.trunk.outageGraceMs,
     redundantPorts: config.trunk.redundantPorts,
-    redundantFirstBytes: config.trunk.redundantFirstBytes
+    redundantFirstBytes: config.trunk.redundantFirstBytes,
+    idleTimeoutMs: config.limits.idleTimeoutMs
   }
 }
 

@@ -116,6 +116,9 @@ export function spawnProxy(role: 'tx-proxy' | 'rx-proxy', args: readonly string[
   }
 }
 
+/** Logs of the last pair that failed to come up (tests of refused handshakes read them). */
+export let lastFailedPair: { tx: string; rx: string } | undefined
+
 /** A tx/rx pair on loopback. */
 export interface ProxyPair {
   readonly tx: ProxyProcess
@@ -136,6 +139,8 @@ export async function startPair(opts: {
   readonly extra?: readonly string[]
   readonly rxExtra?: readonly string[]
   readonly txExtra?: readonly string[]
+  /** How long to wait for the subflows, in ms. */
+  readonly waitMs?: number
 }): Promise<ProxyPair> {
   const rxPort = await freePort()
   const txPort = await freePort()
@@ -148,6 +153,9 @@ export async function startPair(opts: {
     '/dev/null',
     '--set',
     `security.psk=${TEST_PSK}`,
+    // The loopback tests' destinations are on 127.0.0.1, which rx_proxy refuses by default.
+    '--set',
+    'rx_proxy.deny_subnets=',
     '--set',
     `rx_proxy.control_socket=${rxControl}`,
     '--set',
@@ -180,10 +188,11 @@ export async function startPair(opts: {
     ...(opts.txExtra ?? [])
   ])
   try {
-    await tx.waitFor(/subflow up/, subflows)
+    await tx.waitFor(/subflow up/, subflows, opts.waitMs ?? 10_000)
   } catch (err) {
     await tx.stop()
     await rx.stop()
+    lastFailedPair = { tx: tx.log(), rx: rx.log() }
     throw err
   }
   return {

@@ -9,7 +9,7 @@ import { execFile } from 'node:child_process'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { queryStatus } from '../../src/edge/control.js'
-import { freePort, ROOT, startPair, type ProxyPair } from '../helpers/proxies.js'
+import { freePort, lastFailedPair, ROOT, startPair, type ProxyPair } from '../helpers/proxies.js'
 
 const execFileP = promisify(execFile)
 import {
@@ -250,5 +250,72 @@ describe('status through the control socket', () => {
       await pair.stop()
       dest.server.close()
     }
+  })
+})
+
+describe('limits and policy', () => {
+  test('an idle flow is reset after limits.idle_timeout_ms, on both ends', async () => {
+    const dest = await startDestination()
+    const pair = await startPair({
+      destinationPort: dest.port,
+      subflows: 2,
+      extra: ['--set', 'limits.idle_timeout_ms=800']
+    })
+    try {
+      const atDest = new Promise<ReadResult>((resolve) => {
+        dest.handler = (s) => {
+          void readAll(s).then(resolve)
+        }
+      })
+      const client = await dial(pair.txPort)
+      const r = readAll(client)
+      client.write('hello, then nothing')
+      const [c, d] = await Promise.all([r, atDest])
+      assert.equal(c.ending, 'ECONNRESET')
+      assert.equal(d.ending, 'ECONNRESET')
+      const tx = await queryStatus(pair.txControl)
+      const rx = await queryStatus(pair.rxControl)
+      assert.ok((tx.counters.flows_idle_timeout ?? 0) + (rx.counters.flows_idle_timeout ?? 0) >= 1)
+    } finally {
+      await pair.stop()
+      dest.server.close()
+    }
+  })
+
+  test('no open relay: rx_proxy refuses a destination outside its policy, with a counter', async () => {
+    const dest = await startDestination()
+    // Only port 1-10 allowed: the destination's port is not.
+    const pair = await startPair({
+      destinationPort: dest.port,
+      subflows: 2,
+      extra: ['--set', 'rx_proxy.allow_ports=1-10']
+    })
+    try {
+      const client = await dial(pair.txPort)
+      const r = await readAll(client)
+      assert.equal(r.ending, 'ECONNRESET')
+      assert.equal(dest.connections, 0)
+      const rx = await queryStatus(pair.rxControl)
+      assert.equal(rx.counters.flows_refused_destination, 1)
+      await pair.tx.waitFor(/POLICY_DENIED/)
+    } finally {
+      await pair.stop()
+      dest.server.close()
+    }
+  })
+
+  test('a wrong pre-shared key: no subflow comes up, both sides count it, one clear line', async () => {
+    const dest = await startDestination()
+    await assert.rejects(
+      startPair({
+        destinationPort: dest.port,
+        subflows: 1,
+        txExtra: ['--set', `security.psk=${'77'.repeat(32)}`],
+        waitMs: 3000
+      })
+    )
+    dest.server.close()
+    assert.match(lastFailedPair?.tx ?? '', /failed to prove it knows the pre-shared key/)
+    assert.match(lastFailedPair?.rx ?? '', /refused/)
   })
 })

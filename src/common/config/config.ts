@@ -114,6 +114,8 @@ export interface Config {
     readonly recvPort: number
     readonly connectTimeoutMs: number
     readonly handshakeTimeoutMs: number
+    /** Where rx_proxy may connect (no open relay). */
+    readonly destinations: Policy
     readonly controlSocket: string
     readonly metricsListen: HostPort | undefined
   }
@@ -293,6 +295,12 @@ export function buildConfig(raw: RawValues): Readonly<Config> {
       recvPort: num('rx_proxy.recv_port'),
       connectTimeoutMs: num('rx_proxy.connect_timeout_ms'),
       handshakeTimeoutMs: num('rx_proxy.handshake_timeout_ms'),
+      destinations: {
+        ports: parsePortList('rx_proxy.allow_ports', str('rx_proxy.allow_ports')),
+        subnets: parseSubnetList('rx_proxy.allow_subnets', str('rx_proxy.allow_subnets')),
+        excludePorts: [],
+        excludeSubnets: parseSubnetList('rx_proxy.deny_subnets', str('rx_proxy.deny_subnets'))
+      },
       controlSocket: str('rx_proxy.control_socket'),
       metricsListen: values.get('rx_proxy.metrics_listen') as HostPort | undefined
     },

@@ -138,6 +138,27 @@ export const KEYS: readonly KeySpec[] = [
   },
   {
     section: 'rx_proxy',
+    key: 'allow_subnets',
+    type: { kind: 'string' },
+    default: '',
+    doc: 'destinations rx_proxy may connect to, e.g. 192.168.2.0/24 (empty: any that deny_subnets does not refuse)'
+  },
+  {
+    section: 'rx_proxy',
+    key: 'allow_ports',
+    type: { kind: 'string' },
+    default: '',
+    doc: 'destination ports rx_proxy may connect to, e.g. 80,443,5000-5999 (empty: any)'
+  },
+  {
+    section: 'rx_proxy',
+    key: 'deny_subnets',
+    type: { kind: 'string' },
+    default: '127.0.0.0/8,::1/128,0.0.0.0/8,::/128,169.254.0.0/16,fe80::/10,224.0.0.0/4,ff00::/8',
+    doc: 'destinations rx_proxy never connects to (wins over allow_subnets); the rx box\u2019s own addresses are always refused too'
+  },
+  {
+    section: 'rx_proxy',
     key: 'control_socket',
     type: { kind: 'string' },
     default: '/run/tandem/rx_proxy.sock',
