@@ -31,6 +31,8 @@ interface SystemSpec {
   readonly kind: 'direct' | 'tandem' | 'iperf3' | 'kcptun' | 'mptcp'
   readonly congestion: 'cubic' | 'bbr'
   readonly subflows?: number
+  /** Tandem without encryption between the proxies (security.encrypt = false). */
+  readonly plain?: boolean
 }
 
 /** One result row. */
@@ -202,6 +204,7 @@ async function runOnce(
         'tx_proxy.subflows': String(sys.subflows ?? 8),
         'trunk.congestion': sys.congestion,
         'limits.max_flow_window_bytes': String(Math.max(32 * 1048576, Math.ceil(8 * bdp))),
+        'security.encrypt': sys.plain === true ? 'false' : 'true',
         'interception.transparent': 'false'
       })
       const { tx, rx } = await bed.startProxies(conf, sys.subflows ?? 8)
@@ -559,7 +562,7 @@ async function main(): Promise<number> {
       }
     }
   }
-  let ceiling: { direct: number; tandem: number } | undefined
+  let ceiling: { direct: number; tandem: number; tandemPlain: number } | undefined
   if (args.ceiling) {
     process.stderr.write(`\n== clean link (no emulator): the ceiling of the pair\n`)
     const bed = await createImpairedTestbed('bench', { rttMs: 0, lossPercent: 0, rateMbit: 0 })
@@ -583,7 +586,7 @@ async function main(): Promise<number> {
   const meta = `Tandem benchmark, ${started.toISOString()}, ${quick ? 'quick mode' : 'full mode'}: ${runs} run(s) of ${seconds} s per cell; command: npm run bench${quick ? ' -- --quick' : ''}`
   let md = markdown(rows, short, meta)
   if (ceiling !== undefined) {
-    md += `\nClean-link ceiling (no impairment, 10 s): direct TCP ${ceiling.direct.toFixed(0)} Mbit/s, Tandem (8 subflows) ${ceiling.tandem.toFixed(0)} Mbit/s = ${((100 * ceiling.tandem) / ceiling.direct).toFixed(0)} %.\n`
+    md += `\nClean-link ceiling (no impairment, 10 s): direct TCP ${ceiling.direct.toFixed(0)} Mbit/s; Tandem (8 subflows) ${ceiling.tandem.toFixed(0)} Mbit/s encrypted = ${((100 * ceiling.tandem) / ceiling.direct).toFixed(0)} %, ${ceiling.tandemPlain.toFixed(0)} Mbit/s without encryption = ${((100 * ceiling.tandemPlain) / ceiling.direct).toFixed(0)} %.\n`
   }
   mkdirSync(args.out, { recursive: true })
   const stamp = started.toISOString().replace(/[:.]/g, '-')
