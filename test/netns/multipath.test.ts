@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict'
 import { after, afterEach, before, describe, test } from 'node:test'
 
-import { queryStatus } from '../../src/edge/control.js'
+import { queryStatus, type ProxyStatus } from '../../src/edge/control.js'
 import {
   createTwoPathTestbed,
   rateMbit,
@@ -82,7 +82,8 @@ describe('multipath: two paths between the boxes', () => {
   ): Promise<{
     report: DuplexReport
     sent: ReturnType<typeof readStream>
-    conf: ReturnType<TwoPathTestbed['config']>
+    txStatus: ProxyStatus
+    rxStatus: ProxyStatus
   }> => {
     const bed = tb!
     const conf = bed.config(name, options)
@@ -98,7 +99,12 @@ describe('multipath: two paths between the boxes', () => {
     assert.equal(report.receivedBytes, sent?.sentBytes, 'bytes exact at dst')
     assert.equal(report.receivedSha256, sent?.sentSha256, 'sha256 at dst')
     assert.equal(sent?.replySha256, report.replySha256, 'sha256 of the reply at src')
-    const result = { report, sent, conf }
+    const result = {
+      report,
+      sent,
+      txStatus: await queryStatus(conf.txControl),
+      rxStatus: await queryStatus(conf.rxControl)
+    }
     // The next run binds the same ports: this run's processes go first.
     for (const p of [stream, receiver, tx, rx]) await p.stop()
     return result
@@ -112,7 +118,11 @@ describe('multipath: two paths between the boxes', () => {
       await bed.impair('b', { lossPercent: 2 })
       let cutAt = 0
       let pathBGoneMs = NaN
-      const { report, conf } = await run(
+      const {
+        report,
+        txStatus: txs,
+        rxStatus: rxs
+      } = await run(
         'redundant',
         { destinationPort: 5501, overrides: { 'trunk.scheduler': 'redundant' } },
         ['--bytes', '96MiB'],
@@ -136,8 +146,6 @@ describe('multipath: two paths between the boxes', () => {
         }
       )
       assert.equal(report.receivedBytes, 96 * MiB, 'zero duplicates delivered: the exact count')
-      const rxs = await queryStatus(conf.rxControl)
-      const txs = await queryStatus(conf.txControl)
       process.stdout.write(
         `# redundant: ${(rxs.totals.duplicateBytes / MiB).toFixed(1)} MiB of duplicates dropped at rx_proxy, ` +
           `${txs.counters.frames_duplicated ?? 0} frames sent twice, ${(txs.totals.resentBytes / MiB).toFixed(1)} MiB re-sent; ` +

@@ -574,9 +574,20 @@ async function main(): Promise<number> {
         { name: 'tandem-8-cubic', kind: 'tandem', congestion: 'cubic', subflows: 8 },
         10
       )
-      ceiling = { direct: d.mbit, tandem: t.mbit }
+      const p = await runOnce(
+        bed,
+        {
+          name: 'tandem-8-cubic-plain',
+          kind: 'tandem',
+          congestion: 'cubic',
+          subflows: 8,
+          plain: true
+        },
+        10
+      )
+      ceiling = { direct: d.mbit, tandem: t.mbit, tandemPlain: p.mbit }
       process.stderr.write(
-        `   direct ${d.mbit.toFixed(0)} Mbit/s, Tandem ${t.mbit.toFixed(0)} Mbit/s (${((100 * t.mbit) / d.mbit).toFixed(0)} %)\n`
+        `   direct ${d.mbit.toFixed(0)} Mbit/s, Tandem ${t.mbit.toFixed(0)} Mbit/s encrypted, ${p.mbit.toFixed(0)} Mbit/s plain\n`
       )
       await receiver.stop()
     } finally {
