@@ -57,39 +57,59 @@ export function parseIPv6(text: string): Uint8Array | undefined {
   return out
 }
 
-/** Format 4 bytes as dotted quad. */
-export function formatIPv4(b: Uint8Array): string {
-  return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`
+/** Dotted-quad text of the 4 bytes at `offset` (caller checks the bounds). */
+export function formatIPv4(bytes: Uint8Array, offset = 0): string {
+  return `${bytes[offset]!}.${bytes[offset + 1]!}.${bytes[offset + 2]!}.${bytes[offset + 3]!}`
 }
 
-/** Format 16 bytes as RFC 5952 text (longest zero run compressed, lower case, like node). */
-export function formatIPv6(b: Uint8Array): string {
-  const groups: number[] = []
-  for (let i = 0; i < 8; i++) groups.push((b[i * 2]! << 8) | b[i * 2 + 1]!)
-  // IPv4-mapped addresses print as ::ffff:a.b.c.d, as node does.
-  if (groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff) {
-    return `::ffff:${formatIPv4(b.subarray(12))}`
+/**
+ * RFC 5952 text of the 16 bytes at `offset`, exactly as Node (libuv) prints addresses:
+ * lowercase, no leading zeros, the longest run of two or more zero groups (the first one on a
+ * tie) as `::`, and dotted IPv4 for `::ffff:a.b.c.d` and `::a.b.c.d` with a non-zero high word.
+ */
+export function formatIPv6(bytes: Uint8Array, offset = 0): string {
+  const words: number[] = []
+  for (let i = 0; i < 8; i++) {
+    words.push((bytes[offset + 2 * i]! << 8) | bytes[offset + 2 * i + 1]!)
   }
   let bestStart = -1
-  let bestLen = 0
+  let bestLength = 0
   for (let i = 0; i < 8;) {
-    if (groups[i] !== 0) {
+    if (words[i] !== 0) {
       i++
       continue
     }
     let j = i
-    while (j < 8 && groups[j] === 0) j++
-    if (j - i > bestLen && j - i >= 2) {
+    while (j < 8 && words[j] === 0) {
+      j++
+    }
+    if (j - i > bestLength) {
       bestStart = i
-      bestLen = j - i
+      bestLength = j - i
     }
     i = j
   }
-  const hex = groups.map((g) => g.toString(16))
-  if (bestStart < 0) return hex.join(':')
-  const left = hex.slice(0, bestStart).join(':')
-  const right = hex.slice(bestStart + bestLen).join(':')
-  return `${left}::${right}`
+  if (bestLength < 2) {
+    bestStart = -1
+  }
+  // libuv's rule (src/inet.c inet_ntop6), which Node uses for every socket address.
+  if (bestStart === 0 && (bestLength === 6 || (bestLength === 5 && words[5] === 0xffff))) {
+    const prefix = bestLength === 5 ? '::ffff:' : '::'
+    return prefix + formatIPv4(bytes, offset + 12)
+  }
+  let text = ''
+  for (let i = 0; i < 8; i++) {
+    if (i === bestStart) {
+      text += '::'
+      i += bestLength - 1
+      continue
+    }
+    if (text !== '' && !text.endsWith(':')) {
+      text += ':'
+    }
+    text += words[i]!.toString(16)
+  }
+  return text
 }
 
 /** The family of an address text, or undefined if it is neither. */

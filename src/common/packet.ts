@@ -6,6 +6,7 @@
  * "not a TCP segment whose headers we can read": truncated, malformed, another protocol, or
  * a fragment.
  */
+import { formatIPv4, formatIPv6 } from './ip.js'
 
 /** IP protocol number of TCP. */
 const IPPROTO_TCP = 6
@@ -201,57 +202,4 @@ function parseTcp(
   }
 }
 
-/** Dotted-quad text of the 4 bytes at `offset` (caller checks the bounds). */
-export function formatIPv4(bytes: Uint8Array, offset: number): string {
-  return `${bytes[offset]!}.${bytes[offset + 1]!}.${bytes[offset + 2]!}.${bytes[offset + 3]!}`
-}
-
-/**
- * RFC 5952 text of the 16 bytes at `offset`, exactly as Node (libuv) prints addresses:
- * lowercase, no leading zeros, the longest run of two or more zero groups (the first one on a
- * tie) as `::`, and dotted IPv4 for `::ffff:a.b.c.d` and `::a.b.c.d` with a non-zero high word.
- */
-export function formatIPv6(bytes: Uint8Array, offset: number): string {
-  const words: number[] = []
-  for (let i = 0; i < 8; i++) {
-    words.push((bytes[offset + 2 * i]! << 8) | bytes[offset + 2 * i + 1]!)
-  }
-  let bestStart = -1
-  let bestLength = 0
-  for (let i = 0; i < 8;) {
-    if (words[i] !== 0) {
-      i++
-      continue
-    }
-    let j = i
-    while (j < 8 && words[j] === 0) {
-      j++
-    }
-    if (j - i > bestLength) {
-      bestStart = i
-      bestLength = j - i
-    }
-    i = j
-  }
-  if (bestLength < 2) {
-    bestStart = -1
-  }
-  // libuv's rule (src/inet.c inet_ntop6), which Node uses for every socket address.
-  if (bestStart === 0 && (bestLength === 6 || (bestLength === 5 && words[5] === 0xffff))) {
-    const prefix = bestLength === 5 ? '::ffff:' : '::'
-    return prefix + formatIPv4(bytes, offset + 12)
-  }
-  let text = ''
-  for (let i = 0; i < 8; i++) {
-    if (i === bestStart) {
-      text += '::'
-      i += bestLength - 1
-      continue
-    }
-    if (text !== '' && !text.endsWith(':')) {
-      text += ':'
-    }
-    text += words[i]!.toString(16)
-  }
-  return text
-}
+export { formatIPv4, formatIPv6 }

@@ -27,7 +27,7 @@ import { Flow, type AppPort, type TrunkPort } from '../core/flow.js'
 import type { MemoryBudget } from '../core/memory-budget.js'
 import type { Scheduler, SubflowView } from '../core/scheduler/scheduler.js'
 import type { PortRange } from '../common/policy.js'
-import type { TrunkStatus } from '../edge/control.js'
+import type { SubflowStatus, TrunkStatus } from '../edge/control.js'
 import type { SubflowKeys } from './handshake.js'
 import { Subflow } from './subflow.js'
 
@@ -91,15 +91,7 @@ export interface TrunkOptions {
 }
 
 /** A snapshot of one subflow, for status and tests. */
-export interface SubflowStats {
-  readonly id: number
-  readonly index: number
-  readonly pathId: number
-  readonly srttMs: number
-  readonly queuedBytes: number
-  readonly bytesSent: number
-  readonly bytesReceived: number
-}
+export type SubflowStats = SubflowStatus
 
 /** A flow's view of one application socket, with module-level-style named handlers. */
 class SocketAppPort implements AppPort {

@@ -17,6 +17,7 @@ import type {
   PingFrame,
   ResetFrame
 } from '../../src/common/wire/frame.js'
+import { formatIPv6 } from '../../src/common/ip.js'
 import { PROTOCOL_VERSION } from '../../src/common/wire/frame.js'
 
 /** 2^53 - 1: the largest offset the protocol allows. */
@@ -307,7 +308,7 @@ const ipv6BytesArb = fc.oneof(
 
 /** An endpoint of `family` with canonical address text. */
 export function endpointArb(family: 4 | 6): fc.Arbitrary<Endpoint> {
-  const address = family === 4 ? ipv4TextArb : ipv6BytesArb.map(refFormatIPv6)
+  const address = family === 4 ? ipv4TextArb : ipv6BytesArb.map((b) => formatIPv6(b))
   return record({ family: fc.constant(family), address, port: portArb })
 }
 

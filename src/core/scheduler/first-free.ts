@@ -1,4 +1,5 @@
 import type { SubflowId } from '../send-buffer.js'
+import { bestWritable } from './best.js'
 import type { Scheduler, SubflowView } from './scheduler.js'
 
 /**
@@ -10,17 +11,11 @@ export class FirstFreeScheduler implements Scheduler {
   readonly name = 'first-free'
 
   pick(_bytes: number, subflows: readonly SubflowView[]): SubflowId | undefined {
-    let best: SubflowView | undefined
-    for (const s of subflows) {
-      if (!s.writable) continue
-      if (
-        best === undefined ||
+    return bestWritable(
+      subflows,
+      (s, best) =>
         s.queuedBytes < best.queuedBytes ||
         (s.queuedBytes === best.queuedBytes && s.srttMs < best.srttMs)
-      ) {
-        best = s
-      }
-    }
-    return best?.id
+    )
   }
 }

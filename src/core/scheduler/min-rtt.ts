@@ -1,4 +1,5 @@
 import type { SubflowId } from '../send-buffer.js'
+import { bestWritable } from './best.js'
 import type { Scheduler, SubflowView } from './scheduler.js'
 
 /**
@@ -9,17 +10,10 @@ export class MinRttScheduler implements Scheduler {
   readonly name = 'min-rtt'
 
   pick(_bytes: number, subflows: readonly SubflowView[]): SubflowId | undefined {
-    let best: SubflowView | undefined
-    for (const s of subflows) {
-      if (!s.writable) continue
-      if (
-        best === undefined ||
-        s.srttMs < best.srttMs ||
-        (s.srttMs === best.srttMs && s.queuedBytes < best.queuedBytes)
-      ) {
-        best = s
-      }
-    }
-    return best?.id
+    return bestWritable(
+      subflows,
+      (s, best) =>
+        s.srttMs < best.srttMs || (s.srttMs === best.srttMs && s.queuedBytes < best.queuedBytes)
+    )
   }
 }

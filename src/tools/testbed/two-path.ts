@@ -189,10 +189,11 @@ export async function createTwoPathTestbed(options: TwoPathOptions): Promise<Two
     }
   } as const
   try {
-    wanB = createNetns(prefix)
+    const wb = createNetns(prefix)
+    wanB = wb
     const { tx, rx } = topo.ns
     const b = interfaces.b
-    await wanB.exec(['ip', 'link', 'set', 'lo', 'up'])
+    await wb.exec(['ip', 'link', 'set', 'lo', 'up'])
     // Both veths are created inside the boxes with their peer sent straight to wanB: nothing
     // ever appears in the root namespace.
     const pair = (dev: string, peer: string): string[] => [
@@ -206,16 +207,18 @@ export async function createTwoPathTestbed(options: TwoPathOptions): Promise<Two
       'name',
       peer,
       'netns',
-      wanB?.name ?? ''
+      wb.name
     ]
     await tx.exec(pair(b.tx, b.wan.toTx))
     await rx.exec(pair(b.rx, b.wan.toRx))
-    await wanB.exec(['ip', 'link', 'add', 'name', b.wan.bridge, 'type', 'bridge'])
+    await wb.exec(['ip', 'link', 'add', 'name', b.wan.bridge, 'type', 'bridge'])
     for (const port of [b.wan.toTx, b.wan.toRx]) {
-      await wanB.exec(['ip', 'link', 'set', port, 'master', b.wan.bridge, 'up'])
+      await wb.exec(['ip', 'link', 'set', port, 'master', b.wan.bridge, 'up'])
     }
-    await wanB.exec(['ip', 'link', 'set', b.wan.bridge, 'up'])
-    await setSysctl(wanB, 'net.bridge.bridge-nf-call-iptables', '1')
+    await wb.exec(['ip', 'link', 'set', b.wan.bridge, 'up'])
+    // The link emulator's physdev rules and the faults' FORWARD rules need bridged IPv4 to
+    // pass iptables here (it is the default in a new namespace; set it to be sure).
+    await setSysctl(wb, 'net.bridge.bridge-nf-call-iptables', '1')
     const addr = TWO_PATH_ADDRESSES.b
     await tx.exec(['ip', 'addr', 'add', `${addr.local}/${addr.prefixLength}`, 'dev', b.tx])
     await tx.exec(['ip', 'link', 'set', b.tx, 'up'])
@@ -224,7 +227,7 @@ export async function createTwoPathTestbed(options: TwoPathOptions): Promise<Two
 
     // Offloads off everywhere: with them on, one "packet" at a wan box can be a 64 KB
     // super-packet, and one emulated drop loses ~40 real ones (testbed notes).
-    const all = [topo.ns.src, tx, topo.ns.wan, wanB, rx, topo.ns.dst]
+    const all = [topo.ns.src, tx, topo.ns.wan, wb, rx, topo.ns.dst]
     for (const ns of all) {
       for (const dev of await interfacesOf(ns)) {
         await ns.exec(['ethtool', '-K', dev, 'tso', 'off', 'gso', 'off', 'gro', 'off'])

@@ -74,6 +74,9 @@ const BAD_TEXT: Readonly<Record<string, readonly string[]>> = {
   'interception.rx_bridge_address': ['', '1.2.3/24', '192.168.2.202/x'],
   'interception.ports': ['0', '65536', '10-5', 'http', '80-', '-80', '1.5'],
   'trunk.redundant_ports': ['0', '65536', 'ssh', '22-'],
+  'rx_proxy.allow_ports': ['0', '65536', 'http'],
+  'rx_proxy.allow_subnets': ['10.0.0.0/33', 'nonsense'],
+  'rx_proxy.deny_subnets': ['1.2.3.4/', 'x'],
   'interception.subnets': ['10.0.0.0/33', 'x', '::/129', '10.0.0.0/-1', '1.2.3/8'],
   'interception.exclude_ports': ['22x', '70000'],
   'interception.exclude_subnets': ['10.0.0.0/8.5', 'fe80::/200']
