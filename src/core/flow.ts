@@ -71,8 +71,9 @@ export interface FlowOptions {
   readonly localWindowBytes: number
   /**
    * Most credit we grant, in bytes. The window doubles from `localWindowBytes` towards this
-   * while the application keeps up and reordering holds half the window (a lossy subflow's
-   * recovery stalls the in-order point, and credit must cover the stall).
+   * while the application keeps up and either reordering holds half the window (a lossy
+   * subflow's recovery stalls the in-order point, and credit must cover the stall) or the sender
+   * is using up its credit (a long fat pipe).
    */
   readonly maxWindowBytes: number
   /** Credit the peer granted us at start, in bytes (the window in its hello). */
@@ -439,10 +440,14 @@ export class Flow {
   private grantCredit(): void {
     const delivered = this.recv.delivered
     // Credit outstanding is (limit - delivered); it shrank by what was delivered since last time.
+    // Grow while the application keeps up and either reordering holds half the window (a lossy
+    // subflow's recovery stalls the in-order point) or the sender has used three quarters of its
+    // credit (the window, not the link, limits it: a long fat pipe).
     if (
       this.appWritable &&
       this.window < this.opts.maxWindowBytes &&
-      this.recv.heldBytes >= this.window / 2
+      (this.recv.heldBytes >= this.window / 2 ||
+        this.recvLimit - this.recv.received < this.window / 4)
     ) {
       this.window = Math.min(this.opts.maxWindowBytes, this.window * 2)
     }

@@ -265,7 +265,7 @@ export const KEYS: readonly KeySpec[] = [
     key: 'max_flow_window_bytes',
     type: int(64 * KiB, 1 * GiB),
     default: String(32 * MiB),
-    doc: 'most credit per flow and direction, in bytes (bounds each reorder buffer); the window doubles towards it while reordering holds half of it; use several bandwidth-delay products on lossy links'
+    doc: 'most credit per flow and direction, in bytes (bounds each reorder buffer); the window doubles towards it while reordering holds half of it or the sender uses up its credit; use several bandwidth-delay products on lossy links'
   },
   {
     section: 'limits',
