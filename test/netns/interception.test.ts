@@ -342,4 +342,196 @@ describe('bridged interception with source transparency (the default)', () => {
     const rxs = await queryStatus(join(dir, 'rx.sock'))
     assert.equal(rxs.counters.connects, 2, 'both flows went through rx_proxy')
   })
+
+  test('a reset crosses the real path both ways', async () => {
+    // dst resets its end after the first bytes; src must see ECONNRESET, not a clean end.
+    const server = startIn(
+      topo.ns.dst,
+      [
+        process.execPath,
+        '-e',
+        "require('net').createServer((s) => { s.on('error', () => {}); s.once('data', () => s.resetAndDestroy()) }).listen(5302, () => console.log('ready'))"
+      ],
+      'rst-server'
+    )
+    procs.push(server)
+    await server.waitFor(/ready/)
+    const client = await runIn(topo.ns.src, [
+      process.execPath,
+      '-e',
+      `const s = require('net').connect(5302, '${A.dst.v4}', () => s.write('x'.repeat(1000))); s.on('data', () => {}); s.on('end', () => console.log('ending=end')); s.on('error', (e) => console.log('ending=' + e.code))`
+    ])
+    assert.match(client.output, /ending=ECONNRESET/)
+    // And the other way: src resets; dst's server sees ECONNRESET.
+    const server2 = startIn(
+      topo.ns.dst,
+      [
+        process.execPath,
+        '-e',
+        "require('net').createServer((s) => { s.on('data', () => {}); s.on('end', () => console.log('ending=end')); s.on('error', (e) => console.log('ending=' + e.code)) }).listen(5303, () => console.log('ready'))"
+      ],
+      'rst-server2'
+    )
+    procs.push(server2)
+    await server2.waitFor(/ready/)
+    await runIn(topo.ns.src, [
+      process.execPath,
+      '-e',
+      `const s = require('net').connect(5303, '${A.dst.v4}', () => { s.write('hello'); setTimeout(() => s.resetAndDestroy(), 300) }); s.on('error', () => {})`
+    ])
+    await server2.waitFor(/ending=ECONNRESET/, 10_000)
+  })
+})
+
+describe('operating the pair in five namespaces (status, metrics, SIGHUP, SIGTERM)', () => {
+  let topo: Topology
+  let dir: string
+  let conf: string
+  const procs: NsProcess[] = []
+  const write = (overrides: Record<string, string>): void => {
+    topo.writeConfig(conf, {
+      'tx_proxy.local_ip': '::',
+      'tx_proxy.control_socket': join(dir, 'tx.sock'),
+      'rx_proxy.control_socket': join(dir, 'rx.sock'),
+      'tx_proxy.metrics_listen': '127.0.0.1:9464',
+      'rx_proxy.recv_ip': '::',
+      ...overrides
+    })
+  }
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'tandem-op-'))
+    conf = join(dir, 'network.conf')
+    topo = await createTopology({ prefix: 'top' })
+  })
+  after(async () => {
+    for (const p of procs.reverse()) await p.stop()
+    topo.destroy()
+  })
+
+  test('status --json and /metrics report the bytes within 1 % during a transfer; SIGHUP policy; SIGTERM fail-open', async () => {
+    write({})
+    const rx = startIn(topo.ns.rx, [dist('rx-proxy/main.js'), '-c', conf], 'rx_proxy')
+    procs.push(rx)
+    await rx.waitFor(/listening on/)
+    const tx = startIn(topo.ns.tx, [dist('tx-proxy/main.js'), '-c', conf], 'tx_proxy')
+    procs.push(tx)
+    await tx.waitFor(/subflow up(.|\n)*subflow up(.|\n)*subflow up(.|\n)*subflow up/)
+    const recv = startIn(
+      topo.ns.dst,
+      [
+        dist('tools/receive.js'),
+        '--port',
+        '5401',
+        '--host',
+        '::',
+        '--keep-listening',
+        '--reply-bytes',
+        '1KiB',
+        '--json',
+        '--quiet'
+      ],
+      'receive'
+    )
+    procs.push(recv)
+    await recv.waitFor(/listening on/)
+    const jsonLines = (): Received[] =>
+      recv
+        .output()
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as Received)
+
+    // A long transfer (30 s) that is running while we look.
+    const long = startIn(
+      topo.ns.src,
+      [dist('tools/stream.js'), A.dst.v4, '5401', '--duration', '30', '--json', '--quiet'],
+      'stream'
+    )
+    procs.push(long)
+    await new Promise((r) => setTimeout(r, 3000))
+    const st = await runIn(topo.ns.tx, [
+      join(PROJECT_ROOT, 'tx_proxy'),
+      'status',
+      '--json',
+      '--control',
+      join(dir, 'tx.sock')
+    ])
+    assert.equal(st.code, 0, st.output)
+    const status = JSON.parse(st.output) as {
+      totals: { bytesFromApp: number }
+      trunks: { subflows: unknown[]; flows: number }[]
+    }
+    const scrape = await runIn(topo.ns.tx, [
+      process.execPath,
+      '-e',
+      "fetch('http://127.0.0.1:9464/metrics').then(r => r.text()).then(t => process.stdout.write(t))"
+    ])
+    const st2 = JSON.parse(
+      (
+        await runIn(topo.ns.tx, [
+          join(PROJECT_ROOT, 'tx_proxy'),
+          'status',
+          '--json',
+          '--control',
+          join(dir, 'tx.sock')
+        ])
+      ).output
+    ) as { totals: { bytesFromApp: number } }
+    const m = /^tandem_bytes_total\{direction="from_app"\} (\d+)/m.exec(scrape.output)
+    assert.ok(m, `no tandem_bytes_total in:\n${scrape.output.slice(0, 500)}`)
+    const fromMetrics = Number(m[1])
+    // The transfer runs on between the three reads: the metric lies between the two status reads.
+    const lo = status.totals.bytesFromApp
+    const hi = st2.totals.bytesFromApp
+    assert.ok(lo > 0)
+    assert.ok(
+      fromMetrics >= lo * 0.99 && fromMetrics <= hi * 1.01,
+      `metrics ${fromMetrics} not within [${lo}, ${hi}]`
+    )
+    assert.equal(status.trunks[0]?.subflows.length, 4)
+    assert.equal(status.trunks[0]?.flows, 1)
+    assert.match(scrape.output, /^tandem_subflows\{trunk="[0-9a-f]+"\} 4$/m)
+    assert.match(scrape.output, /^tandem_flows_active 1$/m)
+    assert.match(scrape.output, /^tandem_subflow_cwnd_segments\{/m)
+    process.stdout.write(
+      `# status during a transfer:\n${(await runIn(topo.ns.tx, [join(PROJECT_ROOT, 'tx_proxy'), 'status', '--control', join(dir, 'tx.sock')])).output.replace(/^/gm, '#   ')}\n`
+    )
+
+    // SIGHUP with a policy that excludes port 5401: the running flow goes on, new flows pass directly.
+    write({ 'interception.exclude_ports': '22,5401' })
+    tx.child.kill('SIGHUP')
+    await tx.waitFor(/SIGHUP: configuration reloaded/)
+    const shortRun = await runIn(topo.ns.src, [
+      dist('tools/stream.js'),
+      A.dst.v4,
+      '5401',
+      '--bytes',
+      '1MiB',
+      '--json',
+      '--quiet'
+    ])
+    assert.equal(shortRun.code, 0, shortRun.output)
+    const afterHup = (await queryStatus(join(dir, 'tx.sock'))).counters
+    assert.equal(afterHup.syns_bypassed_policy, 1, 'the new flow followed the new policy')
+    assert.equal(long.child.exitCode, null, 'the running flow is untouched')
+
+    // SIGTERM: tx_proxy drains; new flows pass directly while it does; the long flow finishes or is reset.
+    write({})
+    tx.child.kill('SIGTERM')
+    await tx.waitFor(/SIGTERM: stopping/)
+    const during = await runIn(topo.ns.src, [
+      dist('tools/stream.js'),
+      A.dst.v4,
+      '5401',
+      '--bytes',
+      '256KiB',
+      '--json',
+      '--quiet'
+    ])
+    assert.equal(during.code, 0, `a new flow during shutdown must pass directly: ${during.output}`)
+    await tx.exited()
+    const results = jsonLines()
+    assert.ok(results.length >= 2)
+  })
 })
