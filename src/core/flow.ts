@@ -58,6 +58,8 @@ export interface TrunkPort {
   onFinished(flow: Flow): void
   /** Monotonic time in milliseconds. */
   now(): number
+  /** Count a flow error by its stable code (the flow resets itself). */
+  countError(code: string): void
 }
 
 /** Settings of one flow. */
@@ -120,8 +122,12 @@ export interface FlowStats {
 export class Flow {
   readonly id: number
   readonly opener: boolean
-  /** Subflow that carries every frame until the peer has answered (docs/protocol.md §3, OPEN). */
-  pinnedSubflow: SubflowId | undefined
+  /**
+   * Subflows that carried this flow's OPEN. Until the peer has answered, frames go only on
+   * these, each behind its OPEN, so the peer always learns of the flow first (docs/protocol.md
+   * §3, OPEN).
+   */
+  readonly announcedOn = new Set<SubflowId>()
   private stateValue: FlowState
   private readonly send: SendBuffer
   private readonly recv: ReorderBuffer
@@ -256,6 +262,7 @@ export class Flow {
     } catch (err) {
       if (err instanceof ProtocolError) {
         this.log.warn(`flow reset: ${err.message}`, { code: err.code })
+        this.opts.trunk.countError(err.code)
         this.abort(err.closeReason, err.message)
         return
       }
@@ -321,10 +328,10 @@ export class Flow {
   /** `subflow` died: what it carried and nobody acknowledged goes out again. */
   onSubflowLost(subflow: SubflowId): void {
     if (this.done) return
-    if (!this.peerSeenValue && this.pinnedSubflow === subflow) {
-      // The OPEN may be lost with the subflow: it is re-sent on the next pinned subflow, and
-      // everything after it with it, so that the peer learns of the flow first.
-      this.pinnedSubflow = undefined
+    const announced = this.announcedOn.delete(subflow)
+    if (!this.peerSeenValue && announced && this.announcedOn.size === 0) {
+      // Every OPEN may be lost with the subflows that carried it: the trunk announces the flow
+      // again on the next subflows, and everything is re-sent behind it.
       this.send.resendAll()
     } else {
       this.send.onSubflowLost(subflow)

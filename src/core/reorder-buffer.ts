@@ -129,16 +129,20 @@ export class ReorderBuffer {
 
     let cur = Math.max(offset, this.contiguousEnd)
     let added = 0
+    // A piece cut out of a larger frame (the rest was a duplicate) is copied: a view would pin
+    // the whole frame's memory for a few new bytes, and credit would no longer bound memory.
+    const piece = (from: number, to: number): Uint8Array =>
+      to - from === data.length ? data : data.slice(from - offset, to - offset)
     let idx = firstEndingAfter(this.segments, cur)
     while (cur < end) {
       const seg = this.segments[idx]
       if (seg === undefined || seg.offset >= end) {
-        this.addSegment(idx, cur, data.subarray(cur - offset))
+        this.addSegment(idx, cur, piece(cur, end))
         added += end - cur
         break
       }
       if (seg.offset > cur) {
-        this.addSegment(idx, cur, data.subarray(cur - offset, seg.offset - offset))
+        this.addSegment(idx, cur, piece(cur, seg.offset))
         added += seg.offset - cur
         idx++
       }

@@ -134,6 +134,11 @@ export class Trunk implements TrunkPort {
   private readonly appSockets = new Map<Flow, Socket>()
   /** Flows whose destination port asks for redundant sending. */
   private readonly redundantFlows = new Set<Flow>()
+  /**
+   * rx: flows that ended lately (id → when). An OPEN is sent on every subflow, so a late copy
+   * may come in after its flow has already ended; it must not open a second connection.
+   */
+  private readonly recentlyClosed = new Map<number, number>()
   private peer: PeerParams | undefined
   private nextSubflowId = 1
   private pumpScheduled = false
@@ -425,6 +430,11 @@ export class Trunk implements TrunkPort {
   }
 
   /** @inheritdoc */
+  countError(code: string): void {
+    this.counters.inc(`errors_${code}`)
+  }
+
+  /** @inheritdoc */
   markReady(flow: Flow): void {
     this.ready.add(flow)
     this.schedulePump()
@@ -442,6 +452,7 @@ export class Trunk implements TrunkPort {
     this.ackDue.delete(flow)
     this.budgetWaiters.delete(flow)
     this.redundantFlows.delete(flow)
+    if (!flow.opener) this.rememberClosed(flow.id)
     const socket = this.appSockets.get(flow)
     this.appSockets.delete(flow)
     const s = flow.stats()
@@ -502,6 +513,12 @@ export class Trunk implements TrunkPort {
   private onFrame(sub: Subflow, frame: Frame): void {
     switch (frame.type) {
       case 'ping':
+        // A peer that floods PINGs and never reads must not grow our queue: past the subflow's
+        // queue limit the PONG is dropped (the peer's RTT sample is simply lost).
+        if (sub.queuedBytes > this.settings.subflowQueueBytes) {
+          this.counters.inc('pongs_dropped')
+          return
+        }
         sub.writeFrame({ type: 'pong', flowId: 0, token: frame.token })
         return
       case 'pong':
@@ -543,7 +560,11 @@ export class Trunk implements TrunkPort {
   }
 
   private onOpenFrame(frame: OpenFrame): void {
-    if (this.flows.has(frame.flowId)) return // a re-sent OPEN
+    if (this.flows.has(frame.flowId)) return // another copy of the OPEN
+    if (this.recentlyClosed.has(frame.flowId)) {
+      this.counters.inc('opens_after_close')
+      return
+    }
     const refuse = (reason: number, message: string, counter: string): void => {
       this.counters.inc(counter)
       this.log.warn(`flow ${frame.flowId} refused: ${message}`)
@@ -615,20 +636,23 @@ export class Trunk implements TrunkPort {
   }
 
   /**
-   * For a flow the peer has not answered yet: the pinned subflow, choosing one and sending the
-   * OPEN on it first when there is none. Undefined when no subflow is up.
+   * For a flow the peer has not answered yet: send its OPEN on every live subflow that has not
+   * carried it, so that the flow's frames may take any of them from its first byte (each frame
+   * then follows an OPEN on its own subflow). Returns the least queued announced subflow, or
+   * undefined when none is up.
    */
   private ensureOpenSent(flow: Flow): Subflow | undefined {
-    if (flow.peerSeen || flow.done) return undefined
-    let pin = this.subflows.find((s) => s.id === flow.pinnedSubflow)
-    if (pin === undefined) {
-      pin = this.leastQueued()
-      if (pin === undefined || flow.openFrame === undefined) return undefined
-      flow.pinnedSubflow = pin.id
-      pin.writeFrame(flow.openFrame)
-      this.ready.add(flow)
+    if (flow.peerSeen || flow.done || flow.openFrame === undefined) return undefined
+    let best: Subflow | undefined
+    for (const s of this.subflows) {
+      if (!flow.announcedOn.has(s.id)) {
+        s.writeFrame(flow.openFrame)
+        flow.announcedOn.add(s.id)
+        this.ready.add(flow)
+      }
+      if (best === undefined || s.queuedBytes < best.queuedBytes) best = s
     }
-    return pin
+    return best
   }
 
   private leastQueued(): Subflow | undefined {
@@ -662,6 +686,16 @@ export class Trunk implements TrunkPort {
       this.pumpScheduled = false
       this.pump()
     })
+  }
+
+  /** Remember an ended flow id for a minute (at most 65,536 of them, oldest dropped first). */
+  private rememberClosed(id: number): void {
+    const now = this.opts.now()
+    this.recentlyClosed.set(id, now)
+    for (const [k, at] of this.recentlyClosed) {
+      if (this.recentlyClosed.size <= 65536 && now - at < 60_000) break
+      this.recentlyClosed.delete(k)
+    }
   }
 
   private portIsRedundant(port: number): boolean {
@@ -703,15 +737,10 @@ export class Trunk implements TrunkPort {
           this.ready.delete(flow)
           continue
         }
-        let sub: Subflow | undefined
-        if (flow.peerSeen) {
-          const id = this.opts.scheduler.pick(this.settings.maxPayloadBytes, views, now)
-          if (id === undefined) return // no subflow can take anything: wait for 'drain'
-          sub = this.subflows.find((s) => s.id === id)
-        } else {
-          sub = this.ensureOpenSent(flow)
-          if (sub !== undefined && !sub.writable) continue
-        }
+        if (!flow.peerSeen) this.ensureOpenSent(flow)
+        const id = this.opts.scheduler.pick(this.settings.maxPayloadBytes, views, now)
+        if (id === undefined) return // no subflow can take anything: wait for 'drain'
+        const sub = this.subflows.find((s) => s.id === id)
         if (sub === undefined) continue
         const redundant = flow.peerSeen && this.isRedundant(flow)
         const d = flow.nextData(sub.id)

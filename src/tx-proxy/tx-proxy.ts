@@ -328,6 +328,7 @@ export class TxProxy {
       (err: unknown) => {
         this.dialing.delete(index)
         this.counters.inc('dial_failures')
+        this.counters.inc(`handshake_failures_${isPepError(err) ? err.code : 'error'}`)
         const message = isPepError(err) ? err.message : String(err)
         const n = this.attempts.get(index) ?? 0
         if (isPepError(err) && err.code === 'PEP_ERR_AUTH_FAILED')

@@ -112,6 +112,13 @@ export class FakeTrunkPort implements TrunkPort {
     return this.clock.now()
   }
 
+  /** Flow errors counted, by code. */
+  readonly errors: string[] = []
+
+  countError(code: string): void {
+    this.errors.push(code)
+  }
+
   /** Control frames sent since the last call (what is still to be put on the wire). */
   takeControl(): (AckFrame | ResetFrame)[] {
     const out = this.control.slice(this.taken)

@@ -112,7 +112,7 @@ class Pair {
     this.opener = make(true)
     this.acceptor = make(false)
     this.opener.flow.attachApp(this.opener.app)
-    this.opener.flow.pinnedSubflow = 1
+    this.opener.flow.announcedOn.add(1)
     if (opts.attach ?? true) this.attachAcceptor()
   }
 
@@ -137,12 +137,13 @@ class Pair {
 
   private pickSubflow(s: Side): number | undefined {
     if (!s.flow.peerSeen) {
-      // Until the peer answered, every frame goes on the pinned subflow; the trunk pins a new
-      // one (and re-sends the OPEN) when the pinned one died.
-      if (s.flow.pinnedSubflow === undefined || !this.live.has(s.flow.pinnedSubflow)) {
-        s.flow.pinnedSubflow = [...this.live][0]
-      }
-      return s.flow.pinnedSubflow
+      // Until the peer answered, frames go only on subflows that carried the OPEN; this fake
+      // announces on one at a time, and on the next one when all announced ones died.
+      const announced = [...s.flow.announcedOn].find((id) => this.live.has(id))
+      if (announced !== undefined) return announced
+      const next = [...this.live][0]
+      if (next !== undefined) s.flow.announcedOn.add(next)
+      return next
     }
     const ids = [...this.live]
     if (ids.length === 0) return undefined
@@ -819,7 +820,7 @@ describe('Flow: memory budget', () => {
 })
 
 describe('Flow: subflow loss', () => {
-  it('the pinned subflow dies before the peer answered: everything is sent again from 0', () => {
+  it('every subflow that carried the OPEN dies before the peer answered: everything is sent again from 0', () => {
     const p = new Pair()
     p.held.add(1)
     const data = patternBytes(6000, 9)
@@ -830,7 +831,7 @@ describe('Flow: subflow loss', () => {
     assert.equal(p.acceptor.app.receivedBytes, 0)
     const firstSent = p.sent.length
     p.kill(1)
-    assert.equal(p.opener.flow.pinnedSubflow, undefined)
+    assert.equal(p.opener.flow.announcedOn.size, 0)
     p.run()
     const again = p.sent.slice(firstSent).filter((s) => s.from === 'opener')
     assert.equal(again[0]?.offset, 0)
