@@ -132,7 +132,10 @@ export class ReorderBuffer {
     // A piece cut out of a larger frame (the rest was a duplicate) is copied: a view would pin
     // the whole frame's memory for a few new bytes, and credit would no longer bound memory.
     const piece = (from: number, to: number): Uint8Array =>
-      to - from === data.length ? data : data.slice(from - offset, to - offset)
+      to - from === data.length
+        ? data
+        : // Uint8Array's slice copies (Buffer's would return a view).
+          Uint8Array.prototype.slice.call(data, from - offset, to - offset)
     let idx = firstEndingAfter(this.segments, cur)
     while (cur < end) {
       const seg = this.segments[idx]

@@ -568,7 +568,13 @@ export class Trunk implements TrunkPort {
     const refuse = (reason: number, message: string, counter: string): void => {
       this.counters.inc(counter)
       this.log.warn(`flow ${frame.flowId} refused: ${message}`)
-      this.leastQueued()?.writeFrame({ type: 'reset', flowId: frame.flowId, reason, message })
+      // A flood of refused OPENs from a peer that does not read must not grow our queue.
+      const sub = this.leastQueued()
+      if (sub === undefined || sub.queuedBytes > this.settings.subflowQueueBytes) {
+        this.counters.inc('resets_dropped')
+        return
+      }
+      sub.writeFrame({ type: 'reset', flowId: frame.flowId, reason, message })
     }
     if (this.drainingValue) {
       refuse(ResetReason.SHUTDOWN, 'shutting down: no new flows', 'flows_refused_shutdown')

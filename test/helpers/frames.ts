@@ -466,3 +466,75 @@ export function splitAt(bytes: Uint8Array, cuts: readonly number[]): Uint8Array[
   out.push(bytes.subarray(from))
   return out
 }
+
+// ---- mutations (fuzzing) ----------------------------------------------------------------------
+
+/** One change to a byte string; `at` is taken modulo the length at the time it is applied. */
+export type ByteMutation =
+  | { readonly op: 'flip'; readonly at: number; readonly bit: number }
+  | { readonly op: 'set'; readonly at: number; readonly value: number }
+  | { readonly op: 'insert'; readonly at: number; readonly value: number }
+  | { readonly op: 'delete'; readonly at: number; readonly count: number }
+  | { readonly op: 'truncate'; readonly at: number }
+
+/** Flips, overwrites, inserts, deletes and truncations. */
+export const byteMutationArb: fc.Arbitrary<ByteMutation> = fc.oneof(
+  {
+    arbitrary: record({ op: fc.constant('flip' as const), at: fc.nat(), bit: fc.nat(7) }),
+    weight: 3
+  },
+  {
+    arbitrary: record({ op: fc.constant('set' as const), at: fc.nat(), value: fc.nat(255) }),
+    weight: 2
+  },
+  {
+    arbitrary: record({ op: fc.constant('insert' as const), at: fc.nat(), value: fc.nat(255) }),
+    weight: 2
+  },
+  {
+    arbitrary: record({
+      op: fc.constant('delete' as const),
+      at: fc.nat(),
+      count: fc.integer({ min: 1, max: 8 })
+    }),
+    weight: 2
+  },
+  { arbitrary: record({ op: fc.constant('truncate' as const), at: fc.nat() }), weight: 1 }
+)
+
+/**
+ * Apply `mutations` in order. Returns the bytes and how many leading bytes are unchanged (each
+ * mutation touches only bytes at or after its position, so that is the smallest position).
+ */
+export function mutateBytes(
+  bytes: Uint8Array,
+  mutations: readonly ByteMutation[]
+): { readonly bytes: Uint8Array; readonly unchanged: number } {
+  let out = Array.from(bytes)
+  let unchanged = bytes.length
+  for (const m of mutations) {
+    const at = out.length === 0 ? 0 : m.at % (out.length + (m.op === 'insert' ? 1 : 0))
+    switch (m.op) {
+      case 'flip':
+        if (out.length === 0) continue
+        out[at] = out[at]! ^ (1 << m.bit)
+        break
+      case 'set':
+        if (out.length === 0 || out[at] === m.value) continue
+        out[at] = m.value
+        break
+      case 'insert':
+        out.splice(at, 0, m.value)
+        break
+      case 'delete':
+        if (out.length === 0) continue
+        out = [...out.slice(0, at), ...out.slice(at + m.count)]
+        break
+      case 'truncate':
+        out = out.slice(0, at)
+        break
+    }
+    unchanged = Math.min(unchanged, at)
+  }
+  return { bytes: Uint8Array.from(out), unchanged }
+}

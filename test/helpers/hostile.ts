@@ -60,8 +60,7 @@ export function handshakeMessage(
     pathId: 0,
     flags: 0,
     auth: new Uint8Array(0),
-    ...fields,
-    kind: fields.kind as Hello['kind']
+    ...fields
   })
 }
 
@@ -274,12 +273,22 @@ export class HostileDialer {
   receiveError: unknown
   private readonly sealer: RecordSealer | undefined
   private frameWaiters: (() => void)[] = []
+  private readonly counts = new Map<Frame['type'], number>()
 
-  private constructor(conn: RawConnection, outcome: DialOutcome, keys: Transcript | undefined, psk: Uint8Array) {
+  private constructor(
+    conn: RawConnection,
+    outcome: DialOutcome,
+    keys: Transcript | undefined,
+    psk: Uint8Array
+  ) {
     this.conn = conn
     this.outcome = outcome
     let opener: RecordOpener | undefined
-    if (keys !== undefined && outcome.reply !== undefined && (outcome.reply.flags & HELLO_FLAG_ENCRYPT) !== 0) {
+    if (
+      keys !== undefined &&
+      outcome.reply !== undefined &&
+      (outcome.reply.flags & HELLO_FLAG_ENCRYPT) !== 0
+    ) {
       const k = trafficKeys(psk, keys)
       this.sealer = new RecordSealer(k.clientToServer)
       opener = new RecordOpener(k.serverToClient, MAX_MAX_FRAME_BODY + FRAME_HEADER_LENGTH)
@@ -290,7 +299,12 @@ export class HostileDialer {
         if (this.receiveError !== undefined) return
         try {
           const plains = opener === undefined ? [chunk] : opener.push(chunk)
-          for (const p of plains) this.frames.push(...decoder.push(p))
+          for (const p of plains) {
+            for (const f of decoder.push(p)) {
+              this.frames.push(f)
+              this.counts.set(f.type, (this.counts.get(f.type) ?? 0) + 1)
+            }
+          }
         } catch (err) {
           this.receiveError = err
         }
@@ -387,11 +401,25 @@ export class HostileDialer {
     if (full) await this.conn.drained()
   }
 
+  /** How many frames of `type` were received. */
+  count(type: Frame['type']): number {
+    return this.counts.get(type) ?? 0
+  }
+
   /** Resolves once a received frame satisfies `pred` (true), or after `timeoutMs` (false). */
   async waitFrame(pred: (f: Frame) => boolean, timeoutMs = 3000): Promise<boolean> {
+    let checked = 0
+    return await this.waitFor(() => {
+      for (; checked < this.frames.length; checked++) if (pred(this.frames[checked]!)) return true
+      return false
+    }, timeoutMs)
+  }
+
+  /** Resolves once `cond()` holds (true), checked after each read, or after `timeoutMs` (false). */
+  async waitFor(cond: () => boolean, timeoutMs = 3000): Promise<boolean> {
     const deadline = performance.now() + timeoutMs
     for (;;) {
-      if (this.frames.some(pred)) return true
+      if (cond()) return true
       if (this.conn.isClosed || performance.now() >= deadline) return false
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, Math.min(100, Math.max(1, deadline - performance.now())))

@@ -120,7 +120,14 @@ export class RecordOpener {
   private peekLength(): number {
     const first = this.chunks[0]!
     if (first.length >= RECORD_HEADER_LENGTH) return first.readUInt32BE(0)
-    const head = Buffer.concat(this.chunks).subarray(0, RECORD_HEADER_LENGTH)
-    return head.readUInt32BE(0)
+    // Only the first four bytes are read, from as few chunks as hold them.
+    let length = 0
+    let got = 0
+    for (const c of this.chunks) {
+      for (let i = 0; i < c.length && got < RECORD_HEADER_LENGTH; i++, got++)
+        length = length * 256 + c[i]!
+      if (got === RECORD_HEADER_LENGTH) break
+    }
+    return length
   }
 }

@@ -486,6 +486,29 @@ export function rateMbit(
   return toMs > fromMs ? ((at(toMs) - at(fromMs)) * 8) / ((toMs - fromMs) * 1000) : 0
 }
 
+/**
+ * Goodput in Mbit/s between `fromMs` and `toMs` (wall clock) as the least-squares slope of the
+ * received-bytes samples: delivery through a reorder buffer comes in bursts, and a plain
+ * difference between two instants moves by a whole burst with where the window edges fall.
+ */
+export function slopeMbit(
+  samples: readonly (readonly [number, number])[],
+  fromMs: number,
+  toMs: number
+): number {
+  const pts = samples.filter(([t]) => t >= fromMs && t <= toMs)
+  if (pts.length < 2) return 0
+  const mt = pts.reduce((a, [t]) => a + t, 0) / pts.length
+  const mb = pts.reduce((a, [, b]) => a + b, 0) / pts.length
+  let num = 0
+  let den = 0
+  for (const [t, b] of pts) {
+    num += (t - mt) * (b - mb)
+    den += (t - mt) ** 2
+  }
+  return den > 0 ? (num / den) * 0.008 : 0
+}
+
 function emit(record: object): void {
   process.stdout.write(`${JSON.stringify(record)}\n`)
 }
