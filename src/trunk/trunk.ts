@@ -567,7 +567,11 @@ export class Trunk implements TrunkPort {
     }
     const refuse = (reason: number, message: string, counter: string): void => {
       this.counters.inc(counter)
-      this.log.warn(`flow ${frame.flowId} refused: ${message}`)
+      // A flood must not become a flood of log lines: the first ten, then every power of two.
+      const n = this.counters.get(counter)
+      if (n <= 10 || (n & (n - 1)) === 0) {
+        this.log.warn(`flow ${frame.flowId} refused: ${message}`, { [counter]: n })
+      }
       // A flood of refused OPENs from a peer that does not read must not grow our queue.
       const sub = this.leastQueued()
       if (sub === undefined || sub.queuedBytes > this.settings.subflowQueueBytes) {
