@@ -513,9 +513,9 @@ export class Trunk implements TrunkPort {
   private onFrame(sub: Subflow, frame: Frame): void {
     switch (frame.type) {
       case 'ping':
-        // A peer that floods PINGs and never reads must not grow our queue: past the subflow's
-        // queue limit the PONG is dropped (the peer's RTT sample is simply lost).
-        if (sub.queuedBytes > this.settings.subflowQueueBytes) {
+        // A peer that floods PINGs and never reads must not grow our queue: past four times the
+        // queue limit (data alone fills it to one) the PONG is dropped; the peer loses a sample.
+        if (sub.queuedBytes > 4 * this.settings.subflowQueueBytes) {
           this.counters.inc('pongs_dropped')
           return
         }
@@ -574,7 +574,7 @@ export class Trunk implements TrunkPort {
       }
       // A flood of refused OPENs from a peer that does not read must not grow our queue.
       const sub = this.leastQueued()
-      if (sub === undefined || sub.queuedBytes > this.settings.subflowQueueBytes) {
+      if (sub === undefined || sub.queuedBytes > 4 * this.settings.subflowQueueBytes) {
         this.counters.inc('resets_dropped')
         return
       }
