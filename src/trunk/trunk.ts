@@ -708,6 +708,21 @@ export class Trunk implements TrunkPort {
     }
   }
 
+  /** The least queued writable subflow other than `sub`, on another path when there is one. */
+  private otherSubflow(sub: Subflow): Subflow | undefined {
+    let other: Subflow | undefined
+    let same: Subflow | undefined
+    for (const s of this.subflows) {
+      if (s.id === sub.id || !s.writable) continue
+      if (s.pathId !== sub.pathId) {
+        if (other === undefined || s.queuedBytes < other.queuedBytes) other = s
+      } else if (same === undefined || s.queuedBytes < same.queuedBytes) {
+        same = s
+      }
+    }
+    return other ?? same
+  }
+
   private portIsRedundant(port: number): boolean {
     return this.settings.redundantPorts.some((r) => port >= r.from && port <= r.to)
   }
@@ -715,6 +730,7 @@ export class Trunk implements TrunkPort {
   /** Does `flow` send its next frame on two subflows? */
   private isRedundant(flow: Flow): boolean {
     return (
+      this.opts.scheduler.duplicate !== undefined ||
       this.redundantFlows.has(flow) ||
       (this.settings.redundantFirstBytes > 0 && flow.sentBytes < this.settings.redundantFirstBytes)
     )
@@ -752,7 +768,18 @@ export class Trunk implements TrunkPort {
         if (id === undefined) return // no subflow can take anything: wait for 'drain'
         const sub = this.subflows.find((s) => s.id === id)
         if (sub === undefined) continue
-        const redundant = flow.peerSeen && this.isRedundant(flow)
+        const redundant = flow.peerSeen && this.isRedundant(flow) && this.subflows.length > 1
+        // A redundant flow goes only when a second subflow (on another path when there is one)
+        // can take the copy too: it is paced by the slower of the two, and every frame is sent
+        // twice. The copy is not recorded for re-sending: if `sub` dies the original is re-sent,
+        // and whichever copy arrives second is dropped by offset at the far end.
+        let copy: Subflow | undefined
+        if (redundant) {
+          const second =
+            this.opts.scheduler.duplicate?.(sub.id, this.subflows) ?? this.otherSubflow(sub)?.id
+          copy = this.subflows.find((s) => s.id === second && s.writable)
+          if (copy === undefined) continue
+        }
         const d = flow.nextData(sub.id)
         if (d === undefined) {
           this.ready.delete(flow)
@@ -761,19 +788,9 @@ export class Trunk implements TrunkPort {
         sub.writeData(flow.id, d)
         this.counters.inc('frames_sent')
         if (d.resend) this.counters.inc('bytes_resent', d.payload.length)
-        if (redundant) {
-          // The copy is not recorded for re-sending: if `sub` dies the original is re-sent, and
-          // whichever copy arrives second is dropped by offset at the far end.
-          const second =
-            this.opts.scheduler.duplicate?.(sub.id, this.subflows) ??
-            this.subflows.find((s) => s.id !== sub.id && s.writable && s.pathId !== sub.pathId)
-              ?.id ??
-            this.subflows.find((s) => s.id !== sub.id && s.writable)?.id
-          const copy = this.subflows.find((s) => s.id === second)
-          if (copy !== undefined) {
-            copy.writeData(flow.id, d)
-            this.counters.inc('frames_duplicated')
-          }
+        if (copy !== undefined) {
+          copy.writeData(flow.id, d)
+          this.counters.inc('frames_duplicated')
         }
         progress = true
       }

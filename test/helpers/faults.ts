@@ -32,6 +32,8 @@ export interface SubflowSocket {
   readonly localPort: number
   readonly peerAddress: string
   readonly peerPort: number
+  /** Bytes sent and not yet acknowledged (ss's Send-Q): non-zero while it carries data. */
+  readonly sendQueue: number
 }
 
 /** A fault in place. */
@@ -57,7 +59,8 @@ export async function subflowSockets(ns: Netns, peerPort: number): Promise<Subfl
       localAddress: local[1]!.replace(/^\[?::ffff:/, '').replace(/\]$/, ''),
       localPort: Number(local[2]),
       peerAddress: peer[1]!.replace(/^\[?::ffff:/, '').replace(/\]$/, ''),
-      peerPort: Number(peer[2])
+      peerPort: Number(peer[2]),
+      sendQueue: Number(cols[1] ?? 0)
     })
   }
   return out

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict'
 import { after, afterEach, before, describe, test } from 'node:test'
 
-import { queryStatus } from '../../src/edge/control.js'
+import { queryStatus, type ProxyStatus } from '../../src/edge/control.js'
 import {
   createTwoPathTestbed,
   readReceiver,
@@ -34,6 +34,7 @@ import {
   type KillMethod
 } from '../helpers/faults.js'
 import { netnsUnavailableReason } from '../helpers/netns.js'
+import type { NsProcess } from '../helpers/ns-process.js'
 
 const MiB = 1024 * 1024
 const unavailable = netnsUnavailableReason()
@@ -59,6 +60,15 @@ async function subflowsUp(conf: TwoPathConfig): Promise<{ total: number; perPath
 /** Subflows tx_proxy has lost so far (its `subflows_lost` counter). */
 async function subflowsLost(conf: TwoPathConfig): Promise<number> {
   return (await queryStatus(conf.txControl)).counters.subflows_lost ?? 0
+}
+
+/**
+ * Wall-clock ms of the proxy's log line saying subflow `id` went down (NaN when there is none).
+ * Log lines start with an ISO timestamp: `2026-11-22T01:21:26.494Z warn  tx_proxy subflow 3 down: …`.
+ */
+function downAt(proxy: NsProcess, id: number): number {
+  const m = new RegExp(`^(\\S+)\\s+\\S+\\s+\\S+ subflow ${id} down:`, 'm').exec(proxy.output())
+  return m?.[1] === undefined ? NaN : Date.parse(m[1])
 }
 
 /** The one report of the one connection the receiver got (asserting there was only one). */
@@ -101,7 +111,7 @@ describe('resilience: one flow over four subflows on two paths', () => {
           'trunk.ping_timeout_ms': '700'
         }
       })
-      await bed.startProxies(conf, SUBFLOWS)
+      const { tx: txProxy } = await bed.startProxies(conf, SUBFLOWS)
       const receiver = await bed.startReceiver(port, 256 * MiB)
       const stream = bed.startStream(['--bytes', '256MiB', '--timeout', '150'])
       let streamDone = false
@@ -118,6 +128,8 @@ describe('resilience: one flow over four subflows on two paths', () => {
         detectedMs: number | undefined
         backToFourMs: number
       }[] = []
+      // A kill every 2 s; one whose predecessor took longer to recover starts as soon as the
+      // trunk is whole again, so that each time back to four belongs to one fault.
       for (let i = 0; ; i++) {
         await sleepUntil(started + 2000 * (i + 1))
         if (streamDone) break
@@ -215,8 +227,19 @@ describe('resilience: one flow over four subflows on two paths', () => {
       }
       assert.ok(resent > 0, 'the kills hit data in flight (something was re-sent)')
       const missed = kills.filter((k) => k.detectedMs === undefined).map((k) => k.what)
-      assert.deepEqual(missed, [], 'every fault killed a subflow within 3 s')
-      assert.ok(worst <= BOUND_MS, `back to four subflows took ${worst.toFixed(0)} ms`)
+      const subflowLog = (): string =>
+        txProxy
+          .output()
+          .split('\n')
+          .filter((l) => /subflow|dial/.test(l))
+          .slice(-60)
+          .join('\n')
+      if (missed.length > 0 || worst > BOUND_MS) {
+        assert.fail(
+          `kills not noticed within 3 s: [${missed.join('; ')}]; worst time back to four ` +
+            `${worst.toFixed(0)} ms. tx_proxy:\n${subflowLog()}`
+        )
+      }
     }
   )
 
@@ -231,7 +254,7 @@ describe('resilience: one flow over four subflows on two paths', () => {
         // ping_timeout_ms stays at its default (2500); pings every 250 ms find it within 2750.
         overrides: { 'trunk.ping_interval_ms': '250' }
       })
-      await bed.startProxies(conf, SUBFLOWS)
+      const { tx: txProxy, rx: rxProxy } = await bed.startProxies(conf, SUBFLOWS)
       const receiver = await bed.startReceiver(port, MiB)
       const stream = bed.startStream(['--bytes', '192MiB', '--timeout', '60'])
       await pollUntil(
@@ -240,7 +263,11 @@ describe('resilience: one flow over four subflows on two paths', () => {
         30_000
       )
       const before = await queryStatus(conf.txControl)
-      assert.equal((await subflowsUp(conf)).perPath[1], 2, 'path b carried two subflows')
+      const pathB = (s: ProxyStatus): number[] =>
+        (s.trunks[0]?.subflows ?? []).filter((x) => x.pathId === 1).map((x) => x.id)
+      const txPathB = pathB(before)
+      const rxPathB = pathB(await queryStatus(conf.rxControl))
+      assert.equal(txPathB.length, 2, 'path b carried two subflows')
       const holeAt = wallMs()
       faults.add(await blackHole(bed.wanOf('b')))
       await pollUntil(
@@ -248,16 +275,18 @@ describe('resilience: one flow over four subflows on two paths', () => {
         async () => (await subflowsUp(conf)).perPath[1] === 0,
         10_000
       )
-      const detectedMs = wallMs() - holeAt
+      // When each side declared them dead, from the proxies' own log lines (the re-send is
+      // queued in the same turn: docs/protocol.md section 7); polling would add its own lag.
+      await pollUntil('the log lines', () => txPathB.every((id) => downAt(txProxy, id) > 0), 5000)
+      const detectedMs = Math.max(...txPathB.map((id) => downAt(txProxy, id))) - holeAt
       await pollUntil(
         'data of path b re-sent',
-        async () => {
-          const s = await queryStatus(conf.txControl)
-          return s.totals.resentBytes > before.totals.resentBytes
-        },
+        async () =>
+          (await queryStatus(conf.txControl)).totals.resentBytes > before.totals.resentBytes,
         10_000
       )
-      const resentMs = wallMs() - holeAt
+      await pollUntil('rx_proxy too', () => rxPathB.every((id) => downAt(rxProxy, id) > 0), 10_000)
+      const rxDetectedMs = Math.max(...rxPathB.map((id) => downAt(rxProxy, id))) - holeAt
       assert.equal(await stream.exited(), 0, `stream failed:\n${stream.output()}`)
       await pollUntil(
         'the receiver report',
@@ -273,12 +302,11 @@ describe('resilience: one flow over four subflows on two paths', () => {
       assert.equal(sent?.replySha256, report.replySha256)
       const txStatus = await queryStatus(conf.txControl)
       process.stdout.write(
-        `# black hole on path b: subflows declared dead after ${detectedMs.toFixed(0)} ms, ` +
-          `data re-sent after ${resentMs.toFixed(0)} ms (${((txStatus.totals.resentBytes - before.totals.resentBytes) / MiB).toFixed(1)} MiB); ` +
+        `# black hole on path b: its subflows declared dead by tx_proxy ${detectedMs.toFixed(0)} ms after, ` +
+          `by rx_proxy ${rxDetectedMs.toFixed(0)} ms after; ${((txStatus.totals.resentBytes - before.totals.resentBytes) / MiB).toFixed(1)} MiB re-sent; ` +
           `longest stall at dst ${report.maxGapMs.toFixed(0)} ms, ${((report.maxGapEndAt - holeAt) / 1000).toFixed(2)} s after the hole\n`
       )
       assert.ok(detectedMs <= BOUND_MS, `dead subflows detected after ${detectedMs.toFixed(0)} ms`)
-      assert.ok(resentMs <= BOUND_MS, `data re-sent after ${resentMs.toFixed(0)} ms`)
       assert.ok(report.maxGapMs <= BOUND_MS, `the stream stalled ${report.maxGapMs.toFixed(0)} ms`)
     }
   )
