@@ -16,7 +16,9 @@ const IO_MODULES = [
 ]
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'native/build/**', 'eslint.config.js', 'scripts/*.mjs'] },
+  {
+    ignores: ['dist/**', 'node_modules/**', 'native/build/**', 'eslint.config.js', 'scripts/*.mjs']
+  },
   js.configs.recommended,
   ...tseslint.configs.strictTypeChecked,
   {
