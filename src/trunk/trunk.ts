@@ -31,6 +31,12 @@ import type { SubflowStatus, TrunkStatus } from '../edge/control.js'
 import type { SubflowKeys } from './handshake.js'
 import { Subflow } from './subflow.js'
 
+/**
+ * How long a redundant flow waits for a slot on another path before it sends alone, in ms: long
+ * enough to ride out a full queue, short against the ping timeout that declares a path dead.
+ */
+const REDUNDANT_WAIT_MS = 250
+
 /** Settings a trunk needs (a slice of the parsed config). */
 export interface TrunkSettings {
   /** Largest DATA payload we send, in bytes (also capped by the peer's max frame body). */
@@ -134,6 +140,9 @@ export class Trunk implements TrunkPort {
   private readonly appSockets = new Map<Flow, Socket>()
   /** Flows whose destination port asks for redundant sending. */
   private readonly redundantFlows = new Set<Flow>()
+  /** Redundant flows waiting for a copy slot on another path, since when (ms). */
+  private readonly redundantWaiting = new Map<Flow, number>()
+  private retryTimer: NodeJS.Timeout | undefined
   /**
    * rx: flows that ended lately (id → when). An OPEN is sent on every subflow, so a late copy
    * may come in after its flow has already ended; it must not open a second connection.
@@ -339,6 +348,7 @@ export class Trunk implements TrunkPort {
     this.closed = true
     if (this.graceTimer) clearTimeout(this.graceTimer)
     if (this.idleTimer) clearInterval(this.idleTimer)
+    if (this.retryTimer) clearTimeout(this.retryTimer)
     for (const sub of [...this.subflows]) sub.goAway(reason, message)
   }
 
@@ -452,6 +462,7 @@ export class Trunk implements TrunkPort {
     this.ackDue.delete(flow)
     this.budgetWaiters.delete(flow)
     this.redundantFlows.delete(flow)
+    this.redundantWaiting.delete(flow)
     if (!flow.opener) this.rememberClosed(flow.id)
     const socket = this.appSockets.get(flow)
     this.appSockets.delete(flow)
@@ -708,6 +719,16 @@ export class Trunk implements TrunkPort {
     }
   }
 
+  /** Pump again after REDUNDANT_WAIT_MS (once), for flows waiting on a copy slot. */
+  private retryPumpLater(): void {
+    if (this.retryTimer !== undefined) return
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined
+      this.schedulePump()
+    }, REDUNDANT_WAIT_MS + 10)
+    this.retryTimer.unref()
+  }
+
   /** The least queued writable subflow other than `sub`, on another path when there is one. */
   private otherSubflow(sub: Subflow): Subflow | undefined {
     let other: Subflow | undefined
@@ -755,6 +776,8 @@ export class Trunk implements TrunkPort {
     if (this.subflows.length === 0) return
     const now = this.opts.now()
     const views = this.eligible()
+    const firstPath = this.subflows[0]?.pathId
+    const multiPath = this.subflows.some((s) => s.pathId !== firstPath)
     let progress = true
     while (progress && this.ready.size > 0) {
       progress = false
@@ -768,7 +791,8 @@ export class Trunk implements TrunkPort {
         if (id === undefined) return // no subflow can take anything: wait for 'drain'
         const sub = this.subflows.find((s) => s.id === id)
         if (sub === undefined) continue
-        const redundant = flow.peerSeen && this.isRedundant(flow) && this.subflows.length > 1
+        // (Before the peer answered, every live subflow carries the OPEN, so copies may go anywhere.)
+        const redundant = this.isRedundant(flow) && this.subflows.length > 1
         // A redundant flow goes only when a second subflow (on another path when there is one)
         // can take the copy too: it is paced by the slower of the two, and every frame is sent
         // twice. The copy is not recorded for re-sending: if `sub` dies the original is re-sent,
@@ -778,7 +802,25 @@ export class Trunk implements TrunkPort {
           const second =
             this.opts.scheduler.duplicate?.(sub.id, this.subflows) ?? this.otherSubflow(sub)?.id
           copy = this.subflows.find((s) => s.id === second && s.writable)
-          if (copy === undefined) continue
+          // With two paths up, the copy must take the other one: two copies on one path die
+          // together when that path does. The flow waits for such a slot, but not for longer
+          // than REDUNDANT_WAIT_MS: a path that takes nothing (congested, or dead and not yet
+          // detected) must not stall the flow, which then goes on alone on the live path.
+          if (copy === undefined || (multiPath && copy.pathId === sub.pathId)) {
+            copy = undefined
+            const since = this.redundantWaiting.get(flow)
+            if (since === undefined) {
+              this.redundantWaiting.set(flow, now)
+              this.retryPumpLater()
+              continue
+            }
+            if (now - since < REDUNDANT_WAIT_MS) {
+              this.retryPumpLater()
+              continue
+            }
+          } else {
+            this.redundantWaiting.delete(flow)
+          }
         }
         const d = flow.nextData(sub.id)
         if (d === undefined) {

@@ -194,13 +194,12 @@ describe('multipath: two paths between the boxes', () => {
     }
   )
 
-  test('redundant flows: every frame goes out twice, so cutting path b does not stall delivery (the same run)', () => {
+  test('redundant flows: frames go out on both paths, so cutting path b does not stall delivery (the same run)', () => {
     const r = redundantPorts
     assert.ok(r !== undefined, 'the redundant_ports run did not complete')
-    assert.ok(
-      r.framesCopied >= r.framesSent,
-      `only ${r.framesCopied} of ${r.framesSent} frames were sent twice`
-    )
+    // While both paths take data every frame goes out twice; once path b is cut (and not yet
+    // detected) the flow waits at most 250 ms for a copy slot, then goes on alone on path a.
+    assert.ok(r.framesCopied > 0, 'no frame was sent twice')
     assert.ok(r.report.maxGapMs < 1000, `delivery stalled ${r.report.maxGapMs.toFixed(0)} ms`)
   })
 
