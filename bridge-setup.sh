@@ -178,10 +178,6 @@ IF1=''
 IF2=''
 npos=0
 
-need_value() {
-  [ "$2" -ge 2 ] || die "$1 needs a value (see --help)"
-}
-
 while [ $# -gt 0 ]; do
   case $1 in
     -h | --help)

@@ -32,10 +32,6 @@ ROLE=tx
 FAMILY=all
 CONFIG=''
 
-need_value() {
-  [ "$2" -ge 2 ] || die "$1 needs a value (see --help)"
-}
-
 while [ $# -gt 0 ]; do
   case $1 in
     -h | --help)

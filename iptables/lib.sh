@@ -139,3 +139,8 @@ check_address() {
     *) die "$1: expected address/prefix like 192.168.2.201/24, got '$2'" ;;
   esac
 }
+
+# need_value OPTION ARGC: the option at hand needs an argument after it.
+need_value() {
+  [ "$2" -ge 2 ] || die "$1 needs a value (see --help)"
+}

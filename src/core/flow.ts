@@ -151,6 +151,8 @@ export class Flow {
   private resent = 0
   private duplicates = 0
   private stalls = 0
+  /** In a credit stall now: counted once per stall, not once per look. */
+  private stalled = false
   private finishReason = ''
   /** When a byte last moved either way, in ms (for the idle timeout). */
   private lastActivity: number
@@ -312,7 +314,9 @@ export class Flow {
   hasSendable(): boolean {
     if (this.done || this.stateValue === 'connecting') return false
     const can = this.send.hasSendable(this.peerLimit)
-    if (!can && this.send.sentOffset < this.send.appendedBytes) this.stalls++
+    const blocked = !can && this.send.sentOffset < this.send.appendedBytes
+    if (blocked && !this.stalled) this.stalls++
+    this.stalled = blocked
     return can
   }
 
