@@ -190,6 +190,8 @@ export interface NativeBinding {
   getCongestion(fd: number): string
   /** Reads TCP_INFO. */
   getTcpInfo(fd: number): TcpInfo
+  /** Bytes queued in the socket and not yet sent (SIOCOUTQNSD). */
+  getUnsentBytes(fd: number): number
   /** setsockopt with an int value. */
   setSockOptInt(fd: number, level: number, optname: number, value: number): void
   setLinger(fd: number, seconds: number): void
@@ -294,6 +296,11 @@ export function getCongestion(fd: number): string {
 /** A TCP_INFO snapshot of the socket. */
 export function getTcpInfo(fd: number): TcpInfo {
   return callNative('getTcpInfo', (b) => b.getTcpInfo(fd))
+}
+
+/** Bytes in the socket's send queue the kernel has not sent yet (SIOCOUTQNSD). */
+export function getUnsentBytes(fd: number): number {
+  return callNative('getUnsentBytes', (b) => b.getUnsentBytes(fd))
 }
 
 /** setsockopt(fd, level, optname, int value); levels and names are in `nativeConstants()`. */

@@ -1,8 +1,10 @@
 #include "sockopt.h"
 
 #include <arpa/inet.h>
+#include <linux/sockios.h>  // SIOCOUTQNSD
 #include <linux/tcp.h>  // struct tcp_info with the current fields; glibc's netinet/tcp.h lags.
 #include <netinet/in.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -104,6 +106,19 @@ Napi::Value GetTcpInfo(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// getUnsentBytes(fd): bytes in the socket's send queue not yet sent (SIOCOUTQNSD). One ioctl,
+// cheap enough for the scheduler to ask before each frame: data the kernel cannot send now
+// (congestion or receive window full) waits there a round trip, so a frame goes elsewhere.
+Napi::Value GetUnsentBytes(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int fd = ArgFd(info, 0);
+  int n = 0;
+  if (ioctl(fd, SIOCOUTQNSD, &n) != 0) {
+    ThrowErrno(env, errno, "ioctl(SIOCOUTQNSD)");
+  }
+  return Napi::Number::New(env, n);
+}
+
 // setSockOptInt(fd, level, optname, value): undefined
 Napi::Value SetSockOptInt(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -173,6 +188,7 @@ void InitSockopt(Napi::Env env, Napi::Object exports) {
   exports.Set("setCongestion", Napi::Function::New(env, SetCongestion, "setCongestion"));
   exports.Set("getCongestion", Napi::Function::New(env, GetCongestion, "getCongestion"));
   exports.Set("getTcpInfo", Napi::Function::New(env, GetTcpInfo, "getTcpInfo"));
+  exports.Set("getUnsentBytes", Napi::Function::New(env, GetUnsentBytes, "getUnsentBytes"));
   exports.Set("setSockOptInt", Napi::Function::New(env, SetSockOptInt, "setSockOptInt"));
   exports.Set("getSockOptInt", Napi::Function::New(env, GetSockOptInt, "getSockOptInt"));
   exports.Set("setLinger", Napi::Function::New(env, SetLinger, "setLinger"));

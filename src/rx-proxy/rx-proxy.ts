@@ -24,7 +24,12 @@ import { createScheduler } from '../core/scheduler/index.js'
 import { acceptSubflow, helloReply, type LocalHelloParams } from '../trunk/handshake.js'
 import { loadPsk } from '../common/config/load.js'
 import { Trunk } from '../trunk/trunk.js'
-import { createSubflowTuner, deliveryRate, setAbortiveClose } from '../trunk/tune.js'
+import {
+  createSubflowTuner,
+  deliveryRate,
+  kernelUnsentBytes,
+  setAbortiveClose
+} from '../trunk/tune.js'
 import { trunkSettings, waitForFlows } from '../tx-proxy/tx-proxy.js'
 import { connectTransparent, errnoCode } from './transparent.js'
 import { combineTotals, serveControl, type ProxyStatus } from '../edge/control.js'
@@ -212,6 +217,7 @@ export class RxProxy {
             now: () => performance.now(),
             tuneSocket: this.tuner,
             sampleRate: deliveryRate,
+            kernelUnsent: kernelUnsentBytes,
             setAbortiveClose,
             onOpen: (t, flow, frame) => {
               this.connectFlow(t, flow, frame)

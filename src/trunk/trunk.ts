@@ -84,6 +84,8 @@ export interface TrunkOptions {
   readonly onOpen?: (trunk: Trunk, flow: Flow, frame: OpenFrame) => void
   /** Delivery rate of a subflow socket in bytes/s (TCP_INFO), for the weighted scheduler. */
   readonly sampleRate?: (socket: Socket) => number
+  /** Bytes a subflow socket holds in the kernel and has not sent (SIOCOUTQNSD), for schedulers. */
+  readonly kernelUnsent?: (socket: Socket) => number
   /** Tunes each subflow socket as it joins (congestion control, NOTSENT_LOWAT, buffers). */
   readonly tuneSocket?: (socket: Socket) => void
   /**
@@ -254,7 +256,8 @@ export class Trunk implements TrunkPort {
         now: this.opts.now,
         weight,
         keys,
-        ...(this.opts.sampleRate !== undefined ? { sampleRate: this.opts.sampleRate } : {})
+        ...(this.opts.sampleRate !== undefined ? { sampleRate: this.opts.sampleRate } : {}),
+        ...(this.opts.kernelUnsent !== undefined ? { kernelUnsent: this.opts.kernelUnsent } : {})
       },
       this
     )
@@ -775,6 +778,7 @@ export class Trunk implements TrunkPort {
   private pump(): void {
     if (this.subflows.length === 0) return
     const now = this.opts.now()
+    for (const s of this.subflows) s.markUnsentStale()
     const views = this.eligible()
     const firstPath = this.subflows[0]?.pathId
     const multiPath = this.subflows.some((s) => s.pathId !== firstPath)

@@ -9,6 +9,7 @@ import { isPepError } from '../common/errors.js'
 import type { Logger } from '../common/log/logger.js'
 import {
   getTcpInfo,
+  getUnsentBytes,
   nativeConstants,
   setCongestion,
   setLinger,
@@ -78,6 +79,11 @@ export function setAbortiveClose(socket: Socket, abortive: boolean): void {
   } catch {
     // the socket closed meanwhile
   }
+}
+
+/** Bytes a subflow socket holds in the kernel and has not sent yet (SIOCOUTQNSD). */
+export function kernelUnsentBytes(socket: Socket): number {
+  return getUnsentBytes(socketFd(socket))
 }
 
 /** Delivery rate of a subflow socket from TCP_INFO, bytes per second. */

@@ -18,7 +18,12 @@ import { createScheduler } from '../core/scheduler/index.js'
 import { dialSubflow } from '../trunk/handshake.js'
 import { REPLY_FLAG_TRUNK_NEW } from '../common/wire/frame.js'
 import { Trunk, type TrunkSettings } from '../trunk/trunk.js'
-import { createSubflowTuner, deliveryRate, setAbortiveClose } from '../trunk/tune.js'
+import {
+  createSubflowTuner,
+  deliveryRate,
+  kernelUnsentBytes,
+  setAbortiveClose
+} from '../trunk/tune.js'
 import { combineTotals, serveControl, type ProxyStatus } from '../edge/control.js'
 import { createRegistry, serveMetrics } from '../edge/metrics.js'
 import { Interceptor, type SynSource } from './interceptor.js'
@@ -121,6 +126,7 @@ export class TxProxy {
       now: () => performance.now(),
       tuneSocket: createSubflowTuner(config, log),
       sampleRate: deliveryRate,
+      kernelUnsent: kernelUnsentBytes,
       setAbortiveClose
     })
     this.server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => {

@@ -22,8 +22,8 @@ export class RedundantScheduler implements Scheduler {
     for (const s of subflows) {
       if (s.id === primary || !s.writable) continue
       if (first !== undefined && s.pathId !== first.pathId) {
-        if (other === undefined || s.queuedBytes < other.queuedBytes) other = s
-      } else if (samePath === undefined || s.queuedBytes < samePath.queuedBytes) {
+        if (other === undefined || s.unsentBytes < other.unsentBytes) other = s
+      } else if (samePath === undefined || s.unsentBytes < samePath.unsentBytes) {
         samePath = s
       }
     }

@@ -12,6 +12,11 @@ export interface SubflowView {
   readonly writable: boolean
   /** Bytes queued in user space for this subflow's socket. */
   readonly queuedBytes: number
+  /**
+   * Bytes waiting to leave: `queuedBytes` plus what the kernel holds and has not sent yet
+   * (congestion or receive window full). 0 means a frame given now goes on the wire now.
+   */
+  readonly unsentBytes: number
   /** Smoothed round-trip time, in milliseconds (from PING/PONG); 0 before the first sample. */
   readonly srttMs: number
   /** Which local path the subflow uses. */

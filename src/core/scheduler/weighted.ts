@@ -15,7 +15,7 @@ export class WeightedScheduler implements Scheduler {
       if (!s.writable) continue
       const rate = s.rateBytesPerSec * s.weight
       const cost =
-        rate > 0 ? (s.queuedBytes + bytes) / rate : Number.MAX_SAFE_INTEGER + s.queuedBytes
+        rate > 0 ? (s.unsentBytes + bytes) / rate : Number.MAX_SAFE_INTEGER + s.unsentBytes
       if (cost < bestCost) {
         best = s
         bestCost = cost

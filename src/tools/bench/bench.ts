@@ -326,7 +326,8 @@ async function setupMptcp(bed: ImpairedTestbed): Promise<NsProcess> {
 async function shortFlows(
   bed: ImpairedTestbed,
   sizes: readonly number[],
-  runs: number
+  runs: number,
+  tandemCongestions: readonly string[]
 ): Promise<ShortFlowRow[]> {
   const rows: ShortFlowRow[] = []
   const server = startIn(
@@ -375,18 +376,20 @@ async function shortFlows(
   try {
     await measure('direct-cubic', 'cubic')
     await measure('direct-bbr', 'bbr')
-    const conf = bed.config('short', {
-      'tx_proxy.subflows': '8',
-      'trunk.congestion': 'bbr',
-      'interception.transparent': 'false'
-    })
-    const { tx, rx } = await bed.startProxies(conf, 8)
-    try {
-      await new Promise((r) => setTimeout(r, 2000)) // a warm trunk: connected and idle
-      await measure('tandem-8-bbr (warm trunk)', 'cubic')
-    } finally {
-      await tx.stop()
-      await rx.stop()
+    for (const congestion of tandemCongestions) {
+      const conf = bed.config(`short-${congestion}`, {
+        'tx_proxy.subflows': '8',
+        'trunk.congestion': congestion,
+        'interception.transparent': 'false'
+      })
+      const { tx, rx } = await bed.startProxies(conf, 8)
+      try {
+        await new Promise((r) => setTimeout(r, 2000)) // a warm trunk: connected and idle
+        await measure(`tandem-8-${congestion} (warm trunk)`, 'cubic')
+      } finally {
+        await tx.stop()
+        await rx.stop()
+      }
     }
   } finally {
     await server.stop()
@@ -447,6 +450,11 @@ async function main(): Promise<number> {
       describe: 'comma-separated systems (see the source for names)'
     })
     .option('short', { type: 'boolean', default: true, describe: 'also time short flows' })
+    .option('short-congestion', {
+      type: 'string',
+      default: 'bbr,cubic',
+      describe: 'subflow congestion controls for the short-flow Tandem rows'
+    })
     .option('ceiling', {
       type: 'boolean',
       default: true,
@@ -544,7 +552,12 @@ async function main(): Promise<number> {
         await mptcpReceiver?.stop()
         if (args.short && lossPercent === losses[losses.length - 1]) {
           short.push(
-            ...(await shortFlows(bed, [100_000, 1_000_000, 10_000_000], Math.max(1, runs)))
+            ...(await shortFlows(
+              bed,
+              [100_000, 1_000_000, 10_000_000],
+              Math.max(1, runs),
+              args.shortCongestion.split(',')
+            ))
           )
         }
         process.stderr.write(

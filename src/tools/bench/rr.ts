@@ -44,6 +44,7 @@ function client(host: string, port: number, bytes: number, congestion: string | 
   const socket = connect({ host, port })
   let first = 0
   let got = 0
+  let last = 0
   let connected = 0
   socket.on('connect', () => {
     connected = performance.now()
@@ -53,11 +54,12 @@ function client(host: string, port: number, bytes: number, congestion: string | 
   socket.on('data', (d: Buffer) => {
     if (got === 0) first = performance.now()
     got += d.length
+    last = performance.now()
   })
   socket.on('end', () => {
     const done = performance.now()
     process.stdout.write(
-      `${JSON.stringify({ bytes: got, connectMs: connected - t0, ttfbMs: first - t0, completionMs: done - t0 })}\n`
+      `${JSON.stringify({ bytes: got, connectMs: connected - t0, ttfbMs: first - t0, lastByteMs: last - t0, completionMs: done - t0 })}\n`
     )
     socket.destroy()
   })

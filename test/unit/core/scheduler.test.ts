@@ -14,8 +14,9 @@ import {
 } from '../../../src/core/scheduler/index.js'
 import { FakeClock } from '../../helpers/fake-clock.js'
 
+/** A view; `unsentBytes` is `queuedBytes` (nothing held in the kernel) unless given. */
 function view(id: number, over: Partial<SubflowView> = {}): SubflowView {
-  return {
+  const v = {
     id,
     writable: true,
     queuedBytes: 0,
@@ -25,6 +26,7 @@ function view(id: number, over: Partial<SubflowView> = {}): SubflowView {
     weight: 1,
     ...over
   }
+  return { ...v, unsentBytes: over.unsentBytes ?? v.queuedBytes }
 }
 
 /** Subflow views as the trunk passes them: unique ids, sorted by id. */
@@ -35,6 +37,7 @@ const viewsArb: fc.Arbitrary<SubflowView[]> = fc
         id: fc.nat(64),
         writable: fc.boolean(),
         queuedBytes: fc.oneof(fc.constant(0), fc.nat(1 << 20)),
+        unsentBytes: fc.oneof(fc.constant(0), fc.nat(1 << 21)),
         srttMs: fc.oneof(fc.constant(0), fc.double({ min: 0, max: 2000, noNaN: true })),
         pathId: fc.nat(3),
         rateBytesPerSec: fc.oneof(fc.constant(0), fc.nat(20_000_000)),
@@ -215,16 +218,27 @@ describe('first-free', () => {
     )
   })
 
-  it('always returns a minimum of queuedBytes among writable subflows', () => {
+  it('spreads a burst over the subflows whose windows have room, lowest RTT first', () => {
+    const s = createScheduler('first-free')
+    // 1 has 30 KB in the kernel it cannot send yet; 2 and 3 can send at once.
+    const views = [
+      view(1, { srttMs: 5, unsentBytes: 30_000 }),
+      view(2, { srttMs: 40 }),
+      view(3, { srttMs: 20 })
+    ]
+    assert.equal(s.pick(1000, views, 0), 3)
+  })
+
+  it('always returns a minimum of unsentBytes among writable subflows', () => {
     fc.assert(
       fc.property(viewsArb, (views) => {
         const id = createScheduler('first-free').pick(1000, views, 0)
         const writable = views.filter((v) => v.writable)
         if (writable.length === 0) return
         const picked = writable.find((v) => v.id === id)!
-        const least = Math.min(...writable.map((v) => v.queuedBytes))
-        assert.equal(picked.queuedBytes, least)
-        const tied = writable.filter((v) => v.queuedBytes === least)
+        const least = Math.min(...writable.map((v) => v.unsentBytes))
+        assert.equal(picked.unsentBytes, least)
+        const tied = writable.filter((v) => v.unsentBytes === least)
         assert.equal(picked.srttMs, Math.min(...tied.map((v) => v.srttMs)))
       }),
       { numRuns: 500 }
@@ -235,12 +249,16 @@ describe('first-free', () => {
 describe('min-rtt', () => {
   it('picks the lowest smoothed RTT', () => {
     const s = createScheduler('min-rtt')
-    const views = [
-      view(1, { srttMs: 40 }),
-      view(2, { srttMs: 12.5, queuedBytes: 50_000 }),
-      view(3, { srttMs: 300 })
-    ]
+    const views = [view(1, { srttMs: 40 }), view(2, { srttMs: 12.5 }), view(3, { srttMs: 300 })]
     assert.equal(s.pick(1000, views, 0), 2)
+  })
+
+  it('passes over the lowest RTT while its window is full (bytes wait in the kernel)', () => {
+    const s = createScheduler('min-rtt')
+    const views = [view(1, { srttMs: 40 }), view(2, { srttMs: 12.5, unsentBytes: 50_000 })]
+    assert.equal(s.pick(1000, views, 0), 1)
+    // When no window has room, the lowest RTT again.
+    assert.equal(s.pick(1000, [{ ...views[0]!, unsentBytes: 1 }, views[1]!], 0), 2)
   })
 
   it('spills to the next lowest when the fastest is not writable', () => {
@@ -264,14 +282,16 @@ describe('min-rtt', () => {
     assert.equal(s.pick(1000, views, 0), 2)
   })
 
-  it('always returns a minimum of srttMs among writable subflows', () => {
+  it('always returns a minimum of srttMs among writable subflows with room (or all writable)', () => {
     fc.assert(
       fc.property(viewsArb, (views) => {
         const id = createScheduler('min-rtt').pick(1000, views, 0)
         const writable = views.filter((v) => v.writable)
         if (writable.length === 0) return
-        const picked = writable.find((v) => v.id === id)!
-        assert.equal(picked.srttMs, Math.min(...writable.map((v) => v.srttMs)))
+        const room = writable.filter((v) => v.unsentBytes === 0)
+        const candidates = room.length > 0 ? room : writable
+        const picked = candidates.find((v) => v.id === id)!
+        assert.equal(picked.srttMs, Math.min(...candidates.map((v) => v.srttMs)))
       }),
       { numRuns: 500 }
     )
