@@ -17,7 +17,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --peer) peer=$2; shift 2 ;;
     --dev) dev=$2; shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "tune-box.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
