@@ -58,6 +58,8 @@ export interface TrunkPort {
   onFinished(flow: Flow): void
   /** Monotonic time in milliseconds. */
   now(): number
+  /** Smoothed round-trip time of the trunk's fastest subflow, in ms; 0 before the first sample. */
+  srttMs(): number
   /** Count a flow error by its stable code (the flow resets itself). */
   countError(code: string): void
 }
@@ -74,8 +76,9 @@ export interface FlowOptions {
   /**
    * Most credit we grant, in bytes. The window doubles from `localWindowBytes` towards this
    * while the application keeps up and either reordering holds half the window (a lossy
-   * subflow's recovery stalls the in-order point, and credit must cover the stall) or the sender
-   * is using up its credit (a long fat pipe).
+   * subflow's recovery stalls the in-order point, and credit must cover the stall) or the
+   * application took half the window in under two round trips (the window, not the link,
+   * limits the rate: a long fat pipe; quic-go's auto-tuning).
    */
   readonly maxWindowBytes: number
   /** Credit the peer granted us at start, in bytes (the window in its hello). */
@@ -148,6 +151,9 @@ export class Flow {
   /** The first ACK tells an opener that its OPEN arrived, so it is sent even with nothing new. */
   private ackedOnce = false
   private readonly startedMs: number
+  /** Auto-tuning epoch: when it began and what had been delivered then. */
+  private epochStartMs: number
+  private epochDelivered = 0
   private resent = 0
   private duplicates = 0
   private stalls = 0
@@ -171,6 +177,7 @@ export class Flow {
     this.peerSeenValue = !opts.opener
     this.stateValue = opts.opener ? 'open' : 'connecting'
     this.startedMs = opts.trunk.now()
+    this.epochStartMs = this.startedMs
     this.lastActivity = this.startedMs
     // The initial credit is granted implicitly by the hello; account it against the global cap.
     opts.budget.force(opts.localWindowBytes)
@@ -452,14 +459,20 @@ export class Flow {
     const delivered = this.recv.delivered
     // Credit outstanding is (limit - delivered); it shrank by what was delivered since last time.
     // Grow while the application keeps up and either reordering holds half the window (a lossy
-    // subflow's recovery stalls the in-order point) or the sender has used three quarters of its
-    // credit (the window, not the link, limits it: a long fat pipe).
-    if (
-      this.appWritable &&
-      this.window < this.opts.maxWindowBytes &&
-      (this.recv.heldBytes >= this.window / 2 ||
-        this.recvLimit - this.recv.received < this.window / 4)
-    ) {
+    // subflow's recovery stalls the in-order point) or the window limits the rate. The receiver
+    // cannot see the sender wait for credit, so it times itself (quic-go's auto-tuning): when the
+    // application took half the window in under two round trips, credit runs out before the
+    // next grant can arrive, and a long fat pipe idles.
+    let grow = this.recv.heldBytes >= this.window / 2
+    const inEpoch = delivered - this.epochDelivered
+    if (inEpoch >= this.window / 2) {
+      const now = this.opts.trunk.now()
+      const rtt = this.opts.trunk.srttMs()
+      if (rtt > 0 && now - this.epochStartMs < (4 * inEpoch * rtt) / this.window) grow = true
+      this.epochStartMs = now
+      this.epochDelivered = delivered
+    }
+    if (grow && this.appWritable && this.window < this.opts.maxWindowBytes) {
       this.window = Math.min(this.opts.maxWindowBytes, this.window * 2)
     }
     const target = delivered + this.window

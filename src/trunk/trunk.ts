@@ -229,6 +229,13 @@ export class Trunk implements TrunkPort {
     return this.opts.now()
   }
 
+  /** Smoothed RTT of the fastest subflow, ms; 0 before any sample (TrunkPort). */
+  srttMs(): number {
+    let min = 0
+    for (const s of this.subflows) if (s.srttMs > 0 && (min === 0 || s.srttMs < min)) min = s.srttMs
+    return min
+  }
+
   /** Add a subflow whose handshake just completed; `rest` are bytes that followed the hello. */
   addSubflow(
     socket: Socket,

@@ -112,6 +112,13 @@ export class FakeTrunkPort implements TrunkPort {
     return this.clock.now()
   }
 
+  /** The trunk's RTT as flows see it (0: not measured yet). */
+  rttMs = 0
+
+  srttMs(): number {
+    return this.rttMs
+  }
+
   /** Flow errors counted, by code. */
   readonly errors: string[] = []
 

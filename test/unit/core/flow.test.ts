@@ -630,6 +630,40 @@ describe('Flow: credit and backpressure', () => {
     assert.ok(p.acceptor.flow.stats().windowBytes <= 16_000)
   })
 
+  it('the receive window grows while the application takes half of it in under two RTTs', () => {
+    const p = new Pair({ windowBytes: 4000, maxWindowBytes: 64_000 })
+    p.acceptor.trunk.rttMs = 100
+    // In order and taken at once: the window, not the application, limits the rate.
+    for (let i = 0; i < 4; i++) {
+      p.clock.advance(10)
+      p.acceptor.flow.onData({
+        type: 'data',
+        flowId: FLOW_ID,
+        offset: i * 1000,
+        fin: false,
+        payload: patternBytes(1000, i)
+      })
+    }
+    assert.ok(p.acceptor.flow.stats().windowBytes >= 8000)
+  })
+
+  it('the receive window stays when the application is slower than the window allows', () => {
+    const p = new Pair({ windowBytes: 4000, maxWindowBytes: 64_000 })
+    p.acceptor.trunk.rttMs = 100
+    // Half the window per second at a 100 ms RTT: the window is ten times what the rate needs.
+    for (let i = 0; i < 8; i++) {
+      p.clock.advance(500)
+      p.acceptor.flow.onData({
+        type: 'data',
+        flowId: FLOW_ID,
+        offset: i * 1000,
+        fin: false,
+        payload: patternBytes(1000, i)
+      })
+    }
+    assert.equal(p.acceptor.flow.stats().windowBytes, 4000)
+  })
+
   it('data beyond the granted credit from a misbehaving peer → RESET CREDIT_EXCEEDED', () => {
     const p = new Pair({ windowBytes: 4096 })
     p.acceptor.flow.onData({
