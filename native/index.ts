@@ -260,8 +260,16 @@ export function toNativeError(err: unknown, operation: string): unknown {
   return err
 }
 
+/**
+ * The addon once loaded from its default place. A process-wide, immutable resource (as Node's
+ * own require cache is): finding and loading it costs file lookups, and the scheduler calls the
+ * addon for every frame.
+ */
+let defaultBinding: NativeBinding | undefined
+
 function callNative<T>(operation: string, call: (binding: NativeBinding) => T): T {
-  const binding = loadNative()
+  defaultBinding ??= loadNative()
+  const binding = defaultBinding
   try {
     return call(binding)
   } catch (err) {

@@ -17,6 +17,11 @@ import type { MemoryBudget } from './memory-budget.js'
 import { ReorderBuffer } from './reorder-buffer.js'
 import { SendBuffer, type DataToSend, type SubflowId } from './send-buffer.js'
 
+/** Frame-size ramp (see `Flow.nextData`): small frames for the first bytes of a burst. */
+const SMALL_FRAME_BYTES = 16 * 1024
+const RAMP_BYTES = 1024 * 1024
+const RAMP_IDLE_MS = 1000
+
 /** Life of a flow. `local-fin`: our application ended its stream. `remote-fin`: the peer's FIN was handed to our application. */
 export type FlowState =
   'connecting' | 'open' | 'local-fin' | 'remote-fin' | 'both-fin' | 'closed' | 'reset'
@@ -151,6 +156,9 @@ export class Flow {
   /** The first ACK tells an opener that its OPEN arrived, so it is sent even with nothing new. */
   private ackedOnce = false
   private readonly startedMs: number
+  /** Frame-size ramp: when we last sent, and the send offset where this burst began. */
+  private lastSendMs = -Infinity
+  private burstStart = 0
   /** Auto-tuning epoch: when it began and what had been delivered then. */
   private epochStartMs: number
   private epochDelivered = 0
@@ -327,10 +335,23 @@ export class Flow {
     return can
   }
 
-  /** The next DATA to put on `subflow`. */
+  /**
+   * The next DATA to put on `subflow`. Frame size ramps like TLS dynamic record sizing: the
+   * first RAMP_BYTES of a burst (a flow's start, or after RAMP_IDLE_MS without sending) go in
+   * frames of at most SMALL_FRAME_BYTES, so the first bytes arrive (and are decrypted) early and
+   * a response spreads over several subflows; bulk data then goes in full frames, which cost
+   * less CPU per byte.
+   */
   nextData(subflow: SubflowId): DataToSend | undefined {
     if (this.done) return undefined
-    const d = this.send.next(this.peerLimit, subflow)
+    const now = this.opts.trunk.now()
+    if (now - this.lastSendMs > RAMP_IDLE_MS) this.burstStart = this.send.sentOffset
+    this.lastSendMs = now
+    const cap =
+      this.send.sentOffset - this.burstStart < RAMP_BYTES
+        ? Math.min(SMALL_FRAME_BYTES, this.opts.maxPayloadBytes)
+        : this.opts.maxPayloadBytes
+    const d = this.send.next(this.peerLimit, subflow, cap)
     if (d?.resend) this.resent += d.payload.length
     if (d !== undefined && this.appPaused) this.updateAppPause()
     return d

@@ -119,10 +119,11 @@ export class SendBuffer {
   }
 
   /**
-   * The next frame to send on `subflow`, within credit `limit`: re-sends first, then fresh data,
-   * then a bare FIN. Undefined when nothing can be sent.
+   * The next frame to send on `subflow`, within credit `limit` and at most `maxPayload` bytes
+   * (default: the buffer's maximum): re-sends first, then fresh data, then a bare FIN.
+   * Undefined when nothing can be sent.
    */
-  next(limit: number, subflow: SubflowId): DataToSend | undefined {
+  next(limit: number, subflow: SubflowId, maxPayload = this.maxPayload): DataToSend | undefined {
     while (this.resends.length > 0) {
       const r = this.resends[0]!
       const start = Math.max(r.start, this.ackedOffset)
@@ -135,7 +136,7 @@ export class SendBuffer {
         this.record(subflow, { start: r.end, end: r.end, fin: true })
         return { offset: r.end, payload: new Uint8Array(0), fin: true, resend: true }
       }
-      const payload = this.slice(start, r.end)
+      const payload = this.slice(start, r.end, maxPayload)
       const end = start + payload.length
       const fin = r.fin && end === r.end
       if (end === r.end) this.resends.shift()
@@ -144,7 +145,7 @@ export class SendBuffer {
       return { offset: start, payload, fin, resend: true }
     }
     if (this.nextFresh < this.appended && this.nextFresh < limit) {
-      const payload = this.slice(this.nextFresh, Math.min(this.appended, limit))
+      const payload = this.slice(this.nextFresh, Math.min(this.appended, limit), maxPayload)
       const start = this.nextFresh
       this.nextFresh += payload.length
       const fin = this.finQueued && this.nextFresh === this.appended
@@ -233,8 +234,8 @@ export class SendBuffer {
     list.push(range)
   }
 
-  /** Bytes from `start`, up to `end`, `maxPayload` and the end of the chunk holding `start`. */
-  private slice(start: number, end: number): Uint8Array {
+  /** Bytes from `start`, up to `end`, `cap` bytes and the end of the chunk holding `start`. */
+  private slice(start: number, end: number, cap: number): Uint8Array {
     let lo = this.head
     let hi = this.chunks.length - 1
     while (lo < hi) {
@@ -244,7 +245,7 @@ export class SendBuffer {
     }
     const c = this.chunks[lo]!
     const from = start - c.offset
-    const to = Math.min(c.data.length, from + this.maxPayload, end - c.offset)
+    const to = Math.min(c.data.length, from + Math.min(cap, this.maxPayload), end - c.offset)
     return c.data.subarray(from, to)
   }
 }

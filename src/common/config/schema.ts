@@ -186,7 +186,7 @@ export const KEYS: readonly KeySpec[] = [
     section: 'trunk',
     key: 'frame_payload_bytes',
     type: int(512, 1 * MiB),
-    default: String(16 * KiB),
+    default: String(64 * KiB),
     doc: 'largest DATA payload per frame, in bytes (small writes are sent at once, smaller)'
   },
   {

@@ -33,6 +33,8 @@ interface SystemSpec {
   readonly subflows?: number
   /** Tandem without encryption between the proxies (security.encrypt = false). */
   readonly plain?: boolean
+  /** Tandem's trunk.frame_payload_bytes (default: the configuration's default). */
+  readonly framePayload?: string
 }
 
 /** One result row. */
@@ -83,9 +85,15 @@ function systemsFrom(list: string): SystemSpec[] {
   return list.split(',').map((name) => {
     let m = /^direct-(cubic|bbr)$/.exec(name)
     if (m) return { name, kind: 'direct', congestion: m[1] as 'cubic' | 'bbr' }
-    m = /^tandem-(\d+)-(cubic|bbr)$/.exec(name)
+    m = /^tandem-(\d+)-(cubic|bbr)(?:-f(\d+k))?$/.exec(name)
     if (m)
-      return { name, kind: 'tandem', congestion: m[2] as 'cubic' | 'bbr', subflows: Number(m[1]) }
+      return {
+        name,
+        kind: 'tandem',
+        congestion: m[2] as 'cubic' | 'bbr',
+        subflows: Number(m[1]),
+        ...(m[3] !== undefined ? { framePayload: m[3].replace('k', 'KiB') } : {})
+      }
     m = /^iperf3-P8-(cubic|bbr)$/.exec(name)
     if (m) return { name, kind: 'iperf3', congestion: m[1] as 'cubic' | 'bbr' }
     if (name === 'kcptun') return { name, kind: 'kcptun', congestion: 'cubic' }
@@ -205,7 +213,8 @@ async function runOnce(
         'trunk.congestion': sys.congestion,
         'limits.max_flow_window_bytes': String(Math.max(32 * 1048576, Math.ceil(8 * bdp))),
         'security.encrypt': sys.plain === true ? 'false' : 'true',
-        'interception.transparent': 'false'
+        'interception.transparent': 'false',
+        ...(sys.framePayload !== undefined ? { 'trunk.frame_payload_bytes': sys.framePayload } : {})
       })
       const { tx, rx } = await bed.startProxies(conf, sys.subflows ?? 8)
       try {

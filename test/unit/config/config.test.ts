@@ -133,7 +133,7 @@ describe('config: defaults', () => {
     assert.equal(c.tx.subflows, 8)
     assert.equal(c.rx.recvPort, 6000)
     assert.equal(c.trunk.scheduler, 'first-free')
-    assert.equal(c.trunk.framePayloadBytes, 16 * KiB)
+    assert.equal(c.trunk.framePayloadBytes, 64 * KiB)
     assert.equal(c.limits.flowWindowBytes, 4 * MiB)
     assert.equal(c.limits.maxBufferedBytes, 1 * GiB)
     assert.equal(c.limits.maxFrameBodyBytes, 256 * KiB)

@@ -295,6 +295,42 @@ function assertBytes(actual: Uint8Array, expected: Uint8Array): void {
 }
 
 describe('Flow: transfer and close', () => {
+  it('frames ramp: the first MiB of a burst in 16 KiB frames, then full frames; again after idling', () => {
+    const KiB = 1024
+    const p = new Pair({
+      windowBytes: 8 << 20,
+      maxPayloadBytes: 64 * KiB,
+      sendBufferBytes: 8 << 20
+    })
+    const data = patternBytes(2 << 20, 5)
+    for (let o = 0; o < data.length; o += 64 * KiB)
+      p.write('opener', data.subarray(o, o + 64 * KiB))
+    p.run()
+    assertBytes(p.acceptor.app.received, data)
+    const sizes = (from: number): number[] =>
+      p.sent
+        .slice(from)
+        .filter((f) => f.from === 'opener' && f.length > 0)
+        .map((f) => f.length)
+    const first = sizes(0)
+    const split = first.findIndex((n) => n > 16 * KiB)
+    assert.equal(
+      first.slice(0, split).reduce((a, b) => a + b, 0),
+      1 << 20
+    )
+    assert.ok(first.slice(split).every((n) => n === 64 * KiB))
+    // A second burst right away goes on in full frames; after a second of silence it ramps again.
+    let mark = p.sent.length
+    p.write('opener', patternBytes(64 * KiB, 6))
+    p.run()
+    assert.deepEqual(sizes(mark), [64 * KiB])
+    p.clock.advance(1500)
+    mark = p.sent.length
+    p.write('opener', patternBytes(64 * KiB, 7))
+    p.run()
+    assert.deepEqual(sizes(mark), [16 * KiB, 16 * KiB, 16 * KiB, 16 * KiB])
+  })
+
   it('both ways, opener ends first: open → local-fin → both-fin → closed on both sides', () => {
     const p = new Pair()
     const up = patternBytes(50_000, 1)
