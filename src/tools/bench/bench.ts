@@ -46,8 +46,12 @@ export interface BenchRow {
   /** Median goodput, Mbit/s; undefined when the system could not run. */
   readonly goodputMbit: number | undefined
   readonly runs: readonly number[]
-  /** CPU seconds per GB moved, tx_proxy + rx_proxy (Tandem only). */
+  /** CPU seconds per GB moved, both proxies (Tandem: tx_proxy + rx_proxy; kcptun: client + server). */
   readonly cpuSecondsPerGB?: number
+  /** The same for the sending-side proxy (tx_proxy, kcptun client) alone. */
+  readonly cpuTxSecondsPerGB?: number
+  /** The same for the receiving-side proxy (rx_proxy, kcptun server) alone. */
+  readonly cpuRxSecondsPerGB?: number
   readonly note?: string
 }
 
@@ -78,6 +82,24 @@ function cpuSeconds(pid: number | undefined): number {
     return (Number(f[11]) + Number(f[12])) / 100
   } catch {
     return 0
+  }
+}
+
+/** Run `transfer` and measure the CPU the two proxies used, per GB moved. */
+async function withCpu(
+  tx: NsProcess,
+  rx: NsProcess,
+  seconds: number,
+  transfer: () => Promise<number>
+): Promise<{ mbit: number; cpu?: { tx: number; rx: number } }> {
+  const t0 = cpuSeconds(tx.child.pid)
+  const r0 = cpuSeconds(rx.child.pid)
+  const mbit = await transfer()
+  const gb = (mbit * 1e6 * seconds) / 8 / 1e9
+  if (gb <= 0) return { mbit }
+  return {
+    mbit,
+    cpu: { tx: (cpuSeconds(tx.child.pid) - t0) / gb, rx: (cpuSeconds(rx.child.pid) - r0) / gb }
   }
 }
 
@@ -198,7 +220,7 @@ async function runOnce(
   bed: ImpairedTestbed,
   sys: SystemSpec,
   seconds: number
-): Promise<{ mbit: number; cpuPerGB?: number }> {
+): Promise<{ mbit: number; cpu?: { tx: number; rx: number } }> {
   switch (sys.kind) {
     case 'direct':
       return { mbit: await streamGoodput(bed, A.dst.v4, 5201, seconds, sys.congestion) }
@@ -218,11 +240,9 @@ async function runOnce(
       })
       const { tx, rx } = await bed.startProxies(conf, sys.subflows ?? 8)
       try {
-        const c0 = cpuSeconds(tx.child.pid) + cpuSeconds(rx.child.pid)
-        const mbit = await streamGoodput(bed, A.dst.v4, 5201, seconds, 'cubic')
-        const cpu = cpuSeconds(tx.child.pid) + cpuSeconds(rx.child.pid) - c0
-        const gb = (mbit * 1e6 * seconds) / 8 / 1e9
-        return gb > 0 ? { mbit, cpuPerGB: cpu / gb } : { mbit }
+        return await withCpu(tx, rx, seconds, () =>
+          streamGoodput(bed, A.dst.v4, 5201, seconds, 'cubic')
+        )
       } finally {
         await tx.stop()
         await rx.stop()
@@ -293,7 +313,9 @@ async function runOnce(
       )
       await new Promise((r) => setTimeout(r, 1000))
       try {
-        return { mbit: await streamGoodput(bed, A.tx.v4, 12948, seconds, 'cubic') }
+        return await withCpu(client, server, seconds, () =>
+          streamGoodput(bed, A.tx.v4, 12948, seconds, 'cubic')
+        )
       } finally {
         await client.stop()
         await server.stop()
@@ -426,9 +448,13 @@ function markdown(rows: readonly BenchRow[], short: readonly ShortFlowRow[], met
   let out = `${meta}\n\nGoodput in Mbit/s (median of the runs; link rate ${rows[0]?.rateMbit ?? '?'} Mbit/s; columns: RTT, loss each way):\n\n${[head, sep, ...body].join('\n')}\n`
   const cpu = rows.filter((r) => r.cpuSecondsPerGB !== undefined)
   if (cpu.length > 0) {
-    out += `\nCPU seconds per GB moved (tx_proxy + rx_proxy):\n\n| system | link | CPU s/GB |\n|---|---|---:|\n`
-    for (const r of cpu)
-      out += `| ${r.system} | ${r.rttMs} ms, ${r.lossPercent} % | ${r.cpuSecondsPerGB?.toFixed(1)} |\n`
+    out += `\nCPU seconds per GB moved by each proxy (median over the links; per link in the JSON):\n\n| system | sending side (tx_proxy, kcptun client) | receiving side (rx_proxy, kcptun server) | both |\n|---|---:|---:|---:|\n`
+    for (const name of [...new Set(cpu.map((r) => r.system))]) {
+      const of = cpu.filter((r) => r.system === name)
+      const m = (f: (r: BenchRow) => number | undefined): string =>
+        median(of.map((r) => f(r) ?? NaN).filter((x) => !Number.isNaN(x))).toFixed(1)
+      out += `| ${name} | ${m((r) => r.cpuTxSecondsPerGB)} | ${m((r) => r.cpuRxSecondsPerGB)} | ${m((r) => r.cpuSecondsPerGB)} |\n`
+    }
   }
   if (short.length > 0) {
     out += `\nShort flows (request, then a download of N bytes; medians, ms from connect()):\n\n| system | link | bytes | time to first byte | completion |\n|---|---|---:|---:|---:|\n`
@@ -452,8 +478,24 @@ async function main(): Promise<number> {
       describe: 'loss percentages, comma-separated (default 0,0.5,1,2)'
     })
     .option('rate', { type: 'number', default: 100, describe: 'link rate, Mbit/s' })
-    .option('runs', { type: 'number', describe: 'runs per cell (median); default 3, quick 1' })
-    .option('seconds', { type: 'number', describe: 'bulk transfer length; default 20, quick 12' })
+    .option('runs', {
+      type: 'number',
+      describe: 'runs per cell (median) for the core systems; default 3, quick 1'
+    })
+    .option('core', {
+      type: 'string',
+      default: 'direct-cubic,direct-bbr,tandem-8-bbr',
+      describe: 'systems measured --runs times; the others --sweep-runs times'
+    })
+    .option('sweep-runs', {
+      type: 'number',
+      describe: 'runs per cell for the other systems (subflow sweep, alternatives); default 1'
+    })
+    .option('seconds', {
+      type: 'number',
+      describe:
+        'bulk transfer length; default 8 s at RTT <= 50 ms, 10 s to 200 ms, 15 s above; quick 12'
+    })
     .option('systems', {
       type: 'string',
       describe: 'comma-separated systems (see the source for names)'
@@ -487,7 +529,11 @@ async function main(): Promise<number> {
   const rtts = (args.rtt ?? (quick ? '50' : '50,200,600')).split(',').map(Number)
   const losses = (args.loss ?? (quick ? '0,1' : '0,0.5,1,2')).split(',').map(Number)
   const runs = args.runs ?? (quick ? 1 : 3)
-  const seconds = args.seconds ?? (quick ? 12 : 20)
+  const sweepRuns = args.sweepRuns ?? Math.min(1, runs)
+  const core = new Set(args.core.split(','))
+  // Long enough to leave slow start (it takes about ten round trips to fill 100 Mbit/s).
+  const secondsFor = (rttMs: number): number =>
+    args.seconds ?? (quick ? 12 : rttMs <= 50 ? 8 : rttMs <= 200 ? 10 : 15)
   const defaultSystems = quick
     ? 'direct-cubic,direct-bbr,tandem-8-bbr,tandem-8-cubic,iperf3-P8-cubic,kcptun,mptcp-4-cubic'
     : 'direct-cubic,direct-bbr,tandem-1-bbr,tandem-2-bbr,tandem-4-bbr,tandem-8-bbr,tandem-16-bbr,tandem-1-cubic,tandem-2-cubic,tandem-4-cubic,tandem-8-cubic,tandem-16-cubic,iperf3-P8-cubic,kcptun,mptcp-4-cubic'
@@ -531,13 +577,14 @@ async function main(): Promise<number> {
             continue
           }
           const samples: number[] = []
-          const cpu: number[] = []
+          const cpu: { tx: number; rx: number }[] = []
           let note: string | undefined
-          for (let i = 0; i < runs; i++) {
+          const n = core.has(sys.name) ? runs : sweepRuns
+          for (let i = 0; i < n; i++) {
             try {
-              const r = await runOnce(bed, sys, seconds)
+              const r = await runOnce(bed, sys, secondsFor(rttMs))
               samples.push(r.mbit)
-              if (r.cpuPerGB !== undefined) cpu.push(r.cpuPerGB)
+              if (r.cpu !== undefined) cpu.push(r.cpu)
             } catch (err) {
               note = `failed: ${err instanceof Error ? err.message.slice(0, 80) : String(err)}`
             }
@@ -553,13 +600,21 @@ async function main(): Promise<number> {
             rateMbit: args.rate,
             goodputMbit: g,
             runs: samples,
-            ...(cpu.length > 0 ? { cpuSecondsPerGB: median(cpu) } : {}),
+            ...(cpu.length > 0
+              ? {
+                  cpuSecondsPerGB: median(cpu.map((c) => c.tx + c.rx)),
+                  cpuTxSecondsPerGB: median(cpu.map((c) => c.tx)),
+                  cpuRxSecondsPerGB: median(cpu.map((c) => c.rx))
+                }
+              : {}),
             ...(note !== undefined && g === undefined ? { note: 'failed' } : {})
           })
         }
         await receiver.stop()
         await mptcpReceiver?.stop()
-        if (args.short && lossPercent === losses[losses.length - 1]) {
+        // Short flows on a clean and a 1 % link (or the last loss rate when 1 % is not measured).
+        const shortLosses = losses.includes(1) ? [0, 1] : [losses[losses.length - 1]]
+        if (args.short && shortLosses.includes(lossPercent)) {
           short.push(
             ...(await shortFlows(
               bed,
@@ -584,42 +639,44 @@ async function main(): Promise<number> {
       }
     }
   }
-  let ceiling: { direct: number; tandem: number; tandemPlain: number } | undefined
+  let ceiling: { direct: number; tandem: number; tandemPlain: number; runs: number[][] } | undefined
   if (args.ceiling) {
     process.stderr.write(`\n== clean link (no emulator): the ceiling of the pair\n`)
     const bed = await createImpairedTestbed('bench', { rttMs: 0, lossPercent: 0, rateMbit: 0 })
     try {
       const receiver = await startReceiver(bed, 5201)
-      const d = await runOnce(bed, { name: 'direct', kind: 'direct', congestion: 'cubic' }, 10)
-      const t = await runOnce(
-        bed,
+      // Interleaved, median of `runs` each: this machine is shared and its speed drifts.
+      const ceilingSystems: SystemSpec[] = [
+        { name: 'direct', kind: 'direct', congestion: 'cubic' },
         { name: 'tandem-8-cubic', kind: 'tandem', congestion: 'cubic', subflows: 8 },
-        10
-      )
-      const p = await runOnce(
-        bed,
         {
           name: 'tandem-8-cubic-plain',
           kind: 'tandem',
           congestion: 'cubic',
           subflows: 8,
           plain: true
-        },
-        10
-      )
-      ceiling = { direct: d.mbit, tandem: t.mbit, tandemPlain: p.mbit }
+        }
+      ]
+      const got: number[][] = ceilingSystems.map(() => [])
+      for (let i = 0; i < runs; i++) {
+        for (const [k, sys] of ceilingSystems.entries())
+          got[k]!.push((await runOnce(bed, sys, 8)).mbit)
+      }
+      const [d, t, p] = got.map((g) => median(g)) as [number, number, number]
+      ceiling = { direct: d, tandem: t, tandemPlain: p, runs: got }
       process.stderr.write(
-        `   direct ${d.mbit.toFixed(0)} Mbit/s, Tandem ${t.mbit.toFixed(0)} Mbit/s encrypted, ${p.mbit.toFixed(0)} Mbit/s plain\n`
+        `   direct ${d.toFixed(0)} Mbit/s, Tandem ${t.toFixed(0)} Mbit/s encrypted, ${p.toFixed(0)} Mbit/s plain (${got.map((g) => g.map((x) => x.toFixed(0)).join('/')).join('; ')})\n`
       )
       await receiver.stop()
     } finally {
       await bed.destroy()
     }
   }
-  const meta = `Tandem benchmark, ${started.toISOString()}, ${quick ? 'quick mode' : 'full mode'}: ${runs} run(s) of ${seconds} s per cell; command: npm run bench${quick ? ' -- --quick' : ''}`
+  const secondsList = rtts.map((r) => `${secondsFor(r)} s at ${r} ms`).join(', ')
+  const meta = `Tandem benchmark, ${started.toISOString()}, ${quick ? 'quick mode' : 'full mode'}: bulk transfers of ${secondsList}; ${runs} run(s) per cell (median) for ${[...core].join(', ')}, ${sweepRuns} for the others; command: npm run bench${quick ? ' -- --quick' : ''}`
   let md = markdown(rows, short, meta)
   if (ceiling !== undefined) {
-    md += `\nClean-link ceiling (no impairment, 10 s): direct TCP ${ceiling.direct.toFixed(0)} Mbit/s; Tandem (8 subflows) ${ceiling.tandem.toFixed(0)} Mbit/s encrypted = ${((100 * ceiling.tandem) / ceiling.direct).toFixed(0)} %, ${ceiling.tandemPlain.toFixed(0)} Mbit/s without encryption = ${((100 * ceiling.tandemPlain) / ceiling.direct).toFixed(0)} %.\n`
+    md += `\nClean-link ceiling (no impairment, 8 s transfers, median of ${runs} interleaved runs): direct TCP ${ceiling.direct.toFixed(0)} Mbit/s; Tandem (8 subflows) ${ceiling.tandem.toFixed(0)} Mbit/s encrypted = ${((100 * ceiling.tandem) / ceiling.direct).toFixed(0)} %, ${ceiling.tandemPlain.toFixed(0)} Mbit/s without encryption = ${((100 * ceiling.tandemPlain) / ceiling.direct).toFixed(0)} %.\n`
   }
   mkdirSync(args.out, { recursive: true })
   const stamp = started.toISOString().replace(/[:.]/g, '-')
