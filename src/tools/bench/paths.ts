@@ -72,6 +72,12 @@ const SEARCH_STEP_MS = 20
  * a recovery to 90 % of the rate cannot be told from that noise. Cubic subflows deliver evenly.
  */
 const DEFAULT_CONGESTION = 'cubic'
+/**
+ * A gap in delivery belongs to a kill when it is in progress at the kill or starts this soon
+ * after it, ms: the kill's own stall starts within a round trip or two; a later one (a loss on
+ * a re-dialled subflow's slow start, say) shows in the recovery time instead.
+ */
+const GAP_WINDOW_MS = 1000
 /** Bin of the rate trace kept with each kill, ms. */
 export const TRACE_BIN_MS = 250
 
@@ -119,7 +125,10 @@ export interface RecoveryKill {
   readonly preRateMbit: number
   /** The rate recovery is measured against: threshold × pre-kill rate × surviving share. */
   readonly targetMbit: number
-  /** Longest gap in delivery at dst overlapping [kill, horizon], ms (20 ms resolution). */
+  /**
+   * Longest gap in delivery at dst in progress at the kill or starting within GAP_WINDOW_MS after
+   * it, ms (20 ms resolution).
+   */
   readonly maxGapMs: number
   /** Time from the kill until recovery, ms; null when not within the horizon. */
   readonly recoveryMs: number | null
@@ -658,7 +667,7 @@ async function recoveryFigure(
         survivingShare: share,
         preRateMbit: round(pre),
         targetMbit: round(target),
-        maxGapMs: round(longestStall(stalls, r.at, r.horizonEnd), 0),
+        maxGapMs: round(longestStall(stalls, r.at, r.at + GAP_WINDOW_MS), 0),
         recoveryMs: rec === null ? null : round(rec, 0),
         horizonMs: round(r.horizonEnd - r.at, 0),
         traceMbit: traceOf(samples, r.at - 1000, r.horizonEnd)
@@ -1060,7 +1069,7 @@ function recoveryMarkdown(r: RecoveryResult): string {
     `Target = ${d.threshold * 100} % × rate before (slope of the ${d.preWindowMs / 1000} s before the kill) × share of capacity left ` +
       `(1 for a subflow, re-dialled on the same path; 0.5 for a path of two equal ones). Recovery = time from the kill to the first instant ` +
       `from which each of the next ${d.windows} windows of ${d.windowMs} ms delivers at the target or more and no gap over ${d.maxStallMs} ms ` +
-      `touches them (0: delivery never fell short). Gaps from 20 ms samples of bytes at dst.`
+      `touches them (0: delivery never fell short). Longest gap: in progress at the kill or starting within ${GAP_WINDOW_MS / 1000} s of it, from 20 ms samples of bytes at dst.`
   )
   const t = r.transfer
   if (t !== null) {
