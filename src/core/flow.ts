@@ -155,6 +155,8 @@ export class Flow {
   private lastAckFin = false
   /** The first ACK tells an opener that its OPEN arrived, so it is sent even with nothing new. */
   private ackedOnce = false
+  /** A subflow died: our last ACK may have gone down with it, so the next flush sends one. */
+  private ackMaybeLost = false
   private readonly startedMs: number
   /** Frame-size ramp: when we last sent, and the send offset where this burst began. */
   private lastSendMs = -Infinity
@@ -360,6 +362,9 @@ export class Flow {
   /** `subflow` died: what it carried and nobody acknowledged goes out again. */
   onSubflowLost(subflow: SubflowId): void {
     if (this.done) return
+    // Credit we granted may have been in the dead socket: a sender that used up its credit
+    // waits for an ACK and never probes, so without a fresh one the flow would stall for good.
+    this.ackMaybeLost = true
     const announced = this.announcedOn.delete(subflow)
     if (!this.peerSeenValue && announced && this.announcedOn.size === 0) {
       // Every OPEN may be lost with the subflows that carried it: the trunk announces the flow
@@ -379,11 +384,13 @@ export class Flow {
     const window = this.window
     if (
       !this.ackedOnce ||
+      this.ackMaybeLost ||
       received > this.lastAckReceived ||
       fin !== this.lastAckFin ||
       this.recvLimit - this.lastAckLimit >= window / 8
     ) {
       this.ackedOnce = true
+      this.ackMaybeLost = false
       this.lastAckReceived = received
       this.lastAckFin = fin
       this.lastAckLimit = this.recvLimit

@@ -92,8 +92,11 @@ export class FakeTrunkPort implements TrunkPort {
     this.clock = clock
   }
 
+  /** While true, control frames are lost (written into a socket that is dying). */
+  dropControl = false
+
   sendControl(_flow: Flow, frame: AckFrame | ResetFrame): void {
-    this.control.push(frame)
+    if (!this.dropControl) this.control.push(frame)
   }
 
   markReady(flow: Flow): void {

@@ -700,6 +700,23 @@ describe('Flow: credit and backpressure', () => {
     assert.equal(p.acceptor.flow.stats().windowBytes, 4000)
   })
 
+  it('ACKs lost with a dying subflow are sent again when it is declared dead (no credit deadlock)', () => {
+    const p = new Pair({ windowBytes: 4096, maxPayloadBytes: 1000 })
+    p.write('opener', patternBytes(100, 1))
+    p.run()
+    // The acceptor's ACKs go into a socket that is dying: the opener uses up its credit and waits.
+    p.acceptor.trunk.dropControl = true
+    const data = patternBytes(8192, 2)
+    p.write('opener', data)
+    p.run()
+    assert.equal(p.acceptor.app.received.length, 100 + 4096)
+    // The subflow is declared dead: a fresh ACK goes on a live one and the transfer completes.
+    p.acceptor.trunk.dropControl = false
+    p.kill(1)
+    p.run()
+    assertBytes(p.acceptor.app.received.subarray(100), data)
+  })
+
   it('data beyond the granted credit from a misbehaving peer → RESET CREDIT_EXCEEDED', () => {
     const p = new Pair({ windowBytes: 4096 })
     p.acceptor.flow.onData({
