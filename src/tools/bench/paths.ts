@@ -3,8 +3,8 @@
  * a user asks about when the boxes have two paths between them.
  *
  * 1. Recovery after a kill: one bulk flow over four subflows (two per path); one subflow is
- *    destroyed with `ss -K`, one reset by an injected TCP RST, and a whole path turned into a
- *    black hole (found only by the ping timeout). For each: the longest gap in delivery at dst,
+ *    destroyed with `ss -K`, one reset by an injected TCP RST (full mode only), and a whole path
+ *    turned into a black hole (found only by the ping timeout). For each: the longest gap in delivery at dst,
  *    the time until delivery is back at 90 % of what the surviving capacity gives, and that the
  *    transfer stayed exact (sha256) on one destination connection.
  * 2. Aggregation of two unequal paths (30 + 20 Mbit/s): plain TCP over each path, Tandem over
@@ -156,6 +156,8 @@ export interface TransferCheck {
   readonly maxGapMs: number
   /** Bytes tx_proxy and rx_proxy sent again after subflow losses, MiB. */
   readonly resentMiB: number
+  /** Why the transfer did not complete (a stalled flow ended by the watchdog, a failed stream). */
+  readonly failure: string | null
 }
 
 /** Figure 1. */
@@ -367,7 +369,7 @@ function errorText(err: unknown): string {
   return (err instanceof Error ? err.message : String(err)).split('\n')[0]?.slice(0, 200) ?? ''
 }
 
-/** `xs` rounded to `digits` decimals, for JSON that stays readable. */
+/** `x` rounded to `digits` decimals, for JSON that stays readable. */
 function round(x: number, digits = 1): number {
   const f = 10 ** digits
   return Math.round(x * f) / f
@@ -397,9 +399,12 @@ interface TandemTransfer {
   readonly conf: TwoPathConfig
   readonly report: DuplexReport
   readonly sent: StreamReport | undefined
+  /** Why `./stream` failed (its error code and message), or undefined when it exited 0. */
+  readonly streamFailure: string | undefined
   readonly accepted: number
-  readonly txStatus: ProxyStatus
-  readonly rxStatus: ProxyStatus
+  /** The proxies' status at the end; undefined when one no longer answers. */
+  readonly txStatus: ProxyStatus | undefined
+  readonly rxStatus: ProxyStatus | undefined
 }
 
 /** Handed to `during` while the stream runs. */
@@ -407,11 +412,20 @@ interface TransferContext {
   readonly conf: TwoPathConfig
   readonly receiver: NsProcess
   readonly stream: NsProcess
+  readonly rx: NsProcess
+}
+
+/** One line saying why `./stream` exited `code`. */
+function streamFailureText(code: number | null, sent: StreamReport | undefined): string {
+  return sent?.error !== undefined
+    ? `stream: ${sent.error.code}: ${sent.error.message}`
+    : `stream exited ${code === null ? 'on a signal' : String(code)}`
 }
 
 /**
  * Proxies, the duplex receiver in dst and `./stream` in src for one transfer; `during` runs while
- * the stream does. Everything it started is stopped before it returns or throws.
+ * the stream does. A failed stream is reported (`streamFailure`), not thrown, as long as dst
+ * reports its connection. Everything it started is stopped before it returns or throws.
  */
 async function tandemTransfer(
   bed: TwoPathTestbed,
@@ -431,20 +445,28 @@ async function tandemTransfer(
     procs.push(receiver)
     const stream = bed.startStream(streamArgs)
     procs.push(stream)
-    await during?.({ conf, receiver, stream })
+    await during?.({ conf, receiver, stream, rx })
     const code = await stream.exited()
-    if (code !== 0) throw new Error(`stream exited ${code}: ${stream.output().slice(-300)}`)
-    await pollUntil('the receiver report', () => readReceiver(receiver).reports.length > 0, 15_000)
+    const sent = readStream(stream)
+    const streamFailure = code === 0 ? undefined : streamFailureText(code, sent)
+    await pollUntil(
+      'the receiver report',
+      () => readReceiver(receiver).reports.length > 0,
+      15_000
+    ).catch((err: unknown) => {
+      throw new Error(`${streamFailure ?? 'stream ok'}; ${errorText(err)}`)
+    })
     const got = readReceiver(receiver)
     const report = got.reports[0]
     if (report === undefined) throw new Error('no receiver report')
     return {
       conf,
       report,
-      sent: readStream(stream),
+      sent,
+      streamFailure,
       accepted: got.accepted,
-      txStatus: await queryStatus(conf.txControl),
-      rxStatus: await queryStatus(conf.rxControl)
+      txStatus: await queryStatus(conf.txControl).catch(() => undefined),
+      rxStatus: await queryStatus(conf.rxControl).catch(() => undefined)
     }
   } finally {
     // The next run binds the same ports: this run's processes go first, newest first.
@@ -499,7 +521,7 @@ async function tcpTransfer(
     )
     procs.push(stream)
     const code = await stream.exited()
-    if (code !== 0) throw new Error(`stream exited ${code}: ${stream.output().slice(-300)}`)
+    if (code !== 0) throw new Error(streamFailureText(code, readStream(stream)))
     await pollUntil('the receiver report', () => readReceiver(receiver).reports.length > 0, 15_000)
     const report = readReceiver(receiver).reports[0]
     if (report === undefined) throw new Error('no receiver report')
@@ -530,6 +552,18 @@ const RECOVERY_DEFINITION: RecoveryDefinition = {
 }
 const PING_INTERVAL_MS = 500
 const PING_TIMEOUT_MS = 2500
+/**
+ * An injected reset: the REJECT rule is lifted once tx_proxy has noticed (at most this long, ms).
+ * Left in place it would also swallow the tx kernel's RSTs to rx_proxy's end of the subflow,
+ * which then stays half-open until rx_proxy's ping timeout: a black hole for that subflow's
+ * return direction, not the single reset the row is about.
+ */
+const RESET_RULE_MAX_MS = 1000
+/**
+ * A flow that delivers nothing this long is ended (rx_proxy killed, so dst sees a reset and
+ * reports what it got) rather than waited on until the stream's own timeout, ms.
+ */
+const STALL_ABORT_MS = 10_000
 
 async function recoveryFigure(
   bed: TwoPathTestbed,
@@ -539,7 +573,7 @@ async function recoveryFigure(
 ): Promise<RecoveryResult> {
   const links: PathLinks = { a: RECOVERY_LINK, b: RECOVERY_LINK }
   // Each kill gets the time until the next one to recover in; the black hole comes last, is
-  // held long enough for detection (ping timeout) plus the recovery window, then lifted.
+  // held long enough for detection (ping timeout) plus the recovery windows, then lifted.
   const plan: readonly KillStep[] = quick
     ? [
         { method: 'ss-kill', atMs: 5000, holdMs: 0 },
@@ -573,6 +607,7 @@ async function recoveryFigure(
     readonly detected: Promise<number | null>
   }
   const raws: Raw[] = []
+  let aborted: string | undefined
   try {
     const t = await tandemTransfer(
       bed,
@@ -589,17 +624,38 @@ async function recoveryFigure(
       },
       ['--duration', String(durationS), '--timeout', String(durationS + 90)],
       MiB,
-      async ({ conf, receiver }) => {
+      async ({ conf, receiver, stream, rx }) => {
         await pollUntil(
           'first bytes at dst',
           () => readReceiver(receiver).receivedBytes > 0,
           30_000
         )
         const firstAt = wallMs()
+        const watchdog = (async (): Promise<void> => {
+          let bytes = readReceiver(receiver).receivedBytes
+          let movedAt = wallMs()
+          while (stream.child.exitCode === null && stream.child.signalCode === null) {
+            await sleep(250)
+            const now = readReceiver(receiver).receivedBytes
+            if (now !== bytes || readReceiver(receiver).reports.length > 0) {
+              bytes = now
+              movedAt = wallMs()
+            } else if (wallMs() - movedAt > STALL_ABORT_MS) {
+              aborted =
+                `flow stalled: nothing delivered for ${STALL_ABORT_MS / 1000} s from ` +
+                `+${((movedAt - firstAt) / 1000).toFixed(1)} s; run ended`
+              log(`recovery: ${aborted}`)
+              await rx.stop('SIGKILL')
+              await stream.stop()
+              return
+            }
+          }
+        })()
         const lost = async (): Promise<number> =>
           (await queryStatus(conf.txControl)).counters.subflows_lost ?? 0
         for (const [i, step] of plan.entries()) {
           await sleepUntil(firstAt + step.atMs)
+          if (aborted !== undefined) break
           const next = plan[i + 1]
           const horizonEnd =
             firstAt + (step.holdMs > 0 ? step.atMs + step.holdMs : (next?.atMs ?? durationS * 1000))
@@ -607,11 +663,9 @@ async function recoveryFigure(
           // The busiest subflow (most bytes unacknowledged), so that the kill hits data.
           const victim = [...sockets].sort((x, y) => y.sendQueue - x.sendQueue)[0]
           const path: PathName =
-            step.method === 'black-hole'
+            step.method === 'black-hole' || victim?.localAddress === TWO_PATH_ADDRESSES.b.local
               ? 'b'
-              : victim?.localAddress === TWO_PATH_ADDRESSES.b.local
-                ? 'b'
-                : 'a'
+              : 'a'
           const lostBefore = await lost()
           const at = wallMs()
           let fault: ActiveFault
@@ -640,12 +694,16 @@ async function recoveryFigure(
             () => null
           )
           raws.push({ step, fault, path, at, horizonEnd, detected })
-          if (step.holdMs > 0) {
+          if (step.method === 'rst-inject') {
+            await Promise.race([detected, sleep(RESET_RULE_MAX_MS)])
+            await fault.restore()
+          } else if (step.holdMs > 0) {
             await sleepUntil(at + step.holdMs)
             await fault.restore()
             log(`recovery: ${fault.description} lifted`)
           }
         }
+        await watchdog
       }
     )
     const { report, sent } = t
@@ -673,16 +731,18 @@ async function recoveryFigure(
         traceMbit: traceOf(samples, r.at - 1000, r.horizonEnd)
       })
     }
+    const resent = (t.txStatus?.totals.resentBytes ?? 0) + (t.rxStatus?.totals.resentBytes ?? 0)
     const transfer: TransferCheck = {
       bytes: report.receivedBytes,
       sha256Equal:
         sent?.sentBytes === report.receivedBytes && sent.sentSha256 === report.receivedSha256,
       replySha256Equal:
         sent?.replyBytes === report.replyBytes && sent.replySha256 === report.replySha256,
-      destinationConnections: Math.max(t.accepted, t.rxStatus.counters.connects ?? 0),
+      destinationConnections: Math.max(t.accepted, t.rxStatus?.counters.connects ?? 0),
       ending: report.ending,
       maxGapMs: round(report.maxGapMs, 0),
-      resentMiB: round((t.txStatus.totals.resentBytes + t.rxStatus.totals.resentBytes) / MiB)
+      resentMiB: round(resent / MiB),
+      failure: aborted ?? t.streamFailure ?? null
     }
     for (const k of kills) {
       log(
@@ -714,7 +774,7 @@ async function aggregationFigure(
   log: (line: string) => void
 ): Promise<AggregationResult> {
   const links = AGGREGATION_LINKS
-  const seconds = quick ? 6 : 12
+  const seconds = quick ? 5 : 12
   // Steady state: start-up left out (several RTTs of slow start and the window growing), and
   // the last second (the sender stops).
   const steadyFromMs = quick ? 2000 : 3000
@@ -782,10 +842,14 @@ async function aggregationFigure(
             ['--duration', String(seconds), '--timeout', String(seconds + 60)],
             0
           )
+          if (t.streamFailure !== undefined) throw new Error(t.streamFailure)
           runs.push({
             ...c,
             goodputMbit: steady(t.report),
-            sentMbit: sentPerPath(t.txStatus, t.report.lastByteAt - t.report.firstByteAt),
+            sentMbit:
+              t.txStatus === undefined
+                ? null
+                : sentPerPath(t.txStatus, t.report.lastByteAt - t.report.firstByteAt),
             sha256Equal: t.sent?.sentSha256 === t.report.receivedSha256
           })
         }
@@ -853,7 +917,7 @@ async function latencyFigure(
   log: (line: string) => void
 ): Promise<LatencyResult> {
   const links = LATENCY_LINKS
-  const exchanges = quick ? 120 : 400
+  const exchanges = quick ? 100 : 400
   const base = {
     links,
     subflowsPerPath: SUBFLOWS_PER_PATH,
@@ -1075,7 +1139,8 @@ function recoveryMarkdown(r: RecoveryResult): string {
   if (t !== null) {
     out.push(
       `Transfer: ${(t.bytes / MiB).toFixed(0)} MiB, sha256 equal ${yesNo(t.sha256Equal)} (reply ${yesNo(t.replySha256Equal)}), ` +
-        `destination connections ${t.destinationConnections}, ending \`${t.ending}\`, ${t.resentMiB.toFixed(1)} MiB re-sent.`
+        `destination connections ${t.destinationConnections}, ending \`${t.ending}\`, ${t.resentMiB.toFixed(1)} MiB re-sent` +
+        (t.failure === null ? '.' : `; **failed**: ${t.failure}.`)
     )
   } else if (r.error !== undefined) {
     out.push(`Failed: ${r.error}`)
