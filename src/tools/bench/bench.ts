@@ -23,6 +23,7 @@ import {
   type NsProcess
 } from '../testbed/impaired.js'
 import { PROJECT_ROOT, TOPOLOGY_ADDRESSES as A } from '../testbed/topology.js'
+import { pathBenchMarkdown, runPathBench, type PathBenchResult } from './paths.js'
 import { renderPlot } from './plot.js'
 
 /** One measured system. */
@@ -511,6 +512,12 @@ async function main(): Promise<number> {
       default: true,
       describe: 'also measure the clean-link ceiling'
     })
+    .option('paths', {
+      type: 'boolean',
+      default: true,
+      describe:
+        'also the two-path rows: recovery after a subflow kill, aggregation, redundant p99 latency'
+    })
     .option('out', {
       type: 'string',
       default: join(PROJECT_ROOT, 'results'),
@@ -672,15 +679,30 @@ async function main(): Promise<number> {
       await bed.destroy()
     }
   }
+  let paths: PathBenchResult | undefined
+  if (args.paths) {
+    process.stderr.write(`\n== two paths between the boxes (recovery, aggregation, latency)\n`)
+    // A failure here must not lose the matrix measured so far: it is reported and skipped.
+    paths = await runPathBench({
+      quick,
+      log: (line) => process.stderr.write(`   ${line}\n`)
+    }).catch((err: unknown) => {
+      process.stderr.write(
+        `   two-path rows failed: ${err instanceof Error ? err.message : String(err)}\n`
+      )
+      return undefined
+    })
+  }
   const secondsList = rtts.map((r) => `${secondsFor(r)} s at ${r} ms`).join(', ')
   const meta = `Tandem benchmark, ${started.toISOString()}, ${quick ? 'quick mode' : 'full mode'}: bulk transfers of ${secondsList}; ${runs} run(s) per cell (median) for ${[...core].join(', ')}, ${sweepRuns} for the others; command: npm run bench${quick ? ' -- --quick' : ''}`
   let md = markdown(rows, short, meta)
   if (ceiling !== undefined) {
     md += `\nClean-link ceiling (no impairment, 8 s transfers, median of ${runs} interleaved runs): direct TCP ${ceiling.direct.toFixed(0)} Mbit/s; Tandem (8 subflows) ${ceiling.tandem.toFixed(0)} Mbit/s encrypted = ${((100 * ceiling.tandem) / ceiling.direct).toFixed(0)} %, ${ceiling.tandemPlain.toFixed(0)} Mbit/s without encryption = ${((100 * ceiling.tandemPlain) / ceiling.direct).toFixed(0)} %.\n`
   }
+  if (paths !== undefined) md += `\n${pathBenchMarkdown(paths)}`
   mkdirSync(args.out, { recursive: true })
   const stamp = started.toISOString().replace(/[:.]/g, '-')
-  const json = JSON.stringify({ meta, rows, short, ceiling }, null, 2)
+  const json = JSON.stringify({ meta, rows, short, ceiling, paths }, null, 2)
   writeFileSync(join(args.out, `bench-${stamp}.json`), json)
   writeFileSync(join(args.out, 'latest.json'), json)
   writeFileSync(join(args.out, 'latest.md'), md)
