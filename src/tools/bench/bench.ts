@@ -186,7 +186,12 @@ async function streamGoodput(
     ],
     seconds * 1000 + 150_000
   )
-  if (r.code !== 0) throw new Error(`stream failed: ${r.output.trim().slice(0, 300)}`)
+  if (r.code !== 0) {
+    // The harness prints {"ok":false,"error":{"code":...}}: name the code (a timeout means the
+    // data taken in during the run did not drain within the deadline).
+    const code = /"code":"([A-Z_]+)"/.exec(r.output)?.[1]
+    throw new Error(code ?? `stream failed: ${r.output.trim().slice(0, 300)}`)
+  }
   const j = JSON.parse(r.output.trim().split('\n').pop() ?? '{}') as { goodputMbitPerSec: number }
   return j.goodputMbitPerSec
 }
@@ -593,12 +598,12 @@ async function main(): Promise<number> {
               samples.push(r.mbit)
               if (r.cpu !== undefined) cpu.push(r.cpu)
             } catch (err) {
-              note = `failed: ${err instanceof Error ? err.message.slice(0, 80) : String(err)}`
+              note = err instanceof Error ? err.message.slice(0, 80) : String(err)
             }
           }
           const g = samples.length > 0 ? median(samples) : undefined
           process.stderr.write(
-            `   ${sys.name.padEnd(18)} ${g === undefined ? (note ?? 'failed') : `${g.toFixed(1)} Mbit/s`}  [${samples.map((x) => x.toFixed(1)).join(', ')}]\n`
+            `   ${sys.name.padEnd(18)} ${g === undefined ? (note !== undefined ? `failed: ${note}` : 'failed') : `${g.toFixed(1)} Mbit/s`}  [${samples.map((x) => x.toFixed(1)).join(', ')}]\n`
           )
           rows.push({
             system: sys.name,
@@ -614,7 +619,7 @@ async function main(): Promise<number> {
                   cpuRxSecondsPerGB: median(cpu.map((c) => c.rx))
                 }
               : {}),
-            ...(note !== undefined && g === undefined ? { note: 'failed' } : {})
+            ...(note !== undefined && g === undefined ? { note: `failed (${note})` } : {})
           })
         }
         await receiver.stop()
