@@ -25,6 +25,7 @@ import {
   EXIT_FAILURE,
   formatBytes,
   formatEndpoint,
+  goodput,
   listen,
   parseCount,
   parsePort,
@@ -98,6 +99,11 @@ function parseArgs(argv: readonly string[]) {
         describe: 'exit 1 unless each connection brings this SHA-256 (hex)'
       },
       'ready-file': { type: 'string', describe: 'write HOST:PORT to this file once listening' },
+      'stop-after': {
+        type: 'string',
+        describe:
+          'measure each connection for this many seconds from accept, report what arrived, then reset it (fixed-time goodput, as iperf3 measures)'
+      },
       timeout: {
         type: 'string',
         describe: 'give up after this many seconds (waiting and transferring)'
@@ -133,6 +139,8 @@ interface RunSettings {
   readonly quiet: boolean
   readonly output: Writable | undefined
   readonly progress: Progress
+  /** Reset each connection this long after accept and report what arrived by then. */
+  readonly stopAfterMs: number | undefined
 }
 
 function describeReply(reply: ReplySpec): string {
@@ -169,6 +177,18 @@ async function handleConnection(
   const peerAddress = socket.remoteAddress ?? ''
   const peerPort = socket.remotePort ?? 0
   let reported = 0
+  // Fixed-time measurement: what arrived by `stopAfterMs` after accept, then a reset.
+  let stopped: { readonly afterMs: number; readonly bytes: number } | undefined
+  const stopTimer =
+    settings.stopAfterMs === undefined
+      ? undefined
+      : setTimeout(
+          function receiveOnStopAfter(): void {
+            stopped = { afterMs: performance.now() - acceptedAt, bytes: reported }
+            socket.resetAndDestroy()
+          },
+          Math.max(0, acceptedAt + settings.stopAfterMs - performance.now())
+        )
   try {
     const result = await receiveOne(socket, {
       output: settings.output,
@@ -207,6 +227,10 @@ async function handleConnection(
     return true
   } catch (err) {
     settings.progress.finish()
+    if (stopped !== undefined) {
+      reportStopped(index, peerAddress, peerPort, stopped, settings)
+      return true
+    }
     if (settings.json) {
       const report = {
         ok: false,
@@ -219,6 +243,35 @@ async function handleConnection(
     }
     reportError(PROGRAM, err)
     return false
+  } finally {
+    clearTimeout(stopTimer)
+  }
+}
+
+/** Reports a connection measured for a fixed time (`--stop-after`) and then reset. */
+function reportStopped(
+  index: number,
+  peerAddress: string,
+  peerPort: number,
+  stopped: { readonly afterMs: number; readonly bytes: number },
+  settings: RunSettings
+): void {
+  const rate = goodput(stopped.bytes, stopped.afterMs)
+  if (settings.json) {
+    const report = {
+      ok: true,
+      connection: index,
+      peerAddress,
+      peerPort,
+      receivedBytes: stopped.bytes,
+      stoppedAfterMs: Math.round(stopped.afterMs),
+      goodputMbitPerSec: Math.round(rate.mbitPerSec * 1000) / 1000
+    }
+    process.stdout.write(`${JSON.stringify(report)}\n`)
+  } else if (!settings.quiet) {
+    process.stdout.write(
+      `connection ${index} from ${formatEndpoint(peerAddress, peerPort)}: ${stopped.bytes} bytes (${formatBytes(stopped.bytes)}) in ${(stopped.afterMs / 1000).toFixed(3)} s, ${rate.mbitPerSec.toFixed(1)} Mbit/s, then reset (--stop-after)\n`
+    )
   }
 }
 
@@ -270,6 +323,8 @@ async function main(argv: readonly string[]): Promise<number> {
     json: args.json,
     quiet: args.quiet,
     output,
+    stopAfterMs:
+      args.stopAfter === undefined ? undefined : parseSecondsToMs(args.stopAfter, 'stop-after'),
     progress: createProgressBar(
       process.stderr,
       'received',

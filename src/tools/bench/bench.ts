@@ -158,15 +158,24 @@ function ensurePackages(): Set<string> {
   return unavailable
 }
 
-/** ./stream from src to `host:port` for `seconds`; goodput in Mbit/s. */
+/**
+ * Goodput in Mbit/s of a bulk transfer from src to `host:port`, measured at the receiver over a
+ * fixed time: `./receive --stop-after` counts what reached dst in the first `seconds` after it
+ * accepted the connection, then resets it. Whatever a proxy still holds is not counted, and a
+ * slow system costs its `seconds`, not the time to drain its buffers.
+ */
 async function streamGoodput(
   bed: ImpairedTestbed,
+  receiver: NsProcess,
   host: string,
   port: number,
   seconds: number,
   congestion: string,
   wrap: readonly string[] = []
 ): Promise<number> {
+  const seen = receiver.output().length
+  // Send past the receiver's stop, which comes `seconds` after the handshake has crossed.
+  const duration = seconds + Math.ceil((2 * bed.link.rttMs) / 1000) + 5
   const r = await runIn(
     bed.topo.ns.src,
     [
@@ -176,30 +185,52 @@ async function streamGoodput(
       host,
       String(port),
       '--duration',
-      String(seconds),
+      String(duration),
       '--congestion',
       congestion,
       '--json',
       '--quiet',
       '--timeout',
-      String(seconds + 120)
+      String(duration + 30)
     ],
-    seconds * 1000 + 150_000
+    (duration + 60) * 1000
   )
-  if (r.code !== 0) {
-    // The harness prints {"ok":false,"error":{"code":...}}: name the code (a timeout means the
-    // data taken in during the run did not drain within the deadline).
+  const line = await waitForLine(receiver, seen, /^\{"ok".*$/m, 10_000)
+  if (line === undefined) {
+    // The harness prints {"ok":false,"error":{"code":...}}: name the code.
     const code = /"code":"([A-Z_]+)"/.exec(r.output)?.[1]
     throw new Error(code ?? `stream failed: ${r.output.trim().slice(0, 300)}`)
   }
-  const j = JSON.parse(r.output.trim().split('\n').pop() ?? '{}') as { goodputMbitPerSec: number }
+  const j = JSON.parse(line) as {
+    ok: boolean
+    goodputMbitPerSec?: number
+    error?: { code: string }
+  }
+  if (!j.ok || j.goodputMbitPerSec === undefined) throw new Error(j.error?.code ?? 'receive failed')
   return j.goodputMbitPerSec
 }
 
-/** A receiver in dst (kept for a whole link). */
+/** The first match of `re` in what `p` printed after offset `from`, polled until `timeoutMs`. */
+async function waitForLine(
+  p: NsProcess,
+  from: number,
+  re: RegExp,
+  timeoutMs: number
+): Promise<string | undefined> {
+  const until = Date.now() + timeoutMs
+  for (;;) {
+    const m = re.exec(p.output().slice(from))
+    if (m !== null) return m[0]
+    if (Date.now() > until) return undefined
+    await new Promise((r) => setTimeout(r, 100))
+  }
+}
+
+/** A receiver in dst (kept for a whole link) measuring each connection for `seconds`. */
 async function startReceiver(
   bed: ImpairedTestbed,
   port: number,
+  seconds: number,
   wrap: readonly string[] = []
 ): Promise<NsProcess> {
   const p = startIn(
@@ -211,9 +242,10 @@ async function startReceiver(
       '--port',
       String(port),
       '--keep-listening',
-      '--reply-bytes',
-      '1KiB',
-      '--quiet'
+      '--json',
+      '--quiet',
+      '--stop-after',
+      String(seconds)
     ],
     'receive'
   )
@@ -221,15 +253,24 @@ async function startReceiver(
   return p
 }
 
+/** The receivers of one link: 5201 for direct TCP, Tandem and kcptun; 5203 for MPTCP. */
+interface Receivers {
+  readonly main: NsProcess
+  readonly mptcp?: NsProcess | undefined
+}
+
 /** Run one system once on the testbed; Mbit/s, plus CPU s/GB for Tandem. */
 async function runOnce(
   bed: ImpairedTestbed,
+  receivers: Receivers,
   sys: SystemSpec,
   seconds: number
 ): Promise<{ mbit: number; cpu?: { tx: number; rx: number } }> {
   switch (sys.kind) {
     case 'direct':
-      return { mbit: await streamGoodput(bed, A.dst.v4, 5201, seconds, sys.congestion) }
+      return {
+        mbit: await streamGoodput(bed, receivers.main, A.dst.v4, 5201, seconds, sys.congestion)
+      }
     case 'tandem': {
       const bdp =
         ((bed.link.rateMbit > 0 ? bed.link.rateMbit : 1000) *
@@ -247,7 +288,7 @@ async function runOnce(
       const { tx, rx } = await bed.startProxies(conf, sys.subflows ?? 8)
       try {
         return await withCpu(tx, rx, seconds, () =>
-          streamGoodput(bed, A.dst.v4, 5201, seconds, 'cubic')
+          streamGoodput(bed, receivers.main, A.dst.v4, 5201, seconds, 'cubic')
         )
       } finally {
         await tx.stop()
@@ -320,7 +361,7 @@ async function runOnce(
       await new Promise((r) => setTimeout(r, 1000))
       try {
         return await withCpu(client, server, seconds, () =>
-          streamGoodput(bed, A.tx.v4, 12948, seconds, 'cubic')
+          streamGoodput(bed, receivers.main, A.tx.v4, 12948, seconds, 'cubic')
         )
       } finally {
         await client.stop()
@@ -328,17 +369,23 @@ async function runOnce(
       }
     }
     case 'mptcp': {
-      const mbit = await streamGoodput(bed, A.dst.v4, 5203, seconds, sys.congestion, [
-        'mptcpize',
-        'run'
-      ])
+      if (receivers.mptcp === undefined) throw new Error('no MPTCP receiver')
+      const mbit = await streamGoodput(
+        bed,
+        receivers.mptcp,
+        A.dst.v4,
+        5203,
+        seconds,
+        sys.congestion,
+        ['mptcpize', 'run']
+      )
       return { mbit }
     }
   }
 }
 
 /** Kernel MPTCP set-up in src and dst: 4 subflows from 4 src addresses; a receiver on 5203. */
-async function setupMptcp(bed: ImpairedTestbed): Promise<NsProcess> {
+async function setupMptcp(bed: ImpairedTestbed, seconds: number): Promise<NsProcess> {
   const { src, dst } = bed.topo.ns
   for (const ns of [src, dst])
     await ns.exec(['ip', 'mptcp', 'limits', 'set', 'subflow', '8', 'add_addr_accepted', '8'])
@@ -356,7 +403,7 @@ async function setupMptcp(bed: ImpairedTestbed): Promise<NsProcess> {
     ])
   }
   await new Promise((r) => setTimeout(r, 2500)) // DAD-free v4, but ARP for the new addresses
-  return await startReceiver(bed, 5203, ['mptcpize', 'run'])
+  return await startReceiver(bed, 5203, seconds, ['mptcpize', 'run'])
 }
 
 /** Short flows: request/response through the warm trunk vs direct. */
@@ -490,8 +537,8 @@ async function main(): Promise<number> {
     })
     .option('core', {
       type: 'string',
-      default: 'direct-cubic,direct-bbr,tandem-8-bbr',
-      describe: 'systems measured --runs times; the others --sweep-runs times'
+      default: 'direct-cubic,direct-bbr,tandem-8-bbr,iperf3-P8-cubic,kcptun,mptcp-4-cubic',
+      describe: 'systems measured --runs times; the others (the subflow sweep) --sweep-runs times'
     })
     .option('sweep-runs', {
       type: 'number',
@@ -554,6 +601,26 @@ async function main(): Promise<number> {
   const rows: BenchRow[] = []
   const short: ShortFlowRow[] = []
   const started = new Date()
+  let ceiling: { direct: number; tandem: number; tandemPlain: number; runs: number[][] } | undefined
+  let paths: PathBenchResult | undefined
+  const secondsList = rtts.map((r) => `${secondsFor(r)} s at ${r} ms`).join(', ')
+  const meta = `Tandem benchmark, ${started.toISOString()}, ${quick ? 'quick mode' : 'full mode'}: bulk transfers of ${secondsList}, goodput counted at the receiver; ${runs} run(s) per cell (median) for ${[...core].join(', ')}, ${sweepRuns} for the others; command: npm run bench${quick ? ' -- --quick' : ''}`
+  mkdirSync(args.out, { recursive: true })
+  const stamp = started.toISOString().replace(/[:.]/g, '-')
+  // Written after every link as well, so that an interrupted run keeps what it measured.
+  const writeResults = (done: boolean): string => {
+    let md = markdown(rows, short, done ? meta : `${meta} (partial: still running)`)
+    if (ceiling !== undefined) {
+      md += `\nClean-link ceiling (no impairment, 8 s transfers, median of ${runs} interleaved runs): direct TCP ${ceiling.direct.toFixed(0)} Mbit/s; Tandem (8 subflows) ${ceiling.tandem.toFixed(0)} Mbit/s encrypted = ${((100 * ceiling.tandem) / ceiling.direct).toFixed(0)} %, ${ceiling.tandemPlain.toFixed(0)} Mbit/s without encryption = ${((100 * ceiling.tandemPlain) / ceiling.direct).toFixed(0)} %.\n`
+    }
+    if (paths !== undefined) md += `\n${pathBenchMarkdown(paths)}`
+    const json = JSON.stringify({ meta, done, rows, short, ceiling, paths }, null, 2)
+    writeFileSync(join(args.out, `bench-${stamp}.json`), json)
+    writeFileSync(join(args.out, 'latest.json'), json)
+    writeFileSync(join(args.out, 'latest.md'), md)
+    writeFileSync(join(args.out, 'latest.svg'), renderPlot(rows))
+    return md
+  }
   for (const rttMs of rtts) {
     for (const lossPercent of losses) {
       const link: LinkSpec = { rttMs, lossPercent, rateMbit: args.rate }
@@ -562,10 +629,10 @@ async function main(): Promise<number> {
       )
       const bed = await createImpairedTestbed('bench', link)
       try {
-        const receiver = await startReceiver(bed, 5201)
+        const receiver = await startReceiver(bed, 5201, secondsFor(rttMs))
         const mptcpReceiver =
           systems.some((s) => s.kind === 'mptcp') && !unavailable.has('mptcp')
-            ? await setupMptcp(bed).catch(() => undefined)
+            ? await setupMptcp(bed, secondsFor(rttMs)).catch(() => undefined)
             : undefined
         for (const sys of systems) {
           const skip =
@@ -594,7 +661,12 @@ async function main(): Promise<number> {
           const n = core.has(sys.name) ? runs : sweepRuns
           for (let i = 0; i < n; i++) {
             try {
-              const r = await runOnce(bed, sys, secondsFor(rttMs))
+              const r = await runOnce(
+                bed,
+                { main: receiver, mptcp: mptcpReceiver },
+                sys,
+                secondsFor(rttMs)
+              )
               samples.push(r.mbit)
               if (r.cpu !== undefined) cpu.push(r.cpu)
             } catch (err) {
@@ -649,14 +721,14 @@ async function main(): Promise<number> {
       } finally {
         await bed.destroy()
       }
+      writeResults(false)
     }
   }
-  let ceiling: { direct: number; tandem: number; tandemPlain: number; runs: number[][] } | undefined
   if (args.ceiling) {
     process.stderr.write(`\n== clean link (no emulator): the ceiling of the pair\n`)
     const bed = await createImpairedTestbed('bench', { rttMs: 0, lossPercent: 0, rateMbit: 0 })
     try {
-      const receiver = await startReceiver(bed, 5201)
+      const receiver = await startReceiver(bed, 5201, 8)
       // Interleaved, median of `runs` each: this machine is shared and its speed drifts.
       const ceilingSystems: SystemSpec[] = [
         { name: 'direct', kind: 'direct', congestion: 'cubic' },
@@ -672,7 +744,7 @@ async function main(): Promise<number> {
       const got: number[][] = ceilingSystems.map(() => [])
       for (let i = 0; i < runs; i++) {
         for (const [k, sys] of ceilingSystems.entries())
-          got[k]!.push((await runOnce(bed, sys, 8)).mbit)
+          got[k]!.push((await runOnce(bed, { main: receiver }, sys, 8)).mbit)
       }
       const [d, t, p] = got.map((g) => median(g)) as [number, number, number]
       ceiling = { direct: d, tandem: t, tandemPlain: p, runs: got }
@@ -680,11 +752,15 @@ async function main(): Promise<number> {
         `   direct ${d.toFixed(0)} Mbit/s, Tandem ${t.toFixed(0)} Mbit/s encrypted, ${p.toFixed(0)} Mbit/s plain (${got.map((g) => g.map((x) => x.toFixed(0)).join('/')).join('; ')})\n`
       )
       await receiver.stop()
+    } catch (err) {
+      process.stderr.write(
+        `   ceiling failed: ${err instanceof Error ? err.message : String(err)}\n`
+      )
     } finally {
       await bed.destroy()
     }
+    writeResults(false)
   }
-  let paths: PathBenchResult | undefined
   if (args.paths) {
     process.stderr.write(`\n== two paths between the boxes (recovery, aggregation, latency)\n`)
     // A failure here must not lose the matrix measured so far: it is reported and skipped.
@@ -698,21 +774,7 @@ async function main(): Promise<number> {
       return undefined
     })
   }
-  const secondsList = rtts.map((r) => `${secondsFor(r)} s at ${r} ms`).join(', ')
-  const meta = `Tandem benchmark, ${started.toISOString()}, ${quick ? 'quick mode' : 'full mode'}: bulk transfers of ${secondsList}; ${runs} run(s) per cell (median) for ${[...core].join(', ')}, ${sweepRuns} for the others; command: npm run bench${quick ? ' -- --quick' : ''}`
-  let md = markdown(rows, short, meta)
-  if (ceiling !== undefined) {
-    md += `\nClean-link ceiling (no impairment, 8 s transfers, median of ${runs} interleaved runs): direct TCP ${ceiling.direct.toFixed(0)} Mbit/s; Tandem (8 subflows) ${ceiling.tandem.toFixed(0)} Mbit/s encrypted = ${((100 * ceiling.tandem) / ceiling.direct).toFixed(0)} %, ${ceiling.tandemPlain.toFixed(0)} Mbit/s without encryption = ${((100 * ceiling.tandemPlain) / ceiling.direct).toFixed(0)} %.\n`
-  }
-  if (paths !== undefined) md += `\n${pathBenchMarkdown(paths)}`
-  mkdirSync(args.out, { recursive: true })
-  const stamp = started.toISOString().replace(/[:.]/g, '-')
-  const json = JSON.stringify({ meta, rows, short, ceiling, paths }, null, 2)
-  writeFileSync(join(args.out, `bench-${stamp}.json`), json)
-  writeFileSync(join(args.out, 'latest.json'), json)
-  writeFileSync(join(args.out, 'latest.md'), md)
-  const svg = renderPlot(rows)
-  writeFileSync(join(args.out, 'latest.svg'), svg)
+  const md = writeResults(true)
   process.stdout.write(
     `\n${md}\nWrote ${join(args.out, 'latest.json')}, latest.md and latest.svg\n`
   )

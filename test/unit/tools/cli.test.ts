@@ -137,6 +137,33 @@ describe('./stream and ./receive', { timeout: 120_000 }, () => {
     assert.equal(typeof got.acceptGoodputMbitPerSec, 'number')
   })
 
+  it('receive --stop-after measures a fixed time, reports what arrived, then resets', async () => {
+    const receiver = await startReceiver(['--json', '--stop-after', '0.5'])
+    const sender = await run('stream', [
+      HOST,
+      String(receiver.port),
+      '--json',
+      '--duration',
+      '30',
+      '--timeout',
+      '60'
+    ]).done
+    receiver.run.child.kill('SIGTERM')
+    const received = await receiver.run.done
+    // The sender sees the reset long before its 30 s are up.
+    assert.equal(sender.code, 1)
+    const [sent] = parseJsonLines(sender.stdout)
+    assert.equal((sent?.error as { code?: string } | undefined)?.code, 'ECONNRESET')
+    const [got] = parseJsonLines(received.stdout)
+    assert.ok(got !== undefined)
+    assert.equal(got.ok, true)
+    assert.equal(got.connection, 1)
+    assert.ok(typeof got.receivedBytes === 'number' && got.receivedBytes > 0)
+    assert.ok(typeof got.stoppedAfterMs === 'number' && got.stoppedAfterMs >= 500)
+    const mbit = (got.receivedBytes * 8) / got.stoppedAfterMs / 1000
+    assert.ok(Math.abs((got.goodputMbitPerSec as number) - mbit) < 0.01 * mbit + 0.01)
+  })
+
   it('receive exits 1 on a short transfer (--expect-bytes larger than sent)', async () => {
     const receiver = await startReceiver(['--json', '--expect-bytes', '2MiB'])
     const sender = await run('stream', [HOST, String(receiver.port), '--bytes', '1MiB', '--json'])
