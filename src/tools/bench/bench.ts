@@ -25,6 +25,12 @@ import {
 import { PROJECT_ROOT, TOPOLOGY_ADDRESSES as A } from '../testbed/topology.js'
 import { pathBenchMarkdown, runPathBench, type PathBenchResult } from './paths.js'
 import { renderPlot } from './plot.js'
+import {
+  medianOrNull,
+  parseShortSample,
+  SHORT_FLOW_TIMEOUT_MS,
+  type ShortSample
+} from './short-flow.js'
 
 /** One measured system. */
 interface SystemSpec {
@@ -62,8 +68,14 @@ export interface ShortFlowRow {
   readonly rttMs: number
   readonly lossPercent: number
   readonly bytes: number
-  readonly ttfbMs: number
-  readonly completionMs: number
+  /** Median time to first byte, ms from connect(); null when no run got a byte. */
+  readonly ttfbMs: number | null
+  /** Median completion time, ms; a run past the deadline counts as longer than any other, and null means most runs were. */
+  readonly completionMs: number | null
+  /** Runs that had not finished by `timeoutMs` (or failed). */
+  readonly timedOut: number
+  readonly runs: number
+  readonly timeoutMs: number
 }
 
 const median = (xs: readonly number[]): number => {
@@ -142,13 +154,23 @@ function ensurePackages(): Set<string> {
   if (!have('mptcpize')) missing.push('mptcpd')
   if (missing.length > 0) {
     process.stderr.write(`bench: installing ${missing.join(' ')} from Debian's packages\n`)
-    try {
-      execFileSync('apt-get', ['install', '-y', '-qq', ...missing], {
+    const apt = (args: readonly string[]): void => {
+      execFileSync('apt-get', args, {
         stdio: 'ignore',
         env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }
       })
+    }
+    try {
+      apt(['install', '-y', '-qq', ...missing])
     } catch {
-      process.stderr.write(`bench: apt-get install ${missing.join(' ')} failed\n`)
+      // A fresh machine may have no package lists yet (setup.sh updates them only when it
+      // installs something itself): refresh them once and try again.
+      try {
+        apt(['update', '-qq'])
+        apt(['install', '-y', '-qq', ...missing])
+      } catch {
+        process.stderr.write(`bench: apt-get install ${missing.join(' ')} failed\n`)
+      }
     }
   }
   const unavailable = new Set<string>()
@@ -422,7 +444,7 @@ async function shortFlows(
   await server.waitFor(/listening/)
   const measure = async (system: string, congestion: string): Promise<void> => {
     for (const bytes of sizes) {
-      const samples: { ttfbMs: number; completionMs: number }[] = []
+      const samples: ShortSample[] = []
       for (let i = 0; i < runs; i++) {
         const r = await runIn(
           bed.topo.ns.src,
@@ -437,23 +459,24 @@ async function shortFlows(
             '--bytes',
             String(bytes),
             '--congestion',
-            congestion
+            congestion,
+            '--timeout-ms',
+            String(SHORT_FLOW_TIMEOUT_MS)
           ],
-          120_000
+          SHORT_FLOW_TIMEOUT_MS + 30_000
         )
-        const j = JSON.parse(r.output.trim().split('\n').pop() ?? '{}') as {
-          ttfbMs: number
-          completionMs: number
-        }
-        samples.push(j)
+        samples.push(parseShortSample(r.output))
       }
       rows.push({
         system,
         rttMs: bed.link.rttMs,
         lossPercent: bed.link.lossPercent,
         bytes,
-        ttfbMs: median(samples.map((s) => s.ttfbMs)),
-        completionMs: median(samples.map((s) => s.completionMs))
+        ttfbMs: medianOrNull(samples.map((s) => s.ttfbMs)),
+        completionMs: medianOrNull(samples.map((s) => s.completionMs)),
+        timedOut: samples.filter((s) => s.completionMs === null).length,
+        runs,
+        timeoutMs: SHORT_FLOW_TIMEOUT_MS
       })
     }
   }
@@ -479,6 +502,12 @@ async function shortFlows(
     await server.stop()
   }
   return rows
+}
+
+/** A completion cell: the median, or that most runs had not finished by the deadline. */
+function shortCompletion(r: ShortFlowRow): string {
+  const late = r.timedOut > 0 ? ` (${r.timedOut} of ${r.runs} past ${r.timeoutMs / 1000} s)` : ''
+  return r.completionMs === null ? `> ${r.timeoutMs}${late}` : `${r.completionMs.toFixed(1)}${late}`
 }
 
 function markdown(rows: readonly BenchRow[], short: readonly ShortFlowRow[], meta: string): string {
@@ -512,7 +541,7 @@ function markdown(rows: readonly BenchRow[], short: readonly ShortFlowRow[], met
   if (short.length > 0) {
     out += `\nShort flows (request, then a download of N bytes; medians, ms from connect()):\n\n| system | link | bytes | time to first byte | completion |\n|---|---|---:|---:|---:|\n`
     for (const r of short)
-      out += `| ${r.system} | ${r.rttMs} ms, ${r.lossPercent} % | ${r.bytes} | ${r.ttfbMs.toFixed(1)} | ${r.completionMs.toFixed(1)} |\n`
+      out += `| ${r.system} | ${r.rttMs} ms, ${r.lossPercent} % | ${r.bytes} | ${r.ttfbMs === null ? '–' : r.ttfbMs.toFixed(1)} | ${shortCompletion(r)} |\n`
   }
   return out
 }
@@ -585,6 +614,9 @@ async function main(): Promise<number> {
     return 2
   }
   const quick = args.quick
+  // The command as it was given, so that every figure names what produced it.
+  const given = process.argv.slice(2)
+  const commandArgs = given.length > 0 ? ` -- ${given.join(' ')}` : ''
   const rtts = (args.rtt ?? (quick ? '50' : '50,200,600')).split(',').map(Number)
   const losses = (args.loss ?? (quick ? '0,1' : '0,0.5,1,2')).split(',').map(Number)
   const runs = args.runs ?? (quick ? 1 : 3)
@@ -604,7 +636,7 @@ async function main(): Promise<number> {
   let ceiling: { direct: number; tandem: number; tandemPlain: number; runs: number[][] } | undefined
   let paths: PathBenchResult | undefined
   const secondsList = rtts.map((r) => `${secondsFor(r)} s at ${r} ms`).join(', ')
-  const meta = `Tandem benchmark, ${started.toISOString()}, ${quick ? 'quick mode' : 'full mode'}: bulk transfers of ${secondsList}, goodput counted at the receiver; ${runs} run(s) per cell (median) for ${[...core].join(', ')}, ${sweepRuns} for the others; command: npm run bench${quick ? ' -- --quick' : ''}`
+  const meta = `Tandem benchmark, ${started.toISOString()}, ${quick ? 'quick mode' : 'full mode'}: bulk transfers of ${secondsList}, goodput counted at the receiver; ${runs} run(s) per cell (median) for ${[...core].join(', ')}, ${sweepRuns} for the others; command: npm run bench${commandArgs}`
   mkdirSync(args.out, { recursive: true })
   const stamp = started.toISOString().replace(/[:.]/g, '-')
   // Written after every link as well, so that an interrupted run keeps what it measured.
@@ -702,7 +734,8 @@ async function main(): Promise<number> {
           short.push(
             ...(await shortFlows(
               bed,
-              [100_000, 1_000_000, 10_000_000],
+              // 1 KB: time to first byte of a small request/response; then short downloads.
+              [1_000, 100_000, 1_000_000, 10_000_000],
               Math.max(1, runs),
               args.shortCongestion.split(',')
             ))
