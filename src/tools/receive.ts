@@ -179,16 +179,27 @@ async function handleConnection(
   let reported = 0
   // Fixed-time measurement: what arrived by `stopAfterMs` after accept, then a reset.
   let stopped: { readonly afterMs: number; readonly bytes: number } | undefined
-  const stopTimer =
-    settings.stopAfterMs === undefined
-      ? undefined
-      : setTimeout(
-          function receiveOnStopAfter(): void {
-            stopped = { afterMs: performance.now() - acceptedAt, bytes: reported }
-            socket.resetAndDestroy()
-          },
-          Math.max(0, acceptedAt + settings.stopAfterMs - performance.now())
-        )
+  let stopTimer: NodeJS.Timeout | undefined
+  const stopAfterMs = settings.stopAfterMs
+  if (stopAfterMs !== undefined) {
+    // A timer may fire up to a millisecond early by performance.now() (libuv's loop clock is
+    // cached and truncated): arm again for what is left, so the window is never short.
+    const arm = (): void => {
+      stopTimer = setTimeout(
+        function receiveOnStopAfter(): void {
+          const afterMs = performance.now() - acceptedAt
+          if (afterMs < stopAfterMs) {
+            arm()
+            return
+          }
+          stopped = { afterMs, bytes: reported }
+          socket.resetAndDestroy()
+        },
+        Math.max(0, Math.ceil(acceptedAt + stopAfterMs - performance.now()))
+      )
+    }
+    arm()
+  }
   try {
     const result = await receiveOne(socket, {
       output: settings.output,
