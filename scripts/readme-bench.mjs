@@ -3,6 +3,7 @@
 // <!-- bench:begin --> and <!-- bench:end --> markers, and the run's plot as docs/bench.svg.
 // The figures are the run's own; nothing is typed in by hand.
 import { readFileSync, writeFileSync } from 'node:fs'
+import { median } from '../dist/src/tools/bench/median.js'
 import { pathBenchMarkdown } from '../dist/src/tools/bench/paths.js'
 import { renderPlot } from '../dist/src/tools/bench/plot.js'
 
@@ -66,11 +67,6 @@ for (const s of systems) {
 out.push('', '![benchmark](docs/bench.svg)', '')
 
 // CPU per GB: the median over the links.
-const median = (xs) => {
-  const s = xs.filter((x) => typeof x === 'number').sort((a, b) => a - b)
-  if (s.length === 0) return NaN
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
-}
 const cpuSystems = uniq(
   run.rows.filter((r) => r.cpuSecondsPerGB !== undefined).map((r) => r.system)
 )
@@ -83,7 +79,7 @@ if (cpuSystems.length > 0) {
   )
   for (const s of cpuSystems) {
     const of = run.rows.filter((r) => r.system === s)
-    const f = (k) => median(of.map((r) => r[k])).toFixed(1)
+    const f = (k) => median(of.map((r) => r[k]).filter((x) => typeof x === 'number')).toFixed(1)
     out.push(
       `| ${pretty(s)} | ${f('cpuTxSecondsPerGB')} | ${f('cpuRxSecondsPerGB')} | ${f('cpuSecondsPerGB')} |`
     )
@@ -97,7 +93,7 @@ if (run.short.length > 0) {
   const sizes = uniq(run.short.map((r) => r.bytes)).sort((a, b) => a - b)
   const label = (b) => (b >= 1e6 ? `${b / 1e6} MB` : `${b / 1e3} KB`)
   out.push(
-    `**Short flows** (from connect(): first byte in ms, downloads in s; medians of ${run.short[0].runs}${shortRun !== undefined ? `; from another run: ${shortRun.meta}` : ''}): time to first byte of a ${label(sizes[0])} reply, then the completion of each download; "> 60" did not finish within 60 s; each system makes one untimed exchange first.`,
+    `**Short flows** (from connect(): first byte in ms, downloads in s; medians of ${run.short[0].runs}${shortRun !== undefined ? `; from another run, ${shortRun.meta.split(',')[1].trim()}: \`${shortRun.meta.split('command: ')[1]}\`` : ''}): time to first byte of a ${label(sizes[0])} reply, then the completion of each download; "> 60" did not finish within 60 s; each system makes one untimed exchange first.`,
     '',
     `| link | system | first byte (ms) | ${sizes.slice(1).map(label).join(' | ')} |`,
     `|---|---|---:|${sizes

@@ -25,12 +25,8 @@ import {
 import { PROJECT_ROOT, TOPOLOGY_ADDRESSES as A } from '../testbed/topology.js'
 import { pathBenchMarkdown, runPathBench, type PathBenchResult } from './paths.js'
 import { renderPlot } from './plot.js'
-import {
-  medianOrNull,
-  parseShortSample,
-  SHORT_FLOW_TIMEOUT_MS,
-  type ShortSample
-} from './short-flow.js'
+import { median, medianOrNull } from './median.js'
+import { parseShortSample, SHORT_FLOW_TIMEOUT_MS, type ShortSample } from './short-flow.js'
 
 /** One measured system. */
 interface SystemSpec {
@@ -76,15 +72,6 @@ export interface ShortFlowRow {
   readonly timedOut: number
   readonly runs: number
   readonly timeoutMs: number
-}
-
-const median = (xs: readonly number[]): number => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s.length === 0
-    ? NaN
-    : s.length % 2 === 1
-      ? s[(s.length - 1) / 2]!
-      : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2
 }
 
 /** CPU seconds used so far by `pid` (utime + stime). */
@@ -643,7 +630,11 @@ async function main(): Promise<number> {
   let ceiling: { direct: number; tandem: number; tandemPlain: number; runs: number[][] } | undefined
   let paths: PathBenchResult | undefined
   const secondsList = rtts.map((r) => `${secondsFor(r)} s at ${r} ms`).join(', ')
-  const meta = `Tandem benchmark, ${started.toISOString()}, ${quick ? 'quick mode' : 'full mode'}: bulk transfers of ${secondsList}, goodput counted at the receiver; ${runs} run(s) per cell (median) for ${[...core].join(', ')}, ${sweepRuns} for the others; command: npm run bench${commandArgs}`
+  const bulk =
+    systems.length === 0
+      ? 'no bulk transfers'
+      : `bulk transfers of ${secondsList}, goodput counted at the receiver; ${runs} run(s) per cell (median) for ${[...core].join(', ')}, ${sweepRuns} for the others`
+  const meta = `Tandem benchmark, ${started.toISOString()}, ${quick ? 'quick mode' : 'full mode'}: ${bulk}; command: npm run bench${commandArgs}`
   mkdirSync(args.out, { recursive: true })
   const stamp = started.toISOString().replace(/[:.]/g, '-')
   // Written after every link as well, so that an interrupted run keeps what it measured.

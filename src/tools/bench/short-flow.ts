@@ -1,6 +1,5 @@
 /**
- * The short-flow rows of the benchmark: what one run of the rr client printed, and medians that
- * count a download past its deadline as slower than any that finished. Pure: no I/O.
+ * The short-flow rows of the benchmark: what one run of the rr client printed. Pure: no I/O.
  */
 
 /** Deadline of one short-flow download: a direct cubic 10 MB at 600 ms and 1 % takes minutes. */
@@ -27,18 +26,4 @@ export function parseShortSample(output: string): ShortSample {
   } catch {
     return { ttfbMs: null, completionMs: null }
   }
-}
-
-/** Median where null (did not finish) ranks above every number; null when the median is one. */
-export function medianOrNull(xs: readonly (number | null)[]): number | null {
-  const done = xs.filter((x): x is number => x !== null).sort((a, b) => a - b)
-  const all = [...done, ...xs.filter((x) => x === null)]
-  if (all.length === 0) return null
-  const mid =
-    all.length % 2 === 1
-      ? [all[(all.length - 1) / 2]]
-      : [all[all.length / 2 - 1], all[all.length / 2]]
-  return mid.some((x) => x === null || x === undefined)
-    ? null
-    : mid.reduce<number>((a, b) => a + (b ?? 0), 0) / mid.length
 }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { medianOrNull, parseShortSample } from '../../../src/tools/bench/short-flow.js'
+import { median, medianOrNull } from '../../../src/tools/bench/median.js'
+import { parseShortSample } from '../../../src/tools/bench/short-flow.js'
 
 test('a finished download gives its first-byte and completion times', () => {
   const out =
@@ -27,4 +28,6 @@ test('runs that did not finish rank above every finished one in the median', () 
   assert.equal(medianOrNull([4, 2]), 3)
   assert.equal(medianOrNull([null, 2]), null)
   assert.equal(medianOrNull([]), null)
+  assert.ok(Number.isNaN(median([])))
+  assert.equal(median([5, 1, 3, 2]), 2.5)
 })
