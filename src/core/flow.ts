@@ -5,6 +5,7 @@
  */
 import { PepErrorCodes, ProtocolError } from '../common/errors.js'
 import type { Logger } from '../common/log/logger.js'
+import { escapePeerText } from '../common/log/escape.js'
 import {
   ResetReason,
   resetReasonName,
@@ -305,7 +306,8 @@ export class Flow {
   /** RESET from the peer. */
   onReset(frame: ResetFrame): void {
     if (this.done) return
-    const why = `peer reset: ${resetReasonName(frame.reason)}${frame.message ? ` (${frame.message})` : ''}`
+    // The message is the peer's own text: escaped before it can reach a log line.
+    const why = `peer reset: ${resetReasonName(frame.reason)}${frame.message ? ` (${escapePeerText(frame.message)})` : ''}`
     this.finish('reset', why)
     this.app?.reset()
   }

@@ -7,7 +7,6 @@ import { networkInterfaces } from 'node:os'
 import { policyAccepts } from '../common/policy.js'
 import type { Config } from '../common/config/config.js'
 import { Counters } from '../common/counters.js'
-import { isPepError } from '../common/errors.js'
 import type { Logger } from '../common/log/logger.js'
 import { formatEndpoint } from '../common/wire/encode.js'
 import {
@@ -21,6 +20,7 @@ import {
 import type { Flow } from '../core/flow.js'
 import { MemoryBudget } from '../core/memory-budget.js'
 import { createScheduler } from '../core/scheduler/index.js'
+import { AcceptGate } from '../trunk/accept-gate.js'
 import { acceptSubflow, helloReply, type LocalHelloParams } from '../trunk/handshake.js'
 import { loadPsk } from '../common/config/load.js'
 import { Trunk } from '../trunk/trunk.js'
@@ -61,9 +61,9 @@ export class RxProxy {
   private readonly server: Server
   private readonly trunks = new Map<string, Trunk>()
   private readonly budget: MemoryBudget
-  private readonly pending = new Set<Socket>()
+  /** Handshakes in progress: the limits on unauthenticated peers. */
+  private readonly gate: AcceptGate
   private readonly psk: Uint8Array
-  private busyWarned = false
   /** This box's own addresses: never a destination (an authenticated peer must not reach them). */
   private readonly ownAddresses: Set<string>
   private readonly startedMs = performance.now()
@@ -78,6 +78,13 @@ export class RxProxy {
     this.log = log
     this.budget = new MemoryBudget(config.limits.maxBufferedBytes)
     this.psk = loadPsk(config)
+    this.gate = new AcceptGate({
+      maxPending: config.limits.maxUnauthenticated,
+      maxPendingPerSource: config.limits.maxUnauthenticatedPerSource,
+      allowPeers: config.rx.allowPeers,
+      counters: this.counters,
+      log
+    })
     this.ownAddresses = new Set(
       Object.values(networkInterfaces())
         .flatMap((list) => list ?? [])
@@ -109,6 +116,11 @@ export class RxProxy {
       this.metrics = await serveMetrics(this.config.rx.metricsListen, createRegistry(this))
     }
     this.log.info(`listening on ${this.config.rx.recvIp}:${port}`)
+    if (!this.config.security.encrypt) {
+      this.log.warn(
+        'security.encrypt = false: frames are encrypted only for peers that ask; others travel unauthenticated (anyone on the path can read and change them)'
+      )
+    }
     return { port }
   }
 
@@ -128,7 +140,7 @@ export class RxProxy {
     if (flows() > 0) this.log.warn(`shutdown grace over: resetting ${flows()} flow(s)`)
     for (const t of this.trunks.values()) t.close(ResetReason.SHUTDOWN, 'rx_proxy stopping')
     this.trunks.clear()
-    for (const s of this.pending) s.destroy()
+    this.gate.destroyAll()
     this.control?.close()
     this.metrics?.close()
     await closed
@@ -180,28 +192,18 @@ export class RxProxy {
 
   private onSubflow(socket: Socket): void {
     this.counters.inc('subflows_accepted')
-    if (this.pending.size >= this.config.limits.maxUnauthenticated) {
-      // Bounded work for unauthenticated peers: past the limit, close at once.
-      this.counters.inc('handshakes_refused_busy')
-      if (!this.busyWarned)
-        this.log.warn(
-          `max_unauthenticated (${this.config.limits.maxUnauthenticated}) reached: closing new subflows until handshakes finish`
-        )
-      this.busyWarned = true
-      socket.destroy()
-      return
-    }
-    this.busyWarned = false
-    this.pending.add(socket)
+    const who = this.gate.admit(socket)
+    if (who === undefined) return
     socket.on('error', () => undefined) // reported by the handshake or the subflow
-    acceptSubflow(
-      socket,
-      this.config.rx.handshakeTimeoutMs,
-      this.psk,
-      this.config.security.encrypt
-    ).then(
-      ({ peer: hello, rest, keys }) => {
-        this.pending.delete(socket)
+    acceptSubflow(socket, {
+      timeoutMs: this.config.rx.handshakeTimeoutMs,
+      firstByteMs: this.config.rx.firstByteTimeoutMs,
+      psk: this.psk,
+      encrypt: this.config.security.encrypt
+    }).then(
+      (hs) => {
+        this.gate.authenticated(socket)
+        const { peer: hello, rest, keys } = hs
         const key = Buffer.from(hello.trunkId).toString('hex')
         let trunk = this.trunks.get(key)
         const isNew = trunk === undefined
@@ -233,7 +235,7 @@ export class RxProxy {
         }
         socket.write(
           helloReply(
-            hello,
+            hs,
             this.local(hello.trunkId),
             HelloStatus.OK,
             (isNew ? REPLY_FLAG_TRUNK_NEW : 0) | (keys !== undefined ? HELLO_FLAG_ENCRYPT : 0)
@@ -250,14 +252,7 @@ export class RxProxy {
         )
       },
       (err: unknown) => {
-        this.pending.delete(socket)
-        const code = isPepError(err) ? err.code : 'error'
-        this.counters.inc(`handshake_failures_${code}`)
-        if (code === 'PEP_ERR_AUTH_FAILED') this.counters.inc('auth_failures')
-        this.log.warn(
-          `subflow from ${socket.remoteAddress ?? '?'} refused: ${isPepError(err) ? err.message : String(err)}`,
-          { code }
-        )
+        this.gate.failed(who, err)
       }
     )
   }

@@ -172,6 +172,11 @@ export class TxProxy {
         .join(','),
       subflows: this.slots.length
     })
+    if (!this.config.security.encrypt) {
+      this.log.warn(
+        'security.encrypt = false: frames are encrypted only if rx_proxy asks; otherwise they travel unauthenticated (anyone on the path can read and change them)'
+      )
+    }
     return { port }
   }
 
@@ -339,8 +344,13 @@ export class TxProxy {
         const n = this.attempts.get(index) ?? 0
         if (isPepError(err) && err.code === 'PEP_ERR_AUTH_FAILED')
           this.counters.inc('auth_failures')
+        // A changed handshake is an attack: always worth a line, but a flood only every 2^k.
+        const attacks = isPepError(err) && err.code === 'PEP_ERR_HANDSHAKE_TAMPERED'
+        if (attacks) this.counters.inc('handshake_attacks')
+        const a = this.counters.get('handshake_attacks')
         if (
           n === 0 ||
+          (attacks && (a <= 10 || (a & (a - 1)) === 0)) ||
           (isPepError(err) &&
             (err.code === 'PEP_ERR_VERSION_MISMATCH' || err.code === 'PEP_ERR_AUTH_FAILED'))
         ) {

@@ -118,6 +118,9 @@ const LIMITS = [
   `limits.max_buffered_bytes=${MAX_BUFFERED}`,
   '--set',
   `limits.max_unauthenticated=${MAX_UNAUTHENTICATED}`,
+  // Every attacker here is 127.0.0.1: the per-source cap would hide the global one.
+  '--set',
+  `limits.max_unauthenticated_per_source=${MAX_UNAUTHENTICATED}`,
   '--set',
   `rx_proxy.handshake_timeout_ms=${HANDSHAKE_TIMEOUT_MS}`,
   '--set',

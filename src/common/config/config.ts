@@ -4,7 +4,13 @@
  */
 import { ConfigError } from '../errors.js'
 import { ipFamily } from '../ip.js'
-import { parsePortList, parseSubnetList, type Policy, type PortRange } from '../policy.js'
+import {
+  parsePortList,
+  parseSubnetList,
+  type Policy,
+  type PortRange,
+  type Subnet
+} from '../policy.js'
 import { KEYS, type KeySpec } from './schema.js'
 
 /** A host and port from `host:port` or `[v6]:port`. */
@@ -114,6 +120,10 @@ export interface Config {
     readonly recvPort: number
     readonly connectTimeoutMs: number
     readonly handshakeTimeoutMs: number
+    /** Time until the first HELLO byte, in ms. */
+    readonly firstByteTimeoutMs: number
+    /** Where subflows may come from (empty: anywhere). */
+    readonly allowPeers: readonly Subnet[]
     /** Where rx_proxy may connect (no open relay). */
     readonly destinations: Policy
     readonly controlSocket: string
@@ -142,6 +152,7 @@ export interface Config {
     readonly maxReorderSegments: number
     readonly subflowQueueBytes: number
     readonly maxUnauthenticated: number
+    readonly maxUnauthenticatedPerSource: number
     readonly idleTimeoutMs: number
   }
   readonly interception: {
@@ -295,6 +306,8 @@ export function buildConfig(raw: RawValues): Readonly<Config> {
       recvPort: num('rx_proxy.recv_port'),
       connectTimeoutMs: num('rx_proxy.connect_timeout_ms'),
       handshakeTimeoutMs: num('rx_proxy.handshake_timeout_ms'),
+      firstByteTimeoutMs: num('rx_proxy.first_byte_timeout_ms'),
+      allowPeers: parseSubnetList('rx_proxy.allow_peers', str('rx_proxy.allow_peers')),
       destinations: {
         ports: parsePortList('rx_proxy.allow_ports', str('rx_proxy.allow_ports')),
         subnets: parseSubnetList('rx_proxy.allow_subnets', str('rx_proxy.allow_subnets')),
@@ -327,6 +340,7 @@ export function buildConfig(raw: RawValues): Readonly<Config> {
       maxReorderSegments: num('limits.max_reorder_segments'),
       subflowQueueBytes: num('limits.subflow_queue_bytes'),
       maxUnauthenticated: num('limits.max_unauthenticated'),
+      maxUnauthenticatedPerSource: num('limits.max_unauthenticated_per_source'),
       idleTimeoutMs: num('limits.idle_timeout_ms')
     },
     security: {

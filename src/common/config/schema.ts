@@ -134,7 +134,21 @@ export const KEYS: readonly KeySpec[] = [
     key: 'handshake_timeout_ms',
     type: int(100, 600_000),
     default: '5000',
-    doc: 'time an accepted subflow has to send its hello, in ms'
+    doc: 'time an accepted subflow has to complete its handshake, in ms'
+  },
+  {
+    section: 'rx_proxy',
+    key: 'first_byte_timeout_ms',
+    type: int(100, 600_000),
+    default: '2000',
+    doc: 'time an accepted subflow has to send the first byte of its hello, in ms (idle connections are dropped sooner)'
+  },
+  {
+    section: 'rx_proxy',
+    key: 'allow_peers',
+    type: { kind: 'string' },
+    default: '',
+    doc: 'addresses or subnets tx_proxy may dial from, e.g. 203.0.113.7,2001:db8::/48 (empty: any); others are closed before the handshake'
   },
   {
     section: 'rx_proxy',
@@ -443,6 +457,13 @@ export const KEYS: readonly KeySpec[] = [
     type: int(1, 100_000),
     default: '256',
     doc: 'most subflows in their handshake at once (rx_proxy); more are closed at once'
+  },
+  {
+    section: 'limits',
+    key: 'max_unauthenticated_per_source',
+    type: int(1, 100_000),
+    default: '32',
+    doc: 'most subflows in their handshake at once from one source address (rx_proxy); more from it are closed at once'
   },
   {
     section: 'limits',
