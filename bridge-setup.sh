@@ -41,8 +41,8 @@ Options:
                       replaces the configured ones (default 192.168.2.201/24 for tx,
                       192.168.2.202/24 for rx)
   --move-addresses    up: move the ports' addresses and routes to the bridge (see above)
-  --state FILE        where up records what it did (default /run/tandem/bridge-NAME.state,
-                      or bridge-NAME.NETNS.state inside a named network namespace;
+  --state FILE        where up records what it did (default /run/tandem-bridge/NAME.state,
+                      or NAME.NETNS.state inside a named network namespace;
                       environment: TANDEM_BRIDGE_STATE)
   -h, --help          this text
 
@@ -156,9 +156,11 @@ route_list() { # DEVICE FAMILY
 #   sysctl NAME VALUE               the sysctl NAME was VALUE before up set it to 1
 
 # The default state file: one per bridge and per network namespace (namespaces share /run).
+# In /run (a reboot loses the bridge and the record together), in a directory of its own:
+# /run/tandem belongs to the proxies' units (RuntimeDirectory), which systemd may empty.
 default_state_file() {
   _ns=$(ip netns identify 2>/dev/null || true)
-  printf '/run/tandem/bridge-%s%s.state\n' "$BRIDGE" "${_ns:+.$_ns}"
+  printf '/run/tandem-bridge/%s%s.state\n' "$BRIDGE" "${_ns:+.$_ns}"
 }
 
 # record LINE: appends LINE to the state file unless it is there already (up twice).

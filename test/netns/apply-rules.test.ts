@@ -95,7 +95,7 @@ describe('apply.sh: all or nothing', { skip: netnsUnavailableReason() }, () => {
   ): Promise<{ ns: Netns; conf: string }> => {
     const ns = createNetns(PREFIX, t)
     t.after(() => {
-      rmSync(`/run/tandem/bridge-br0.${ns.name}.state`, { force: true })
+      rmSync(`/run/tandem-bridge/br0.${ns.name}.state`, { force: true })
     })
     await ns.exec(['ip', 'link', 'set', 'lo', 'up'])
     await ns.exec(['ip', 'link', 'add', 'lan0', 'type', 'veth', 'peer', 'name', 'lan1'])

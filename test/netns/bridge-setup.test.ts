@@ -116,7 +116,7 @@ describe('bridge-setup.sh: safe bridging', { skip: netnsUnavailableReason() }, (
     box = createNetns(PREFIX)
     peer = createNetns(PREFIX)
     far = createNetns(PREFIX)
-    stateFile = `/run/tandem/bridge-br0.${box.name}.state`
+    stateFile = `/run/tandem-bridge/br0.${box.name}.state`
     for (const ns of [box, peer, far]) {
       await ns.exec(['ip', 'link', 'set', 'lo', 'up'])
       await ns.exec(['sh', '-c', 'echo 0 > /proc/sys/net/ipv6/conf/all/accept_dad'])

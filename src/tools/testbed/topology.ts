@@ -240,7 +240,7 @@ export async function createTopology(options: TopologyOptions = {}): Promise<Top
     for (const ns of created) {
       ns.destroy()
       // What bridge-setup.sh up recorded for `down` (its default file, one per namespace).
-      rmSync(`/run/tandem/bridge-br0.${ns.name}.state`, { force: true })
+      rmSync(`/run/tandem-bridge/br0.${ns.name}.state`, { force: true })
     }
     if (tempDir !== undefined) {
       rmSync(tempDir, { recursive: true, force: true })
