@@ -47,7 +47,10 @@ describe('network.conf', () => {
       ].join('\n')
     )
     const { interception: i } = loadConfig(path, new Map())
-    assert.deepEqual(i.ports, { tx: { lan: 'enp1s0', wan: 'eth1' }, rx: { lan: 'eth0', wan: 'eno2' } })
+    assert.deepEqual(i.ports, {
+      tx: { lan: 'enp1s0', wan: 'eth1' },
+      rx: { lan: 'eth0', wan: 'eno2' }
+    })
     assert.equal(i.rxBridgeAddress6, 'fd00:2::202/64')
     assert.equal(i.txBridgeAddress6, '')
 
