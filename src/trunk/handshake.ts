@@ -139,7 +139,10 @@ function readHello(
 ): Promise<HelloResult> {
   return new Promise((resolve, reject) => {
     const decoder = new HelloDecoder(kind)
+    let settled = false
+    let gotByte = false
     const cleanup = (): void => {
+      settled = true
       clearTimeout(timer)
       clearTimeout(firstByteTimer)
       socket.off('data', onData)
@@ -147,6 +150,7 @@ function readHello(
       socket.off('close', onClose)
     }
     const onData = (chunk: Buffer): void => {
+      gotByte = true
       clearTimeout(firstByteTimer)
       try {
         const r = decoder.push(chunk)
@@ -180,10 +184,18 @@ function readHello(
         )
       )
     }
+    // Timers run before the event loop reads sockets: after a stall, bytes that arrived in time
+    // may still wait in the kernel. Decide only after this turn's reads (setImmediate).
+    const expire = (stillDue: () => boolean, message: string): void => {
+      setImmediate(() => {
+        if (settled || !stillDue()) return
+        cleanup()
+        reject(new PepError(PepErrorCodes.TIMEOUT, message, true))
+      })
+    }
     const timer = setTimeout(
       () => {
-        cleanup()
-        reject(new PepError(PepErrorCodes.TIMEOUT, 'handshake not completed in time', true))
+        expire(() => true, 'handshake not completed in time')
       },
       Math.max(1, deadline - performance.now())
     )
@@ -192,10 +204,7 @@ function readHello(
       firstByteMs === undefined
         ? undefined
         : setTimeout(() => {
-            cleanup()
-            reject(
-              new PepError(PepErrorCodes.TIMEOUT, `no hello byte within ${firstByteMs} ms`, true)
-            )
+            expire(() => !gotByte, `no hello byte within ${firstByteMs} ms`)
           }, firstByteMs)
     socket.on('data', onData)
     socket.on('error', onError)
