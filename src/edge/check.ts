@@ -208,7 +208,12 @@ export function checkBox(
       )
     }
   }
-  const v6 = bridgeUp && ipv6Enabled(i.bridge)
+  // IPv6 counts once any Tandem ip6tables rule is there: a box may carry IPv4 alone (rules
+  // applied with --family 4, or IPv6 off), and then IPv6 flows simply pass uncarried.
+  const v6 =
+    bridgeUp &&
+    ipv6Enabled(i.bridge) &&
+    run('ip6tables', ['-w', '-t', 'mangle', '-S', 'TANDEM_PRE']).ok
   if (bridgeUp) {
     const have = addressesOf(run, i.bridge)
     const key =
@@ -233,7 +238,7 @@ export function checkBox(
         !have.some((a) => a.local.includes(':') && a.scope === 'global')
       ) {
         problems.push(
-          `address: IPv6 is enabled on ${i.bridge} but it has no global IPv6 address, so IPv6 flows cannot be redirected: add one (${key}) or disable IPv6 on ${i.bridge}`
+          `address: ${i.bridge} has IPv6 rules but no global IPv6 address, so IPv6 flows cannot be redirected: give it one, or apply the rules with --family 4`
         )
       }
     }
