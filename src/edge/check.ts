@@ -98,11 +98,14 @@ function addressesOf(run: Runner, dev: string): { local: string; scope: string }
   }
 }
 
-/** The configured bridge addresses of `role` (address/prefix, one or more). */
+/** The configured bridge addresses of `role` (address/prefix; IPv4, then IPv6 when set). */
 function bridgeAddresses(config: Readonly<Config>, role: Role): string[] {
   const i = config.interception
-  const text = role === 'tx_proxy' ? i.txBridgeAddress : i.rxBridgeAddress
-  return text.split(/[\s,]+/).filter((a) => a !== '')
+  const both =
+    role === 'tx_proxy'
+      ? [i.txBridgeAddress, i.txBridgeAddress6]
+      : [i.rxBridgeAddress, i.rxBridgeAddress6]
+  return both.flatMap((text) => text.split(/[\s,]+/)).filter((a) => a !== '')
 }
 
 /** One family's rule tool. */
@@ -190,9 +193,15 @@ export function checkBox(
   const i = config.interception
   if (!i.enabled) return problems
   // The bridged deployment: br0 over the two ports, its address, br_netfilter, the rules.
+  const side = role === 'tx_proxy' ? 'tx' : 'rx'
+  const own = i.ports[side]
+  const keyOf = (port: 'lan' | 'wan', name: string): string =>
+    name === (port === 'lan' ? i.lanInterface : i.wanInterface) && name !== ''
+      ? `interception.${port}_interface`
+      : `interception.${side}_${port}_interface`
   const ports: readonly (readonly [string, string])[] = [
-    ['interception.lan_interface', i.lanInterface],
-    ['interception.wan_interface', i.wanInterface]
+    [keyOf('lan', own.lan), own.lan],
+    [keyOf('wan', own.wan), own.wan]
   ]
   for (const [key, name] of [['interception.bridge', i.bridge] as const, ...ports]) {
     if (!ifaceExists(name)) problems.push(`interface: ${name} (${key}) does not exist`)
@@ -224,7 +233,8 @@ export function checkBox(
       for (const want of bridgeAddresses(config, role)) {
         const addr = want.split('/')[0] ?? ''
         if (!have.some((a) => a.local === addr)) {
-          problems.push(`address: ${i.bridge} lacks ${want} (${key}): run bridge-setup.sh up`)
+          const k = addr.includes(':') ? `${key}6` : key
+          problems.push(`address: ${i.bridge} lacks ${want} (${k}): run bridge-setup.sh up`)
         }
       }
       if (!have.some((a) => !a.local.includes(':'))) {
@@ -238,7 +248,7 @@ export function checkBox(
         !have.some((a) => a.local.includes(':') && a.scope === 'global')
       ) {
         problems.push(
-          `address: ${i.bridge} has IPv6 rules but no global IPv6 address, so IPv6 flows cannot be redirected: give it one, or apply the rules with --family 4`
+          `address: ${i.bridge} has IPv6 rules but no global IPv6 address, so IPv6 flows cannot be redirected: set ${key}6, or apply the rules with --family 4`
         )
       }
     }

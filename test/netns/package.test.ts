@@ -232,6 +232,8 @@ describe('the Debian package on two namespace boxes, by the README', () => {
       ['interception', 'wan_interface', WAN],
       ['interception', 'tx_bridge_address', `${A.tx.v4}/24`],
       ['interception', 'rx_bridge_address', `${A.rx.v4}/24`],
+      ['interception', 'tx_bridge_address6', `${A.tx.v6}/64`],
+      ['interception', 'rx_bridge_address6', `${A.rx.v6}/64`],
       // Only the paths differ from a real box: each box's files live under its own root.
       ['tx_proxy', 'control_socket', join(tx.root, 'run/tandem/tx_proxy.sock')],
       ['rx_proxy', 'control_socket', join(rx.root, 'run/tandem/rx_proxy.sock')]
@@ -245,26 +247,20 @@ describe('the Debian package on two namespace boxes, by the README', () => {
     chmodSync(rx.psk, 0o600)
 
     // 5. Bridge, tune, rules, check, on each box.
-    for (const [b, a, peer] of [
-      [rx, A.rx, A.tx],
-      [tx, A.tx, A.rx]
+    for (const [b, peer] of [
+      [rx, A.tx],
+      [tx, A.rx]
     ] as const) {
       const role = b.role
-      await must(b.ns, [
-        join(b.lib, 'bridge-setup.sh'),
-        'up',
-        '-c',
-        b.conf,
-        '--role',
-        role,
-        '--address',
-        `${a.v4}/24`,
-        '--address',
-        `${a.v6}/64`
-      ])
+      await must(b.ns, [join(b.lib, 'bridge-setup.sh'), 'up', '-c', b.conf, '--role', role])
+      // --root: the tuning's files go to the box's own root, not this machine's /etc.
+      // The package's sysctl.d file, loaded as its postinst loads it.
+      await must(b.ns, ['sysctl', '-q', '-p', join(b.root, 'etc/sysctl.d/90-tandem.conf')])
+      // --root: the tuning's files go to the box's own root, not this machine's /etc; then what
+      // tandem-route-tuning@br0 runs when br0 appears.
       const tune = join(b.lib, 'scripts/tune-box.sh')
-      const persists = readFileSync(tune, 'utf8').includes('--root')
-      await must(b.ns, [tune, '--peer', peer.v4, ...(persists ? ['--root', b.root] : [])])
+      await must(b.ns, [tune, '--peer', peer.v4, '--root', b.root])
+      await must(b.ns, [tune, '--routes', '--dev', 'br0', '--root', b.root])
       await must(b.ns, [join(b.lib, 'iptables/apply.sh'), '-c', b.conf, '--role', role])
       const c = await check(b)
       assert.equal(c.code, 0, `check on the ${role} box:\n${c.stdout}${c.stderr}`)
@@ -322,7 +318,7 @@ describe('the Debian package on two namespace boxes, by the README', () => {
     procs.push(server)
     await server.waitFor(/listening on/)
     const streams = await Promise.all(
-      [A.dst.v4, A.dst.v4].map(async (host) => {
+      [A.dst.v4, A.dst.v6].map(async (host) => {
         const r = await sh(src, [
           process.execPath,
           dist('tools/stream.js'),
@@ -369,7 +365,7 @@ describe('the Debian package on two namespace boxes, by the README', () => {
       assert.equal(s.replyBytes, 4 * MiB)
       assert.equal(s.replySha256, match.replySha256)
       // Source transparency: the server saw the client's own address.
-      assert.match(match.peerAddress, /192\.168\.2\.11$/)
+      assert.match(match.peerAddress, /192\.168\.2\.11$|^fd00:2::11$/)
     }
     // Carried by the pair: the installed status command says so.
     const status = await must(tx.ns, [tx.cli, 'status', '--json', '-c', tx.conf])
