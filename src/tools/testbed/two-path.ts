@@ -243,7 +243,10 @@ export async function createTwoPathTestbed(options: TwoPathOptions): Promise<Two
       [rx, TWO_PATH_ADDRESSES.a.local, names.rx.bridge],
       [rx, addr.local, b.rx]
     ]
-    for (const [ns, peer, dev] of tuned) await ns.exec(['sh', tune, '--peer', peer, '--dev', dev])
+    // --no-persist: tune the namespaces only; never write this machine's /etc.
+    for (const [ns, peer, dev] of tuned) {
+      await ns.exec(['sh', tune, '--no-persist', '--peer', peer, '--dev', dev])
+    }
   } catch (err) {
     destroyNow()
     throw err
