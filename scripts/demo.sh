@@ -6,4 +6,4 @@ if [ "$(id -u)" -ne 0 ]; then
   echo "demo: needs root (network namespaces, iptables, NFQUEUE): run it as root" >&2
   exit 1
 fi
-exec node dist/src/tools/demo.js "$@"
+exec node dist/lab/demo/demo.js "$@"

@@ -4,7 +4,7 @@
  */
 import { parseCli, type Role } from './cli.js'
 import type { Config } from '../common/config/config.js'
-import { ConfigError, isPepError } from '../common/errors.js'
+import { ConfigError, errorMessage, isPepError } from '../common/errors.js'
 import type { Logger } from '../common/log/logger.js'
 import { createLogger } from '../common/log/winston.js'
 import { formatStatus, queryStatus } from './control.js'
@@ -58,7 +58,7 @@ async function runStatus(role: Role, argv: readonly string[]): Promise<number> {
       const cfg = parseCli(role, args.config !== undefined ? ['-c', args.config] : []).config
       path = role === 'tx_proxy' ? cfg.tx.controlSocket : cfg.rx.controlSocket
     } catch (err) {
-      process.stderr.write(`${role} status: ${err instanceof Error ? err.message : String(err)}\n`)
+      process.stderr.write(`${role} status: ${errorMessage(err)}\n`)
       return 2
     }
   }
@@ -70,7 +70,7 @@ async function runStatus(role: Role, argv: readonly string[]): Promise<number> {
         process.stdout.write('\x1b[2J\x1b[H')
       process.stdout.write(`${text}\n`)
     } catch (err) {
-      process.stderr.write(`${role} status: ${err instanceof Error ? err.message : String(err)}\n`)
+      process.stderr.write(`${role} status: ${errorMessage(err)}\n`)
       return 1
     }
     if (args.watch === undefined) return 0
@@ -159,7 +159,7 @@ export async function runMain(
         log.info('SIGHUP: configuration reloaded (policy, log level)')
       } catch (err) {
         log.error(
-          `SIGHUP: reload failed, keeping the running configuration: ${err instanceof Error ? err.message : String(err)}`
+          `SIGHUP: reload failed, keeping the running configuration: ${errorMessage(err)}`
         )
       }
     })

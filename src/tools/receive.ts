@@ -16,6 +16,7 @@ import type { Writable } from 'node:stream'
 
 import yargs from 'yargs'
 
+import { formatEndpoint } from '../common/endpoint.js'
 import { ConfigError, PepError, PepErrorCodes } from '../common/errors.js'
 import {
   boundAddress,
@@ -24,7 +25,6 @@ import {
   errorSummary,
   EXIT_FAILURE,
   formatBytes,
-  formatEndpoint,
   goodput,
   listen,
   parseCount,
@@ -157,7 +157,7 @@ function describeReply(reply: ReplySpec): string {
 function printSummary(index: number, reply: ReplySpec, result: ReceiveResult): void {
   const seconds = (ms: number): string => `${(ms / 1000).toFixed(3)} s`
   const lines = [
-    `connection ${index} from ${formatEndpoint(result.peerAddress, result.peerPort)} to ${formatEndpoint(result.localAddress, result.localPort)}`,
+    `connection ${index} from ${formatEndpoint({ address: result.peerAddress, port: result.peerPort })} to ${formatEndpoint({ address: result.localAddress, port: result.localPort })}`,
     `  received   ${result.receivedBytes} bytes (${formatBytes(result.receivedBytes)})`,
     `  goodput    ${result.goodputMbitPerSec.toFixed(1)} Mbit/s  ${result.goodputMBytePerSec.toFixed(2)} MB/s  first byte to EOF ${seconds(result.firstByteToEofMs)}`,
     `             ${result.acceptGoodputMbitPerSec.toFixed(1)} Mbit/s  ${result.acceptGoodputMBytePerSec.toFixed(2)} MB/s  accept to EOF ${seconds(result.acceptToEofMs)}`,
@@ -281,7 +281,7 @@ function reportStopped(
     process.stdout.write(`${JSON.stringify(report)}\n`)
   } else if (!settings.quiet) {
     process.stdout.write(
-      `connection ${index} from ${formatEndpoint(peerAddress, peerPort)}: ${stopped.bytes} bytes (${formatBytes(stopped.bytes)}) in ${(stopped.afterMs / 1000).toFixed(3)} s, ${rate.mbitPerSec.toFixed(1)} Mbit/s, then reset (--stop-after)\n`
+      `connection ${index} from ${formatEndpoint({ address: peerAddress, port: peerPort })}: ${stopped.bytes} bytes (${formatBytes(stopped.bytes)}) in ${(stopped.afterMs / 1000).toFixed(3)} s, ${rate.mbitPerSec.toFixed(1)} Mbit/s, then reset (--stop-after)\n`
     )
   }
 }
@@ -321,7 +321,7 @@ async function main(argv: readonly string[]): Promise<number> {
 
   const server = await listen({ host: args.host, port })
   const bound = boundAddress(server)
-  process.stderr.write(`listening on ${formatEndpoint(bound.host, bound.port)}\n`)
+  process.stderr.write(`listening on ${formatEndpoint({ address: bound.host, port: bound.port })}\n`)
   if (args.readyFile !== undefined) {
     await writeReadyFile(args.readyFile, bound.host, bound.port)
   }
@@ -390,7 +390,7 @@ async function main(argv: readonly string[]): Promise<number> {
         new TransferError(
           'EINTR',
           'receive',
-          `connection from ${formatEndpoint(socket.remoteAddress, socket.remotePort)} interrupted by ${signal}`
+          `connection from ${formatEndpoint({ address: socket.remoteAddress, port: socket.remotePort })} interrupted by ${signal}`
         )
       )
     )

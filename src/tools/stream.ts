@@ -8,6 +8,7 @@
 
 import yargs from 'yargs'
 
+import { formatEndpoint } from '../common/endpoint.js'
 import { ConfigError } from '../common/errors.js'
 import {
   checkExpectation,
@@ -16,7 +17,6 @@ import {
   EXIT_FAILURE,
   fileSource,
   formatBytes,
-  formatEndpoint,
   formatWriteSize,
   generatedSource,
   timedSource,
@@ -111,7 +111,7 @@ function parseArgs(argv: readonly string[]) {
 
 function printSummary(host: string, port: number, sourceName: string, result: StreamResult): void {
   const lines = [
-    `stream ${formatEndpoint(result.localAddress, result.localPort)} -> ${formatEndpoint(host, port)} (${result.remoteAddress})`,
+    `stream ${formatEndpoint({ address: result.localAddress, port: result.localPort })} -> ${formatEndpoint({ address: host, port: port })} (${result.remoteAddress})`,
     `  source     ${sourceName}`,
     `  connect    ${result.connectMs.toFixed(3)} ms`,
     `  sent       ${result.sentBytes} bytes (${formatBytes(result.sentBytes)}) in ${(result.deliveredMs / 1000).toFixed(3)} s (handed to kernel in ${(result.sendMs / 1000).toFixed(3)} s)`,

@@ -1,7 +1,7 @@
 /**
  * Re-export: fault injection (ways to kill one subflow or a whole path from outside the
  * proxies, each undone by `restore()`) and the polling helpers live in
- * src/tools/testbed/two-path.ts, because the path benchmark (src/tools/bench/paths.ts) uses
+ * lab/testbed/two-path.ts, because the path benchmark (lab/bench/paths.ts) uses
  * them too.
  */
 export {
@@ -19,4 +19,4 @@ export {
   type ActiveFault,
   type KillMethod,
   type SubflowSocket
-} from '../../src/tools/testbed/two-path.js'
+} from '../../lab/testbed/two-path.js'

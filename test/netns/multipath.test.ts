@@ -19,7 +19,7 @@ import {
   type DuplexReport,
   type TwoPathConfigOptions,
   type TwoPathTestbed
-} from '../../src/tools/testbed/two-path.js'
+} from '../../lab/testbed/two-path.js'
 import {
   FaultLedger,
   linkDown,

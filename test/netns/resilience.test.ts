@@ -17,7 +17,7 @@ import {
   type PathName,
   type TwoPathConfig,
   type TwoPathTestbed
-} from '../../src/tools/testbed/two-path.js'
+} from '../../lab/testbed/two-path.js'
 import {
   blackHole,
   FaultLedger,

@@ -7,7 +7,7 @@ import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Netns } from './netns.js'
-import { startIn, runIn, dist, type NsProcess } from './ns-process.js'
+import { startIn, runIn, dist, labDist, type NsProcess } from './ns-process.js'
 import {
   createTopology,
   PROJECT_ROOT,
@@ -102,7 +102,7 @@ export async function createImpairedTestbed(
       emulator = startIn(
         topo.ns.wan,
         [
-          dist('tools/link-emulator/main.js'),
+          labDist('link-emulator/main.js'),
           '--port-a',
           w.toTx,
           '--port-b',

@@ -12,9 +12,9 @@
  * 3. Latency of small request/response exchanges on one persistent connection through a warm
  *    trunk over two lossy paths: `trunk.scheduler = redundant` against each path alone.
  *
- *   node dist/src/tools/bench/paths.js [--quick] [--json] [--congestion cubic]   (root)
- *   node dist/src/tools/bench/paths.js rr-server --port P [--reply-bytes N]
- *   node dist/src/tools/bench/paths.js rr-client --host H --port P --count N [--warmup W]
+ *   node dist/lab/bench/paths.js [--quick] [--json] [--congestion cubic]   (root)
+ *   node dist/lab/bench/paths.js rr-server --port P [--reply-bytes N]
+ *   node dist/lab/bench/paths.js rr-client --host H --port P --count N [--warmup W]
  *       [--request-bytes N] [--reply-bytes N] [--timeout-ms T]
  *
  * Run as the benchmark it prints progress on stderr and three markdown tables on stdout (the
@@ -26,7 +26,8 @@ import { createConnection, createServer, type Socket } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 
-import { queryStatus, type ProxyStatus } from '../../edge/control.js'
+import { errorMessage } from '../../src/common/errors.js'
+import { queryStatus, type ProxyStatus } from '../../src/edge/control.js'
 import { netnsUnavailableReason } from '../testbed/netns.js'
 import { dist, runIn, type NsProcess } from '../testbed/ns-process.js'
 import {
@@ -366,7 +367,7 @@ function traceOf(
 
 /** A message from anything thrown. */
 function errorText(err: unknown): string {
-  return (err instanceof Error ? err.message : String(err)).split('\n')[0]?.slice(0, 200) ?? ''
+  return errorMessage(err).split('\n')[0]?.slice(0, 200) ?? ''
 }
 
 /** `x` rounded to `digits` decimals, for JSON that stays readable. */

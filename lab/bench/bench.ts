@@ -12,6 +12,8 @@ import { execFileSync } from 'node:child_process'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import yargs from 'yargs'
+
+import { errorMessage } from '../../src/common/errors.js'
 import { netnsUnavailableReason } from '../testbed/netns.js'
 import {
   createImpairedTestbed,
@@ -700,7 +702,7 @@ async function main(): Promise<number> {
               samples.push(r.mbit)
               if (r.cpu !== undefined) cpu.push(r.cpu)
             } catch (err) {
-              note = err instanceof Error ? err.message.slice(0, 80) : String(err)
+              note = errorMessage(err).slice(0, 80)
             }
           }
           const g = samples.length > 0 ? median(samples) : undefined
@@ -785,7 +787,7 @@ async function main(): Promise<number> {
       await receiver.stop()
     } catch (err) {
       process.stderr.write(
-        `   ceiling failed: ${err instanceof Error ? err.message : String(err)}\n`
+        `   ceiling failed: ${errorMessage(err)}\n`
       )
     } finally {
       await bed.destroy()
@@ -800,7 +802,7 @@ async function main(): Promise<number> {
       log: (line) => process.stderr.write(`   ${line}\n`)
     }).catch((err: unknown) => {
       process.stderr.write(
-        `   two-path rows failed: ${err instanceof Error ? err.message : String(err)}\n`
+        `   two-path rows failed: ${errorMessage(err)}\n`
       )
       return undefined
     })
@@ -817,7 +819,7 @@ main().then(
     process.exit(code)
   },
   (err: unknown) => {
-    process.stderr.write(`bench: ${err instanceof Error ? err.message : String(err)}\n`)
+    process.stderr.write(`bench: ${errorMessage(err)}\n`)
     process.exit(1)
   }
 )

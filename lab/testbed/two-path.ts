@@ -32,9 +32,9 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 
-import { GeneratedData, parseSize } from '../harness.js'
+import { GeneratedData, parseSize } from '../../src/tools/harness.js'
 import { createNetns, type AfterHook, type Netns } from './netns.js'
-import { dist, startIn, type NsProcess } from './ns-process.js'
+import { dist, labDist, startIn, type NsProcess } from './ns-process.js'
 import {
   createTopology,
   PROJECT_ROOT,
@@ -334,7 +334,7 @@ export async function createTwoPathTestbed(options: TwoPathOptions): Promise<Two
       const p = start(
         path === 'a' ? topo.ns.wan : wanBox,
         [
-          dist('tools/link-emulator/main.js'),
+          labDist('link-emulator/main.js'),
           '--port-a',
           w.toTx,
           '--port-b',

@@ -8,7 +8,7 @@
  * A client past its deadline prints {"timedOut": true, ...} with what it had, and exits 0.
  */
 import { connect, createServer } from 'node:net'
-import { setCongestion, socketFd } from '../../../native/index.js'
+import { setCongestion, socketFd } from '../../native/index.js'
 
 const BLOCK = Buffer.alloc(65536, 0x61)
 
