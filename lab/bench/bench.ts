@@ -429,7 +429,7 @@ async function shortFlows(
   const rows: ShortFlowRow[] = []
   const server = startIn(
     bed.topo.ns.dst,
-    [dist('tools/bench/rr.js'), 'server', '--port', '5210'],
+    [dist('tools/rr.js'), 'server', '--port', '5210'],
     'rr-server'
   )
   await server.waitFor(/listening/)
@@ -438,8 +438,8 @@ async function shortFlows(
       bed.topo.ns.src,
       [
         process.execPath,
-        dist('tools/bench/rr.js'),
-        'client',
+        dist('tools/rr.js'),
+        'one-shot',
         '--host',
         A.dst.v4,
         '--port',
@@ -448,8 +448,8 @@ async function shortFlows(
         String(bytes),
         '--congestion',
         congestion,
-        '--timeout-ms',
-        String(SHORT_FLOW_TIMEOUT_MS)
+        '--timeout',
+        String(SHORT_FLOW_TIMEOUT_MS / 1000)
       ],
       SHORT_FLOW_TIMEOUT_MS + 30_000
     )
@@ -786,9 +786,7 @@ async function main(): Promise<number> {
       )
       await receiver.stop()
     } catch (err) {
-      process.stderr.write(
-        `   ceiling failed: ${errorMessage(err)}\n`
-      )
+      process.stderr.write(`   ceiling failed: ${errorMessage(err)}\n`)
     } finally {
       await bed.destroy()
     }
@@ -801,9 +799,7 @@ async function main(): Promise<number> {
       quick,
       log: (line) => process.stderr.write(`   ${line}\n`)
     }).catch((err: unknown) => {
-      process.stderr.write(
-        `   two-path rows failed: ${errorMessage(err)}\n`
-      )
+      process.stderr.write(`   two-path rows failed: ${errorMessage(err)}\n`)
       return undefined
     })
   }

@@ -11,6 +11,7 @@
 export * from './harness/args.js'
 export * from './harness/cli.js'
 export * from './harness/data.js'
+export * from './harness/duplex.js'
 export * from './harness/outcome.js'
 export * from './harness/progress.js'
 export * from './harness/receive.js'

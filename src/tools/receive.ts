@@ -10,11 +10,9 @@
  */
 
 import { open } from 'node:fs/promises'
-import type { Socket } from 'node:net'
+import type { Server, Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import type { Writable } from 'node:stream'
-
-import yargs from 'yargs'
 
 import { formatEndpoint } from '../common/endpoint.js'
 import { ConfigError, PepError, PepErrorCodes } from '../common/errors.js'
@@ -37,7 +35,10 @@ import {
   receiveOne,
   reportError,
   runCli,
+  serveDuplex,
+  toolArgs,
   TransferError,
+  wallMs,
   writeReadyFile,
   type Expectation,
   type Progress,
@@ -49,8 +50,7 @@ import {
 const PROGRAM = 'receive'
 
 function parseArgs(argv: readonly string[]) {
-  return yargs(argv)
-    .scriptName(PROGRAM)
+  return toolArgs(PROGRAM, argv)
     .usage('$0 --port P [options]')
     .epilogue(
       'Accept TCP connections, read each until EOF, optionally reply, and report bytes,\n' +
@@ -99,6 +99,11 @@ function parseArgs(argv: readonly string[]) {
         describe: 'exit 1 unless each connection brings this SHA-256 (hex)'
       },
       'ready-file': { type: 'string', describe: 'write HOST:PORT to this file once listening' },
+      duplex: {
+        type: 'boolean',
+        describe:
+          'reply (--reply-bytes) while reading, not after EOF; print JSON events (accepted, progress every 250 ms) and a delivery trace (bytes every 20 ms, longest gap, how the stream ended) in each report, resets included'
+      },
       'stop-after': {
         type: 'string',
         describe:
@@ -118,14 +123,7 @@ function parseArgs(argv: readonly string[]) {
     .conflicts('discard', 'output')
     .conflicts('echo', 'reply-bytes')
     .conflicts('keep-listening', 'count')
-    .strict()
-    .version(false)
-    .help()
-    .alias('help', 'h')
-    .wrap(100)
-    .fail(function receiveOnArgsError(message: string | null, err: Error | null): never {
-      throw err ?? new ConfigError('arguments', message ?? 'invalid arguments')
-    })
+    .conflicts('duplex', ['echo', 'output', 'stop-after'])
     .parseSync()
 }
 
@@ -141,6 +139,12 @@ interface RunSettings {
   readonly progress: Progress
   /** Reset each connection this long after accept and report what arrived by then. */
   readonly stopAfterMs: number | undefined
+  /** Read and reply at once, with a delivery trace (`--duplex`). */
+  readonly duplex: { readonly replyBytes: number } | undefined
+  readonly keepListening: boolean
+  /** Connections to accept unless `keepListening`. */
+  readonly count: number
+  readonly timeoutMs: number | undefined
 }
 
 function describeReply(reply: ReplySpec): string {
@@ -259,6 +263,54 @@ async function handleConnection(
   }
 }
 
+/** Period of the duplex progress events, ms. */
+const DUPLEX_PROGRESS_MS = 250
+
+function printJson(record: object): void {
+  process.stdout.write(`${JSON.stringify(record)}\n`)
+}
+
+/**
+ * `--duplex`: reads while replying, prints `accepted`, `progress` and `done` events; the
+ * `done` line carries the delivery trace, and `ok` says whether the stream ended cleanly, the
+ * reply went out whole and the data was as expected.
+ */
+async function handleDuplex(
+  socket: Socket,
+  index: number,
+  replyBytes: number,
+  settings: RunSettings
+): Promise<boolean> {
+  printJson({ event: 'accepted', connection: index, peer: socket.remoteAddress, at: wallMs() })
+  let bytes = 0
+  const progress = setInterval(function receiveOnDuplexProgress(): void {
+    printJson({ event: 'progress', connection: index, at: wallMs(), bytes })
+  }, DUPLEX_PROGRESS_MS)
+  const result = await serveDuplex(socket, {
+    replyBytes,
+    replySeed: settings.replySeed,
+    onProgress: (receivedBytes) => {
+      bytes = receivedBytes
+    }
+  })
+  clearInterval(progress)
+  const mismatch = checkExpectation(
+    'data',
+    result.receivedBytes,
+    result.receivedSha256,
+    settings.expect
+  )
+  const ok = result.ending === 'end' && result.replyComplete && mismatch === undefined
+  printJson({
+    event: 'done',
+    ok,
+    connection: index,
+    ...result,
+    ...(mismatch === undefined ? {} : { error: errorSummary(mismatch) })
+  })
+  return ok
+}
+
 /** Reports a connection measured for a fixed time (`--stop-after`) and then reset. */
 function reportStopped(
   index: number,
@@ -295,54 +347,54 @@ async function openOutput(path: string): Promise<Writable> {
   }
 }
 
-async function main(argv: readonly string[]): Promise<number> {
-  const args = parseArgs(argv)
-  const port = parsePort(args.port, 'port', true)
+/** The run's settings from the command line (every value checked: exit 2 on a bad one). */
+async function settingsFrom(args: ReturnType<typeof parseArgs>): Promise<RunSettings> {
   const keepListening = args.keepListening ?? false
   const count = parseCount(args.count ?? '1', 'count')
   if (args.output !== undefined && (count > 1 || keepListening)) {
     throw new ConfigError('output', 'takes one connection: not with --count or --keep-listening')
   }
   const replySeed = parseSeed(args.replySeed, 'reply-seed')
+  const replyBytes =
+    args.replyBytes === undefined ? undefined : parseSize(args.replyBytes, 'reply-bytes')
   const reply: ReplySpec =
     args.echo === true
       ? { kind: 'echo' }
-      : args.replyBytes === undefined
+      : replyBytes === undefined
         ? { kind: 'none' }
-        : { kind: 'generated', bytes: parseSize(args.replyBytes, 'reply-bytes'), seed: replySeed }
-  const writeSize = parseWriteSize(args.writeSize, 'write-size')
+        : { kind: 'generated', bytes: replyBytes, seed: replySeed }
   const expect: Expectation = {
     bytes: args.expectBytes === undefined ? undefined : parseSize(args.expectBytes, 'expect-bytes'),
     sha256:
       args.expectSha256 === undefined ? undefined : parseSha256(args.expectSha256, 'expect-sha256')
   }
-  const timeoutMs = args.timeout === undefined ? undefined : parseSecondsToMs(args.timeout)
-  const output = args.output === undefined ? undefined : await openOutput(args.output)
-
-  const server = await listen({ host: args.host, port })
-  const bound = boundAddress(server)
-  process.stderr.write(`listening on ${formatEndpoint({ address: bound.host, port: bound.port })}\n`)
-  if (args.readyFile !== undefined) {
-    await writeReadyFile(args.readyFile, bound.host, bound.port)
-  }
-
-  const settings: RunSettings = {
+  const json = args.json || args.duplex === true
+  return {
     reply,
-    writeSize,
+    writeSize: parseWriteSize(args.writeSize, 'write-size'),
     replySeed,
     expect,
-    json: args.json,
+    json,
     quiet: args.quiet,
-    output,
+    output: args.output === undefined ? undefined : await openOutput(args.output),
     stopAfterMs:
       args.stopAfter === undefined ? undefined : parseSecondsToMs(args.stopAfter, 'stop-after'),
+    duplex: args.duplex === true ? { replyBytes: replyBytes ?? 0 } : undefined,
+    keepListening,
+    count,
+    timeoutMs: args.timeout === undefined ? undefined : parseSecondsToMs(args.timeout),
     progress: createProgressBar(
       process.stderr,
       'received',
       count === 1 && !keepListening ? expect.bytes : undefined,
-      !args.json && !args.quiet
+      !json && !args.quiet
     )
   }
+}
+
+/** Accepts and handles connections until the count is reached, the deadline or a signal. */
+async function serve(server: Server, settings: RunSettings): Promise<number> {
+  const { keepListening, count, timeoutMs } = settings
   const active = new Set<Socket>()
   const handlers = new Set<Promise<void>>()
   let accepted = 0
@@ -367,7 +419,11 @@ async function main(argv: readonly string[]): Promise<number> {
       server.close()
     }
     active.add(socket)
-    const handler = handleConnection(socket, accepted, acceptedAt, settings).then((ok) => {
+    const handler = (
+      settings.duplex === undefined
+        ? handleConnection(socket, accepted, acceptedAt, settings)
+        : handleDuplex(socket, accepted, settings.duplex.replyBytes, settings)
+    ).then((ok) => {
       active.delete(socket)
       handlers.delete(handler)
       if (!ok) {
@@ -409,7 +465,7 @@ async function main(argv: readonly string[]): Promise<number> {
 
   if (!keepListening && accepted < count) {
     const message = `${stopReason ?? 'stopped'} with ${accepted} of ${count} connections accepted`
-    if (args.json) {
+    if (settings.json) {
       process.stdout.write(
         `${JSON.stringify({ ok: false, error: { code: 'EINCOMPLETE', message } })}\n`
       )
@@ -418,6 +474,21 @@ async function main(argv: readonly string[]): Promise<number> {
     return EXIT_FAILURE
   }
   return failures === 0 ? 0 : EXIT_FAILURE
+}
+
+async function main(argv: readonly string[]): Promise<number> {
+  const args = parseArgs(argv)
+  const port = parsePort(args.port, 'port', true)
+  const settings = await settingsFrom(args)
+  const server = await listen({ host: args.host, port })
+  const bound = boundAddress(server)
+  process.stderr.write(
+    `listening on ${formatEndpoint({ address: bound.host, port: bound.port })}\n`
+  )
+  if (args.readyFile !== undefined) {
+    await writeReadyFile(args.readyFile, bound.host, bound.port)
+  }
+  return serve(server, settings)
 }
 
 runCli(PROGRAM, main)

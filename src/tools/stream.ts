@@ -6,8 +6,6 @@
  * differs from `--expect-reply-*`; 2 bad arguments.
  */
 
-import yargs from 'yargs'
-
 import { formatEndpoint } from '../common/endpoint.js'
 import { ConfigError } from '../common/errors.js'
 import {
@@ -29,6 +27,7 @@ import {
   reportError,
   runCli,
   sendTo,
+  toolArgs,
   type ByteSource,
   type StreamResult
 } from './harness.js'
@@ -39,8 +38,7 @@ const PROGRAM = 'stream'
 const DEFAULT_BYTES = '64MiB'
 
 function parseArgs(argv: readonly string[]) {
-  return yargs(argv)
-    .scriptName(PROGRAM)
+  return toolArgs(PROGRAM, argv)
     .usage('$0 HOST PORT [options]')
     .epilogue(
       'Send generated data (or a file) to HOST:PORT over one TCP connection, shut down the\n' +
@@ -98,14 +96,6 @@ function parseArgs(argv: readonly string[]) {
     .conflicts('bytes', 'file')
     .conflicts('duration', 'file')
     .conflicts('duration', 'bytes')
-    .strict()
-    .version(false)
-    .help()
-    .alias('help', 'h')
-    .wrap(100)
-    .fail(function streamOnArgsError(message: string | null, err: Error | null): never {
-      throw err ?? new ConfigError('arguments', message ?? 'invalid arguments')
-    })
     .parseSync()
 }
 

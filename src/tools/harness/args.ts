@@ -11,7 +11,6 @@ import { parseByteSize, SIZE_RULE } from '../../common/size.js'
  */
 export const MAX_WRITE_BYTES = 64 * 1024 * 1024
 
-
 /**
  * Parses a byte count by the one size rule of `common/size.ts` (shared with the configuration).
  *
@@ -23,7 +22,10 @@ export const MAX_WRITE_BYTES = 64 * 1024 * 1024
 export function parseSize(text: string, key = 'size'): number {
   const bytes = parseByteSize(text)
   if (bytes === undefined) {
-    throw new ConfigError(key, `invalid size '${text}': expected a whole number of bytes (${SIZE_RULE})`)
+    throw new ConfigError(
+      key,
+      `invalid size '${text}': expected a whole number of bytes (${SIZE_RULE})`
+    )
   }
   return bytes
 }
@@ -73,17 +75,33 @@ export function formatWriteSize(writeSize: WriteSize): string {
 }
 
 /**
- * Parses a positive integer count (decimal digits only).
+ * Parses a count (decimal digits only), positive unless `allowZero`.
  *
- * @throws ConfigError when not an integer from 1 to 2^53 - 1
+ * @throws ConfigError when not an integer from 1 (or 0) to 2^53 - 1
  */
-export function parseCount(text: string, key = 'count'): number {
+export function parseCount(text: string, key = 'count', allowZero = false): number {
   const trimmed = text.trim()
   const count = /^\d+$/.test(trimmed) ? Number(trimmed) : NaN
-  if (!Number.isSafeInteger(count) || count < 1) {
-    throw new ConfigError(key, `invalid count '${text}': expected a positive integer`)
+  if (!Number.isSafeInteger(count) || (count < 1 && !allowZero)) {
+    const expected = allowZero ? 'a whole number' : 'a positive integer'
+    throw new ConfigError(key, `invalid count '${text}': expected ${expected}`)
   }
   return count
+}
+
+/**
+ * Parses a TCP congestion control name as the kernel spells them (cubic, bbr, reno...).
+ *
+ * @throws ConfigError when it is not such a name
+ */
+export function parseCongestion(text: string, key = 'congestion'): string {
+  if (!/^[a-z0-9_]{1,15}$/.test(text)) {
+    throw new ConfigError(
+      key,
+      `invalid congestion control '${text}': expected a name such as cubic or bbr`
+    )
+  }
+  return text
 }
 
 /**
@@ -145,4 +163,3 @@ export function parseSha256(text: string, key = 'sha256'): string {
   }
   return trimmed.toLowerCase()
 }
-

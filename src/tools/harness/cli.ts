@@ -1,7 +1,8 @@
 /** What the traffic tools' entry points share: exit codes, error reports, the runner. */
+import yargs, { type Argv } from 'yargs'
+
 import { ConfigError, PepError } from '../../common/errors.js'
 import { ExpectationError, TransferError, errnoCode } from './outcome.js'
-
 
 /** Exit code for a failed transfer or expectation. */
 export const EXIT_FAILURE = 1
@@ -49,3 +50,20 @@ export function runCli(program: string, main: (argv: readonly string[]) => Promi
   )
 }
 
+/**
+ * The yargs parser every traffic tool starts from: unknown flags refused, `--help`/`-h`, no
+ * `--version`, and any argument error thrown as a ConfigError, which `runCli` prints as one
+ * line with exit code 2 (yargs would print the whole help text and exit 1).
+ */
+export function toolArgs(program: string, argv: readonly string[]): Argv {
+  return yargs(argv)
+    .scriptName(program)
+    .strict()
+    .version(false)
+    .help()
+    .alias('help', 'h')
+    .wrap(100)
+    .fail(function toolOnArgsError(message: string | null, err: Error | null): never {
+      throw err ?? new ConfigError('arguments', message ?? 'invalid arguments')
+    })
+}

@@ -3,7 +3,6 @@ import { createHash } from 'node:crypto'
 
 import type { WriteSize } from './args.js'
 
-
 /**
  * Size of one generated block in bytes (64 KiB). The generated stream is defined block by block,
  * so any byte range can be produced without producing what comes before it.
@@ -12,7 +11,6 @@ export const GENERATED_BLOCK_BYTES = 65536
 
 /** Default `write()` size in bytes: one generated block, so the fast path needs no copy. */
 export const DEFAULT_WRITE_BYTES = GENERATED_BLOCK_BYTES
-
 
 const BLOCK_WORDS = GENERATED_BLOCK_BYTES / 4
 
@@ -179,4 +177,3 @@ export function createWriteSizer(writeSize: WriteSize, seed = 1): () => number {
     }
   }
 }
-

@@ -93,4 +93,3 @@ export function errnoCode(err: unknown): string {
   }
   return 'EUNKNOWN'
 }
-

@@ -1,14 +1,11 @@
 /** Sizes, rates and times for people, and the one-line progress bar on a terminal. */
 import { performance } from 'node:perf_hooks'
 
-
 /** Minimum time between two progress-bar redraws in ms (at most ~10 redraws a second). */
 export const PROGRESS_INTERVAL_MS = 100
 
 /** Redraws the progress rate is averaged over (20 at 100 ms: about the last 2 s). */
 const PROGRESS_RATE_SAMPLES = 20
-
-
 
 const IEC_UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB'] as const
 
@@ -179,4 +176,3 @@ export function createProgressBar(
   }
   return { add: () => undefined, setTotal: () => undefined, finish: () => undefined }
 }
-

@@ -13,7 +13,6 @@ import { errnoCode, TransferError, type TransferPhase } from './outcome.js'
 import { goodput, pump, round3, roundMs, SocketMonitor } from './socket.js'
 import { generatedSource } from './sources.js'
 
-
 /** What `receiveOne` sends back after (or, for echo, while) reading the peer's data. */
 export type ReplySpec =
   | { readonly kind: 'none' }
@@ -329,4 +328,3 @@ export async function writeReadyFile(path: string, host: string, port: number): 
   await writeFile(temporary, `${formatEndpoint({ address: host, port: port })}\n`)
   await rename(temporary, path)
 }
-

@@ -12,7 +12,6 @@ import { errnoCode, TransferError, type TransferPhase } from './outcome.js'
 import { goodput, pump, round3, roundMs, SocketMonitor } from './socket.js'
 import type { ByteSource } from './sources.js'
 
-
 /** Options of `sendTo`. */
 export interface SendOptions {
   /** Host to connect to. */
@@ -203,4 +202,3 @@ export async function sendTo(options: SendOptions): Promise<StreamResult> {
     socket.destroy()
   }
 }
-

@@ -4,7 +4,6 @@ import type { Socket } from 'node:net'
 
 import type { ByteSource } from './sources.js'
 
-
 type SocketEvent = 'connect' | 'drain' | 'end' | 'finish' | 'close'
 
 /**
@@ -153,4 +152,3 @@ export function roundMs(ms: number): number {
 export function round3(value: number): number {
   return Math.round(value * 1000) / 1000
 }
-

@@ -6,7 +6,6 @@ import { ConfigError } from '../../common/errors.js'
 import { GeneratedData } from './data.js'
 import { errnoCode } from './outcome.js'
 
-
 /** A pull source of bytes for `sendTo` and replies. Pulling lets each read match one write. */
 export interface ByteSource {
   /** Total length in bytes when known up front (progress bar, ETA); undefined otherwise. */
@@ -96,4 +95,3 @@ export async function fileSource(path: string): Promise<ByteSource> {
     }
   }
 }
-
