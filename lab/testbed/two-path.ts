@@ -140,6 +140,119 @@ async function setSysctl(ns: Netns, key: string, value: string): Promise<void> {
   await ns.exec(['sh', '-c', 'printf "%s\\n" "$1" > "$2"', 'sysctl', value, path])
 }
 
+/** Path b: a veth from each box into `wb`, whose bridge joins them, and its addresses. */
+async function buildPathB(topo: Topology, wb: Netns, b: PathInterfaces): Promise<void> {
+  const { tx, rx } = topo.ns
+  await wb.exec(['ip', 'link', 'set', 'lo', 'up'])
+  // Both veths are created inside the boxes with their peer sent straight to wanB: nothing
+  // ever appears in the root namespace.
+  const pair = (dev: string, peer: string): string[] => [
+    'ip',
+    'link',
+    'add',
+    dev,
+    'type',
+    'veth',
+    'peer',
+    'name',
+    peer,
+    'netns',
+    wb.name
+  ]
+  await tx.exec(pair(b.tx, b.wan.toTx))
+  await rx.exec(pair(b.rx, b.wan.toRx))
+  await wb.exec(['ip', 'link', 'add', 'name', b.wan.bridge, 'type', 'bridge'])
+  for (const port of [b.wan.toTx, b.wan.toRx]) {
+    await wb.exec(['ip', 'link', 'set', port, 'master', b.wan.bridge, 'up'])
+  }
+  await wb.exec(['ip', 'link', 'set', b.wan.bridge, 'up'])
+  // The link emulator's physdev rules and the faults' FORWARD rules need bridged IPv4 to
+  // pass iptables here (it is the default in a new namespace; set it to be sure).
+  await setSysctl(wb, 'net.bridge.bridge-nf-call-iptables', '1')
+  const addr = TWO_PATH_ADDRESSES.b
+  await tx.exec(['ip', 'addr', 'add', `${addr.local}/${addr.prefixLength}`, 'dev', b.tx])
+  await tx.exec(['ip', 'link', 'set', b.tx, 'up'])
+  await rx.exec(['ip', 'addr', 'add', `${addr.peer}/${addr.prefixLength}`, 'dev', b.rx])
+  await rx.exec(['ip', 'link', 'set', b.rx, 'up'])
+}
+
+/** Offloads off and no saved TCP metrics in every namespace; both boxes tuned per path. */
+async function tuneBoxes(topo: Topology, wb: Netns, pathBDev: string): Promise<void> {
+  const { tx, rx } = topo.ns
+  const names = topo.interfaces
+  const addr = TWO_PATH_ADDRESSES.b
+  // Offloads off everywhere: with them on, one "packet" at a wan box can be a 64 KB
+  // super-packet, and one emulated drop loses ~40 real ones (testbed notes).
+  const all = [topo.ns.src, tx, topo.ns.wan, wb, rx, topo.ns.dst]
+  for (const ns of all) {
+    for (const dev of await interfacesOf(ns)) {
+      await ns.exec(['ethtool', '-K', dev, 'tso', 'off', 'gso', 'off', 'gro', 'off'])
+    }
+    // Comparable runs: no cached slow-start state per destination.
+    await setSysctl(ns, 'net.ipv4.tcp_no_metrics_save', '1')
+  }
+  const tune = join(PROJECT_ROOT, 'scripts', 'tune-box.sh')
+  const tuned: [Netns, string, string][] = [
+    [tx, TWO_PATH_ADDRESSES.a.peer, names.tx.bridge],
+    [tx, addr.peer, pathBDev],
+    [rx, TWO_PATH_ADDRESSES.a.local, names.rx.bridge],
+    [rx, addr.local, pathBDev]
+  ]
+  for (const [ns, peer, dev] of tuned) await ns.exec(['sh', tune, '--peer', peer, '--dev', dev])
+}
+
+/** The network.conf values of a static-mode run over `opts.paths` (overrides not applied). */
+function configValues(
+  opts: TwoPathConfigOptions,
+  txControl: string,
+  rxControl: string
+): Record<string, string> {
+  const paths = opts.paths ?? ['a', 'b']
+  const perPath = String(opts.subflowsPerPath ?? 2)
+  const values: Record<string, string> = {
+    'tx_proxy.local_ip': TWO_PATH_ADDRESSES.a.local,
+    'tx_proxy.local_port': String(TWO_PATH_TX_PORT),
+    'tx_proxy.destination': `${TWO_PATH_ADDRESSES.dst}:${opts.destinationPort}`,
+    'tx_proxy.rx_proxy_port': String(TWO_PATH_RX_PORT),
+    'tx_proxy.control_socket': txControl,
+    'rx_proxy.recv_ip': '::',
+    'rx_proxy.recv_port': String(TWO_PATH_RX_PORT),
+    'rx_proxy.control_socket': rxControl,
+    'interception.enabled': 'false',
+    'interception.transparent': 'false'
+  }
+  for (const p of paths) {
+    values[`path.${p}.local_ip`] = TWO_PATH_ADDRESSES[p].local
+    values[`path.${p}.peer_ip`] = TWO_PATH_ADDRESSES[p].peer
+    values[`path.${p}.subflows`] = perPath
+  }
+  return values
+}
+
+/** The link emulator's command line for `path`'s wan box. */
+function emulatorArgs(path: PathName, w: PathInterfaces['wan'], spec: PathImpairment): string[] {
+  return [
+    labDist('link-emulator/main.js'),
+    '--port-a',
+    w.toTx,
+    '--port-b',
+    w.toRx,
+    '--delay-ms',
+    String(spec.delayMs ?? 0),
+    '--loss',
+    String(spec.lossPercent ?? 0),
+    '--rate-mbit',
+    String(spec.rateMbit ?? 0),
+    // Path a and path b run an emulator each, in different namespaces: queue numbers
+    // are per namespace, but distinct ones keep logs unambiguous.
+    '--queue-ab',
+    path === 'a' ? '10' : '20',
+    '--queue-ba',
+    path === 'a' ? '11' : '21',
+    '--json'
+  ]
+}
+
 /** Builds the testbed. On failure everything created so far is removed before rethrowing. */
 export async function createTwoPathTestbed(options: TwoPathOptions): Promise<TwoPathTestbed> {
   const { prefix } = options
@@ -176,58 +289,8 @@ export async function createTwoPathTestbed(options: TwoPathOptions): Promise<Two
   try {
     const wb = createNetns(prefix)
     wanB = wb
-    const { tx, rx } = topo.ns
-    const b = interfaces.b
-    await wb.exec(['ip', 'link', 'set', 'lo', 'up'])
-    // Both veths are created inside the boxes with their peer sent straight to wanB: nothing
-    // ever appears in the root namespace.
-    const pair = (dev: string, peer: string): string[] => [
-      'ip',
-      'link',
-      'add',
-      dev,
-      'type',
-      'veth',
-      'peer',
-      'name',
-      peer,
-      'netns',
-      wb.name
-    ]
-    await tx.exec(pair(b.tx, b.wan.toTx))
-    await rx.exec(pair(b.rx, b.wan.toRx))
-    await wb.exec(['ip', 'link', 'add', 'name', b.wan.bridge, 'type', 'bridge'])
-    for (const port of [b.wan.toTx, b.wan.toRx]) {
-      await wb.exec(['ip', 'link', 'set', port, 'master', b.wan.bridge, 'up'])
-    }
-    await wb.exec(['ip', 'link', 'set', b.wan.bridge, 'up'])
-    // The link emulator's physdev rules and the faults' FORWARD rules need bridged IPv4 to
-    // pass iptables here (it is the default in a new namespace; set it to be sure).
-    await setSysctl(wb, 'net.bridge.bridge-nf-call-iptables', '1')
-    const addr = TWO_PATH_ADDRESSES.b
-    await tx.exec(['ip', 'addr', 'add', `${addr.local}/${addr.prefixLength}`, 'dev', b.tx])
-    await tx.exec(['ip', 'link', 'set', b.tx, 'up'])
-    await rx.exec(['ip', 'addr', 'add', `${addr.peer}/${addr.prefixLength}`, 'dev', b.rx])
-    await rx.exec(['ip', 'link', 'set', b.rx, 'up'])
-
-    // Offloads off everywhere: with them on, one "packet" at a wan box can be a 64 KB
-    // super-packet, and one emulated drop loses ~40 real ones (testbed notes).
-    const all = [topo.ns.src, tx, topo.ns.wan, wb, rx, topo.ns.dst]
-    for (const ns of all) {
-      for (const dev of await interfacesOf(ns)) {
-        await ns.exec(['ethtool', '-K', dev, 'tso', 'off', 'gso', 'off', 'gro', 'off'])
-      }
-      // Comparable runs: no cached slow-start state per destination.
-      await setSysctl(ns, 'net.ipv4.tcp_no_metrics_save', '1')
-    }
-    const tune = join(PROJECT_ROOT, 'scripts', 'tune-box.sh')
-    const tuned: [Netns, string, string][] = [
-      [tx, TWO_PATH_ADDRESSES.a.peer, names.tx.bridge],
-      [tx, addr.peer, b.tx],
-      [rx, TWO_PATH_ADDRESSES.a.local, names.rx.bridge],
-      [rx, addr.local, b.rx]
-    ]
-    for (const [ns, peer, dev] of tuned) await ns.exec(['sh', tune, '--peer', peer, '--dev', dev])
+    await buildPathB(topo, wb, interfaces.b)
+    await tuneBoxes(topo, wb, interfaces.b.tx)
   } catch (err) {
     destroyNow()
     throw err
@@ -250,28 +313,10 @@ export async function createTwoPathTestbed(options: TwoPathOptions): Promise<Two
     dir,
     wanOf: (path) => (path === 'a' ? topo.ns.wan : wanBox),
     config(name, opts) {
-      const paths = opts.paths ?? ['a', 'b']
-      const perPath = String(opts.subflowsPerPath ?? 2)
       const path = join(dir, `${name}.conf`)
       const txControl = join(dir, `${name}-tx.sock`)
       const rxControl = join(dir, `${name}-rx.sock`)
-      const values: Record<string, string> = {
-        'tx_proxy.local_ip': TWO_PATH_ADDRESSES.a.local,
-        'tx_proxy.local_port': String(TWO_PATH_TX_PORT),
-        'tx_proxy.destination': `${TWO_PATH_ADDRESSES.dst}:${opts.destinationPort}`,
-        'tx_proxy.rx_proxy_port': String(TWO_PATH_RX_PORT),
-        'tx_proxy.control_socket': txControl,
-        'rx_proxy.recv_ip': '::',
-        'rx_proxy.recv_port': String(TWO_PATH_RX_PORT),
-        'rx_proxy.control_socket': rxControl,
-        'interception.enabled': 'false',
-        'interception.transparent': 'false'
-      }
-      for (const p of paths) {
-        values[`path.${p}.local_ip`] = TWO_PATH_ADDRESSES[p].local
-        values[`path.${p}.peer_ip`] = TWO_PATH_ADDRESSES[p].peer
-        values[`path.${p}.subflows`] = perPath
-      }
+      const values = configValues(opts, txControl, rxControl)
       topo.writeConfig(path, { ...values, ...opts.overrides })
       return { path, txControl, rxControl }
     },
@@ -317,29 +362,9 @@ export async function createTwoPathTestbed(options: TwoPathOptions): Promise<Two
       )
     },
     async impair(path, spec) {
-      const w = interfaces[path].wan
       const p = start(
         path === 'a' ? topo.ns.wan : wanBox,
-        [
-          labDist('link-emulator/main.js'),
-          '--port-a',
-          w.toTx,
-          '--port-b',
-          w.toRx,
-          '--delay-ms',
-          String(spec.delayMs ?? 0),
-          '--loss',
-          String(spec.lossPercent ?? 0),
-          '--rate-mbit',
-          String(spec.rateMbit ?? 0),
-          // Path a and path b run an emulator each, in different namespaces: queue numbers
-          // are per namespace, but distinct ones keep logs unambiguous.
-          '--queue-ab',
-          path === 'a' ? '10' : '20',
-          '--queue-ba',
-          path === 'a' ? '11' : '21',
-          '--json'
-        ],
+        emulatorArgs(path, interfaces[path].wan, spec),
         `link-emulator:${path}`
       )
       await p.waitFor(/"event":"ready"/, 30_000)

@@ -158,9 +158,7 @@ export async function runMain(
         running.reload?.(fresh)
         log.info('SIGHUP: configuration reloaded (policy, log level)')
       } catch (err) {
-        log.error(
-          `SIGHUP: reload failed, keeping the running configuration: ${errorMessage(err)}`
-        )
+        log.error(`SIGHUP: reload failed, keeping the running configuration: ${errorMessage(err)}`)
       }
     })
   })

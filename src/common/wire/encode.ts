@@ -190,4 +190,3 @@ export function encodeFrame(frame: Frame): Uint8Array {
   }
   return out
 }
-

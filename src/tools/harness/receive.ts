@@ -141,6 +141,142 @@ export function acceptOne(server: Server, timeoutMs?: number): Promise<Socket> {
   })
 }
 
+/** The addresses of an accepted socket, read once (a socket ended both ways forgets them). */
+function addressesOf(socket: Socket) {
+  return {
+    peerAddress: socket.remoteAddress ?? '',
+    peerPort: socket.remotePort ?? 0,
+    localAddress: socket.localAddress ?? '',
+    localPort: socket.localPort ?? 0
+  }
+}
+
+/** One received connection's counts, digests and phase, and how it reads with backpressure. */
+class Reception {
+  phase: TransferPhase = 'receive'
+  receivedBytes = 0
+  replyBytes = 0
+  firstByteAt: number | undefined
+  readonly receivedHash = createHash('sha256')
+  readonly replyHash = createHash('sha256')
+  /** The socket is paused while any of these cannot take more; resumed when none is left. */
+  private readonly pausedBy = new Set<'output' | 'echo'>()
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly peer: string,
+    private readonly options: ReceiveOptions
+  ) {}
+
+  /** A socket error as the TransferError that names the peer, the phase and the counts. */
+  describe(err: unknown): Error {
+    // Our own errors (deadline, output failure, interruption) already say what happened.
+    if (err instanceof PepError || err instanceof TransferError) {
+      return err
+    }
+    const code = errnoCode(err)
+    return this.phase === 'reply'
+      ? new TransferError(
+          code,
+          this.phase,
+          `connection from ${this.peer} failed while replying: ${code} (received ${this.receivedBytes} bytes, replied ${this.replyBytes} bytes)`
+        )
+      : new TransferError(
+          code,
+          this.phase,
+          `connection from ${this.peer} failed before EOF: ${code} (received ${this.receivedBytes} bytes)`
+        )
+  }
+
+  /** Counts and hashes a chunk, copies it to the output and echoes it, pausing while either is full. */
+  onData(chunk: Buffer): void {
+    const { output, reply } = this.options
+    this.firstByteAt ??= performance.now()
+    this.receivedBytes += chunk.byteLength
+    this.receivedHash.update(chunk)
+    if (output !== undefined && !output.write(chunk)) {
+      this.pauseUntilDrain('output', output)
+    }
+    if (reply?.kind === 'echo') {
+      this.replyBytes += chunk.byteLength
+      this.replyHash.update(chunk)
+      if (!this.socket.write(chunk)) {
+        this.pauseUntilDrain('echo', this.socket)
+      }
+    }
+    this.options.onProgress?.(this.receivedBytes)
+  }
+
+  private pauseUntilDrain(reason: 'output' | 'echo', writable: Writable): void {
+    this.pausedBy.add(reason)
+    this.socket.pause()
+    writable.once('drain', () => {
+      this.pausedBy.delete(reason)
+      if (this.pausedBy.size === 0) {
+        this.socket.resume()
+      }
+    })
+  }
+
+  /** The result, from the instants of accept, EOF and the end of the reply. */
+  result(
+    addresses: ReturnType<typeof addressesOf>,
+    startedAt: number,
+    eofAt: number,
+    doneAt: number
+  ): ReceiveResult {
+    const { firstByteAt, receivedBytes } = this
+    const firstByteToEofMs = firstByteAt === undefined ? 0 : eofAt - firstByteAt
+    const acceptToEofMs = eofAt - startedAt
+    const rate = goodput(receivedBytes, firstByteToEofMs)
+    const acceptRate = goodput(receivedBytes, acceptToEofMs)
+    return {
+      ...addresses,
+      receivedBytes,
+      receivedSha256: this.receivedHash.digest('hex'),
+      replyBytes: this.replyBytes,
+      replySha256: this.replyHash.digest('hex'),
+      acceptToFirstByteMs: firstByteAt === undefined ? undefined : roundMs(firstByteAt - startedAt),
+      firstByteToEofMs: roundMs(firstByteToEofMs),
+      acceptToEofMs: roundMs(acceptToEofMs),
+      totalMs: roundMs(doneAt - startedAt),
+      goodputMbitPerSec: round3(rate.mbitPerSec),
+      goodputMBytePerSec: round3(rate.mbytePerSec),
+      acceptGoodputMbitPerSec: round3(acceptRate.mbitPerSec),
+      acceptGoodputMBytePerSec: round3(acceptRate.mbytePerSec)
+    }
+  }
+}
+
+/** After the peer's EOF: ends the output, sends a generated reply, ends our side. */
+async function finishReply(
+  socket: Socket,
+  monitor: SocketMonitor,
+  state: Reception,
+  options: ReceiveOptions
+): Promise<void> {
+  const { output, reply } = options
+  state.phase = 'reply'
+  if (output !== undefined) {
+    await new Promise<void>((resolve, reject) => {
+      output.end(resolve)
+      output.once('error', reject)
+    })
+  }
+  if (reply?.kind === 'generated') {
+    const nextSize = createWriteSizer(
+      options.writeSize ?? { kind: 'fixed', bytes: DEFAULT_WRITE_BYTES },
+      options.writeSeed
+    )
+    const source = generatedSource(reply.bytes, reply.seed)
+    state.replyBytes = await pump(socket, monitor, source, nextSize, state.replyHash, (bytes) => {
+      state.replyBytes = bytes
+    })
+  }
+  socket.end()
+  await monitor.waitFor('finish')
+}
+
 /**
  * Reads one connection to EOF, then sends the reply and ends our side (half-close both ways).
  * Given a server, it first waits for one connection.
@@ -176,82 +312,17 @@ export async function receiveOne(
     )
   }
   const startedAt = acceptedAt ?? performance.now()
-  const reply = options.reply ?? { kind: 'none' }
   const output = options.output
-  // Read the addresses now: once both directions have ended the socket destroys itself and
-  // forgets them.
-  const addresses = {
-    peerAddress: socket.remoteAddress ?? '',
-    peerPort: socket.remotePort ?? 0,
-    localAddress: socket.localAddress ?? '',
-    localPort: socket.localPort ?? 0
-  }
+  const addresses = addressesOf(socket)
   const peer = formatEndpoint({ address: addresses.peerAddress, port: addresses.peerPort })
-  const receivedHash = createHash('sha256')
-  const replyHash = createHash('sha256')
-  let phase: TransferPhase = 'receive'
-  let receivedBytes = 0
-  let replyBytes = 0
-  let firstByteAt: number | undefined
-
-  const describe = (err: unknown): Error => {
-    // Our own errors (deadline, output failure, interruption) already say what happened.
-    if (err instanceof PepError || err instanceof TransferError) {
-      return err
-    }
-    const code = errnoCode(err)
-    return phase === 'reply'
-      ? new TransferError(
-          code,
-          phase,
-          `connection from ${peer} failed while replying: ${code} (received ${receivedBytes} bytes, replied ${replyBytes} bytes)`
-        )
-      : new TransferError(
-          code,
-          phase,
-          `connection from ${peer} failed before EOF: ${code} (received ${receivedBytes} bytes)`
-        )
-  }
-  const monitor = new SocketMonitor(socket, describe)
-
-  // The socket is paused while any of these cannot take more; resumed when none is left.
-  const pausedBy = new Set<'output' | 'echo'>()
-  const resumeFor = (reason: 'output' | 'echo'): void => {
-    pausedBy.delete(reason)
-    if (pausedBy.size === 0) {
-      socket.resume()
-    }
-  }
-  const pauseFor = (reason: 'output' | 'echo'): void => {
-    pausedBy.add(reason)
-    socket.pause()
-  }
+  const state = new Reception(socket, peer, options)
+  const monitor = new SocketMonitor(socket, (err) => state.describe(err))
   const outputOnError = (err: Error): void => {
     socket.destroy(new TransferError(errnoCode(err), 'receive', `output failed: ${err.message}`))
   }
   output?.on('error', outputOnError)
-
   socket.on('data', function receiveOnData(chunk: Buffer): void {
-    firstByteAt ??= performance.now()
-    receivedBytes += chunk.byteLength
-    receivedHash.update(chunk)
-    if (output !== undefined && !output.write(chunk)) {
-      pauseFor('output')
-      output.once('drain', () => {
-        resumeFor('output')
-      })
-    }
-    if (reply.kind === 'echo') {
-      replyBytes += chunk.byteLength
-      replyHash.update(chunk)
-      if (!socket.write(chunk)) {
-        pauseFor('echo')
-        socket.once('drain', () => {
-          resumeFor('echo')
-        })
-      }
-    }
-    options.onProgress?.(receivedBytes)
+    state.onData(chunk)
   })
 
   const timeoutMs = options.timeoutMs
@@ -263,7 +334,7 @@ export async function receiveOne(
             socket.destroy(
               new PepError(
                 PepErrorCodes.TIMEOUT,
-                `timed out after ${timeoutMs / 1000} s in phase ${phase} with ${peer} (received ${receivedBytes} bytes)`
+                `timed out after ${timeoutMs / 1000} s in phase ${state.phase} with ${peer} (received ${state.receivedBytes} bytes)`
               )
             )
           },
@@ -273,45 +344,8 @@ export async function receiveOne(
   try {
     await monitor.waitFor('end')
     const eofAt = performance.now()
-    phase = 'reply'
-    if (output !== undefined) {
-      await new Promise<void>((resolve, reject) => {
-        output.end(resolve)
-        output.once('error', reject)
-      })
-    }
-    if (reply.kind === 'generated') {
-      const nextSize = createWriteSizer(
-        options.writeSize ?? { kind: 'fixed', bytes: DEFAULT_WRITE_BYTES },
-        options.writeSeed
-      )
-      const source = generatedSource(reply.bytes, reply.seed)
-      replyBytes = await pump(socket, monitor, source, nextSize, replyHash, (bytes) => {
-        replyBytes = bytes
-      })
-    }
-    socket.end()
-    await monitor.waitFor('finish')
-    const doneAt = performance.now()
-    const firstByteToEofMs = firstByteAt === undefined ? 0 : eofAt - firstByteAt
-    const acceptToEofMs = eofAt - startedAt
-    const rate = goodput(receivedBytes, firstByteToEofMs)
-    const acceptRate = goodput(receivedBytes, acceptToEofMs)
-    return {
-      ...addresses,
-      receivedBytes,
-      receivedSha256: receivedHash.digest('hex'),
-      replyBytes,
-      replySha256: replyHash.digest('hex'),
-      acceptToFirstByteMs: firstByteAt === undefined ? undefined : roundMs(firstByteAt - startedAt),
-      firstByteToEofMs: roundMs(firstByteToEofMs),
-      acceptToEofMs: roundMs(acceptToEofMs),
-      totalMs: roundMs(doneAt - startedAt),
-      goodputMbitPerSec: round3(rate.mbitPerSec),
-      goodputMBytePerSec: round3(rate.mbytePerSec),
-      acceptGoodputMbitPerSec: round3(acceptRate.mbitPerSec),
-      acceptGoodputMBytePerSec: round3(acceptRate.mbytePerSec)
-    }
+    await finishReply(socket, monitor, state, options)
+    return state.result(addresses, startedAt, eofAt, performance.now())
   } finally {
     clearTimeout(deadline)
     output?.off('error', outputOnError)

@@ -1,5 +1,5 @@
 /** `sendTo`: one connection that sends a source, half-closes and reads the reply. */
-import { createHash } from 'node:crypto'
+import { createHash, type Hash } from 'node:crypto'
 import net from 'node:net'
 import { performance } from 'node:perf_hooks'
 
@@ -79,6 +79,76 @@ export interface StreamResult {
   readonly goodputMBytePerSec: number
 }
 
+/** A sending connection's counts, digests and phase so far. */
+interface Sending {
+  readonly target: string
+  phase: TransferPhase
+  sentBytes: number
+  replyBytes: number
+  firstReplyAt: number | undefined
+  readonly sentHash: Hash
+  readonly replyHash: Hash
+}
+
+/** A socket error as the TransferError that names the target, the phase and the counts. */
+function describeSendFailure(state: Sending, err: unknown): Error {
+  if (err instanceof PepError) {
+    return err
+  }
+  const { target, phase, sentBytes, replyBytes } = state
+  const code = errnoCode(err)
+  switch (phase) {
+    case 'connect':
+      return new TransferError(code, phase, `cannot connect to ${target}: ${code}`)
+    case 'send':
+    case 'receive':
+      return new TransferError(
+        code,
+        phase,
+        `connection to ${target} failed while sending: ${code} (sent ${sentBytes} bytes)`
+      )
+    case 'reply':
+      return new TransferError(
+        code,
+        phase,
+        `connection to ${target} failed before the reply's EOF: ${code} (sent ${sentBytes} bytes, reply ${replyBytes} bytes)`
+      )
+  }
+}
+
+/** The instants a transfer is measured by (`performance.now()`). */
+interface SendTimes {
+  readonly startedAt: number
+  readonly connectedAt: number
+  readonly sentAt: number
+  readonly deliveredAt: number
+  readonly endAt: number
+}
+
+function sendResult(
+  state: Sending,
+  addresses: Pick<StreamResult, 'remoteAddress' | 'remotePort' | 'localAddress' | 'localPort'>,
+  halfClose: boolean,
+  t: SendTimes
+): StreamResult {
+  const deliveredMs = t.deliveredAt - t.connectedAt
+  const rate = goodput(state.sentBytes, deliveredMs)
+  return {
+    ...addresses,
+    sentBytes: state.sentBytes,
+    sentSha256: state.sentHash.digest('hex'),
+    replyBytes: state.replyBytes,
+    replySha256: state.replyHash.digest('hex'),
+    halfClose,
+    connectMs: roundMs(t.connectedAt - t.startedAt),
+    sendMs: roundMs(t.sentAt - t.connectedAt),
+    deliveredMs: roundMs(deliveredMs),
+    totalMs: roundMs(t.endAt - t.connectedAt),
+    goodputMbitPerSec: round3(rate.mbitPerSec),
+    goodputMBytePerSec: round3(rate.mbytePerSec)
+  }
+}
+
 /**
  * Connects, sends `source`, half-closes and reads the reply to EOF (unless `halfClose` is
  * false), and reports sizes, digests and timings.
@@ -93,38 +163,15 @@ export async function sendTo(options: SendOptions): Promise<StreamResult> {
     options.writeSize ?? { kind: 'fixed', bytes: DEFAULT_WRITE_BYTES },
     options.writeSeed
   )
-  const target = formatEndpoint({ address: host, port: port })
-  const sentHash = createHash('sha256')
-  const replyHash = createHash('sha256')
-  let phase: TransferPhase = 'connect'
-  let sentBytes = 0
-  let replyBytes = 0
-  let firstReplyAt: number | undefined
-
-  const describe = (err: unknown): Error => {
-    if (err instanceof PepError) {
-      return err
-    }
-    const code = errnoCode(err)
-    switch (phase) {
-      case 'connect':
-        return new TransferError(code, phase, `cannot connect to ${target}: ${code}`)
-      case 'send':
-      case 'receive':
-        return new TransferError(
-          code,
-          phase,
-          `connection to ${target} failed while sending: ${code} (sent ${sentBytes} bytes)`
-        )
-      case 'reply':
-        return new TransferError(
-          code,
-          phase,
-          `connection to ${target} failed before the reply's EOF: ${code} (sent ${sentBytes} bytes, reply ${replyBytes} bytes)`
-        )
-    }
+  const state: Sending = {
+    target: formatEndpoint({ address: host, port }),
+    phase: 'connect',
+    sentBytes: 0,
+    replyBytes: 0,
+    firstReplyAt: undefined,
+    sentHash: createHash('sha256'),
+    replyHash: createHash('sha256')
   }
-
   const startedAt = performance.now()
   const socket = net.connect({
     host,
@@ -132,14 +179,14 @@ export async function sendTo(options: SendOptions): Promise<StreamResult> {
     allowHalfOpen: true,
     ...(options.localAddress === undefined ? {} : { localAddress: options.localAddress })
   })
-  const monitor = new SocketMonitor(socket, describe)
+  const monitor = new SocketMonitor(socket, (err) => describeSendFailure(state, err))
   socket.on('data', function streamOnReplyData(chunk: Buffer): void {
-    firstReplyAt ??= performance.now()
-    replyBytes += chunk.byteLength
-    replyHash.update(chunk)
+    state.firstReplyAt ??= performance.now()
+    state.replyBytes += chunk.byteLength
+    state.replyHash.update(chunk)
   })
   socket.once('end', function streamOnReplyEnd(): void {
-    firstReplyAt ??= performance.now()
+    state.firstReplyAt ??= performance.now()
   })
   const deadline =
     options.timeoutMs === undefined
@@ -148,7 +195,7 @@ export async function sendTo(options: SendOptions): Promise<StreamResult> {
           socket.destroy(
             new PepError(
               PepErrorCodes.TIMEOUT,
-              `timed out after ${(options.timeoutMs ?? 0) / 1000} s in phase ${phase} with ${target} (sent ${sentBytes} bytes, reply ${replyBytes} bytes)`
+              `timed out after ${(options.timeoutMs ?? 0) / 1000} s in phase ${state.phase} with ${state.target} (sent ${state.sentBytes} bytes, reply ${state.replyBytes} bytes)`
             )
           )
         }, options.timeoutMs)
@@ -165,9 +212,9 @@ export async function sendTo(options: SendOptions): Promise<StreamResult> {
       localAddress: socket.localAddress ?? '',
       localPort: socket.localPort ?? 0
     }
-    phase = 'send'
-    sentBytes = await pump(socket, monitor, source, nextSize, sentHash, (bytes) => {
-      sentBytes = bytes
+    state.phase = 'send'
+    state.sentBytes = await pump(socket, monitor, source, nextSize, state.sentHash, (bytes) => {
+      state.sentBytes = bytes
       options.onProgress?.(bytes)
     })
     socket.end()
@@ -176,27 +223,18 @@ export async function sendTo(options: SendOptions): Promise<StreamResult> {
     let endAt = sentAt
     let deliveredAt = sentAt
     if (halfClose) {
-      phase = 'reply'
+      state.phase = 'reply'
       await monitor.waitFor('end')
       endAt = performance.now()
-      deliveredAt = Math.max(sentAt, firstReplyAt ?? endAt)
+      deliveredAt = Math.max(sentAt, state.firstReplyAt ?? endAt)
     }
-    const deliveredMs = deliveredAt - connectedAt
-    const rate = goodput(sentBytes, deliveredMs)
-    return {
-      ...addresses,
-      sentBytes,
-      sentSha256: sentHash.digest('hex'),
-      replyBytes,
-      replySha256: replyHash.digest('hex'),
-      halfClose,
-      connectMs: roundMs(connectedAt - startedAt),
-      sendMs: roundMs(sentAt - connectedAt),
-      deliveredMs: roundMs(deliveredMs),
-      totalMs: roundMs(endAt - connectedAt),
-      goodputMbitPerSec: round3(rate.mbitPerSec),
-      goodputMBytePerSec: round3(rate.mbytePerSec)
-    }
+    return sendResult(state, addresses, halfClose, {
+      startedAt,
+      connectedAt,
+      sentAt,
+      deliveredAt,
+      endAt
+    })
   } finally {
     clearTimeout(deadline)
     socket.destroy()
