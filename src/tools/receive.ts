@@ -15,6 +15,7 @@ import { performance } from 'node:perf_hooks'
 import type { Writable } from 'node:stream'
 
 import { formatEndpoint } from '../common/endpoint.js'
+import { SIZE_RULE } from '../common/size.js'
 import { ConfigError, PepError, PepErrorCodes } from '../common/errors.js'
 import {
   boundAddress,
@@ -56,7 +57,7 @@ function parseArgs(argv: readonly string[]) {
       'Accept TCP connections, read each until EOF, optionally reply, and report bytes,\n' +
         'SHA-256, wall-clock goodput and the peer address:port as seen by this server.\n' +
         'Prints "listening on HOST:PORT" on stderr once bound.\n' +
-        'Sizes take K, M, G (powers of 1024, as KiB, MiB, GiB) or KB, MB, GB (powers of 1000).\n\n' +
+        `Sizes: ${SIZE_RULE}.\n\n` +
         'Exit status: 0 ok, 1 connection error, reset or unexpected data, 2 bad arguments.'
     )
     .options({

@@ -24,6 +24,7 @@ import { performance } from 'node:perf_hooks'
 import { setCongestion, socketFd } from '../../native/index.js'
 import { formatEndpoint } from '../common/endpoint.js'
 import { ConfigError, errorMessage } from '../common/errors.js'
+import { SIZE_RULE } from '../common/size.js'
 import {
   EXIT_FAILURE,
   parseCongestion,
@@ -48,6 +49,7 @@ function parseArgs(argv: readonly string[]) {
         'server answers with that many bytes and ends the connection unless the line says keep.\n' +
         'one-shot: one connection, one download, prints connect, first-byte and completion times.\n' +
         'persistent: --warmup + --count exchanges on one connection, prints their latencies.\n' +
+        `Sizes: ${SIZE_RULE}.\n` +
         'Times are ms from connect(). Exit status: 0 ok, 1 connection error, 2 bad arguments.'
     )
     .command('server', 'answer requests until SIGINT/SIGTERM')

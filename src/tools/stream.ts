@@ -7,6 +7,7 @@
  */
 
 import { formatEndpoint } from '../common/endpoint.js'
+import { SIZE_RULE } from '../common/size.js'
 import { ConfigError } from '../common/errors.js'
 import {
   checkExpectation,
@@ -43,7 +44,7 @@ function parseArgs(argv: readonly string[]) {
     .epilogue(
       'Send generated data (or a file) to HOST:PORT over one TCP connection, shut down the\n' +
         'write side, read the reply until EOF, and report bytes, SHA-256 and wall-clock goodput.\n' +
-        'Sizes take K, M, G (powers of 1024, as KiB, MiB, GiB) or KB, MB, GB (powers of 1000).\n\n' +
+        `Sizes: ${SIZE_RULE}.\n\n` +
         'Exit status: 0 ok, 1 connection error or unexpected reply, 2 bad arguments.'
     )
     .command('$0 <host> <port>', false)
