@@ -172,6 +172,42 @@ function printSummary(index: number, reply: ReplySpec, result: ReceiveResult): v
   process.stdout.write(`${lines.join('\n')}\n`)
 }
 
+/**
+ * `--stop-after`: resets `socket` `stopAfterMs` after accept, calling `onStop` with the time it
+ * ran first. A timer may fire up to a millisecond early by performance.now() (libuv's loop
+ * clock is cached and truncated): it is armed again for what is left, so the window is never
+ * short.
+ */
+function armStopAfter(
+  socket: Socket,
+  acceptedAt: number,
+  stopAfterMs: number | undefined,
+  onStop: (afterMs: number) => void
+): { cancel(): void } | undefined {
+  if (stopAfterMs === undefined) return undefined
+  let timer: NodeJS.Timeout | undefined
+  const arm = (): void => {
+    timer = setTimeout(
+      function receiveOnStopAfter(): void {
+        const afterMs = performance.now() - acceptedAt
+        if (afterMs < stopAfterMs) {
+          arm()
+          return
+        }
+        onStop(afterMs)
+        socket.resetAndDestroy()
+      },
+      Math.max(0, Math.ceil(acceptedAt + stopAfterMs - performance.now()))
+    )
+  }
+  arm()
+  return {
+    cancel(): void {
+      clearTimeout(timer)
+    }
+  }
+}
+
 /** Receives one connection and prints its report. Resolves true when it was as expected. */
 async function handleConnection(
   socket: Socket,
@@ -184,27 +220,9 @@ async function handleConnection(
   let reported = 0
   // Fixed-time measurement: what arrived by `stopAfterMs` after accept, then a reset.
   let stopped: { readonly afterMs: number; readonly bytes: number } | undefined
-  let stopTimer: NodeJS.Timeout | undefined
-  const stopAfterMs = settings.stopAfterMs
-  if (stopAfterMs !== undefined) {
-    // A timer may fire up to a millisecond early by performance.now() (libuv's loop clock is
-    // cached and truncated): arm again for what is left, so the window is never short.
-    const arm = (): void => {
-      stopTimer = setTimeout(
-        function receiveOnStopAfter(): void {
-          const afterMs = performance.now() - acceptedAt
-          if (afterMs < stopAfterMs) {
-            arm()
-            return
-          }
-          stopped = { afterMs, bytes: reported }
-          socket.resetAndDestroy()
-        },
-        Math.max(0, Math.ceil(acceptedAt + stopAfterMs - performance.now()))
-      )
-    }
-    arm()
-  }
+  const stopTimer = armStopAfter(socket, acceptedAt, settings.stopAfterMs, (afterMs) => {
+    stopped = { afterMs, bytes: reported }
+  })
   try {
     const result = await receiveOne(socket, {
       output: settings.output,
@@ -260,7 +278,7 @@ async function handleConnection(
     reportError(PROGRAM, err)
     return false
   } finally {
-    clearTimeout(stopTimer)
+    stopTimer?.cancel()
   }
 }
 

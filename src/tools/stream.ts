@@ -116,6 +116,25 @@ function printSummary(host: string, port: number, sourceName: string, result: St
   process.stdout.write(`${lines.join('\n')}\n`)
 }
 
+/** What to send: generated data for a size or a time, or a file; and how to name it. */
+async function sourceFrom(
+  args: ReturnType<typeof parseArgs>,
+  seed: number
+): Promise<{ source: ByteSource; sourceName: string }> {
+  if (args.duration !== undefined) {
+    const durationMs = parseSecondsToMs(args.duration, 'duration')
+    return {
+      source: timedSource(durationMs, seed),
+      sourceName: `generated for ${durationMs / 1000} s, seed ${seed}`
+    }
+  }
+  if (args.file !== undefined) {
+    return { source: await fileSource(args.file), sourceName: `file ${args.file}` }
+  }
+  const bytes = parseSize(args.bytes ?? DEFAULT_BYTES, 'bytes')
+  return { source: generatedSource(bytes, seed), sourceName: `generated, seed ${seed}` }
+}
+
 async function main(argv: readonly string[]): Promise<number> {
   const args = parseArgs(argv)
   const host = args.host ?? ''
@@ -139,21 +158,7 @@ async function main(argv: readonly string[]): Promise<number> {
   if (!args.halfClose && (expectReply.bytes !== undefined || expectReply.sha256 !== undefined)) {
     throw new ConfigError('expect-reply-bytes', 'the reply is not read with --no-half-close')
   }
-  const bytes = args.file === undefined ? parseSize(args.bytes ?? DEFAULT_BYTES, 'bytes') : 0
-  const durationMs =
-    args.duration === undefined ? undefined : parseSecondsToMs(args.duration, 'duration')
-  const source: ByteSource =
-    durationMs !== undefined
-      ? timedSource(durationMs, seed)
-      : args.file === undefined
-        ? generatedSource(bytes, seed)
-        : await fileSource(args.file)
-  const sourceName =
-    durationMs !== undefined
-      ? `generated for ${durationMs / 1000} s, seed ${seed}`
-      : args.file === undefined
-        ? `generated, seed ${seed}`
-        : `file ${args.file}`
+  const { source, sourceName } = await sourceFrom(args, seed)
 
   const progress = createProgressBar(
     process.stderr,
