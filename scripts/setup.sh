@@ -2,6 +2,7 @@
 # Everything a fresh Debian machine needs before Tandem builds and its tests run:
 # system packages (as root, through apt-get, only those missing), npm packages, the native
 # addon and the TypeScript build. Idempotent: a second run only rebuilds.
+#   --bench   also the programs the benchmark compares Tandem with (iperf3, kcptun, mptcpd)
 set -eu
 # No options but --help; anything else is a usage error (exit 2, as in every script here).
 if [ $# -gt 0 ]; then
@@ -11,6 +12,14 @@ if [ $# -gt 0 ]; then
   esac
 fi
 cd "$(dirname "$0")/.."
+
+bench=false
+for arg in "$@"; do
+  case "$arg" in
+    --bench) bench=true ;;
+    *) echo "setup: unknown argument $arg (usage: setup.sh [--bench])" >&2; exit 2 ;;
+  esac
+done
 
 need=""
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -26,6 +35,11 @@ have systemd-analyze || need="$need systemd"
 have make || need="$need make"
 have python3 || need="$need python3"
 pkg_missing libnetfilter-queue-dev && need="$need libnetfilter-queue-dev"
+if [ "$bench" = true ]; then
+  have iperf3 || need="$need iperf3"
+  have kcptun-client || need="$need kcptun"
+  have mptcpize || need="$need mptcpd"
+fi
 
 if [ -n "$need" ]; then
   if [ "$(id -u)" -ne 0 ]; then
@@ -33,9 +47,10 @@ if [ -n "$need" ]; then
     exit 1
   fi
   echo "setup: installing$need" >&2
-  apt-get update -qq
+  # Several installs may run at once on one machine: wait for the dpkg lock, do not fail on it.
+  apt-get -o DPkg::Lock::Timeout=300 update -qq
   # shellcheck disable=SC2086 # the package list is meant to split
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends $need >/dev/null
 fi
 
 if [ ! -f node_modules/.package-lock.json ] || [ -n "$(find package-lock.json -newer node_modules/.package-lock.json)" ]; then
