@@ -2,7 +2,7 @@
 # Everything a fresh Debian machine needs before Tandem builds and its tests run:
 # system packages (as root, through apt-get, only those missing), npm packages, the native
 # addon and the TypeScript build. Idempotent: a second run only rebuilds.
-#   --bench   also the programs the benchmark compares Tandem with (iperf3, kcptun, mptcpd)
+#   --bench   also the programs the benchmark compares Tandem with (iperf3, kcptun, mptcpize)
 set -eu
 # Options: --bench and --help; anything else is a usage error (exit 2, as in every script here).
 bench=false
@@ -32,7 +32,7 @@ pkg_missing libnetfilter-queue-dev && need="$need libnetfilter-queue-dev"
 if [ "$bench" = true ]; then
   have iperf3 || need="$need iperf3"
   have kcptun-client || need="$need kcptun"
-  have mptcpize || need="$need mptcpd"
+  have mptcpize || need="$need mptcpize"
 fi
 
 if [ -n "$need" ]; then
