@@ -8,7 +8,7 @@
  */
 import type { Socket } from 'node:net'
 import type { Counters } from '../common/counters.js'
-import { isPepError } from '../common/errors.js'
+import { errorMessage, isPepError } from '../common/errors.js'
 import { formatIPv4, parseIPv6 } from '../common/ip.js'
 import type { Logger } from '../common/log/logger.js'
 import { inSubnet, type Subnet } from '../common/policy.js'
@@ -130,8 +130,10 @@ export class AcceptGate {
     if (code === 'PEP_ERR_AUTH_FAILED') this.opts.counters.inc('auth_failures')
     const n = this.opts.counters.get(counter)
     if (n <= 10 || (n & (n - 1)) === 0) {
-      const message = err instanceof Error ? err.message : String(err)
-      this.opts.log.warn(`subflow from ${who.peer} refused: ${message}`, { code, [counter]: n })
+      this.opts.log.warn(`subflow from ${who.peer} refused: ${errorMessage(err)}`, {
+        code,
+        [counter]: n
+      })
     }
   }
 
