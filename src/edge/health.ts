@@ -12,7 +12,8 @@ const WINDOW_MS = 10_000
 /** Measures event-loop lag: how late a periodic timer fires. */
 export class LoopMonitor {
   private timer: NodeJS.Timeout | undefined
-  private expected = 0
+  /** When the next tick is due; undefined before the first. */
+  private expected: number | undefined
   /** Worst lag per one-second bucket of the last WINDOW_MS, [bucket, lagMs]. */
   private readonly buckets: [number, number][] = []
   private lastLagMs = 0
@@ -37,7 +38,7 @@ export class LoopMonitor {
   /** Record one tick (public for tests with a fake clock). */
   tick(): void {
     const t = this.now()
-    this.record(Math.max(0, t - this.expected), t)
+    this.record(this.expected === undefined ? 0 : Math.max(0, t - this.expected), t)
     this.expected = t + TICK_MS
   }
 
@@ -52,7 +53,8 @@ export class LoopMonitor {
    */
   maxLagMs(): number {
     const t = this.now()
-    const current = this.timer === undefined ? 0 : Math.max(0, t - this.expected)
+    const current =
+      this.timer === undefined || this.expected === undefined ? 0 : Math.max(0, t - this.expected)
     let max = current
     for (const [bucket, lag] of this.buckets) {
       if ((bucket + 1) * 1000 >= t - WINDOW_MS && lag > max) max = lag

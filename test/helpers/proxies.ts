@@ -136,6 +136,8 @@ export interface ProxyPair {
 export async function startPair(opts: {
   readonly destinationPort: number
   readonly subflows?: number
+  /** network.conf both proxies read (default: none). */
+  readonly config?: string
   readonly extra?: readonly string[]
   readonly rxExtra?: readonly string[]
   readonly txExtra?: readonly string[]
@@ -150,7 +152,7 @@ export async function startPair(opts: {
   const txControl = join(dir, 'tx.sock')
   const common = [
     '-c',
-    '/dev/null',
+    opts.config ?? '/dev/null',
     '--set',
     `security.psk=${TEST_PSK}`,
     // The loopback tests' destinations are on 127.0.0.1, which rx_proxy refuses by default.
