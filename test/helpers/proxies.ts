@@ -48,11 +48,16 @@ process.on('exit', () => {
   for (const c of live) c.kill('SIGKILL')
 })
 
-/** Spawn `dist/src/<role>/main.js` with `args`. */
-export function spawnProxy(role: 'tx-proxy' | 'rx-proxy', args: readonly string[]): ProxyProcess {
+/** Spawn `dist/src/<role>/main.js` with `args` (and `env` added to the environment). */
+export function spawnProxy(
+  role: 'tx-proxy' | 'rx-proxy',
+  args: readonly string[],
+  env: Readonly<Record<string, string>> = {}
+): ProxyProcess {
   const child = spawn(process.execPath, [join(ROOT, 'dist', 'src', role, 'main.js'), ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    cwd: ROOT
+    cwd: ROOT,
+    env: { ...process.env, ...env }
   })
   live.add(child)
   let text = ''
