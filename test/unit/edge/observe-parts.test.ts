@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
-import type { LogFields, Logger } from '../../../src/common/log/logger.js'
+import type { Logger } from '../../../src/common/log/logger.js'
 import { formatLine } from '../../../src/common/log/winston.js'
 import type { ProxyStatus } from '../../../src/edge/control.js'
 import { liveness, LoopMonitor, STUCK_LOOP_MS } from '../../../src/edge/health.js'
@@ -22,7 +22,7 @@ function recordingLogger(): Logger & { lines: string[] } {
   const lines: string[] = []
   const at =
     (level: string) =>
-    (m: string, _f?: LogFields): void => {
+    (m: string): void => {
       lines.push(`${level} ${m}`)
     }
   const log = {
