@@ -105,7 +105,8 @@ DROPIN
 if [ "$action" = uninstall ]; then
   if have_systemd; then
     for u in tandem-tx-proxy.service tandem-rx-proxy.service tandem-rules@tx.service \
-      tandem-rules@rx.service tandem-bridge@tx.service tandem-bridge@rx.service; do
+      tandem-rules@rx.service tandem-bridge@tx.service tandem-bridge@rx.service \
+      tandem-route-tuning@br0.service; do
       if systemctl is-enabled --quiet "$u" 2>/dev/null || systemctl is-active --quiet "$u" 2>/dev/null; then
         run systemctl disable --now "$u"
       fi
