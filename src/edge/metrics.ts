@@ -492,7 +492,9 @@ export class ProxyMetrics {
           const label = spec.label
           for (const v of spec.values ?? []) this.inc({ [label]: v }, 0)
           for (const [k, n] of Object.entries(counters)) {
-            if (k.startsWith(spec.key)) this.inc({ [label]: k.slice(spec.key.length) }, n)
+            if (k.startsWith(spec.key) && !NOT_EXPORTED.has(k)) {
+              this.inc({ [label]: k.slice(spec.key.length) }, n)
+            }
           }
         }
       })

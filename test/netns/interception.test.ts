@@ -514,7 +514,11 @@ describe('operating the pair in five namespaces (status, metrics, SIGHUP, SIGTER
     assert.equal(shortRun.code, 0, shortRun.output)
     const afterHup = (await queryStatus(join(dir, 'tx.sock'))).counters
     assert.equal(afterHup.syns_bypassed_policy, 1, 'the new flow followed the new policy')
-    assert.equal(long.child.exitCode, null, 'the running flow is untouched')
+    // Untouched: still running, or (on a slow machine, past its 30 s) finished cleanly.
+    assert.ok(
+      long.child.exitCode === null || long.child.exitCode === 0,
+      `the running flow is untouched (exit ${long.child.exitCode})`
+    )
 
     // SIGTERM: tx_proxy drains; new flows pass directly while it does; the long flow finishes or is reset.
     write({})

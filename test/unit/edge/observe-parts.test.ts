@@ -363,7 +363,14 @@ describe('metrics before any event', () => {
       assert.equal(lint.status, 0, lint.output)
       counters.widgets_made = 3
       counters.errors_PEP_ERR_DECRYPT = 2
+      counters.syns_accelerated = 5
+      counters.syns_seen = 5
       const later = samples(await m.scrape())
+      if (role === 'tx_proxy') {
+        // syns_seen is the sum of the decisions: not a decision of its own.
+        assert.ok(later.get('tandem_syn_decisions_total')?.includes('{decision="accelerated"} 5'))
+        assert.ok(!later.get('tandem_syn_decisions_total')?.some((l) => l.includes('"seen"')))
+      }
       assert.deepEqual(later.get('tandem_widgets_made_total'), ['3'])
       assert.ok(later.get('tandem_protocol_errors_total')?.includes('{code="PEP_ERR_DECRYPT"} 2'))
     }
