@@ -2,6 +2,7 @@
 # Everything a fresh Debian machine needs before Tandem builds and its tests run:
 # system packages (as root, through apt-get, only those missing), npm packages, the native
 # addon and the TypeScript build. Idempotent: a second run only rebuilds.
+#   --bench   also the programs the benchmark compares Tandem with (iperf3, kcptun, mptcpd)
 set -eu
 # No options but --help; anything else is a usage error (exit 2, as in every script here).
 if [ $# -gt 0 ]; then
@@ -11,6 +12,14 @@ if [ $# -gt 0 ]; then
   esac
 fi
 cd "$(dirname "$0")/.."
+
+bench=false
+for arg in "$@"; do
+  case "$arg" in
+    --bench) bench=true ;;
+    *) echo "setup: unknown argument $arg (usage: setup.sh [--bench])" >&2; exit 2 ;;
+  esac
+done
 
 need=""
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -28,6 +37,11 @@ have python3 || need="$need python3"
 # promtool (Debian's prometheus package) lints a real scrape in the metrics tests.
 have promtool || need="$need prometheus"
 pkg_missing libnetfilter-queue-dev && need="$need libnetfilter-queue-dev"
+if [ "$bench" = true ]; then
+  have iperf3 || need="$need iperf3"
+  have kcptun-client || need="$need kcptun"
+  have mptcpize || need="$need mptcpd"
+fi
 
 if [ -n "$need" ]; then
   if [ "$(id -u)" -ne 0 ]; then
@@ -35,6 +49,7 @@ if [ -n "$need" ]; then
     exit 1
   fi
   echo "setup: installing$need" >&2
+  # Several installs may run at once on one machine: wait for the dpkg lock, do not fail on it.
   apt-get -o DPkg::Lock::Timeout=300 update -qq
   # shellcheck disable=SC2086 # the package list is meant to split
   DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends $need >/dev/null

@@ -10,7 +10,7 @@ import { existsSync, readFileSync, readlinkSync } from 'node:fs'
 import { basename } from 'node:path'
 import type { Config } from '../common/config/config.js'
 import { loadConfig, loadPsk } from '../common/config/load.js'
-import { ConfigError } from '../common/errors.js'
+import { ConfigError, errorMessage } from '../common/errors.js'
 import type { Role } from './cli.js'
 
 /** The result of running a system command. */
@@ -159,7 +159,7 @@ export function checkBox(
     config = loadConfig(configPath, new Map())
   } catch (err) {
     // Nothing else can be checked without a configuration.
-    return [`config: ${err instanceof Error ? err.message : String(err)}`]
+    return [`config: ${errorMessage(err)}`]
   }
   const problems: string[] = []
   try {

@@ -10,7 +10,7 @@ import { checkBox } from './check.js'
 import { configList, configValues } from './config-values.js'
 import type { Config } from '../common/config/config.js'
 import { loadConfig } from '../common/config/load.js'
-import { ConfigError, isPepError } from '../common/errors.js'
+import { ConfigError, errorMessage, isPepError } from '../common/errors.js'
 import type { Logger } from '../common/log/logger.js'
 import { createLogger, stderrIsJournal } from '../common/log/winston.js'
 import type { HealthAnswer } from './health.js'
@@ -54,7 +54,7 @@ async function runStatus(
       const cfg = loadConfig(c.configPath, new Map())
       path = role === 'tx_proxy' ? cfg.tx.controlSocket : cfg.rx.controlSocket
     } catch (err) {
-      process.stderr.write(`${role} status: ${errorText(err)}\n`)
+      process.stderr.write(`${role} status: ${errorMessage(err)}\n`)
       return 2
     }
     if (path === '') {
@@ -72,7 +72,7 @@ async function runStatus(
         out.write('\x1b[2J\x1b[H')
       out.write(`${text}\n`)
     } catch (err) {
-      process.stderr.write(`${role} status: ${errorText(err)}\n`)
+      process.stderr.write(`${role} status: ${errorMessage(err)}\n`)
       return 1
     }
     if (c.watchSeconds === undefined) return 0
@@ -132,13 +132,9 @@ function runConfig(
     out.write(lines.map((l) => `${l}\n`).join(''))
     return 0
   } catch (err) {
-    process.stderr.write(`${role} config: ${errorText(err)}\n`)
+    process.stderr.write(`${role} config: ${errorMessage(err)}\n`)
     return 2
   }
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err)
 }
 
 /** Something main can start and stop. */
@@ -312,9 +308,7 @@ export async function runMain(
           )
         }
       } catch (err) {
-        log.error(
-          `SIGHUP: reload failed, keeping the running configuration: ${err instanceof Error ? err.message : String(err)}`
-        )
+        log.error(`SIGHUP: reload failed, keeping the running configuration: ${errorMessage(err)}`)
       }
     })
   })
