@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url'
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client'
 import { findProjectRoot } from '../../native/index.js'
 import type { HostPort } from '../common/config/config.js'
-import { PepErrorCodes } from '../common/errors.js'
+import { errorMessage, PepErrorCodes } from '../common/errors.js'
 import { liveness, LoopMonitor, type HealthAnswer } from './health.js'
 import type { ProxyStatus, SubflowStatus, TrunkStatus } from './control.js'
 
@@ -573,7 +573,7 @@ export async function serveMetrics(listen: HostPort, metrics: ProxyMetrics): Pro
             res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text)
           },
           (err: unknown) => {
-            res.writeHead(500).end(`${err instanceof Error ? err.message : String(err)}\n`)
+            res.writeHead(500).end(`${errorMessage(err)}\n`)
           }
         )
         return

@@ -5,7 +5,7 @@
  */
 import type { Socket } from 'node:net'
 import { getTcpInfo, socketFd } from '../../native/index.js'
-import { formatEndpoint } from '../common/wire/encode.js'
+import { formatEndpoint } from '../common/endpoint.js'
 import type { Endpoint } from '../common/wire/frame.js'
 import type { Flow } from '../core/flow.js'
 import type { Trunk } from '../trunk/trunk.js'
@@ -44,9 +44,9 @@ export function tcpFigures(
 
 function address(host: string | undefined, port: number | undefined): string | undefined {
   if (host === undefined || port === undefined) return undefined
+  // A dual-stack socket's IPv4 peer, without the ::ffff: prefix.
   const v4 = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(host)
-  if (v4) return `${v4[1]!}:${port}`
-  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`
+  return formatEndpoint({ address: v4 ? v4[1]! : host, port })
 }
 
 interface RateSample {

@@ -4,6 +4,7 @@
  * shutdown. Outside systemd ($NOTIFY_SOCKET unset) every call is a no-op.
  */
 import { sdNotify } from '../../native/index.js'
+import { errorMessage } from '../common/errors.js'
 import type { Logger } from '../common/log/logger.js'
 
 /** Sends one notification datagram (the native addon; tests pass their own). */
@@ -105,9 +106,7 @@ export class ServiceNotifier {
     } catch (err) {
       // One line per run of failures, not one per keep-alive.
       if (!this.failed) {
-        this.log.warn(
-          `sd_notify to ${this.socketPath} failed: ${err instanceof Error ? err.message : String(err)}`
-        )
+        this.log.warn(`sd_notify to ${this.socketPath} failed: ${errorMessage(err)}`)
       }
       this.failed = true
     }

@@ -3,7 +3,7 @@
  * back (one warning each, with the count of failed dials in between, instead of a line per
  * subflow per retry), the state of each subflow slot, and the last dial error with its time.
  */
-import { isPepError } from '../common/errors.js'
+import { errorMessage, isPepError } from '../common/errors.js'
 import type { Logger } from '../common/log/logger.js'
 import type { DialError, SubflowState } from './control.js'
 
@@ -100,7 +100,7 @@ export class TrunkWatch {
   dialFailed(index: number, err: unknown, retryInMs: number): void {
     const slot = this.slots[index]
     const code = dialErrorCode(err)
-    const message = err instanceof Error ? err.message : String(err)
+    const message = errorMessage(err)
     this.lastError = { subflow: index, message, code, at: new Date(this.wallNow()).toISOString() }
     if (slot !== undefined) {
       slot.dialing = false

@@ -29,7 +29,7 @@ import { createRegistry, serveMetrics } from '../edge/metrics.js'
 import type { HealthAnswer } from '../edge/health.js'
 import { StatusView } from '../edge/status-view.js'
 import { dialErrorCode, TrunkWatch } from '../edge/trunk-watch.js'
-import { formatEndpoint } from '../common/wire/encode.js'
+import { formatEndpoint } from '../common/endpoint.js'
 import { Interceptor, type SynSource } from './interceptor.js'
 
 /** How tx_proxy learns where a client meant to go. */
@@ -142,7 +142,6 @@ export class TxProxy {
     })
     const first = this.slots[0]
     this.peer = formatEndpoint({
-      family: ipFamily(first?.peerIp ?? config.tx.rxProxyIp) ?? 4,
       address: first?.peerIp ?? config.tx.rxProxyIp,
       port: first?.peerPort ?? config.tx.rxProxyPort
     })
