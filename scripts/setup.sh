@@ -2,24 +2,18 @@
 # Everything a fresh Debian machine needs before Tandem builds and its tests run:
 # system packages (as root, through apt-get, only those missing), npm packages, the native
 # addon and the TypeScript build. Idempotent: a second run only rebuilds.
-#   --bench   also the programs the benchmark compares Tandem with (iperf3, kcptun, mptcpd)
+#   --bench   also the programs the benchmark compares Tandem with (iperf3, kcptun, mptcpize)
 set -eu
-# No options but --help; anything else is a usage error (exit 2, as in every script here).
-if [ $# -gt 0 ]; then
-  case $1 in
-    -h | --help) sed -n '2,4p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "setup: unknown argument $1 (it takes none; see --help)" >&2; exit 2 ;;
-  esac
-fi
-cd "$(dirname "$0")/.."
-
+# Options: --bench and --help; anything else is a usage error (exit 2, as in every script here).
 bench=false
 for arg in "$@"; do
   case "$arg" in
     --bench) bench=true ;;
-    *) echo "setup: unknown argument $arg (usage: setup.sh [--bench])" >&2; exit 2 ;;
+    -h | --help) sed -n '2,5p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "setup: unknown argument $arg (usage: setup.sh [--bench]; see --help)" >&2; exit 2 ;;
   esac
 done
+cd "$(dirname "$0")/.."
 
 need=""
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -40,7 +34,7 @@ pkg_missing libnetfilter-queue-dev && need="$need libnetfilter-queue-dev"
 if [ "$bench" = true ]; then
   have iperf3 || need="$need iperf3"
   have kcptun-client || need="$need kcptun"
-  have mptcpize || need="$need mptcpd"
+  have mptcpize || need="$need mptcpize"
 fi
 
 if [ -n "$need" ]; then

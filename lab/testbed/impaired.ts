@@ -71,10 +71,12 @@ export async function createImpairedTestbed(
         .exec(['sysctl', '-q', '-w', 'net.ipv4.tcp_wmem=4096 65536 67108864'])
         .catch(() => undefined)
     }
+    // --no-persist: tune the namespaces only; never write this machine's /etc.
     const tune = join(PROJECT_ROOT, 'scripts', 'tune-box.sh')
     await topo.ns.tx.exec([
       'sh',
       tune,
+      '--no-persist',
       '--peer',
       TOPOLOGY_ADDRESSES.rx.v4,
       '--dev',
@@ -83,6 +85,7 @@ export async function createImpairedTestbed(
     await topo.ns.rx.exec([
       'sh',
       tune,
+      '--no-persist',
       '--peer',
       TOPOLOGY_ADDRESSES.tx.v4,
       '--dev',

@@ -198,7 +198,10 @@ async function tuneBoxes(topo: Topology, wb: Netns, pathBDev: string): Promise<v
     [rx, TWO_PATH_ADDRESSES.a.local, names.rx.bridge],
     [rx, addr.local, pathBDev]
   ]
-  for (const [ns, peer, dev] of tuned) await ns.exec(['sh', tune, '--peer', peer, '--dev', dev])
+  // --no-persist: tune the namespaces only; never write this machine's /etc.
+  for (const [ns, peer, dev] of tuned) {
+    await ns.exec(['sh', tune, '--no-persist', '--peer', peer, '--dev', dev])
+  }
 }
 
 /** The network.conf values of a static-mode run over `opts.paths` (overrides not applied). */

@@ -6,7 +6,7 @@
  * The systemd units run it as ExecStartPre, so a box that is not ready says why in the journal.
  */
 import { execFileSync } from 'node:child_process'
-import { existsSync, readFileSync, readlinkSync } from 'node:fs'
+import { existsSync, readFileSync, readlinkSync, statSync } from 'node:fs'
 import { basename } from 'node:path'
 import type { Config } from '../common/config/config.js'
 import { loadConfig, loadPsk } from '../common/config/load.js'
@@ -152,6 +152,7 @@ function ruleProblems(run: Runner, config: Readonly<Config>, role: Role, f: Fami
 export function checkBox(
   role: Role,
   configPath: string | undefined,
+  user?: string,
   run: Runner = runCommand
 ): string[] {
   let config: Readonly<Config>
@@ -164,6 +165,17 @@ export function checkBox(
   const problems: string[] = []
   try {
     loadPsk(config)
+    const file = config.security.pskFile
+    if (user !== undefined && config.security.pskHex === '') {
+      // The key must be 0600, so only its owner can read it: the proxy's own user.
+      const uid = run('id', ['-u', user])
+      if (!uid.ok) problems.push(`key: user ${user} does not exist (the proxy runs as it)`)
+      else if (statSync(file).uid !== Number(uid.stdout.trim())) {
+        problems.push(
+          `key: ${file} does not belong to ${user}, which the proxy runs as: chown ${user}: ${file}`
+        )
+      }
+    }
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err
     problems.push(`key: ${err.message}`)

@@ -217,7 +217,7 @@ export async function runMain(
     case 'config-list':
       return runConfig(role, command, out)
     case 'check': {
-      const problems = checkBox(role, command.configPath)
+      const problems = checkBox(role, command.configPath, command.user)
       for (const p of problems) process.stderr.write(`${role} check: ${p}\n`)
       if (problems.length === 0) {
         out.write(`${role} check: ok (${command.configPath ?? 'built-in defaults'})\n`)
