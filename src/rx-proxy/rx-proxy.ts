@@ -36,6 +36,9 @@ import { connectTransparent, errnoCode } from './transparent.js'
 import { combineTotals, serveControl, type ProxyStatus } from '../edge/control.js'
 import { createRegistry, serveMetrics } from '../edge/metrics.js'
 import type { Server as HttpServer } from 'node:http'
+import type { HealthAnswer } from '../edge/health.js'
+import { StatusView } from '../edge/status-view.js'
+import { normalizeAddress } from '../tx-proxy/tx-proxy.js'
 
 /** How a connect error maps to a RESET reason. */
 function connectFailureReason(code: string | undefined): number {
@@ -73,6 +76,11 @@ export class RxProxy {
   private transparent: boolean
   private metrics: HttpServer | undefined
   private readonly tuner: (socket: Socket) => void
+  /** Per trunk: the peer's address (where its first subflow came from) and its encryption. */
+  private readonly trunkInfo = new WeakMap<Trunk, { peer: string; encrypted: boolean }>()
+  /** Per flow: the client and the destination from its OPEN. */
+  private readonly flowEnds = new WeakMap<Flow, { client?: Endpoint; destination: Endpoint }>()
+  private readonly view = new StatusView()
 
   constructor(config: Readonly<Config>, log: Logger) {
     this.config = config
@@ -114,7 +122,10 @@ export class RxProxy {
       this.control = await serveControl(this.config.rx.controlSocket, () => this.status())
     }
     if (this.config.rx.metricsListen !== undefined) {
-      this.metrics = await serveMetrics(this.config.rx.metricsListen, createRegistry(this))
+      this.metrics = await serveMetrics(
+        this.config.rx.metricsListen,
+        createRegistry(this, 'rx_proxy')
+      )
     }
     this.log.info(`listening on ${this.config.rx.recvIp}:${port}`)
     if (!this.config.security.encrypt) {
@@ -147,13 +158,13 @@ export class RxProxy {
     await closed
   }
 
-  /** Subflow sockets, for TCP_INFO in the metrics. */
-  subflowSockets(): { trunk: string; index: number; pathId: number; socket: Socket }[] {
-    return [...this.trunks.values()].flatMap((t) =>
-      t
-        .liveSubflows()
-        .map((s) => ({ trunk: t.idHex, index: s.index, pathId: s.pathId, socket: s.rawSocket }))
-    )
+  /** `/readyz`: listening, and a trunk from the peer has a subflow up. */
+  readiness(): HealthAnswer {
+    if (!this.server.listening) return { ok: false, detail: 'not listening' }
+    const up = [...this.trunks.values()].filter((t) => t.subflowCount > 0 && !t.peerDraining)
+    if (up.length === 0) return { ok: false, detail: 'no trunk up: waiting for tx_proxy' }
+    const peers = up.map((t) => this.trunkInfo.get(t)?.peer ?? t.idHex.slice(0, 8))
+    return { ok: true, detail: `ready: trunk from ${peers.join(', ')} up` }
   }
 
   /** Status snapshot for the control socket. */
@@ -164,7 +175,15 @@ export class RxProxy {
       uptimeMs: Math.round(performance.now() - this.startedMs),
       bufferedBytes: this.budget.used,
       maxBufferedBytes: this.budget.capBytes,
-      trunks: [...this.trunks.values()].map((t) => t.status()),
+      trunks: [...this.trunks.values()].map((t) => {
+        const info = this.trunkInfo.get(t)
+        return this.view.trunk(t, {
+          peer: info?.peer ?? t.idHex.slice(0, 8),
+          mode: this.config.interception.enabled ? 'intercepting' : 'static',
+          encrypted: info?.encrypted,
+          endpoints: (f) => this.flowEnds.get(f)
+        })
+      }),
       totals: combineTotals(
         this.counters.snapshot(),
         [...this.trunks.values()].map((t) => t.liveTotals())
@@ -231,6 +250,10 @@ export class RxProxy {
             }
           })
           this.trunks.set(key, trunk)
+          this.trunkInfo.set(trunk, {
+            peer: normalizeAddress(socket.remoteAddress ?? '?').address,
+            encrypted: keys !== undefined
+          })
           this.counters.inc('trunks_created')
           this.log.info('new trunk', { trunk: key.slice(0, 8), peer: socket.remoteAddress })
         }
@@ -295,6 +318,7 @@ export class RxProxy {
   private connectFlow(trunk: Trunk, flow: Flow, frame: OpenFrame): void {
     const dst = frame.dst
     const src = frame.src
+    this.flowEnds.set(flow, { destination: dst, ...(src !== undefined ? { client: src } : {}) })
     const started = performance.now()
     // No open relay: only destinations the policy allows, never this box itself.
     const address = dst.address.toLowerCase()
