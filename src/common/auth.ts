@@ -9,8 +9,8 @@
 import { createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto'
 import { NONCE_LENGTH, PROOF_LENGTH } from './wire/frame.js'
 
-/** Shortest accepted pre-shared key, in bytes (128 bits). */
-export const MIN_PSK_BYTES = 16
+/** Shortest accepted pre-shared key, in bytes (256 bits, what `genkey` makes). */
+export const MIN_PSK_BYTES = 32
 
 /** What both proofs cover. */
 export interface Transcript {

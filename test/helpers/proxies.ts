@@ -141,6 +141,10 @@ export async function startPair(opts: {
   readonly txExtra?: readonly string[]
   /** How long to wait for the subflows, in ms. */
   readonly waitMs?: number
+  /** tx_proxy's static destination (default `127.0.0.1:destinationPort`). */
+  readonly destination?: string
+  /** rx_proxy.allow_loopback (default true: the destinations are on loopback). */
+  readonly allowLoopback?: boolean
 }): Promise<ProxyPair> {
   const rxPort = await freePort()
   const txPort = await freePort()
@@ -153,9 +157,9 @@ export async function startPair(opts: {
     '/dev/null',
     '--set',
     `security.psk=${TEST_PSK}`,
-    // The loopback tests' destinations are on 127.0.0.1, which rx_proxy refuses by default.
+    // The loopback tests' destinations are on 127.0.0.1, which rx_proxy refuses unless told.
     '--set',
-    'rx_proxy.deny_subnets=',
+    `rx_proxy.allow_loopback=${opts.allowLoopback === false ? 'false' : 'true'}`,
     '--set',
     `rx_proxy.control_socket=${rxControl}`,
     '--set',
@@ -182,7 +186,7 @@ export async function startPair(opts: {
     '--rx-proxy-port',
     String(rxPort),
     '--destination',
-    `127.0.0.1:${opts.destinationPort}`,
+    opts.destination ?? `127.0.0.1:${opts.destinationPort}`,
     '--subflows',
     String(subflows),
     ...(opts.txExtra ?? [])
