@@ -45,7 +45,11 @@ function fakeStatus(pid: number): () => ProxyStatus {
 const OWNER_ONLY: ControlOptions = { section: 'rx_proxy', group: '' }
 
 async function closeServer(server: Server): Promise<void> {
-  await new Promise<void>((resolve) => server.close(() => { resolve(); }))
+  await new Promise<void>((resolve) =>
+    server.close(() => {
+      resolve()
+    })
+  )
 }
 
 /** A group other than ours from /etc/group, for the group option (we run as root). */
