@@ -158,8 +158,7 @@ export async function startPair(opts: {
     '--set',
     `security.psk=${TEST_PSK}`,
     // The loopback tests' destinations are on 127.0.0.1, which rx_proxy refuses unless told.
-    '--set',
-    `rx_proxy.allow_loopback=${opts.allowLoopback === false ? 'false' : 'true'}`,
+    ...(opts.allowLoopback === false ? [] : ['--set', 'rx_proxy.allow_loopback=true']),
     '--set',
     `rx_proxy.control_socket=${rxControl}`,
     '--set',
