@@ -145,6 +145,8 @@ export async function startPair(opts: {
   readonly destination?: string
   /** rx_proxy.allow_loopback (default true: the destinations are on loopback). */
   readonly allowLoopback?: boolean
+  /** Where tx_proxy listens for clients (default 127.0.0.1). */
+  readonly txLocalIp?: string
 }): Promise<ProxyPair> {
   const rxPort = await freePort()
   const txPort = await freePort()
@@ -177,7 +179,7 @@ export async function startPair(opts: {
   const tx = spawnProxy('tx-proxy', [
     ...common,
     '--local-ip',
-    '127.0.0.1',
+    opts.txLocalIp ?? '127.0.0.1',
     '--local-port',
     String(txPort),
     '--rx-proxy-ip',

@@ -109,6 +109,7 @@ describe('rx_proxy is no relay to itself', () => {
     const resetOf = (i: number): Frame | undefined =>
       d.frames.find((f) => f.type === 'reset' && f.flowId === 0x5ec0_0000 + i)
     await d.waitFor(() => list.every((_, i) => resetOf(i) !== undefined), 10_000)
+    assert.equal(target.count(), 0, 'nothing reached the listener on this box')
     const want = new Map<string, number>()
     list.forEach(([, address, code], i) => {
       const r = resetOf(i)
@@ -162,10 +163,12 @@ describe("the review's attack through real proxies", () => {
         destinationPort: target.port,
         destination: `${destination}:${target.port}`,
         subflows: 1,
-        allowLoopback: false
+        allowLoopback: false,
+        // An IPv6 client, so that the OPEN carries its source: one family throughout.
+        txLocalIp: '::1'
       })
       try {
-        const client = connect({ port: pair.txPort, host: '127.0.0.1' })
+        const client = connect({ port: pair.txPort, host: '::1' })
         client.on('error', () => undefined)
         client.end('GET / HTTP/1.0\r\n\r\n')
         const got = await readAll(client)
