@@ -5,7 +5,7 @@
  * An OPEN that cannot be encoded at all resets that one client, counted and logged.
  */
 import assert from 'node:assert/strict'
-import { connect, createServer, type Server, type Socket } from 'node:net'
+import { connect, createServer, type Server } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 
 import { loadConfig } from '../../src/common/config/load.js'
@@ -53,7 +53,11 @@ async function flow(
   const got = readAll(client)
   // A reset may come before 'connect' is seen: then nothing was sent.
   const up = await Promise.race([
-    new Promise<boolean>((resolve) => client.once('connect', () => resolve(true))),
+    new Promise<boolean>((resolve) =>
+      client.once('connect', () => {
+        resolve(true)
+      })
+    ),
     got.then(() => false)
   ])
   const sent = up
@@ -131,11 +135,7 @@ describe('an OPEN that cannot be encoded', () => {
       { family: 4, address: '127.0.0.1', port: dest.port }
     ]
     let n = 0
-    const tx = new TxProxy(
-      config,
-      createLogger('tx_proxy', 'error'),
-      (_socket: Socket) => destinations[n++]!
-    )
+    const tx = new TxProxy(config, createLogger('tx_proxy', 'error'), () => destinations[n++]!)
     const { port } = await tx.start()
     try {
       const bad = await flow(port, 1000, 1)
