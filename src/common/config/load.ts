@@ -82,7 +82,7 @@ export function loadPsk(config: Readonly<Config>): Uint8Array {
   const tooShort = (key: string, bytes: number, what: string): ConfigError =>
     new ConfigError(
       key,
-      `${what} ${bytes} bytes; a key needs at least ${MIN_PSK_BYTES} (${2 * MIN_PSK_BYTES} hex digits): make one with ./tx_proxy genkey`
+      `${what} ${bytes} bytes; a key needs at least ${MIN_PSK_BYTES} (${2 * MIN_PSK_BYTES} hex digits): make one with tx_proxy genkey --out FILE`
     )
   if (sec.pskHex !== '') {
     const text = sec.pskHex.trim()
@@ -111,7 +111,7 @@ export function loadPsk(config: Readonly<Config>): Uint8Array {
     const code = (err as NodeJS.ErrnoException).code ?? 'error'
     throw new ConfigError(
       'security.psk_file',
-      `cannot read ${path}: ${code}; make one on one box and copy it to the other: ./tx_proxy genkey > ${path} && chmod 600 ${path}`
+      `cannot read ${path}: ${code}; make one on one box and copy it to the other: tx_proxy genkey --out ${path}`
     )
   }
   if ((mode & 0o077) !== 0) {
@@ -126,7 +126,7 @@ export function loadPsk(config: Readonly<Config>): Uint8Array {
     if (!/^(?:[0-9a-fA-F]{2})+$/.test(text)) {
       throw new ConfigError(
         'security.psk_file',
-        `${path} holds text that is not an even number of hex digits; write the key as hex (./tx_proxy genkey) or as raw bytes`
+        `${path} holds text that is not an even number of hex digits; write the key as hex (tx_proxy genkey --out FILE) or as raw bytes`
       )
     }
     key = Buffer.from(text, 'hex')
