@@ -74,7 +74,7 @@ export default tseslint.config(
     }
   },
   {
-    files: ['**/main.ts', 'src/tools/**/*.ts', 'bench/**/*.ts', 'test/**/*.ts'],
+    files: ['**/main.ts', 'lab/**/*.ts', 'test/**/*.ts'],
     rules: { 'no-restricted-syntax': 'off' }
   },
   {

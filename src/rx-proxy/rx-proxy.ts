@@ -9,9 +9,9 @@ import { normalizeEndpoint } from '../common/flow-endpoints.js'
 import { refuseDestination } from './refuse-destination.js'
 import type { Config } from '../common/config/config.js'
 import { Counters } from '../common/counters.js'
-import { isPepError } from '../common/errors.js'
+import { errorMessage, isPepError } from '../common/errors.js'
 import type { Logger } from '../common/log/logger.js'
-import { formatEndpoint } from '../common/wire/encode.js'
+import { formatEndpoint } from '../common/endpoint.js'
 import {
   HELLO_FLAG_ENCRYPT,
   HelloStatus,
@@ -356,7 +356,7 @@ export class RxProxy {
             this.connectFlow(trunk, flow, frame)
             return
           }
-          this.connectFailed(flow, dst, code, err instanceof Error ? err.message : String(err))
+          this.connectFailed(flow, dst, code, errorMessage(err))
         }
       )
       return

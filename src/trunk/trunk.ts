@@ -13,7 +13,7 @@ import type { Socket } from 'node:net'
 import type { Counters } from '../common/counters.js'
 import type { ProtocolError } from '../common/errors.js'
 import type { Logger } from '../common/log/logger.js'
-import { formatEndpoint } from '../common/wire/encode.js'
+import { formatEndpoint } from '../common/endpoint.js'
 import {
   ResetReason,
   resetReasonName,
