@@ -6,7 +6,7 @@
 import type { Counters } from '../common/counters.js'
 import type { DestinationVerdict } from '../common/destination-guard.js'
 import type { Logger } from '../common/log/logger.js'
-import { formatEndpoint } from '../common/wire/encode.js'
+import { formatEndpoint } from '../common/endpoint.js'
 import { ResetReason, type Endpoint } from '../common/wire/frame.js'
 import type { Flow } from '../core/flow.js'
 
