@@ -136,6 +136,8 @@ export class Flow {
    * §3, OPEN).
    */
   readonly announcedOn = new Set<SubflowId>()
+  /** Indexes of the subflows that carried this flow's DATA either way (for `status`). */
+  readonly subflowsUsed = new Set<number>()
   private stateValue: FlowState
   private readonly send: SendBuffer
   private readonly recv: ReorderBuffer

@@ -17,7 +17,29 @@ export interface SubflowStatus {
   readonly queuedBytes: number
   readonly bytesSent: number
   readonly bytesReceived: number
+  /** connecting (dial or handshake running), up, or backing off (waiting to dial again). */
+  readonly state?: SubflowState
+  /** Name of the path (tx_proxy.paths) this subflow dials over. */
+  readonly path?: string
+  /** Local and remote address:port of the TCP connection. */
+  readonly local?: string
+  readonly remote?: string
+  /** Kernel smoothed RTT (TCP_INFO), in ms. */
+  readonly tcpRttMs?: number
+  /** Congestion window (TCP_INFO), in segments. */
+  readonly cwndSegments?: number
+  /** Segments retransmitted over the connection's life (TCP_INFO). */
+  readonly retransmits?: number
+  /** Latest delivery rate estimate (TCP_INFO), bytes per second. */
+  readonly deliveryRateBps?: number
+  /** Failed dials since this subflow was last up. */
+  readonly failedDials?: number
+  /** Backing off: the next dial starts in this many ms. */
+  readonly nextDialInMs?: number
 }
+
+/** What a subflow slot is doing. */
+export type SubflowState = 'connecting' | 'up' | 'backing off'
 
 /** A snapshot of one flow. */
 export interface FlowStatus {
@@ -27,6 +49,26 @@ export interface FlowStatus {
   readonly bytesToApp: number
   readonly resentBytes: number
   readonly ageMs: number
+  /** The client's address:port (the side that opened the connection). */
+  readonly client?: string
+  /** Where the client was going, address:port. */
+  readonly destination?: string
+  /** Bytes per second read from / written to the local application, lately. */
+  readonly rateFromAppBps?: number
+  readonly rateToAppBps?: number
+  /** Indexes of the subflows that carried this flow's data either way. */
+  readonly subflowsUsed?: readonly number[]
+}
+
+/** The last dial that failed, for status. */
+export interface DialError {
+  /** Subflow index that dialled. */
+  readonly subflow: number
+  readonly message: string
+  /** Stable error code (PEP_ERR_..., or the socket's errno name). */
+  readonly code: string
+  /** When, ISO 8601 UTC. */
+  readonly at: string
 }
 
 /** A snapshot of one trunk. */
@@ -36,6 +78,17 @@ export interface TrunkStatus {
   readonly flows: number
   /** The busiest flows, most bytes first. */
   readonly topFlows: readonly FlowStatus[]
+  /** The peer proxy: address:port dialled (tx), address the subflows come from (rx). */
+  readonly peer?: string
+  /** static (explicit destination) or intercepting (NFQUEUE / bridged box). */
+  readonly mode?: 'static' | 'intercepting'
+  /** True when the subflows carry AES-256-GCM records. */
+  readonly encrypted?: boolean
+  /** up (a subflow carries flows), down, or draining (the peer sent GOAWAY). */
+  readonly state?: 'up' | 'down' | 'draining'
+  /** Dials that failed since the trunk was last up (tx). */
+  readonly failedDials?: number
+  readonly lastDialError?: DialError
 }
 
 /** What `status` answers. */
@@ -241,50 +294,8 @@ export async function queryStatus(path: string, timeoutMs = 3000): Promise<Proxy
   })
 }
 
-function human(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
-  let v = bytes
-  let i = 0
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024
-    i++
-  }
-  return `${v.toFixed(i === 0 ? 0 : 1)} ${units[i]}`
-}
-
-/** The human status screen. */
-export function formatStatus(s: ProxyStatus): string {
-  const lines: string[] = []
-  lines.push(
-    `${s.role} pid ${s.pid}, up ${(s.uptimeMs / 1000).toFixed(0)} s, buffered ${human(s.bufferedBytes)} of ${human(s.maxBufferedBytes)}`
-  )
-  lines.push(
-    `carried: ${human(s.totals.bytesFromApp)} from applications, ${human(s.totals.bytesToApp)} to applications, ${human(s.totals.resentBytes)} re-sent`
-  )
-  for (const t of s.trunks) {
-    lines.push(`trunk ${t.id.slice(0, 16)}: ${t.subflows.length} subflow(s), ${t.flows} flow(s)`)
-    lines.push('  subflow  path  rtt ms    queued       sent   received')
-    for (const f of t.subflows) {
-      lines.push(
-        `  ${String(f.index).padStart(7)}  ${String(f.pathId).padStart(4)}  ${f.srttMs.toFixed(1).padStart(6)}  ${human(f.queuedBytes).padStart(8)}  ${human(f.bytesSent).padStart(9)}  ${human(f.bytesReceived).padStart(9)}`
-      )
-    }
-    if (t.topFlows.length > 0) {
-      lines.push('  flow         state          from app     to app    resent    age s')
-      for (const f of t.topFlows) {
-        lines.push(
-          `  ${String(f.id).padEnd(11)}  ${f.state.padEnd(11)}  ${human(f.bytesFromApp).padStart(9)}  ${human(f.bytesToApp).padStart(9)}  ${human(f.resentBytes).padStart(8)}  ${(f.ageMs / 1000).toFixed(1).padStart(7)}`
-        )
-      }
-    }
-  }
-  const interesting = Object.entries(s.counters).filter(([, v]) => v !== 0)
-  if (interesting.length > 0) {
-    lines.push('counters:')
-    for (const [k, v] of interesting) lines.push(`  ${k} ${v}`)
-  }
-  return lines.join('\n')
-}
+/** The human status screen (in its own module; re-exported for the CLI). */
+export { formatStatus } from './status-format.js'
 
 /** Totals over closed flows (counters) plus live ones. */
 export function combineTotals(

@@ -38,6 +38,9 @@ import { combineTotals, serveControl, type ProxyStatus } from '../edge/control.j
 import { createRegistry, serveMetrics } from '../edge/metrics.js'
 import { listenNamed } from '../edge/listen-errors.js'
 import type { Server as HttpServer } from 'node:http'
+import type { HealthAnswer } from '../edge/health.js'
+import { StatusView } from '../edge/status-view.js'
+import { normalizeAddress } from '../tx-proxy/tx-proxy.js'
 
 /** How a connect error maps to a RESET reason. */
 function connectFailureReason(code: string | undefined): number {
@@ -75,6 +78,11 @@ export class RxProxy {
   private transparent: boolean
   private metrics: HttpServer | undefined
   private readonly tuner: (socket: Socket) => void
+  /** Per trunk: the peer's address (where its first subflow came from) and its encryption. */
+  private readonly trunkInfo = new WeakMap<Trunk, { peer: string; encrypted: boolean }>()
+  /** Per flow: the client and the destination from its OPEN. */
+  private readonly flowEnds = new WeakMap<Flow, { client?: Endpoint; destination: Endpoint }>()
+  private readonly view = new StatusView()
 
   constructor(config: Readonly<Config>, log: Logger) {
     this.config = config
@@ -122,7 +130,7 @@ export class RxProxy {
     if (this.config.rx.metricsListen !== undefined) {
       const m = this.config.rx.metricsListen
       this.metrics = await listenNamed('rx_proxy.metrics_listen', `${m.host}:${m.port}`, () =>
-        serveMetrics(m, createRegistry(this))
+        serveMetrics(m, createRegistry(this, 'rx_proxy'))
       )
     }
     if (this.config.rx.allowLoopback) {
@@ -156,13 +164,13 @@ export class RxProxy {
     await closed
   }
 
-  /** Subflow sockets, for TCP_INFO in the metrics. */
-  subflowSockets(): { trunk: string; index: number; pathId: number; socket: Socket }[] {
-    return [...this.trunks.values()].flatMap((t) =>
-      t
-        .liveSubflows()
-        .map((s) => ({ trunk: t.idHex, index: s.index, pathId: s.pathId, socket: s.rawSocket }))
-    )
+  /** `/readyz`: listening, and a trunk from the peer has a subflow up. */
+  readiness(): HealthAnswer {
+    if (!this.server.listening) return { ok: false, detail: 'not listening' }
+    const up = [...this.trunks.values()].filter((t) => t.subflowCount > 0 && !t.peerDraining)
+    if (up.length === 0) return { ok: false, detail: 'no trunk up: waiting for tx_proxy' }
+    const peers = up.map((t) => this.trunkInfo.get(t)?.peer ?? t.idHex.slice(0, 8))
+    return { ok: true, detail: `ready: trunk from ${peers.join(', ')} up` }
   }
 
   /** Status snapshot for the control socket. */
@@ -173,7 +181,15 @@ export class RxProxy {
       uptimeMs: Math.round(performance.now() - this.startedMs),
       bufferedBytes: this.budget.used,
       maxBufferedBytes: this.budget.capBytes,
-      trunks: [...this.trunks.values()].map((t) => t.status()),
+      trunks: [...this.trunks.values()].map((t) => {
+        const info = this.trunkInfo.get(t)
+        return this.view.trunk(t, {
+          peer: info?.peer ?? t.idHex.slice(0, 8),
+          mode: this.config.interception.enabled ? 'intercepting' : 'static',
+          encrypted: info?.encrypted,
+          endpoints: (f) => this.flowEnds.get(f)
+        })
+      }),
       totals: combineTotals(
         this.counters.snapshot(),
         [...this.trunks.values()].map((t) => t.liveTotals())
@@ -260,6 +276,10 @@ export class RxProxy {
             }
           })
           this.trunks.set(key, trunk)
+          this.trunkInfo.set(trunk, {
+            peer: normalizeAddress(socket.remoteAddress ?? '?').address,
+            encrypted: keys !== undefined
+          })
           this.counters.inc('trunks_created')
           this.log.info('new trunk', { trunk: key.slice(0, 8), peer: socket.remoteAddress })
         }
@@ -329,6 +349,10 @@ export class RxProxy {
    * endpoint, else from this box's address.
    */
   private connectFlow(trunk: Trunk, flow: Flow, frame: OpenFrame): void {
+    this.flowEnds.set(flow, {
+      destination: frame.dst,
+      ...(frame.src !== undefined ? { client: frame.src } : {})
+    })
     const started = performance.now()
     // No open relay: the destination is normalised and checked, and the connect goes to exactly
     // the address that was checked.

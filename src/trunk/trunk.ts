@@ -567,6 +567,7 @@ export class Trunk implements TrunkPort {
         }
         if (frame.type === 'data') {
           flow.onData(frame)
+          flow.subflowsUsed.add(sub.index)
           this.ackDue.add(flow)
         } else if (frame.type === 'ack') {
           flow.onAck(frame)
@@ -839,6 +840,7 @@ export class Trunk implements TrunkPort {
           continue
         }
         sub.writeData(flow.id, d)
+        flow.subflowsUsed.add(sub.index)
         this.counters.inc('frames_sent')
         if (d.resend) this.counters.inc('bytes_resent', d.payload.length)
         if (copy !== undefined) {

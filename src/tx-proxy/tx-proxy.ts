@@ -27,6 +27,10 @@ import {
 import { combineTotals, serveControl, type ProxyStatus } from '../edge/control.js'
 import { createRegistry, serveMetrics } from '../edge/metrics.js'
 import { listenNamed } from '../edge/listen-errors.js'
+import type { HealthAnswer } from '../edge/health.js'
+import { StatusView } from '../edge/status-view.js'
+import { dialErrorCode, TrunkWatch } from '../edge/trunk-watch.js'
+import { formatEndpoint } from '../common/endpoint.js'
 import { Interceptor, type SynSource } from './interceptor.js'
 import { checkedOpen } from './checked-open.js'
 
@@ -99,6 +103,10 @@ export class TxProxy {
   /** Which path each subflow index dials over: `paths[p].subflows` slots per path, in order. */
   private readonly slots: readonly PathConfig[]
   private readonly openSynSource: (() => SynSource) | undefined
+  /** The peer as status, logs and metrics name it: the address:port dialled. */
+  readonly peer: string
+  private readonly watch: TrunkWatch
+  private readonly view = new StatusView()
 
   /**
    * @param resolve where each accepted client was going
@@ -134,10 +142,25 @@ export class TxProxy {
     this.server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => {
       this.onClient(socket)
     })
+    const first = this.slots[0]
+    this.peer = formatEndpoint({
+      address: first?.peerIp ?? config.tx.rxProxyIp,
+      port: first?.peerPort ?? config.tx.rxProxyPort
+    })
+    this.watch = new TrunkWatch(
+      this.peer,
+      this.slots.length,
+      {
+        subflowCount: () => this.trunk.subflowCount,
+        peerDraining: () => this.trunk.peerDraining
+      },
+      log
+    )
   }
 
   /** Listen for clients and dial the trunk. Resolves once listening. */
   async start(): Promise<{ port: number }> {
+    this.watch.start()
     for (let i = 0; i < this.slots.length; i++) this.dial(i)
     const c = this.config.tx
     await listenNamed(
@@ -177,7 +200,7 @@ export class TxProxy {
     if (this.config.tx.metricsListen !== undefined) {
       const m = this.config.tx.metricsListen
       this.metrics = await listenNamed('tx_proxy.metrics_listen', `${m.host}:${m.port}`, () =>
-        serveMetrics(m, createRegistry(this))
+        serveMetrics(m, createRegistry(this, 'tx_proxy'))
       )
     }
     this.log.info(`listening on ${this.config.tx.localIp}:${port}`, {
@@ -203,6 +226,7 @@ export class TxProxy {
    */
   async stop(graceMs = 0): Promise<void> {
     this.stopped = true
+    this.watch.stop()
     this.interceptor?.close()
     const closed = new Promise<void>((resolve) => {
       this.server.close(() => {
@@ -220,6 +244,32 @@ export class TxProxy {
     this.trunk.close(ResetReason.SHUTDOWN, 'tx_proxy stopping')
     await closed
   }
+
+  /** `/readyz`: a subflow is up and the peer takes flows; when intercepting, the queue is bound. */
+  readiness(): HealthAnswer {
+    if (this.stopped) return { ok: false, detail: 'stopping' }
+    const n = this.trunk.subflowCount
+    if (n === 0) {
+      const e = this.watch.lastDialError
+      return {
+        ok: false,
+        detail: `trunk to ${this.peer} down${e !== undefined ? `: ${e.message}` : ''}`
+      }
+    }
+    if (this.trunk.peerDraining) return { ok: false, detail: `peer ${this.peer} is draining` }
+    if (this.openSynSource !== undefined && this.interceptor?.bound !== true) {
+      return { ok: false, detail: `NFQUEUE ${this.config.interception.queueNum} not bound` }
+    }
+    return { ok: true, detail: `ready: trunk to ${this.peer} up with ${n} subflow(s)` }
+  }
+
+  /** The keys `reload` applies (the interception policy). */
+  readonly reloadableKeys: readonly string[] = [
+    'interception.ports',
+    'interception.subnets',
+    'interception.exclude_ports',
+    'interception.exclude_subnets'
+  ]
 
   /** SIGHUP: take the new policy; running flows are untouched. */
   reload(config: Readonly<Config>): void {
@@ -258,16 +308,6 @@ export class TxProxy {
     }
   }
 
-  /** Subflow sockets, for TCP_INFO in the metrics. */
-  subflowSockets(): { trunk: string; index: number; pathId: number; socket: Socket }[] {
-    return this.trunk.liveSubflows().map((s) => ({
-      trunk: this.trunk.idHex,
-      index: s.index,
-      pathId: s.pathId,
-      socket: s.rawSocket
-    }))
-  }
-
   /** Status snapshot for the control socket. */
   status(): ProxyStatus {
     const interception = this.interception()
@@ -277,7 +317,21 @@ export class TxProxy {
       uptimeMs: Math.round(performance.now() - this.startedMs),
       bufferedBytes: this.budget.used,
       maxBufferedBytes: this.budget.capBytes,
-      trunks: [this.trunk.status()],
+      trunks: [
+        this.view.trunk(this.trunk, {
+          peer: this.peer,
+          mode: this.openSynSource !== undefined ? 'intercepting' : 'static',
+          encrypted: this.watch.encrypted,
+          watch: this.watch,
+          slots: this.slots.map((p, index) => ({ index, path: p.name })),
+          endpoints: (f) => {
+            const open = f.openFrame
+            return open === undefined
+              ? undefined
+              : { destination: open.dst, ...(open.src !== undefined ? { client: open.src } : {}) }
+          }
+        })
+      ],
       totals: combineTotals(this.counters.snapshot(), [this.trunk.liveTotals()]),
       counters: this.counters.snapshot(),
       ...(interception !== undefined ? { interception } : {})
@@ -312,6 +366,7 @@ export class TxProxy {
     const path = this.slots[index]
     if (path === undefined) return
     this.dialing.add(index)
+    this.watch.dialStarted(index)
     const c = this.config
     dialSubflow({
       host: path.peerIp,
@@ -335,6 +390,7 @@ export class TxProxy {
           return
         }
         this.attempts.set(index, 0)
+        this.watch.dialSucceeded(index, hs.keys !== undefined)
         if (
           (hs.peer.flags & REPLY_FLAG_TRUNK_NEW) !== 0 &&
           this.everConnected &&
@@ -347,6 +403,7 @@ export class TxProxy {
         this.everConnected = true
         hs.socket.once('close', () => {
           this.redial(index)
+          this.watch.check()
         })
         this.trunk.addSubflow(
           hs.socket,
@@ -357,32 +414,26 @@ export class TxProxy {
           path.weight,
           hs.keys
         )
+        this.watch.check()
       },
       (err: unknown) => {
         this.dialing.delete(index)
         this.counters.inc('dial_failures')
-        this.counters.inc(`handshake_failures_${isPepError(err) ? err.code : 'error'}`)
-        const message = isPepError(err) ? err.message : String(err)
-        const n = this.attempts.get(index) ?? 0
+        this.counters.inc(`handshake_failures_${dialErrorCode(err)}`)
         if (isPepError(err) && err.code === 'PEP_ERR_AUTH_FAILED')
           this.counters.inc('auth_failures')
-        if (
-          n === 0 ||
-          (isPepError(err) &&
-            (err.code === 'PEP_ERR_VERSION_MISMATCH' || err.code === 'PEP_ERR_AUTH_FAILED'))
-        ) {
-          this.log.warn(
-            `subflow ${index} (path ${path.name}) to ${path.peerIp}:${path.peerPort}: ${message}`
-          )
-        }
-        this.redial(index)
+        // The watch logs the trunk going down and coming back, not every failed retry.
+        this.watch.dialFailed(index, err, this.redial(index))
       }
     )
   }
 
-  /** Re-dial with exponential backoff and ±25% jitter, so that subflows do not storm together. */
-  private redial(index: number): void {
-    if (this.stopped) return
+  /**
+   * Re-dial with exponential backoff and ±25% jitter, so that subflows do not storm together.
+   * Returns the delay, in ms.
+   */
+  private redial(index: number): number {
+    if (this.stopped) return 0
     const n = (this.attempts.get(index) ?? 0) + 1
     this.attempts.set(index, n)
     const c = this.config.tx
@@ -394,5 +445,6 @@ export class TxProxy {
     }, delay)
     t.unref()
     this.timers.add(t)
+    return delay
   }
 }

@@ -48,11 +48,16 @@ process.on('exit', () => {
   for (const c of live) c.kill('SIGKILL')
 })
 
-/** Spawn `dist/src/<role>/main.js` with `args`. */
-export function spawnProxy(role: 'tx-proxy' | 'rx-proxy', args: readonly string[]): ProxyProcess {
+/** Spawn `dist/src/<role>/main.js` with `args` (and `env` added to the environment). */
+export function spawnProxy(
+  role: 'tx-proxy' | 'rx-proxy',
+  args: readonly string[],
+  env: Readonly<Record<string, string>> = {}
+): ProxyProcess {
   const child = spawn(process.execPath, [join(ROOT, 'dist', 'src', role, 'main.js'), ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    cwd: ROOT
+    cwd: ROOT,
+    env: { ...process.env, ...env }
   })
   live.add(child)
   let text = ''
@@ -136,6 +141,8 @@ export interface ProxyPair {
 export async function startPair(opts: {
   readonly destinationPort: number
   readonly subflows?: number
+  /** network.conf both proxies read (default: none). */
+  readonly config?: string
   readonly extra?: readonly string[]
   readonly rxExtra?: readonly string[]
   readonly txExtra?: readonly string[]
@@ -156,7 +163,7 @@ export async function startPair(opts: {
   const txControl = join(dir, 'tx.sock')
   const common = [
     '-c',
-    '/dev/null',
+    opts.config ?? '/dev/null',
     '--set',
     `security.psk=${TEST_PSK}`,
     // The loopback tests' destinations are on 127.0.0.1, which rx_proxy refuses unless told.

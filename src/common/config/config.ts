@@ -178,7 +178,10 @@ export interface Config {
     readonly pskFile: string
     readonly encrypt: boolean
   }
-  readonly log: { readonly level: 'error' | 'warn' | 'info' | 'debug' }
+  readonly log: {
+    readonly level: 'error' | 'warn' | 'info' | 'debug'
+    readonly format: 'text' | 'json'
+  }
   /** The paths tx_proxy dials its subflows over (at least one). */
   readonly paths: readonly PathConfig[]
 }
@@ -379,7 +382,10 @@ export function buildConfig(raw: RawValues): Readonly<Config> {
       synTableTtlMs: num('interception.syn_table_ttl_ms'),
       transparent: str('interception.transparent') === 'true'
     },
-    log: { level: str('log.level') as Config['log']['level'] },
+    log: {
+      level: str('log.level') as Config['log']['level'],
+      format: str('log.format') as Config['log']['format']
+    },
     paths: buildPaths(raw, tx)
   }
   for (const key of ['interception.tx_bridge_address', 'interception.rx_bridge_address']) {

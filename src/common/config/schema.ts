@@ -522,5 +522,12 @@ export const KEYS: readonly KeySpec[] = [
     type: { kind: 'enum', values: ['error', 'warn', 'info', 'debug'] },
     default: 'info',
     doc: 'log level'
+  },
+  {
+    section: 'log',
+    key: 'format',
+    type: { kind: 'enum', values: ['text', 'json'] },
+    default: 'text',
+    doc: 'log line format: text (one readable line) or json (one object per line, for log shippers)'
   }
 ]
