@@ -13,8 +13,8 @@
 import { createHash, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto'
 import { HELLO_FIXED_LENGTH, NONCE_LENGTH, PROOF_LENGTH } from './wire/frame.js'
 
-/** Shortest accepted pre-shared key, in bytes (128 bits). */
-export const MIN_PSK_BYTES = 16
+/** Shortest accepted pre-shared key, in bytes (256 bits, what `genkey` makes). */
+export const MIN_PSK_BYTES = 32
 
 /** Which message a MAC authenticates; each has its own label, so no MAC stands for another. */
 export const HandshakeMac = {

@@ -3,9 +3,10 @@
  * `./tx_proxy status` and `./rx_proxy status` print (human table, --json, --watch). A Unix
  * socket, so only local users with access to its path can ask.
  */
-import { mkdirSync, rmSync } from 'node:fs'
+import { chmodSync, chownSync, lstatSync, mkdirSync, readFileSync, unlinkSync } from 'node:fs'
 import { connect, createServer, type Server } from 'node:net'
 import { dirname } from 'node:path'
+import { ConfigError } from '../common/errors.js'
 
 /** A snapshot of one subflow. */
 export interface SubflowStatus {
@@ -112,10 +113,124 @@ export interface ProxyStatus {
   readonly interception?: unknown
 }
 
-/** Serve `status` on `path`. Returns the server (close it on stop). */
-export async function serveControl(path: string, status: () => ProxyStatus): Promise<Server> {
-  mkdirSync(dirname(path), { recursive: true })
-  rmSync(path, { force: true })
+/** Which proxy's control socket, for the keys named in errors. */
+export interface ControlOptions {
+  /** The config section: `tx_proxy` or `rx_proxy`. */
+  readonly section: 'tx_proxy' | 'rx_proxy'
+  /** `control_socket_group`: a group name or number that may use the socket ('' : none). */
+  readonly group: string
+}
+
+/** The gid of `group` (a number, or a name from /etc/group). Throws ConfigError naming `key`. */
+export function resolveGroup(key: string, group: string): number {
+  if (/^\d+$/.test(group)) return Number(group)
+  let text = ''
+  try {
+    text = readFileSync('/etc/group', 'utf8')
+  } catch {
+    // No group database: only numbers work.
+  }
+  for (const line of text.split('\n')) {
+    const [name, , gid] = line.split(':')
+    if (name === group && gid !== undefined && /^\d+$/.test(gid)) return Number(gid)
+  }
+  throw new ConfigError(
+    key,
+    `no such group ${JSON.stringify(group)} (a name in /etc/group or a number)`
+  )
+}
+
+/**
+ * What is at `path` now: nothing, a socket nobody answers on (left by a proxy that died), a
+ * live proxy (its status, when it gave one in time), or something else. Never removes anything.
+ */
+export async function probeControl(
+  path: string,
+  timeoutMs = 1000
+): Promise<
+  | { readonly kind: 'absent' | 'stale' | 'not-a-socket' }
+  | { readonly kind: 'live'; readonly status: ProxyStatus | undefined }
+> {
+  let isSocket: boolean
+  try {
+    isSocket = lstatSync(path).isSocket()
+  } catch {
+    return { kind: 'absent' }
+  }
+  if (!isSocket) return { kind: 'not-a-socket' }
+  return await new Promise((resolve) => {
+    const socket = connect(path)
+    let text = ''
+    let connected = false
+    const done = (): void => {
+      clearTimeout(timer)
+      socket.destroy()
+      let status: ProxyStatus | undefined
+      try {
+        status = JSON.parse(text) as ProxyStatus
+      } catch {
+        status = undefined
+      }
+      resolve(connected ? { kind: 'live', status } : { kind: 'stale' })
+    }
+    // Something accepted the connection but said nothing: still a live listener.
+    const timer = setTimeout(done, timeoutMs)
+    socket.setEncoding('utf8')
+    socket.on('connect', () => {
+      connected = true
+      socket.write('status\n')
+    })
+    socket.on('data', (d: string) => (text += d))
+    socket.on('end', done)
+    // ECONNREFUSED: a socket file whose listener is gone.
+    socket.on('error', done)
+  })
+}
+
+/**
+ * Serve `status` on `path`. Returns the server (close it on stop).
+ *
+ * The socket is 0600 (0660 and owned by `options.group` when one is given) whatever the umask,
+ * in a directory created 0700 (0710 with a group, so its members can reach the socket). A live
+ * proxy's socket is never removed: a second instance with the same path stops with one line
+ * naming the key. A socket file nobody answers on is a leftover, and is replaced.
+ */
+export async function serveControl(
+  path: string,
+  status: () => ProxyStatus,
+  options: ControlOptions
+): Promise<Server> {
+  const key = `${options.section}.control_socket`
+  const gid =
+    options.group === ''
+      ? undefined
+      : resolveGroup(`${options.section}.control_socket_group`, options.group)
+  const dir = dirname(path)
+  const created = mkdirSync(dir, { recursive: true, mode: 0o700 })
+  if (created !== undefined) {
+    // Only directories made here: an existing one (/tmp, /run) is not ours to change.
+    for (let d = dir; d.length >= created.length; d = dirname(d)) {
+      if (gid !== undefined) chownSync(d, -1, gid)
+      chmodSync(d, gid === undefined ? 0o700 : 0o710)
+      if (d === created) break
+    }
+  }
+  const found = await probeControl(path)
+  if (found.kind === 'live') {
+    const who =
+      found.status !== undefined ? `${found.status.role} (pid ${found.status.pid})` : 'a process'
+    throw new ConfigError(
+      key,
+      `${who} is running and answers at ${path}; stop it first, or give this one another ${key}`
+    )
+  }
+  if (found.kind === 'not-a-socket') {
+    throw new ConfigError(
+      key,
+      `${path} exists and is not a socket; remove it or choose another path`
+    )
+  }
+  if (found.kind === 'stale') unlinkSync(path)
   const server = createServer((socket) => {
     socket.setEncoding('utf8')
     let request = ''
@@ -133,11 +248,20 @@ export async function serveControl(path: string, status: () => ProxyStatus): Pro
   })
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
-    server.listen(path, () => {
-      server.off('error', reject)
-      resolve()
-    })
+    // The socket file is created inside listen() (bind is synchronous for a Unix socket): with
+    // umask 0177 it is born 0600, so no other user can connect before the chmod below.
+    const umask = process.umask(0o177)
+    try {
+      server.listen(path, () => {
+        server.off('error', reject)
+        resolve()
+      })
+    } finally {
+      process.umask(umask)
+    }
   })
+  if (gid !== undefined) chownSync(path, -1, gid)
+  chmodSync(path, gid === undefined ? 0o600 : 0o660)
   return server
 }
 

@@ -4,10 +4,12 @@
  */
 import { connect, createServer, type Server, type Socket } from 'node:net'
 import { networkInterfaces } from 'node:os'
-import { policyAccepts } from '../common/policy.js'
+import { checkDestination, type DestinationGuardOptions } from '../common/destination-guard.js'
+import { normalizeEndpoint } from '../common/flow-endpoints.js'
+import { refuseDestination } from './refuse-destination.js'
 import type { Config } from '../common/config/config.js'
 import { Counters } from '../common/counters.js'
-import { errorMessage } from '../common/errors.js'
+import { errorMessage, isPepError } from '../common/errors.js'
 import type { Logger } from '../common/log/logger.js'
 import { formatEndpoint } from '../common/endpoint.js'
 import {
@@ -35,6 +37,7 @@ import { trunkSettings, waitForFlows } from '../tx-proxy/tx-proxy.js'
 import { connectTransparent, errnoCode } from './transparent.js'
 import { combineTotals, serveControl, type ProxyStatus } from '../edge/control.js'
 import { createRegistry, serveMetrics } from '../edge/metrics.js'
+import { listenNamed } from '../edge/listen-errors.js'
 import type { Server as HttpServer } from 'node:http'
 import type { HealthAnswer } from '../edge/health.js'
 import { StatusView } from '../edge/status-view.js'
@@ -68,8 +71,8 @@ export class RxProxy {
   /** Handshakes in progress: the limits on unauthenticated peers. */
   private readonly gate: AcceptGate
   private readonly psk: Uint8Array
-  /** This box's own addresses: never a destination (an authenticated peer must not reach them). */
-  private readonly ownAddresses: Set<string>
+  /** What may be a destination (no open relay); this box's addresses are read at each connect. */
+  private readonly guard: DestinationGuardOptions
   private readonly startedMs = performance.now()
   private control: Server | undefined
   /** Connect from the client's address; turned off once if the process lacks the capability. */
@@ -94,12 +97,14 @@ export class RxProxy {
       counters: this.counters,
       log
     })
-    this.ownAddresses = new Set(
-      Object.values(networkInterfaces())
-        .flatMap((list) => list ?? [])
-        .filter((i) => !i.internal)
-        .map((i) => i.address.toLowerCase())
-    )
+    this.guard = {
+      policy: config.rx.destinations,
+      allowLoopback: config.rx.allowLoopback,
+      ownAddresses: () =>
+        Object.values(networkInterfaces())
+          .flatMap((list) => list ?? [])
+          .map((i) => i.address)
+    }
     this.transparent = config.interception.enabled && config.interception.transparent
     this.tuner = createSubflowTuner(config, log)
     this.server = createServer({ allowHalfOpen: false }, (socket) => {
@@ -109,22 +114,36 @@ export class RxProxy {
 
   /** Listen for subflows. */
   async start(): Promise<{ port: number }> {
-    await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject)
-      this.server.listen(this.config.rx.recvPort, this.config.rx.recvIp, () => {
-        this.server.off('error', reject)
-        resolve()
-      })
-    })
+    const c = this.config.rx
+    await listenNamed(
+      { address: 'rx_proxy.recv_ip', port: 'rx_proxy.recv_port' },
+      `${c.recvIp}:${c.recvPort}`,
+      () =>
+        new Promise<void>((resolve, reject) => {
+          this.server.once('error', reject)
+          this.server.listen(c.recvPort, c.recvIp, () => {
+            this.server.off('error', reject)
+            resolve()
+          })
+        })
+    )
     const addr = this.server.address()
     const port = typeof addr === 'object' && addr !== null ? addr.port : this.config.rx.recvPort
     if (this.config.rx.controlSocket !== '') {
-      this.control = await serveControl(this.config.rx.controlSocket, () => this.status())
+      this.control = await serveControl(this.config.rx.controlSocket, () => this.status(), {
+        section: 'rx_proxy',
+        group: this.config.rx.controlSocketGroup
+      })
     }
     if (this.config.rx.metricsListen !== undefined) {
-      this.metrics = await serveMetrics(
-        this.config.rx.metricsListen,
-        createRegistry(this, 'rx_proxy')
+      const m = this.config.rx.metricsListen
+      this.metrics = await listenNamed('rx_proxy.metrics_listen', `${m.host}:${m.port}`, () =>
+        serveMetrics(m, createRegistry(this, 'rx_proxy'))
+      )
+    }
+    if (this.config.rx.allowLoopback) {
+      this.log.warn(
+        "rx_proxy.allow_loopback = true: flows may reach services on this box's loopback (tests and single-box use only)"
       )
     }
     this.log.info(`listening on ${this.config.rx.recvIp}:${port}`)
@@ -242,7 +261,17 @@ export class RxProxy {
             kernelUnsent: kernelUnsentBytes,
             setAbortiveClose,
             onOpen: (t, flow, frame) => {
-              this.connectFlow(t, flow, frame)
+              try {
+                this.connectFlow(t, flow, frame)
+              } catch (err) {
+                // A bad OPEN costs its own flow only, never the process.
+                this.connectFailed(
+                  flow,
+                  frame.dst,
+                  isPepError(err) ? err.code : 'internal',
+                  err instanceof Error ? err.message : String(err)
+                )
+              }
             },
             onLost: (t) => {
               if (this.trunks.get(t.idHex) === t) this.trunks.delete(t.idHex)
@@ -316,23 +345,20 @@ export class RxProxy {
    * endpoint, else from this box's address.
    */
   private connectFlow(trunk: Trunk, flow: Flow, frame: OpenFrame): void {
-    const dst = frame.dst
-    const src = frame.src
-    this.flowEnds.set(flow, { destination: dst, ...(src !== undefined ? { client: src } : {}) })
+    this.flowEnds.set(flow, {
+      destination: frame.dst,
+      ...(frame.src !== undefined ? { client: frame.src } : {})
+    })
     const started = performance.now()
-    // No open relay: only destinations the policy allows, never this box itself.
-    const address = dst.address.toLowerCase()
-    if (
-      this.ownAddresses.has(address) ||
-      !policyAccepts(this.config.rx.destinations, address, dst.port)
-    ) {
-      this.counters.inc('flows_refused_destination')
-      this.log.warn(
-        `flow ${flow.id} refused: destination ${formatEndpoint(dst)} not allowed (rx_proxy.allow_*/deny_subnets)`
-      )
-      flow.abort(ResetReason.POLICY_DENIED, `destination ${formatEndpoint(dst)} not allowed`)
+    // No open relay: the destination is normalised and checked, and the connect goes to exactly
+    // the address that was checked.
+    const verdict = checkDestination(frame.dst.address, frame.dst.port, this.guard)
+    if (!verdict.ok) {
+      refuseDestination(this.counters, this.log, flow, frame.dst, verdict)
       return
     }
+    const dst: Endpoint = { family: verdict.family, address: verdict.address, port: frame.dst.port }
+    const src = frame.src && normalizeEndpoint(frame.src)
     if (this.transparent && src !== undefined && src.family === dst.family) {
       connectTransparent({ dst, src, timeoutMs: this.config.rx.connectTimeoutMs }).then(
         (socket) => {

@@ -26,11 +26,13 @@ import {
 } from '../trunk/tune.js'
 import { combineTotals, serveControl, type ProxyStatus } from '../edge/control.js'
 import { createRegistry, serveMetrics } from '../edge/metrics.js'
+import { listenNamed } from '../edge/listen-errors.js'
 import type { HealthAnswer } from '../edge/health.js'
 import { StatusView } from '../edge/status-view.js'
 import { dialErrorCode, TrunkWatch } from '../edge/trunk-watch.js'
 import { formatEndpoint } from '../common/endpoint.js'
 import { Interceptor, type SynSource } from './interceptor.js'
+import { checkedOpen } from './checked-open.js'
 
 /** How tx_proxy learns where a client meant to go. */
 export type DestinationResolver = (socket: Socket) => Endpoint
@@ -160,13 +162,19 @@ export class TxProxy {
   async start(): Promise<{ port: number }> {
     this.watch.start()
     for (let i = 0; i < this.slots.length; i++) this.dial(i)
-    await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject)
-      this.server.listen(this.config.tx.localPort, this.config.tx.localIp, () => {
-        this.server.off('error', reject)
-        resolve()
-      })
-    })
+    const c = this.config.tx
+    await listenNamed(
+      { address: 'tx_proxy.local_ip', port: 'tx_proxy.local_port' },
+      `${c.localIp}:${c.localPort}`,
+      () =>
+        new Promise<void>((resolve, reject) => {
+          this.server.once('error', reject)
+          this.server.listen(c.localPort, c.localIp, () => {
+            this.server.off('error', reject)
+            resolve()
+          })
+        })
+    )
     const addr = this.server.address()
     const port = typeof addr === 'object' && addr !== null ? addr.port : this.config.tx.localPort
     if (this.openSynSource !== undefined) {
@@ -184,12 +192,15 @@ export class TxProxy {
       this.log.info(`intercepting SYNs from NFQUEUE ${i.queueNum}, mark ${i.mark}`)
     }
     if (this.config.tx.controlSocket !== '') {
-      this.control = await serveControl(this.config.tx.controlSocket, () => this.status())
+      this.control = await serveControl(this.config.tx.controlSocket, () => this.status(), {
+        section: 'tx_proxy',
+        group: this.config.tx.controlSocketGroup
+      })
     }
     if (this.config.tx.metricsListen !== undefined) {
-      this.metrics = await serveMetrics(
-        this.config.tx.metricsListen,
-        createRegistry(this, 'tx_proxy')
+      const m = this.config.tx.metricsListen
+      this.metrics = await listenNamed('tx_proxy.metrics_listen', `${m.host}:${m.port}`, () =>
+        serveMetrics(m, createRegistry(this, 'tx_proxy'))
       )
     }
     this.log.info(`listening on ${this.config.tx.localIp}:${port}`, {
@@ -283,10 +294,23 @@ export class TxProxy {
       socket.resetAndDestroy()
       return
     }
-    const src = clientEndpoint(socket)
-    if (this.interceptor !== undefined && src !== undefined) this.checkSyn(src, dst)
-    this.trunk.openFlow(socket, dst, src)
-    socket.resume()
+    try {
+      const client = clientEndpoint(socket)
+      if (this.interceptor !== undefined && client !== undefined) this.checkSyn(client, dst)
+      const open = checkedOpen(dst, client)
+      if (open.srcDropped) this.counters.inc('flows_source_omitted')
+      this.trunk.openFlow(socket, open.dst, open.src)
+      socket.resume()
+    } catch (err) {
+      // Whatever one client's flow trips over costs that flow only, never the process.
+      const code = isPepError(err) ? err.code : 'internal'
+      this.counters.inc(`flows_failed_${code}`)
+      this.log.warn(
+        `client ${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0} reset: ${err instanceof Error ? err.message : String(err)}`,
+        { code }
+      )
+      socket.resetAndDestroy()
+    }
   }
 
   /** Status snapshot for the control socket. */

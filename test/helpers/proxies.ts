@@ -148,6 +148,12 @@ export async function startPair(opts: {
   readonly txExtra?: readonly string[]
   /** How long to wait for the subflows, in ms. */
   readonly waitMs?: number
+  /** tx_proxy's static destination (default `127.0.0.1:destinationPort`). */
+  readonly destination?: string
+  /** rx_proxy.allow_loopback (default true: the destinations are on loopback). */
+  readonly allowLoopback?: boolean
+  /** Where tx_proxy listens for clients (default 127.0.0.1). */
+  readonly txLocalIp?: string
 }): Promise<ProxyPair> {
   const rxPort = await freePort()
   const txPort = await freePort()
@@ -160,9 +166,8 @@ export async function startPair(opts: {
     opts.config ?? '/dev/null',
     '--set',
     `security.psk=${TEST_PSK}`,
-    // The loopback tests' destinations are on 127.0.0.1, which rx_proxy refuses by default.
-    '--set',
-    'rx_proxy.deny_subnets=',
+    // The loopback tests' destinations are on 127.0.0.1, which rx_proxy refuses unless told.
+    ...(opts.allowLoopback === false ? [] : ['--set', 'rx_proxy.allow_loopback=true']),
     '--set',
     `rx_proxy.control_socket=${rxControl}`,
     '--set',
@@ -181,7 +186,7 @@ export async function startPair(opts: {
   const tx = spawnProxy('tx-proxy', [
     ...common,
     '--local-ip',
-    '127.0.0.1',
+    opts.txLocalIp ?? '127.0.0.1',
     '--local-port',
     String(txPort),
     '--rx-proxy-ip',
@@ -189,7 +194,7 @@ export async function startPair(opts: {
     '--rx-proxy-port',
     String(rxPort),
     '--destination',
-    `127.0.0.1:${opts.destinationPort}`,
+    opts.destination ?? `127.0.0.1:${opts.destinationPort}`,
     '--subflows',
     String(subflows),
     ...(opts.txExtra ?? [])

@@ -124,6 +124,8 @@ describe('a man in the middle changes one handshake field at a time', () => {
       '--set',
       'rx_proxy.deny_subnets=',
       '--set',
+      'rx_proxy.allow_loopback=true',
+      '--set',
       `rx_proxy.control_socket=${join(dir, 'rx.sock')}`,
       '--recv-ip',
       '127.0.0.1',

@@ -114,6 +114,8 @@ export interface Config {
     readonly redialMaxMs: number
     readonly dialTimeoutMs: number
     readonly controlSocket: string
+    /** Group that may use the control socket ('' : owner only). */
+    readonly controlSocketGroup: string
     readonly metricsListen: HostPort | undefined
   }
   readonly rx: {
@@ -127,7 +129,10 @@ export interface Config {
     readonly allowPeers: readonly Subnet[]
     /** Where rx_proxy may connect (no open relay). */
     readonly destinations: Policy
+    /** Flows may reach loopback destinations (tests, single-box use). */
+    readonly allowLoopback: boolean
     readonly controlSocket: string
+    readonly controlSocketGroup: string
     readonly metricsListen: HostPort | undefined
   }
   readonly trunk: {
@@ -300,6 +305,7 @@ export function buildConfig(raw: RawValues): Readonly<Config> {
     redialMaxMs: num('tx_proxy.redial_max_ms'),
     dialTimeoutMs: num('tx_proxy.dial_timeout_ms'),
     controlSocket: str('tx_proxy.control_socket'),
+    controlSocketGroup: str('tx_proxy.control_socket_group'),
     metricsListen: values.get('tx_proxy.metrics_listen') as HostPort | undefined
   }
   const config: Config = {
@@ -317,7 +323,9 @@ export function buildConfig(raw: RawValues): Readonly<Config> {
         excludePorts: [],
         excludeSubnets: parseSubnetList('rx_proxy.deny_subnets', str('rx_proxy.deny_subnets'))
       },
+      allowLoopback: str('rx_proxy.allow_loopback') === 'true',
       controlSocket: str('rx_proxy.control_socket'),
+      controlSocketGroup: str('rx_proxy.control_socket_group'),
       metricsListen: values.get('rx_proxy.metrics_listen') as HostPort | undefined
     },
     trunk: {
