@@ -82,6 +82,9 @@ describe('least privilege: a dedicated user with CAP_NET_ADMIN alone', { timeout
       `security.psk_file=${join(dir, 'psk')}`,
       '--set',
       'rx_proxy.deny_subnets=',
+      // The destination is on this namespace's loopback, which rx_proxy refuses unless told.
+      '--set',
+      'rx_proxy.allow_loopback=true',
       '--set',
       `rx_proxy.control_socket=${join(dir, 'rx.sock')}`,
       '--set',
