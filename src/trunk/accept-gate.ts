@@ -9,7 +9,7 @@
 import type { Socket } from 'node:net'
 import type { Counters } from '../common/counters.js'
 import { errorMessage, isPepError } from '../common/errors.js'
-import { formatIPv4, parseIPv6 } from '../common/ip.js'
+import { formatIp, normalizeIp, parseIp } from '../common/ip.js'
 import type { Logger } from '../common/log/logger.js'
 import { inSubnet, type Subnet } from '../common/policy.js'
 
@@ -27,17 +27,13 @@ export interface AcceptGateOptions {
 
 /**
  * The address as the policy should see it: an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, what
- * a dual-stack listener reports for an IPv4 peer) becomes the IPv4 address, so that one source is
+ * a dual-stack listener reports for an IPv4 peer) and the IPv4-compatible form become the IPv4
+ * address (the same rule as the relay guard's, from src/common/ip.ts), so that one source is
  * one key and IPv4 entries of `allow_peers` match it.
  */
 export function normalisePeerAddress(address: string): string {
-  // A small local normalisation; src/common/ip.ts's general one (mapped and compatible forms)
-  // can replace it without changing what callers see.
-  const v6 = address.includes(':') ? parseIPv6(address) : undefined
-  if (v6 === undefined) return address
-  for (let i = 0; i < 10; i++) if (v6[i] !== 0) return address.toLowerCase()
-  if (v6[10] !== 0xff || v6[11] !== 0xff) return address.toLowerCase()
-  return formatIPv4(v6, 12)
+  const ip = parseIp(address)
+  return ip === undefined ? address : formatIp(normalizeIp(ip))
 }
 
 /** `address:port` for logs (brackets around IPv6). */
