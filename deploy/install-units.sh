@@ -35,7 +35,7 @@ while [ $# -gt 0 ]; do
     --no-user) user=no; shift ;;
     --dry-run|-n) dry=yes; shift ;;
     --uninstall) action=uninstall; shift ;;
-    -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) usage_die "unknown argument $1 (see --help)" ;;
   esac
 done
