@@ -6,36 +6,9 @@
 import { mkdirSync, rmSync } from 'node:fs'
 import { connect, createServer, type Server } from 'node:net'
 import { dirname } from 'node:path'
+import type { FlowTotals, TrunkStatus } from '../trunk/status.js'
 
-/** A snapshot of one subflow. */
-export interface SubflowStatus {
-  readonly id: number
-  readonly index: number
-  readonly pathId: number
-  readonly srttMs: number
-  readonly queuedBytes: number
-  readonly bytesSent: number
-  readonly bytesReceived: number
-}
-
-/** A snapshot of one flow. */
-export interface FlowStatus {
-  readonly id: number
-  readonly state: string
-  readonly bytesFromApp: number
-  readonly bytesToApp: number
-  readonly resentBytes: number
-  readonly ageMs: number
-}
-
-/** A snapshot of one trunk. */
-export interface TrunkStatus {
-  readonly id: string
-  readonly subflows: readonly SubflowStatus[]
-  readonly flows: number
-  /** The busiest flows, most bytes first. */
-  readonly topFlows: readonly FlowStatus[]
-}
+export type { FlowStatus, SubflowStatus, TrunkStatus } from '../trunk/status.js'
 
 /** What `status` answers. */
 export interface ProxyStatus {
@@ -46,15 +19,7 @@ export interface ProxyStatus {
   readonly maxBufferedBytes: number
   readonly trunks: readonly TrunkStatus[]
   /** Sums over every flow, closed and live. */
-  readonly totals: {
-    readonly bytesFromApp: number
-    readonly bytesToApp: number
-    readonly reorderBytes: number
-    readonly sendBufferedBytes: number
-    readonly duplicateBytes: number
-    readonly resentBytes: number
-    readonly creditStalls: number
-  }
+  readonly totals: FlowTotals
   readonly counters: Readonly<Record<string, number>>
   readonly interception?: unknown
 }

@@ -15,14 +15,16 @@ import {
   HelloStatus,
   REPLY_FLAG_TRUNK_NEW,
   ResetReason,
+  type ResetReasonCode,
   type Endpoint,
   type OpenFrame
 } from '../common/wire/frame.js'
-import type { Flow } from '../core/flow.js'
 import { MemoryBudget } from '../core/memory-budget.js'
 import { createScheduler } from '../core/scheduler/index.js'
 import { acceptSubflow, helloReply, type LocalHelloParams } from '../trunk/handshake.js'
 import { loadPsk } from '../common/config/load.js'
+import { ConnectFailed } from '../trunk/connector.js'
+import { trunkSettings } from '../trunk/settings.js'
 import { Trunk } from '../trunk/trunk.js'
 import {
   createSubflowTuner,
@@ -30,14 +32,14 @@ import {
   kernelUnsentBytes,
   setAbortiveClose
 } from '../trunk/tune.js'
-import { trunkSettings, waitForFlows } from '../tx-proxy/tx-proxy.js'
+import { waitForFlows } from '../tx-proxy/tx-proxy.js'
 import { connectTransparent, errnoCode } from './transparent.js'
 import { combineTotals, serveControl, type ProxyStatus } from '../edge/control.js'
 import { createRegistry, serveMetrics } from '../edge/metrics.js'
 import type { Server as HttpServer } from 'node:http'
 
 /** How a connect error maps to a RESET reason. */
-function connectFailureReason(code: string | undefined): number {
+function connectFailureReason(code: string | undefined): ResetReasonCode {
   switch (code) {
     case 'ECONNREFUSED':
       return ResetReason.CONNECT_REFUSED
@@ -219,9 +221,7 @@ export class RxProxy {
             sampleRate: deliveryRate,
             kernelUnsent: kernelUnsentBytes,
             setAbortiveClose,
-            onOpen: (t, flow, frame) => {
-              this.connectFlow(t, flow, frame)
-            },
+            connect: (frame) => this.connectFlow(frame),
             onLost: (t) => {
               if (this.trunks.get(t.idHex) === t) this.trunks.delete(t.idHex)
               t.close(ResetReason.TRUNK_LOST, 'trunk lost')
@@ -262,41 +262,34 @@ export class RxProxy {
     )
   }
 
-  /** A connect failed: count it, log one line, reset the flow with the matching reason. */
-  private connectFailed(
-    flow: Flow,
-    dst: Endpoint,
-    code: string | undefined,
-    message: string
-  ): void {
+  /** A connect failed: count it, log one line, and say which reason the flow is reset with. */
+  private connectFailed(dst: Endpoint, code: string | undefined, message: string): ConnectFailed {
     this.counters.inc(`connect_failures_${code ?? 'unknown'}`)
-    this.log.warn(`connect to ${formatEndpoint(dst)} failed: ${code ?? message}`, { flow: flow.id })
-    flow.abort(connectFailureReason(code), `connect to ${formatEndpoint(dst)}: ${code ?? message}`)
+    this.log.warn(`connect to ${formatEndpoint(dst)} failed: ${code ?? message}`)
+    return new ConnectFailed(
+      connectFailureReason(code),
+      `connect to ${formatEndpoint(dst)}: ${code ?? message}`
+    )
   }
 
-  /** The destination answered: hand the socket to the flow. */
-  private connected(
-    trunk: Trunk,
-    flow: Flow,
-    socket: Socket,
-    dst: Endpoint,
-    started: number
-  ): void {
+  /** The destination answered. */
+  private connected(socket: Socket, dst: Endpoint, started: number): Socket {
     this.counters.inc('connects')
     if (this.log.isDebugEnabled()) {
       this.log.debug(
         `connected to ${formatEndpoint(dst)} in ${Math.round(performance.now() - started)} ms`
       )
     }
-    trunk.attachApp(flow, socket)
+    return socket
   }
 
   /**
-   * Connect a flow to its destination: from the client's own address (IP_TRANSPARENT, the
-   * bridged deployment) when `interception.transparent` is on and the OPEN carries the client's
-   * endpoint, else from this box's address.
+   * Connect a flow the peer opened to its destination (the trunk's `connect`): from the
+   * client's own address (IP_TRANSPARENT, the bridged deployment) when `interception.transparent`
+   * is on and the OPEN carries the client's endpoint, else from this box's address. Rejects with
+   * `ConnectFailed` naming the reset reason.
    */
-  private connectFlow(trunk: Trunk, flow: Flow, frame: OpenFrame): void {
+  private async connectFlow(frame: OpenFrame): Promise<Socket> {
     const dst = frame.dst
     const src = frame.src
     const started = performance.now()
@@ -308,32 +301,35 @@ export class RxProxy {
     ) {
       this.counters.inc('flows_refused_destination')
       this.log.warn(
-        `flow ${flow.id} refused: destination ${formatEndpoint(dst)} not allowed (rx_proxy.allow_*/deny_subnets)`
+        `flow ${frame.flowId} refused: destination ${formatEndpoint(dst)} not allowed (rx_proxy.allow_*/deny_subnets)`
       )
-      flow.abort(ResetReason.POLICY_DENIED, `destination ${formatEndpoint(dst)} not allowed`)
-      return
+      throw new ConnectFailed(
+        ResetReason.POLICY_DENIED,
+        `destination ${formatEndpoint(dst)} not allowed`
+      )
     }
     if (this.transparent && src !== undefined && src.family === dst.family) {
-      connectTransparent({ dst, src, timeoutMs: this.config.rx.connectTimeoutMs }).then(
-        (socket) => {
-          socket.setNoDelay(true)
-          this.connected(trunk, flow, socket, dst, started)
-        },
-        (err: unknown) => {
-          const code = errnoCode(err)
-          if (code === 'EPERM' || code === 'EACCES') {
-            // No CAP_NET_ADMIN: say so once and carry on from our own address.
-            this.transparent = false
-            this.log.warn(
-              "source transparency needs CAP_NET_ADMIN: connecting from this box's address"
-            )
-            this.connectFlow(trunk, flow, frame)
-            return
-          }
-          this.connectFailed(flow, dst, code, err instanceof Error ? err.message : String(err))
+      try {
+        const socket = await connectTransparent({
+          dst,
+          src,
+          timeoutMs: this.config.rx.connectTimeoutMs
+        })
+        socket.setNoDelay(true)
+        return this.connected(socket, dst, started)
+      } catch (err) {
+        const code = errnoCode(err)
+        if (code !== 'EPERM' && code !== 'EACCES') {
+          throw this.connectFailed(dst, code, err instanceof Error ? err.message : String(err))
         }
-      )
-      return
+        // No CAP_NET_ADMIN: say so once and carry on from our own address.
+        if (this.transparent) {
+          this.transparent = false
+          this.log.warn(
+            "source transparency needs CAP_NET_ADMIN: connecting from this box's address"
+          )
+        }
+      }
     }
     const socket = connect({
       host: dst.address,
@@ -342,20 +338,22 @@ export class RxProxy {
       allowHalfOpen: true,
       noDelay: true
     })
-    const timer = setTimeout(() => {
-      socket.destroy()
-      this.connectFailed(flow, dst, 'ETIMEDOUT', 'connect timed out')
-    }, this.config.rx.connectTimeoutMs)
-    const onError = (err: NodeJS.ErrnoException): void => {
-      clearTimeout(timer)
-      socket.destroy()
-      this.connectFailed(flow, dst, err.code, err.message)
-    }
-    socket.once('error', onError)
-    socket.once('connect', () => {
-      clearTimeout(timer)
-      socket.off('error', onError)
-      this.connected(trunk, flow, socket, dst, started)
+    return await new Promise<Socket>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        socket.destroy()
+        reject(this.connectFailed(dst, 'ETIMEDOUT', 'connect timed out'))
+      }, this.config.rx.connectTimeoutMs)
+      const onError = (err: NodeJS.ErrnoException): void => {
+        clearTimeout(timer)
+        socket.destroy()
+        reject(this.connectFailed(dst, err.code, err.message))
+      }
+      socket.once('error', onError)
+      socket.once('connect', () => {
+        clearTimeout(timer)
+        socket.off('error', onError)
+        resolve(this.connected(socket, dst, started))
+      })
     })
   }
 }

@@ -15,9 +15,9 @@ import type { Logger } from '../common/log/logger.js'
 import { ResetReason, type Endpoint } from '../common/wire/frame.js'
 import { MemoryBudget } from '../core/memory-budget.js'
 import { createScheduler } from '../core/scheduler/index.js'
-import { dialSubflow } from '../trunk/handshake.js'
-import { REPLY_FLAG_TRUNK_NEW } from '../common/wire/frame.js'
-import { Trunk, type TrunkSettings } from '../trunk/trunk.js'
+import { Dialer } from '../trunk/dialer.js'
+import { trunkSettings } from '../trunk/settings.js'
+import { Trunk } from '../trunk/trunk.js'
 import {
   createSubflowTuner,
   deliveryRate,
@@ -30,26 +30,6 @@ import { Interceptor, type SynSource } from './interceptor.js'
 
 /** How tx_proxy learns where a client meant to go. */
 export type DestinationResolver = (socket: Socket) => Endpoint
-
-/** Settings of the trunk from the parsed config (shared with rx_proxy). */
-export function trunkSettings(config: Readonly<Config>): TrunkSettings {
-  return {
-    maxPayloadBytes: config.trunk.framePayloadBytes,
-    maxFrameBodyBytes: config.limits.maxFrameBodyBytes,
-    flowWindowBytes: config.limits.flowWindowBytes,
-    maxFlowWindowBytes: config.limits.maxFlowWindowBytes,
-    sendBufferBytes: config.limits.sendBufferBytes,
-    maxReorderSegments: config.limits.maxReorderSegments,
-    maxFlows: config.limits.maxFlows,
-    subflowQueueBytes: config.limits.subflowQueueBytes,
-    pingIntervalMs: config.trunk.pingIntervalMs,
-    pingTimeoutMs: config.trunk.pingTimeoutMs,
-    outageGraceMs: config.trunk.outageGraceMs,
-    redundantPorts: config.trunk.redundantPorts,
-    redundantFirstBytes: config.trunk.redundantFirstBytes,
-    idleTimeoutMs: config.limits.idleTimeoutMs
-  }
-}
 
 /** Strip the IPv4-mapped prefix node puts on dual-stack sockets. */
 export function normalizeAddress(address: string): { address: string; family: 4 | 6 } {
@@ -83,15 +63,12 @@ export class TxProxy {
   private readonly log: Logger
   private readonly resolve: DestinationResolver
   private readonly server: Server
-  private readonly dialing = new Set<number>()
-  private readonly attempts = new Map<number, number>()
-  private readonly timers = new Set<NodeJS.Timeout>()
+  private readonly dialer: Dialer
   private readonly budget: MemoryBudget
   private readonly psk: Uint8Array
   private readonly startedMs = performance.now()
   private control: Server | undefined
   private metrics: HttpServer | undefined
-  private everConnected = false
   private stopped = false
   private interceptor: Interceptor | undefined
   /** Which path each subflow index dials over: `paths[p].subflows` slots per path, in order. */
@@ -129,6 +106,21 @@ export class TxProxy {
       kernelUnsent: kernelUnsentBytes,
       setAbortiveClose
     })
+    this.dialer = new Dialer({
+      trunk: this.trunk,
+      slots: this.slots,
+      hello: {
+        maxFrameBodyBytes: config.limits.maxFrameBodyBytes,
+        flowWindowBytes: config.limits.flowWindowBytes,
+        psk: this.psk,
+        encrypt: config.security.encrypt
+      },
+      dialTimeoutMs: config.tx.dialTimeoutMs,
+      redialMinMs: config.tx.redialMinMs,
+      redialMaxMs: config.tx.redialMaxMs,
+      counters: this.counters,
+      log
+    })
     this.server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => {
       this.onClient(socket)
     })
@@ -136,7 +128,7 @@ export class TxProxy {
 
   /** Listen for clients and dial the trunk. Resolves once listening. */
   async start(): Promise<{ port: number }> {
-    for (let i = 0; i < this.slots.length; i++) this.dial(i)
+    this.dialer.start()
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', reject)
       this.server.listen(this.config.tx.localPort, this.config.tx.localIp, () => {
@@ -199,8 +191,7 @@ export class TxProxy {
     if (this.trunk.flowCount > 0) {
       this.log.warn(`shutdown grace over: resetting ${this.trunk.flowCount} flow(s)`)
     }
-    for (const t of this.timers) clearTimeout(t)
-    this.timers.clear()
+    this.dialer.stop()
     this.control?.close()
     this.metrics?.close()
     this.trunk.close(ResetReason.SHUTDOWN, 'tx_proxy stopping')
@@ -278,94 +269,5 @@ export class TxProxy {
         { client: `${src.address}:${src.port}` }
       )
     }
-  }
-
-  private dial(index: number): void {
-    if (this.stopped || this.dialing.has(index)) return
-    const path = this.slots[index]
-    if (path === undefined) return
-    this.dialing.add(index)
-    const c = this.config
-    dialSubflow({
-      host: path.peerIp,
-      port: path.peerPort,
-      ...(path.localIp !== undefined ? { localAddress: path.localIp } : {}),
-      index,
-      pathId: path.id,
-      timeoutMs: c.tx.dialTimeoutMs,
-      local: {
-        trunkId: this.trunk.trunkId,
-        maxFrameBodyBytes: c.limits.maxFrameBodyBytes,
-        flowWindowBytes: c.limits.flowWindowBytes,
-        psk: this.psk,
-        encrypt: c.security.encrypt
-      }
-    }).then(
-      (hs) => {
-        this.dialing.delete(index)
-        if (this.stopped) {
-          hs.socket.destroy()
-          return
-        }
-        this.attempts.set(index, 0)
-        if (
-          (hs.peer.flags & REPLY_FLAG_TRUNK_NEW) !== 0 &&
-          this.everConnected &&
-          this.trunk.flowCount > 0
-        ) {
-          this.log.warn('rx_proxy lost this trunk (restarted?): resetting its flows')
-          this.counters.inc('peer_restarts')
-          this.trunk.resetAllFlows(ResetReason.PEER_RESTARTED, 'peer lost the trunk')
-        }
-        this.everConnected = true
-        hs.socket.once('close', () => {
-          this.redial(index)
-        })
-        this.trunk.addSubflow(
-          hs.socket,
-          { flowWindowBytes: hs.peer.flowWindow, maxFrameBodyBytes: hs.peer.maxFrameBody },
-          index,
-          path.id,
-          hs.rest,
-          path.weight,
-          hs.keys
-        )
-      },
-      (err: unknown) => {
-        this.dialing.delete(index)
-        this.counters.inc('dial_failures')
-        this.counters.inc(`handshake_failures_${isPepError(err) ? err.code : 'error'}`)
-        const message = isPepError(err) ? err.message : String(err)
-        const n = this.attempts.get(index) ?? 0
-        if (isPepError(err) && err.code === 'PEP_ERR_AUTH_FAILED')
-          this.counters.inc('auth_failures')
-        if (
-          n === 0 ||
-          (isPepError(err) &&
-            (err.code === 'PEP_ERR_VERSION_MISMATCH' || err.code === 'PEP_ERR_AUTH_FAILED'))
-        ) {
-          this.log.warn(
-            `subflow ${index} (path ${path.name}) to ${path.peerIp}:${path.peerPort}: ${message}`
-          )
-        }
-        this.redial(index)
-      }
-    )
-  }
-
-  /** Re-dial with exponential backoff and ±25% jitter, so that subflows do not storm together. */
-  private redial(index: number): void {
-    if (this.stopped) return
-    const n = (this.attempts.get(index) ?? 0) + 1
-    this.attempts.set(index, n)
-    const c = this.config.tx
-    const base = Math.min(c.redialMaxMs, c.redialMinMs * 2 ** Math.min(n - 1, 20))
-    const delay = base * (0.75 + Math.random() * 0.5)
-    const t = setTimeout(() => {
-      this.timers.delete(t)
-      this.dial(index)
-    }, delay)
-    t.unref()
-    this.timers.add(t)
   }
 }

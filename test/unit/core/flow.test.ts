@@ -488,12 +488,22 @@ describe('Flow: acceptor connecting', () => {
     assert.equal(p.acceptor.flow.state, 'open')
   })
 
-  it('any frame from the peer marks it seen (onPeerFrame)', () => {
+  it('an ACK from the peer marks it seen; an announced flow may be known to the peer', () => {
     const p = new Pair()
     assert.equal(p.opener.flow.peerSeen, false)
-    p.opener.flow.onPeerFrame()
-    assert.ok(p.opener.flow.peerSeen)
     assert.ok(p.acceptor.flow.peerSeen)
+    const fresh = new Pair({ attach: false })
+    assert.equal(fresh.opener.flow.peerMayKnow, false)
+    fresh.opener.flow.announcedOnSubflow(7)
+    assert.ok(fresh.opener.flow.peerMayKnow)
+    p.opener.flow.onAck({
+      type: 'ack',
+      flowId: p.opener.flow.id,
+      received: 0,
+      limit: 1,
+      finReceived: false
+    })
+    assert.ok(p.opener.flow.peerSeen)
   })
 
   it('a RESET while connecting ends it without an application', () => {
