@@ -34,8 +34,8 @@ import {
 } from '../trunk/tune.js'
 import { waitForFlows } from '../tx-proxy/tx-proxy.js'
 import { connectTransparent, errnoCode } from './transparent.js'
-import { combineTotals, serveControl, type ProxyStatus } from '../edge/control.js'
-import { createRegistry, serveMetrics } from '../edge/metrics.js'
+import { combineTotals, serveControl, type ProxyStatus } from '../app/control.js'
+import { createRegistry, serveMetrics } from '../app/metrics.js'
 import type { Server as HttpServer } from 'node:http'
 
 /** How a connect error maps to a RESET reason. */

@@ -15,7 +15,7 @@ import { parseIpTcp } from '../common/packet.js'
 import { policyAccepts, type Policy } from '../common/policy.js'
 import type { Endpoint } from '../common/wire/frame.js'
 import { SynTable } from '../core/syn-table.js'
-import type { NfQueuePacket } from '../io/nfqueue.js'
+import type { NfQueuePacket } from '../../native/nfqueue.js'
 
 /** What the interceptor needs from an NFQUEUE reader (the real one or a fake). */
 export interface SynSource {

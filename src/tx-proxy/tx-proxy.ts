@@ -24,8 +24,8 @@ import {
   kernelUnsentBytes,
   setAbortiveClose
 } from '../trunk/tune.js'
-import { combineTotals, serveControl, type ProxyStatus } from '../edge/control.js'
-import { createRegistry, serveMetrics } from '../edge/metrics.js'
+import { combineTotals, serveControl, type ProxyStatus } from '../app/control.js'
+import { createRegistry, serveMetrics } from '../app/metrics.js'
 import { Interceptor, type SynSource } from './interceptor.js'
 
 /** How tx_proxy learns where a client meant to go. */

@@ -26,7 +26,7 @@ import { createConnection, createServer, type Socket } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 
-import { queryStatus, type ProxyStatus } from '../../edge/control.js'
+import { queryStatus, type ProxyStatus } from '../../app/control.js'
 import { netnsUnavailableReason } from '../testbed/netns.js'
 import { dist, runIn, type NsProcess } from '../testbed/ns-process.js'
 import {

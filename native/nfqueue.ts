@@ -16,8 +16,8 @@ import {
   type NfQueuePacket,
   type NfQueueStats,
   type NfVerdict
-} from '../../native/index.js'
-import { NativeError } from '../common/errors.js'
+} from './index.js'
+import { NativeError } from '../src/common/errors.js'
 
 export type { NfQueueOptions, NfQueuePacket, NfQueueStats, NfVerdict }
 
