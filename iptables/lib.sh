@@ -11,6 +11,13 @@ die() {
   exit 1
 }
 
+# Prints "PROG: message" on stderr and exits 2: the command line itself is wrong (an unknown
+# option, a missing value). Every script exits 2 for these, as getopt-style tools do.
+usage_die() {
+  printf '%s: %s\n' "$PROG" "$*" >&2
+  exit 2
+}
+
 # Prints "PROG: message" on stderr (a note, not an error).
 warn() {
   printf '%s: %s\n' "$PROG" "$*" >&2
@@ -97,7 +104,7 @@ check_config() {
 check_role() {
   case $1 in
     tx | rx) ;;
-    *) die "bad role '$1': expected --role tx or --role rx" ;;
+    *) usage_die "bad role '$1': expected --role tx or --role rx" ;;
   esac
 }
 
@@ -142,5 +149,24 @@ check_address() {
 
 # need_value OPTION ARGC: the option at hand needs an argument after it.
 need_value() {
-  [ "$2" -ge 2 ] || die "$1 needs a value (see --help)"
+  [ "$2" -ge 2 ] || usage_die "$1 needs a value (see --help)"
+}
+
+# conf_role_get ROLE KEY DEFAULT: [interception] ROLE_KEY when set and not empty, else KEY,
+# else DEFAULT. Lets one network.conf name each box's interfaces (tx_lan_interface = enp1s0)
+# while lan_interface stays the value both boxes share.
+conf_role_get() {
+  _own=$(conf_get interception "$1_$2" '')
+  if [ -n "$_own" ]; then
+    printf '%s\n' "$_own"
+  else
+    conf_get interception "$2" "$3"
+  fi
+}
+
+# ipv6_disabled: true when this box (this network namespace) has IPv6 turned off, by
+# net.ipv6.conf.all.disable_ipv6 = 1 or by booting with ipv6.disable=1 (no /proc/sys/net/ipv6).
+ipv6_disabled() {
+  [ -d /proc/sys/net/ipv6 ] || return 0
+  [ "$(cat /proc/sys/net/ipv6/conf/all/disable_ipv6 2>/dev/null)" = 1 ]
 }

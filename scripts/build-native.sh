@@ -5,6 +5,13 @@
 # through apt-get), then rebuilds with the project's own node-gyp. It does not rely on npm
 # install scripts, so `npm ci --ignore-scripts` followed by this script is enough.
 set -eu
+# No options but --help; anything else is a usage error (exit 2, as in every script here).
+if [ $# -gt 0 ]; then
+  case $1 in
+    -h | --help) sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "build-native: unknown argument $1 (it takes none; see --help)" >&2; exit 2 ;;
+  esac
+fi
 
 cd "$(dirname "$0")/.."
 

@@ -2,8 +2,5 @@
 # The README's first command (`make demo`): needs root (network namespaces, iptables, NFQUEUE).
 set -eu
 cd "$(dirname "$0")/.."
-if [ "$(id -u)" -ne 0 ]; then
-  echo "demo: needs root (network namespaces, iptables, NFQUEUE): run it as root" >&2
-  exit 1
-fi
+# demo.js checks root itself, after its options: a usage error exits 2 for anyone.
 exec node dist/src/tools/demo.js "$@"

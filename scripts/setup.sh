@@ -3,6 +3,13 @@
 # system packages (as root, through apt-get, only those missing), npm packages, the native
 # addon and the TypeScript build. Idempotent: a second run only rebuilds.
 set -eu
+# No options but --help; anything else is a usage error (exit 2, as in every script here).
+if [ $# -gt 0 ]; then
+  case $1 in
+    -h | --help) sed -n '2,4p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "setup: unknown argument $1 (it takes none; see --help)" >&2; exit 2 ;;
+  esac
+fi
 cd "$(dirname "$0")/.."
 
 need=""

@@ -78,6 +78,11 @@ async function main(): Promise<number> {
     .strict()
     .help()
     .version(false)
+    // A usage error exits 2 with one line, as every script of the project does.
+    .fail((msg: string | null, err: Error | null) => {
+      process.stderr.write(`demo: ${msg ?? err?.message ?? 'bad arguments'} (see --help)\n`)
+      process.exit(2)
+    })
     .parseSync()
   const why = netnsUnavailableReason()
   if (why !== undefined) {

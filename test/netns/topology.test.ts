@@ -299,7 +299,7 @@ describe('five-namespace topology', { skip: netnsUnavailableReason() }, () => {
 
   test('apply.sh rejects a bad role and a missing config in one line', async () => {
     const badRole = await run(topo.ns.tx, [APPLY_RULES, '--role', 'mx', '--dry-run'])
-    assert.equal(badRole.code, 1)
+    assert.equal(badRole.code, 2)
     assert.equal(badRole.stderr.trim().split('\n').length, 1)
     assert.match(badRole.stderr, /bad role 'mx'/)
     const noConfig = await run(topo.ns.tx, [APPLY_RULES, '-c', '/nonexistent.conf', '--dry-run'])

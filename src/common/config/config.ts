@@ -160,8 +160,16 @@ export interface Config {
     readonly bridge: string
     readonly lanInterface: string
     readonly wanInterface: string
+    /** Each box's bridge ports: its own `tx_lan_interface`…, else the shared key. */
+    readonly ports: {
+      readonly tx: { readonly lan: string; readonly wan: string }
+      readonly rx: { readonly lan: string; readonly wan: string }
+    }
     readonly txBridgeAddress: string
     readonly rxBridgeAddress: string
+    /** IPv6 address/prefix of br0 per box ('' when none). */
+    readonly txBridgeAddress6: string
+    readonly rxBridgeAddress6: string
     readonly queueNum: number
     readonly mark: number
     readonly policy: Policy
@@ -355,8 +363,20 @@ export function buildConfig(raw: RawValues): Readonly<Config> {
       bridge: str('interception.bridge'),
       lanInterface: str('interception.lan_interface'),
       wanInterface: str('interception.wan_interface'),
+      ports: {
+        tx: {
+          lan: str('interception.tx_lan_interface') || str('interception.lan_interface'),
+          wan: str('interception.tx_wan_interface') || str('interception.wan_interface')
+        },
+        rx: {
+          lan: str('interception.rx_lan_interface') || str('interception.lan_interface'),
+          wan: str('interception.rx_wan_interface') || str('interception.wan_interface')
+        }
+      },
       txBridgeAddress: str('interception.tx_bridge_address'),
       rxBridgeAddress: str('interception.rx_bridge_address'),
+      txBridgeAddress6: str('interception.tx_bridge_address6'),
+      rxBridgeAddress6: str('interception.rx_bridge_address6'),
       queueNum: num('interception.queue_num'),
       mark: num('interception.mark'),
       policy: {

@@ -364,6 +364,49 @@ export const KEYS: readonly KeySpec[] = [
     default: '192.168.2.202/24',
     doc: 'address/prefix of br0 on the rx box (rx_proxy listens there)'
   },
+  // Per-role names: one network.conf serves two boxes whose ports are named differently.
+  {
+    section: 'interception',
+    key: 'tx_lan_interface',
+    type: { kind: 'string' },
+    default: '',
+    doc: 'lan_interface of the tx box alone (empty: lan_interface)'
+  },
+  {
+    section: 'interception',
+    key: 'tx_wan_interface',
+    type: { kind: 'string' },
+    default: '',
+    doc: 'wan_interface of the tx box alone (empty: wan_interface)'
+  },
+  {
+    section: 'interception',
+    key: 'rx_lan_interface',
+    type: { kind: 'string' },
+    default: '',
+    doc: 'lan_interface of the rx box alone (empty: lan_interface)'
+  },
+  {
+    section: 'interception',
+    key: 'rx_wan_interface',
+    type: { kind: 'string' },
+    default: '',
+    doc: 'wan_interface of the rx box alone (empty: wan_interface)'
+  },
+  {
+    section: 'interception',
+    key: 'tx_bridge_address6',
+    type: { kind: 'string' },
+    default: '',
+    doc: 'IPv6 address/prefix of br0 on the tx box: REDIRECT of IPv6 clients needs one (empty: none)'
+  },
+  {
+    section: 'interception',
+    key: 'rx_bridge_address6',
+    type: { kind: 'string' },
+    default: '',
+    doc: 'IPv6 address/prefix of br0 on the rx box (empty: none)'
+  },
   {
     section: 'interception',
     key: 'queue_num',

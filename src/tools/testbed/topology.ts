@@ -159,7 +159,10 @@ function topologyKeys(names: TopologyInterfaces): Map<string, string> {
     ['interception.lan_interface', names.tx.lan],
     ['interception.wan_interface', names.tx.wan],
     ['interception.tx_bridge_address', `${a.tx.v4}/${a.prefixLength.v4}`],
-    ['interception.rx_bridge_address', `${a.rx.v4}/${a.prefixLength.v4}`]
+    ['interception.rx_bridge_address', `${a.rx.v4}/${a.prefixLength.v4}`],
+    // As the README's IPv6 set-up: br0's IPv6 address from the config, not the command line.
+    ['interception.tx_bridge_address6', `${a.tx.v6}/${a.prefixLength.v6}`],
+    ['interception.rx_bridge_address6', `${a.rx.v6}/${a.prefixLength.v6}`]
   ])
 }
 
@@ -236,6 +239,8 @@ export async function createTopology(options: TopologyOptions = {}): Promise<Top
     destroyed = true
     for (const ns of created) {
       ns.destroy()
+      // What bridge-setup.sh up recorded for `down` (its default file, one per namespace).
+      rmSync(`/run/tandem-bridge/br0.${ns.name}.state`, { force: true })
     }
     if (tempDir !== undefined) {
       rmSync(tempDir, { recursive: true, force: true })
@@ -248,6 +253,10 @@ export async function createTopology(options: TopologyOptions = {}): Promise<Top
   const writeConfig = (path: string, overrides: ConfigOverrides = {}): void => {
     const values = readConfigFile(baseConfig)
     for (const [k, v] of topologyKeys(names)) values.set(k, v)
+    if (!ipv6) {
+      values.set('interception.tx_bridge_address6', '')
+      values.set('interception.rx_bridge_address6', '')
+    }
     values.set('security.psk', psk)
     for (const [k, v] of Object.entries(overrides)) values.set(k, v)
     writeIni(path, values)
@@ -317,23 +326,14 @@ export async function createTopology(options: TopologyOptions = {}): Promise<Top
     await host(ns.src, names.src, a.src)
     await host(ns.dst, names.dst, a.dst)
 
-    // The boxes, as a user sets them up. The config holds one (IPv4) address per box, so the
-    // IPv6 one is given on the command line (which then replaces the configured one).
+    // The boxes, as a user sets them up: both addresses of br0 come from the config.
     const setupLog: string[] = []
     const boxes = [
-      { n: ns.tx, role: 'tx', addr: a.tx },
-      { n: ns.rx, role: 'rx', addr: a.rx }
+      { n: ns.tx, role: 'tx' },
+      { n: ns.rx, role: 'rx' }
     ] as const
-    for (const { n, role, addr } of boxes) {
-      const extra = ipv6
-        ? [
-            '--address',
-            `${addr.v4}/${a.prefixLength.v4}`,
-            '--address',
-            `${addr.v6}/${a.prefixLength.v6}`
-          ]
-        : []
-      const out = await n.exec([BRIDGE_SETUP, 'up', '-c', configPath, '--role', role, ...extra])
+    for (const { n, role } of boxes) {
+      const out = await n.exec([BRIDGE_SETUP, 'up', '-c', configPath, '--role', role])
       setupLog.push(out.stdout, out.stderr)
     }
     if (options.applyRules ?? true) {
