@@ -9,6 +9,7 @@ import { test } from 'node:test'
 import { buildConfig } from '../../src/common/config/config.js'
 import { Counters } from '../../src/common/counters.js'
 import { silentLogger } from '../../src/common/log/logger.js'
+import { ResetReason } from '../../src/common/wire/frame.js'
 import { MemoryBudget } from '../../src/core/memory-budget.js'
 import { createScheduler } from '../../src/core/scheduler/index.js'
 import { RxProxy } from '../../src/rx-proxy/rx-proxy.js'
@@ -81,7 +82,7 @@ test('a re-dial resolves the peer name again and follows the new address; ECONNR
     assert.equal(dialer.lastError, undefined)
   } finally {
     dialer.stop()
-    trunk.close(8, 'test over')
+    trunk.close(ResetReason.SHUTDOWN, 'test over')
     await rx.stop()
   }
 })

@@ -104,7 +104,15 @@ function badValues(spec: KeySpec): readonly string[] {
     case 'ip':
       return ['garbage', '1.2.3', '256.1.1.1', '01.2.3.4', ':::', '1::2::3', '', 'localhost']
     case 'host':
-      return ['1.2.3', '256.1.1.1', '', 'a b', '-rx.example', 'rx_.example', `${'x'.repeat(64)}.example`]
+      return [
+        '1.2.3',
+        '256.1.1.1',
+        '',
+        'a b',
+        '-rx.example',
+        'rx_.example',
+        `${'x'.repeat(64)}.example`
+      ]
     case 'enum':
       return ['nope', '', `${t.values[0]!} `.repeat(2), t.values[0]!.toUpperCase()]
     case 'endpoint':
