@@ -6,7 +6,7 @@ import { connect, createServer, type Server, type Socket } from 'node:net'
 import { networkInterfaces } from 'node:os'
 import { policyAccepts } from '../common/policy.js'
 import type { Config } from '../common/config/config.js'
-import { Counters } from '../common/counters.js'
+import type { Counters } from '../common/counters.js'
 import { isPepError } from '../common/errors.js'
 import type { Logger } from '../common/log/logger.js'
 import { formatEndpoint } from '../common/wire/encode.js'
@@ -19,24 +19,12 @@ import {
   type Endpoint,
   type OpenFrame
 } from '../common/wire/frame.js'
-import { MemoryBudget } from '../core/memory-budget.js'
-import { createScheduler } from '../core/scheduler/index.js'
 import { acceptSubflow, helloReply, type LocalHelloParams } from '../trunk/handshake.js'
-import { loadPsk } from '../common/config/load.js'
 import { ConnectFailed } from '../trunk/connector.js'
-import { trunkSettings } from '../trunk/settings.js'
 import { Trunk } from '../trunk/trunk.js'
-import {
-  createSubflowTuner,
-  deliveryRate,
-  kernelUnsentBytes,
-  setAbortiveClose
-} from '../trunk/tune.js'
-import { waitForFlows } from '../tx-proxy/tx-proxy.js'
 import { connectTransparent, errnoCode } from './transparent.js'
-import { combineTotals, serveControl, type ProxyStatus } from '../app/control.js'
-import { createRegistry, serveMetrics } from '../app/metrics.js'
-import type { Server as HttpServer } from 'node:http'
+import type { ProxyStatus } from '../app/control.js'
+import { listen, ProxyRuntime, waitForFlows } from '../app/runtime.js'
 
 /** How a connect error maps to a RESET reason. */
 function connectFailureReason(code: string | undefined): ResetReasonCode {
@@ -57,29 +45,26 @@ function connectFailureReason(code: string | undefined): ResetReasonCode {
 
 /** A running rx_proxy. */
 export class RxProxy {
-  readonly counters = new Counters()
+  readonly counters: Counters
+  private readonly runtime: ProxyRuntime
   private readonly config: Readonly<Config>
   private readonly log: Logger
   private readonly server: Server
   private readonly trunks = new Map<string, Trunk>()
-  private readonly budget: MemoryBudget
   private readonly pending = new Set<Socket>()
   private readonly psk: Uint8Array
   private busyWarned = false
   /** This box's own addresses: never a destination (an authenticated peer must not reach them). */
   private readonly ownAddresses: Set<string>
-  private readonly startedMs = performance.now()
-  private control: Server | undefined
   /** Connect from the client's address; turned off once if the process lacks the capability. */
   private transparent: boolean
-  private metrics: HttpServer | undefined
-  private readonly tuner: (socket: Socket) => void
 
   constructor(config: Readonly<Config>, log: Logger) {
+    this.runtime = new ProxyRuntime('rx_proxy', config, log)
+    this.counters = this.runtime.counters
     this.config = config
     this.log = log
-    this.budget = new MemoryBudget(config.limits.maxBufferedBytes)
-    this.psk = loadPsk(config)
+    this.psk = this.runtime.psk
     this.ownAddresses = new Set(
       Object.values(networkInterfaces())
         .flatMap((list) => list ?? [])
@@ -87,7 +72,6 @@ export class RxProxy {
         .map((i) => i.address.toLowerCase())
     )
     this.transparent = config.interception.enabled && config.interception.transparent
-    this.tuner = createSubflowTuner(config, log)
     this.server = createServer({ allowHalfOpen: false }, (socket) => {
       this.onSubflow(socket)
     })
@@ -95,21 +79,8 @@ export class RxProxy {
 
   /** Listen for subflows. */
   async start(): Promise<{ port: number }> {
-    await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject)
-      this.server.listen(this.config.rx.recvPort, this.config.rx.recvIp, () => {
-        this.server.off('error', reject)
-        resolve()
-      })
-    })
-    const addr = this.server.address()
-    const port = typeof addr === 'object' && addr !== null ? addr.port : this.config.rx.recvPort
-    if (this.config.rx.controlSocket !== '') {
-      this.control = await serveControl(this.config.rx.controlSocket, () => this.status())
-    }
-    if (this.config.rx.metricsListen !== undefined) {
-      this.metrics = await serveMetrics(this.config.rx.metricsListen, createRegistry(this))
-    }
+    const port = await listen(this.server, this.config.rx.recvPort, this.config.rx.recvIp)
+    await this.runtime.serve(() => [...this.trunks.values()])
     this.log.info(`listening on ${this.config.rx.recvIp}:${port}`)
     return { port }
   }
@@ -131,45 +102,13 @@ export class RxProxy {
     for (const t of this.trunks.values()) t.close(ResetReason.SHUTDOWN, 'rx_proxy stopping')
     this.trunks.clear()
     for (const s of this.pending) s.destroy()
-    this.control?.close()
-    this.metrics?.close()
+    this.runtime.close()
     await closed
-  }
-
-  /** Subflow sockets, for TCP_INFO in the metrics. */
-  subflowSockets(): { trunk: string; index: number; pathId: number; socket: Socket }[] {
-    return [...this.trunks.values()].flatMap((t) =>
-      t
-        .liveSubflows()
-        .map((s) => ({ trunk: t.idHex, index: s.index, pathId: s.pathId, socket: s.rawSocket }))
-    )
   }
 
   /** Status snapshot for the control socket. */
   status(): ProxyStatus {
-    return {
-      role: 'rx_proxy',
-      pid: process.pid,
-      uptimeMs: Math.round(performance.now() - this.startedMs),
-      bufferedBytes: this.budget.used,
-      maxBufferedBytes: this.budget.capBytes,
-      trunks: [...this.trunks.values()].map((t) => t.status()),
-      totals: combineTotals(
-        this.counters.snapshot(),
-        [...this.trunks.values()].map((t) => t.liveTotals())
-      ),
-      counters: this.counters.snapshot()
-    }
-  }
-
-  /** Trunks by id (status, tests). */
-  trunkList(): Trunk[] {
-    return [...this.trunks.values()]
-  }
-
-  /** Bytes held by all flows now (for the memory-bound tests and metrics). */
-  get bufferedBytes(): number {
-    return this.budget.used
+    return this.runtime.status([...this.trunks.values()])
   }
 
   private local(trunkId: Uint8Array): Omit<LocalHelloParams, 'psk' | 'encrypt'> {
@@ -208,25 +147,15 @@ export class RxProxy {
         let trunk = this.trunks.get(key)
         const isNew = trunk === undefined
         if (trunk === undefined) {
-          trunk = new Trunk({
-            role: 'rx',
-            trunkId: hello.trunkId,
-            settings: trunkSettings(this.config),
-            scheduler: createScheduler(this.config.trunk.scheduler),
-            budget: this.budget,
-            counters: this.counters,
-            log: this.log.child({ trunk: key.slice(0, 8) }),
-            now: () => performance.now(),
-            tuneSocket: this.tuner,
-            sampleRate: deliveryRate,
-            kernelUnsent: kernelUnsentBytes,
-            setAbortiveClose,
-            connect: (frame) => this.connectFlow(frame),
-            onLost: (t) => {
-              if (this.trunks.get(t.idHex) === t) this.trunks.delete(t.idHex)
-              t.close(ResetReason.TRUNK_LOST, 'trunk lost')
-            }
-          })
+          trunk = new Trunk(
+            this.runtime.trunkOptions(hello.trunkId, this.log.child({ trunk: key.slice(0, 8) }), {
+              connect: (frame) => this.connectFlow(frame),
+              onLost: (t) => {
+                if (this.trunks.get(t.idHex) === t) this.trunks.delete(t.idHex)
+                t.close(ResetReason.TRUNK_LOST, 'trunk lost')
+              }
+            })
+          )
           this.trunks.set(key, trunk)
           this.counters.inc('trunks_created')
           this.log.info('new trunk', { trunk: key.slice(0, 8), peer: socket.remoteAddress })

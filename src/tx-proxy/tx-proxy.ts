@@ -4,28 +4,17 @@
  * instances in one process do not share anything.
  */
 import { randomBytes } from 'node:crypto'
-import type { Server as HttpServer } from 'node:http'
 import { createServer, type Server, type Socket } from 'node:net'
 import type { Config, PathConfig } from '../common/config/config.js'
-import { loadPsk } from '../common/config/load.js'
-import { Counters } from '../common/counters.js'
+import type { Counters } from '../common/counters.js'
 import { isPepError } from '../common/errors.js'
 import { ipFamily } from '../common/ip.js'
 import type { Logger } from '../common/log/logger.js'
 import { ResetReason, type Endpoint } from '../common/wire/frame.js'
-import { MemoryBudget } from '../core/memory-budget.js'
-import { createScheduler } from '../core/scheduler/index.js'
 import { Dialer } from '../trunk/dialer.js'
-import { trunkSettings } from '../trunk/settings.js'
 import { Trunk } from '../trunk/trunk.js'
-import {
-  createSubflowTuner,
-  deliveryRate,
-  kernelUnsentBytes,
-  setAbortiveClose
-} from '../trunk/tune.js'
-import { combineTotals, serveControl, type ProxyStatus } from '../app/control.js'
-import { createRegistry, serveMetrics } from '../app/metrics.js'
+import type { ProxyStatus } from '../app/control.js'
+import { listen, ProxyRuntime, waitForFlows } from '../app/runtime.js'
 import { Interceptor, type SynSource } from './interceptor.js'
 
 /** How tx_proxy learns where a client meant to go. */
@@ -45,30 +34,16 @@ function clientEndpoint(socket: Socket): Endpoint | undefined {
   return { family, address, port: socket.remotePort }
 }
 
-/** Resolve when `count()` is 0 or after `graceMs`, polling every 100 ms. */
-export async function waitForFlows(count: () => number, graceMs: number): Promise<void> {
-  const deadline = performance.now() + graceMs
-  while (count() > 0 && performance.now() < deadline) {
-    await new Promise((r) =>
-      setTimeout(r, Math.min(100, Math.max(1, deadline - performance.now())))
-    )
-  }
-}
-
 /** A running tx_proxy. */
 export class TxProxy {
-  readonly counters = new Counters()
+  readonly counters: Counters
   readonly trunk: Trunk
+  private readonly runtime: ProxyRuntime
   private readonly config: Readonly<Config>
   private readonly log: Logger
   private readonly resolve: DestinationResolver
   private readonly server: Server
   private readonly dialer: Dialer
-  private readonly budget: MemoryBudget
-  private readonly psk: Uint8Array
-  private readonly startedMs = performance.now()
-  private control: Server | undefined
-  private metrics: HttpServer | undefined
   private stopped = false
   private interceptor: Interceptor | undefined
   /** Which path each subflow index dials over: `paths[p].subflows` slots per path, in order. */
@@ -87,32 +62,19 @@ export class TxProxy {
   ) {
     this.openSynSource = openSynSource
     this.slots = config.paths.flatMap((p) => new Array<PathConfig>(p.subflows).fill(p))
-    this.budget = new MemoryBudget(config.limits.maxBufferedBytes)
-    this.psk = loadPsk(config)
+    this.runtime = new ProxyRuntime('tx_proxy', config, log)
+    this.counters = this.runtime.counters
     this.config = config
     this.log = log
     this.resolve = resolve
-    this.trunk = new Trunk({
-      role: 'tx',
-      trunkId: randomBytes(16),
-      settings: trunkSettings(config),
-      scheduler: createScheduler(config.trunk.scheduler),
-      budget: this.budget,
-      counters: this.counters,
-      log,
-      now: () => performance.now(),
-      tuneSocket: createSubflowTuner(config, log),
-      sampleRate: deliveryRate,
-      kernelUnsent: kernelUnsentBytes,
-      setAbortiveClose
-    })
+    this.trunk = new Trunk(this.runtime.trunkOptions(randomBytes(16), log))
     this.dialer = new Dialer({
       trunk: this.trunk,
       slots: this.slots,
       hello: {
         maxFrameBodyBytes: config.limits.maxFrameBodyBytes,
         flowWindowBytes: config.limits.flowWindowBytes,
-        psk: this.psk,
+        psk: this.runtime.psk,
         encrypt: config.security.encrypt
       },
       dialTimeoutMs: config.tx.dialTimeoutMs,
@@ -129,15 +91,7 @@ export class TxProxy {
   /** Listen for clients and dial the trunk. Resolves once listening. */
   async start(): Promise<{ port: number }> {
     this.dialer.start()
-    await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject)
-      this.server.listen(this.config.tx.localPort, this.config.tx.localIp, () => {
-        this.server.off('error', reject)
-        resolve()
-      })
-    })
-    const addr = this.server.address()
-    const port = typeof addr === 'object' && addr !== null ? addr.port : this.config.tx.localPort
+    const port = await listen(this.server, this.config.tx.localPort, this.config.tx.localIp)
     if (this.openSynSource !== undefined) {
       const i = this.config.interception
       this.interceptor = new Interceptor(this.openSynSource(), {
@@ -152,12 +106,13 @@ export class TxProxy {
       })
       this.log.info(`intercepting SYNs from NFQUEUE ${i.queueNum}, mark ${i.mark}`)
     }
-    if (this.config.tx.controlSocket !== '') {
-      this.control = await serveControl(this.config.tx.controlSocket, () => this.status())
-    }
-    if (this.config.tx.metricsListen !== undefined) {
-      this.metrics = await serveMetrics(this.config.tx.metricsListen, createRegistry(this))
-    }
+    await this.runtime.serve(
+      () => [this.trunk],
+      () => {
+        const interception = this.interception()
+        return interception !== undefined ? { interception } : {}
+      }
+    )
     this.log.info(`listening on ${this.config.tx.localIp}:${port}`, {
       paths: this.config.paths
         .map((p) => `${p.name}:${p.subflows}x${p.peerIp}:${p.peerPort}`)
@@ -192,8 +147,7 @@ export class TxProxy {
       this.log.warn(`shutdown grace over: resetting ${this.trunk.flowCount} flow(s)`)
     }
     this.dialer.stop()
-    this.control?.close()
-    this.metrics?.close()
+    this.runtime.close()
     this.trunk.close(ResetReason.SHUTDOWN, 'tx_proxy stopping')
     await closed
   }
@@ -222,30 +176,10 @@ export class TxProxy {
     socket.resume()
   }
 
-  /** Subflow sockets, for TCP_INFO in the metrics. */
-  subflowSockets(): { trunk: string; index: number; pathId: number; socket: Socket }[] {
-    return this.trunk.liveSubflows().map((s) => ({
-      trunk: this.trunk.idHex,
-      index: s.index,
-      pathId: s.pathId,
-      socket: s.rawSocket
-    }))
-  }
-
   /** Status snapshot for the control socket. */
   status(): ProxyStatus {
     const interception = this.interception()
-    return {
-      role: 'tx_proxy',
-      pid: process.pid,
-      uptimeMs: Math.round(performance.now() - this.startedMs),
-      bufferedBytes: this.budget.used,
-      maxBufferedBytes: this.budget.capBytes,
-      trunks: [this.trunk.status()],
-      totals: combineTotals(this.counters.snapshot(), [this.trunk.liveTotals()]),
-      counters: this.counters.snapshot(),
-      ...(interception !== undefined ? { interception } : {})
-    }
+    return this.runtime.status([this.trunk], interception !== undefined ? { interception } : {})
   }
 
   /** Interception status (SYN table, verdict latency), when intercepting. */
