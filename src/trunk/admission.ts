@@ -3,7 +3,7 @@
  * counted and logged, and the ids of flows that ended lately, so a late copy of an OPEN (an OPEN
  * goes out on every subflow) never opens a second connection.
  */
-import type { Counters } from '../common/counters.js'
+import type { CounterName, Counters } from '../common/counters.js'
 import type { Logger } from '../common/log/logger.js'
 import { ResetReason, type ResetReasonCode } from '../common/wire/frame.js'
 import type { MemoryBudget } from '../core/memory-budget.js'
@@ -21,7 +21,7 @@ export interface Refusal {
   /** One line, for the log and the RESET's message. */
   readonly message: string
   /** Counter of this kind of refusal. */
-  readonly counter: string
+  readonly counter: CounterName
 }
 
 /** Admission state of one trunk. */

@@ -12,6 +12,12 @@ import { RecordOpener, RecordSealer } from '../common/wire/record.js'
 import { FRAME_HEADER_LENGTH } from '../common/wire/frame.js'
 import type { SubflowKeys } from './handshake.js'
 
+/** Weight of a new RTT sample in the smoothed RTT (RFC 6298's alpha, 1/8). */
+const SRTT_GAIN = 1 / 8
+
+/** PING tokens carry the send time in microseconds; the clock gives milliseconds. */
+const US_PER_MS = 1000
+
 /** What a subflow reports to its trunk. */
 export interface SubflowEvents {
   /** Frames decoded from one read. */
@@ -183,9 +189,9 @@ export class Subflow {
 
   /** Record a PONG. */
   onPong(token: number): void {
-    const sample = this.opts.now() - token / 1000
+    const sample = this.opts.now() - token / US_PER_MS
     if (sample < 0) return
-    this.srttMs = this.srttMs === 0 ? sample : this.srttMs * 0.875 + sample * 0.125
+    this.srttMs = this.srttMs === 0 ? sample : this.srttMs * (1 - SRTT_GAIN) + sample * SRTT_GAIN
   }
 
   private onData(chunk: Uint8Array): void {
@@ -227,6 +233,6 @@ export class Subflow {
       }
     }
     // Token: send time in microseconds, so the PONG carries its own timestamp.
-    this.writeFrame({ type: 'ping', flowId: 0, token: Math.round(now * 1000) })
+    this.writeFrame({ type: 'ping', flowId: 0, token: Math.round(now * US_PER_MS) })
   }
 }

@@ -12,7 +12,7 @@
  */
 import type { Socket } from 'node:net'
 import type { Counters } from '../common/counters.js'
-import type { ProtocolError } from '../common/errors.js'
+import type { PepErrorCode, ProtocolError } from '../common/errors.js'
 import type { Logger } from '../common/log/logger.js'
 import {
   ResetReason,
@@ -38,7 +38,7 @@ import type { SubflowKeys } from './handshake.js'
 import { IdleReaper } from './idle.js'
 import { Membership } from './membership.js'
 import { Pump } from './pump.js'
-import type { TrunkSettings } from './settings.js'
+import { STATUS_TOP_FLOWS, type TrunkSettings } from './settings.js'
 import { flowTotals, trunkStatus, type FlowTotals, type TrunkStatus } from './status.js'
 import type { Subflow } from './subflow.js'
 
@@ -264,7 +264,7 @@ export class Trunk implements TrunkPort {
   }
 
   /** Status snapshot: subflows and the `top` busiest flows. */
-  status(top = 10): TrunkStatus {
+  status(top = STATUS_TOP_FLOWS): TrunkStatus {
     return trunkStatus(this.idHex, this.members.all, this.flows.values(), top)
   }
 
@@ -289,7 +289,7 @@ export class Trunk implements TrunkPort {
   }
 
   /** @inheritdoc */
-  countError(code: string): void {
+  countError(code: PepErrorCode): void {
     this.counters.inc(`errors_${code}`)
   }
 

@@ -1,5 +1,5 @@
 /**
- * SYN interception (issue 3): every client SYN reaches tx_proxy through NFQUEUE before the nat
+ * SYN interception: every client SYN reaches tx_proxy through NFQUEUE before the nat
  * REDIRECT. tx_proxy decides per flow — the policy of network.conf, and whether the trunk is up
  * — and gives an accept verdict with the mark the REDIRECT rule matches, or without it: then the
  * flow passes straight over the bridge. The decision is remembered in the SYN table so that the

@@ -2,7 +2,7 @@
  * Flow: two flows wired back to back through a fake trunk (opener ↔ acceptor), driven through
  * their public handlers only. Transfers with half-close and clean close, credit and backpressure,
  * resets from either side and from a misbehaving peer, the global budget, and the OPEN re-send
- * path when the pinned subflow dies before the peer answered.
+ * path when the subflow that carried the OPEN dies before the peer answered.
  */
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
@@ -939,7 +939,7 @@ describe('Flow: subflow loss', () => {
     assert.ok(p.opener.flow.peerSeen)
   })
 
-  it('the pinned subflow dies after some frames arrived: duplicates are dropped', () => {
+  it('the subflow that carried the OPEN dies after some frames arrived: duplicates are dropped', () => {
     const p = new Pair({ attach: false })
     const data = patternBytes(6000, 9)
     p.held.add(1)
