@@ -1,7 +1,8 @@
 # Tandem: the two commands of the README.
 #   make demo   runs the demo (five namespaces, a bad link, a transfer direct and through Tandem)
 #   make test   installs everything (apt packages, npm ci, native addon, build) and runs every test
-.PHONY: all setup build test lint demo bench clean
+#   make deb    builds the Debian package (after make setup)
+.PHONY: all setup build test lint demo bench clean deb
 
 all: setup
 
@@ -27,3 +28,8 @@ bench: setup
 
 clean:
 	rm -rf dist native/build
+
+# The Debian package (dist/deb/tandem_VERSION_ARCH.deb) from this built checkout; no network.
+deb:
+	npm run --silent build
+	sh scripts/build-deb.sh

@@ -411,7 +411,8 @@ while [ $# -gt 0 ]; do
       ;;
     --address)
       need_value "$1" $#
-      check_address --address "$2"
+      # A bad value on the command line is a usage error (the check prints the line).
+      (check_address --address "$2") || exit 2
       ADDRESSES="$ADDRESSES $2"
       shift 2
       ;;

@@ -1,9 +1,7 @@
 # shellcheck shell=sh
 # Helpers shared by bridge-setup.sh, iptables/rules.sh and iptables/apply.sh: errors, the
-# network.conf reader and value checks. Sourced, not run; the caller sets PROG and `set -eu`.
-#
-# The checks mirror src/common/config/schema.ts and config.ts so the scripts reject what
-# tx_proxy would reject, with the same key names, without needing node or a build.
+# network.conf values (read by the proxies' own loader) and checks of command-line arguments.
+# Sourced, not run; the caller sets PROG, HERE (its own directory) and `set -eu`.
 
 # Prints "PROG: message" on stderr and exits 1.
 die() {
@@ -47,57 +45,37 @@ ensure_tool() {
   command -v "$1" >/dev/null 2>&1
 }
 
-# ini_get FILE SECTION KEY: prints the value of KEY in [SECTION]; returns 1 when absent.
-# Reads like the `ini` package tx_proxy uses: lines starting with ; or # are comments, an
-# unquoted value ends at ; or #, quotes around a value are removed, the last duplicate wins.
-ini_get() {
-  awk -v want_section="$2" -v want_key="$3" '
-    function trim(s) {
-      sub(/^[ \t\r]+/, "", s)
-      sub(/[ \t\r]+$/, "", s)
-      return s
-    }
-    /^[ \t]*[;#]/ { next }
-    /^[ \t]*\[/ {
-      s = $0
-      sub(/^[ \t]*\[/, "", s)
-      sub(/\][ \t\r]*$/, "", s)
-      section = trim(s)
-      next
-    }
-    {
-      eq = index($0, "=")
-      if (eq == 0 || section != want_section || trim(substr($0, 1, eq - 1)) != want_key) next
-      v = trim(substr($0, eq + 1))
-      if (v ~ /^".*"$/ || v ~ /^\047.*\047$/) {
-        v = substr(v, 2, length(v) - 2)
-      } else {
-        sub(/[;#].*$/, "", v)
-        v = trim(v)
-      }
-      found = 1
-      value = v
-    }
-    END {
-      if (found) print value
-      exit !found
-    }' "$1"
+# tandem_cli ARG...: runs tx_proxy, which lies beside these scripts in a checkout and in the
+# package (TANDEM_CLI overrides).
+tandem_cli() {
+  for _cli in "${TANDEM_CLI:-}" "$HERE/tx_proxy" "$HERE/../tx_proxy"; do
+    if [ -n "$_cli" ] && [ -x "$_cli" ]; then
+      "$_cli" "$@"
+      return
+    fi
+  done
+  die "tx_proxy not found beside $PROG (set TANDEM_CLI to its path)"
 }
 
-# conf_get SECTION KEY DEFAULT: the value from $CONFIG (when set), else DEFAULT.
-conf_get() {
-  if [ -n "${CONFIG:-}" ] && ini_get "$CONFIG" "$1" "$2"; then
-    return 0
-  fi
-  printf '%s\n' "$3"
-}
-
-# check_config: the config file named by $CONFIG (when set) is readable.
+# check_config: reads $CONFIG (no -c: the built-in defaults) with the proxies' own loader, once,
+# into CONF_VALUES. The loader refuses what the proxies refuse (unknown keys, bad values) with
+# one line naming the key, and prints every value in normal form (sizes and hex as decimals).
 check_config() {
-  [ -z "${CONFIG:-}" ] && return 0
-  if [ ! -f "$CONFIG" ] || [ ! -r "$CONFIG" ]; then
+  if [ -n "${CONFIG:-}" ] && { [ ! -f "$CONFIG" ] || [ ! -r "$CONFIG" ]; }; then
     die "cannot read config file $CONFIG"
   fi
+  CONF_VALUES=$(tandem_cli config list -c "${CONFIG:-/dev/null}") || exit 1
+}
+
+# conf_get SECTION KEY: the value check_config read (defaults included). A key the loader does
+# not know is an error here too: add it to src/common/config/schema.ts.
+conf_get() {
+  case $CONF_VALUES in
+    "$1.$2="* | *"
+$1.$2="*) ;;
+    *) die "$1.$2: not a configuration key (src/common/config/schema.ts)" ;;
+  esac
+  printf '%s\n' "$CONF_VALUES" | sed -n "s/^$1\.$2=//p"
 }
 
 # check_role ROLE: tx or rx.
@@ -106,28 +84,6 @@ check_role() {
     tx | rx) ;;
     *) usage_die "bad role '$1': expected --role tx or --role rx" ;;
   esac
-}
-
-# check_int NAME VALUE MIN MAX: prints VALUE as a decimal integer (0x hex and _ separators
-# accepted, as in network.conf), or dies naming the key.
-check_int() {
-  _v=$(printf '%s' "$2" | tr -d '_')
-  case $_v in
-    0x* | 0X*)
-      case ${_v#0[xX]} in
-        '' | *[!0-9a-fA-F]*) _v=bad ;;
-      esac
-      ;;
-    '' | *[!0-9]*) _v=bad ;;
-  esac
-  if [ "$_v" != bad ] && [ ${#_v} -le 12 ]; then
-    _n=$(printf '%d' "$_v")
-    if [ "$_n" -ge "$3" ] && [ "$_n" -le "$4" ]; then
-      printf '%s\n' "$_n"
-      return 0
-    fi
-  fi
-  die "$1: expected an integer from $3 to $4, got '$2'"
 }
 
 # check_ifname NAME VALUE: an interface name (1-15 of A-Z a-z 0-9 _ . -).
@@ -152,15 +108,15 @@ need_value() {
   [ "$2" -ge 2 ] || usage_die "$1 needs a value (see --help)"
 }
 
-# conf_role_get ROLE KEY DEFAULT: [interception] ROLE_KEY when set and not empty, else KEY,
-# else DEFAULT. Lets one network.conf name each box's interfaces (tx_lan_interface = enp1s0)
+# conf_role_get ROLE KEY: [interception] ROLE_KEY when set and not empty, else KEY.
+# Lets one network.conf name each box's interfaces (tx_lan_interface = enp1s0)
 # while lan_interface stays the value both boxes share.
 conf_role_get() {
   _own=$(conf_get interception "$1_$2" '')
   if [ -n "$_own" ]; then
     printf '%s\n' "$_own"
   else
-    conf_get interception "$2" "$3"
+    conf_get interception "$2"
   fi
 }
 

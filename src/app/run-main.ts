@@ -1,81 +1,141 @@
 /**
  * The common shape of a proxy's main: parse the command line once, start, stop on a signal, and
- * turn every user mistake into one line and an exit code (2 for configuration, 1 otherwise).
+ * turn every user mistake into one line and an exit code (2 for the command line and the
+ * configuration, 1 otherwise). The subcommands (status, genkey, check, config) run here too.
  */
-import { parseCli, type Role } from './cli.js'
+import { closeSync, fchmodSync, openSync, renameSync, writeSync } from 'node:fs'
+import { basename, dirname, join } from 'node:path'
+import { parseCli, parseCommand, UsageError, type Command, type Role } from './cli.js'
+import { checkBox } from './check.js'
+import { configList, configValues } from './config-values.js'
 import type { Config } from '../common/config/config.js'
+import { loadConfig } from '../common/config/load.js'
 import { ConfigError, isPepError } from '../common/errors.js'
 import type { Logger } from '../common/log/logger.js'
 import { createLogger } from '../common/log/winston.js'
 import { formatStatus, queryStatus } from './control.js'
-import yargs from 'yargs'
 import { randomBytes } from 'node:crypto'
 
-/** `./tx_proxy status [--json] [--watch S] [-c network.conf] [--control PATH]`. */
-async function runStatus(role: Role, argv: readonly string[]): Promise<number> {
-  let args: {
-    json: boolean
-    watch: number | undefined
-    control: string | undefined
-    config: string | undefined
-  }
-  try {
-    args = yargs([...argv])
-      .scriptName(`./${role} status`)
-      .usage(
-        `Usage: ./${role} status [--json] [--watch SECONDS] [-c network.conf | --control PATH]`
-      )
-      .option('json', { type: 'boolean', default: false, describe: 'print the raw JSON snapshot' })
-      .option('watch', { type: 'number', describe: 'refresh every SECONDS until interrupted' })
-      .option('control', {
-        type: 'string',
-        describe: 'control socket path (default: from the config)'
-      })
-      .option('config', {
-        alias: 'c',
-        type: 'string',
-        describe: 'network.conf to read the socket path from'
-      })
-      .strict()
-      .help()
-      .version(false)
-      .exitProcess(false)
-      .fail((msg, err) => {
-        throw new ConfigError('arguments', err ? err.message : msg)
-      })
-      .parseSync()
-    if (argv.includes('--help') || argv.includes('-h')) return 0
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`${role} status: ${err.message}\n`)
-      return 2
+/** Standard output that tolerates a reader going away (`| head`): EPIPE ends output quietly. */
+interface Out {
+  write(text: string): void
+  /** The reader closed the pipe. */
+  readonly closed: boolean
+}
+
+function stdoutSink(): Out {
+  let closed = false
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') closed = true
+    else process.stderr.write(`stdout: ${err.message}\n`)
+  })
+  return {
+    write(text) {
+      if (!closed) process.stdout.write(text)
+    },
+    get closed() {
+      return closed
     }
-    throw err
   }
-  let path = args.control
+}
+
+/** `status`: read the running proxy's control socket once, or every `watchSeconds`. */
+async function runStatus(
+  role: Role,
+  c: Extract<Command, { kind: 'status' }>,
+  out: Out
+): Promise<number> {
+  let path = c.control
   if (path === undefined) {
     try {
-      const cfg = parseCli(role, args.config !== undefined ? ['-c', args.config] : []).config
+      const cfg = loadConfig(c.configPath, new Map())
       path = role === 'tx_proxy' ? cfg.tx.controlSocket : cfg.rx.controlSocket
     } catch (err) {
-      process.stderr.write(`${role} status: ${err instanceof Error ? err.message : String(err)}\n`)
+      process.stderr.write(`${role} status: ${errorText(err)}\n`)
+      return 2
+    }
+    if (path === '') {
+      process.stderr.write(
+        `${role} status: control_socket is empty in ${c.configPath ?? 'the defaults'}: no socket to read\n`
+      )
       return 2
     }
   }
   for (;;) {
     try {
       const s = await queryStatus(path)
-      const text = args.json ? JSON.stringify(s) : formatStatus(s)
-      if (args.watch !== undefined && !args.json && process.stdout.isTTY)
-        process.stdout.write('\x1b[2J\x1b[H')
-      process.stdout.write(`${text}\n`)
+      const text = c.json ? JSON.stringify(s) : formatStatus(s)
+      if (c.watchSeconds !== undefined && !c.json && process.stdout.isTTY)
+        out.write('\x1b[2J\x1b[H')
+      out.write(`${text}\n`)
     } catch (err) {
-      process.stderr.write(`${role} status: ${err instanceof Error ? err.message : String(err)}\n`)
+      process.stderr.write(`${role} status: ${errorText(err)}\n`)
       return 1
     }
-    if (args.watch === undefined) return 0
-    await new Promise((r) => setTimeout(r, Math.max(0.2, args.watch ?? 1) * 1000))
+    if (c.watchSeconds === undefined) return 0
+    await new Promise((r) => setTimeout(r, c.watchSeconds! * 1000))
+    // The reader went away (`| head`): nobody is watching any more.
+    if (out.closed) return 0
   }
+}
+
+/** `genkey`: a new pre-shared key, printed or written to a file only its owner can read. */
+function runGenkey(role: Role, c: Extract<Command, { kind: 'genkey' }>, out: Out): number {
+  const key = `${randomBytes(32).toString('hex')}\n`
+  if (c.out === undefined) {
+    out.write(key)
+    return 0
+  }
+  try {
+    writeKeyFile(c.out, key, c.force)
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException
+    const why = e.code === 'EEXIST' ? 'exists; give --force to replace it' : (e.code ?? e.message)
+    process.stderr.write(`${role} genkey: ${c.out}: ${why}\n`)
+    return 1
+  }
+  process.stderr.write(
+    `${role} genkey: wrote a new key to ${c.out} (mode 0600); copy it to the other box\n`
+  )
+  return 0
+}
+
+/**
+ * Writes `text` to `path` created with mode 0600 whatever the umask: never a moment where
+ * others can read it. Without `force` an existing file is an error (EEXIST); with it, the new
+ * key goes to a temporary file beside it that then replaces the old one.
+ */
+function writeKeyFile(path: string, text: string, force: boolean): void {
+  const target = force ? join(dirname(path), `.${basename(path)}.${process.pid}.tmp`) : path
+  const fd = openSync(target, 'wx', 0o600)
+  try {
+    fchmodSync(fd, 0o600)
+    writeSync(fd, text)
+  } finally {
+    closeSync(fd)
+  }
+  if (force) renameSync(target, path)
+}
+
+/** `config get KEY...` / `config list`: values as the proxies read them. */
+function runConfig(
+  role: Role,
+  c: Extract<Command, { kind: 'config-get' | 'config-list' }>,
+  out: Out
+): number {
+  try {
+    const lines =
+      c.kind === 'config-get' ? configValues(c.configPath, c.keys) : configList(c.configPath)
+    out.write(lines.map((l) => `${l}\n`).join(''))
+    return 0
+  } catch (err) {
+    process.stderr.write(`${role} config: ${errorText(err)}\n`)
+    return 2
+  }
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err)
 }
 
 /** Something main can start and stop. */
@@ -92,28 +152,47 @@ export async function runMain(
   argv: readonly string[],
   start: (config: Readonly<Config>, log: Logger) => Promise<Stoppable>
 ): Promise<number> {
-  if (argv[0] === 'status') return await runStatus(role, argv.slice(1))
-  if (argv[0] === 'genkey') {
-    // A new pre-shared key: 32 random bytes in hex, for security.psk_file on both boxes.
-    process.stdout.write(`${randomBytes(32).toString('hex')}\n`)
-    return 0
-  }
-  let config: Readonly<Config>
+  const out = stdoutSink()
+  let command: Command
   try {
-    const cli = parseCli(role, argv)
-    if (cli.helpShown) return 0
-    if (cli.printConfig) {
-      process.stdout.write(`${JSON.stringify(cli.config, null, 2)}\n`)
-      return 0
-    }
-    config = cli.config
+    command = parseCommand(role, argv, process.env.TANDEM_PROG ?? role)
   } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`${role}: usage error: ${err.message} (see --help)\n`)
+      return 2
+    }
     if (err instanceof ConfigError) {
       process.stderr.write(`${role}: config error: ${err.message}\n`)
       return 2
     }
     throw err
   }
+  switch (command.kind) {
+    case 'shown':
+      return 0
+    case 'status':
+      return await runStatus(role, command, out)
+    case 'genkey':
+      return runGenkey(role, command, out)
+    case 'config-get':
+    case 'config-list':
+      return runConfig(role, command, out)
+    case 'check': {
+      const problems = checkBox(role, command.configPath)
+      for (const p of problems) process.stderr.write(`${role} check: ${p}\n`)
+      if (problems.length === 0) {
+        out.write(`${role} check: ok (${command.configPath ?? 'built-in defaults'})\n`)
+      }
+      return problems.length === 0 ? 0 : 1
+    }
+    case 'run':
+      break
+  }
+  if (command.printConfig) {
+    out.write(`${JSON.stringify(redacted(command.config), null, 2)}\n`)
+    return 0
+  }
+  const config = command.config
   const log = createLogger(role, config.log.level)
   let running: Stoppable
   try {
@@ -164,4 +243,10 @@ export async function runMain(
       }
     })
   })
+}
+
+/** The configuration as `--print-config` shows it: an inline key is never printed. */
+function redacted(config: Readonly<Config>): unknown {
+  if (config.security.pskHex === '') return config
+  return { ...config, security: { ...config.security, pskHex: '(set, not shown)' } }
 }

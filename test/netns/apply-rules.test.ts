@@ -176,6 +176,13 @@ exec "$REAL_NFT" "$@"
     assert.equal(six.code, 1)
     assert.equal(six.stderr.trim().split('\n').length, 1, six.stderr)
     assert.match(six.stderr, /IPv6 is disabled on this box/)
+
+    // And they come off again, IPv6 or not.
+    const removed = await run(ns, [APPLY_RULES, '--remove'])
+    assert.equal(removed.code, 0, removed.stderr)
+    assert.notEqual((await run(ns, ['iptables', '-t', 'mangle', '-S', 'TANDEM_PRE'])).code, 0)
+    assert.equal((await ns.exec(['ip', '-4', 'rule', 'show', 'pref', '1000'])).stdout, '')
+    assert.notEqual((await run(ns, ['nft', 'list', 'table', 'bridge', 'tandem'])).code, 0)
   })
 
   test('a refused command is named and nothing of the run stays (IPv6 off on lo)', async (t) => {

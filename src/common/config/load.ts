@@ -88,7 +88,7 @@ export function loadPsk(config: Readonly<Config>): Uint8Array {
     const code = (err as NodeJS.ErrnoException).code ?? 'error'
     throw new ConfigError(
       'security.psk_file',
-      `cannot read ${path}: ${code}; make one on one box and copy it to the other: ./tx_proxy genkey > ${path} && chmod 600 ${path}`
+      `cannot read ${path}: ${code}; make one on one box and copy it to the other: tx_proxy genkey --out ${path}`
     )
   }
   if ((mode & 0o077) !== 0) {

@@ -483,7 +483,7 @@ export const KEYS: readonly KeySpec[] = [
     key: 'psk_file',
     type: { kind: 'string' },
     default: '/etc/tandem/psk',
-    doc: 'file holding the pre-shared key (hex, or at least 16 raw bytes); refused if group or others can read it. Make one: ./tx_proxy genkey > FILE'
+    doc: 'file holding the pre-shared key (hex, or at least 16 raw bytes); refused if group or others can read it. Make one: tx_proxy genkey --out FILE'
   },
   {
     section: 'security',

@@ -52,6 +52,7 @@ describe('usage errors exit 2 in every script', () => {
     ['bridge-setup.sh', ['up', '--bridge']],
     ['bridge-setup.sh', ['up', 'only-one-interface']],
     ['bridge-setup.sh', ['sideways']],
+    ['bridge-setup.sh', ['up', '--address', '10.0.0.1', 'a', 'b']],
     ['iptables/apply.sh', ['--role']],
     ['iptables/apply.sh', ['--role', 'mx']],
     ['iptables/apply.sh', ['--family', '5']],
