@@ -23,7 +23,8 @@ test: setup lint
 demo: setup
 	sh scripts/demo.sh
 
-bench: setup
+bench:
+	sh scripts/setup.sh --bench
 	npm run bench
 
 clean:

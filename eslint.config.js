@@ -111,7 +111,7 @@ export default tseslint.config(
   layer(['src/rx-proxy/**/*.ts'], ['tx-proxy', 'tools']),
   layer(['src/tools/**/*.ts'], ['trunk', 'core', 'tx-proxy', 'rx-proxy']),
   {
-    files: ['**/main.ts', 'src/tools/**/*.ts', 'bench/**/*.ts', 'test/**/*.ts'],
+    files: ['**/main.ts', 'lab/**/*.ts', 'test/**/*.ts'],
     rules: { 'no-restricted-syntax': 'off' }
   },
   {

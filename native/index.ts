@@ -17,7 +17,7 @@ import type { Socket } from 'node:net'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
-import { NativeError } from '../src/common/errors.js'
+import { errorMessage, NativeError } from '../src/common/errors.js'
 
 /** IP version of a socket or address. */
 export type IpFamily = 4 | 6
@@ -245,7 +245,7 @@ export function loadNative(addonPath: string = nativeAddonPath()): NativeBinding
   try {
     return require(addonPath) as NativeBinding
   } catch (err) {
-    const reason = err instanceof Error ? err.message : String(err)
+    const reason = errorMessage(err)
     throw new NativeError(`addon failed to load (${reason}): run npm run build:native`)
   }
 }

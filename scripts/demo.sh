@@ -3,4 +3,4 @@
 set -eu
 cd "$(dirname "$0")/.."
 # demo.js checks root itself, after its options: a usage error exits 2 for anyone.
-exec node dist/src/tools/demo.js "$@"
+exec node dist/lab/demo/demo.js "$@"

@@ -3,9 +3,9 @@
 // <!-- bench:begin --> and <!-- bench:end --> markers, and the run's plot as docs/bench.svg.
 // The figures are the run's own; nothing is typed in by hand.
 import { readFileSync, writeFileSync } from 'node:fs'
-import { median } from '../dist/src/tools/bench/median.js'
-import { pathBenchMarkdown } from '../dist/src/tools/bench/paths.js'
-import { renderPlot } from '../dist/src/tools/bench/plot.js'
+import { median } from '../dist/lab/bench/median.js'
+import { pathBenchMarkdown } from '../dist/lab/bench/paths.js'
+import { renderPlot } from '../dist/lab/bench/plot.js'
 
 const root = new URL('../', import.meta.url)
 const argv = process.argv.slice(2)

@@ -2,14 +2,17 @@
 # Everything a fresh Debian machine needs before Tandem builds and its tests run:
 # system packages (as root, through apt-get, only those missing), npm packages, the native
 # addon and the TypeScript build. Idempotent: a second run only rebuilds.
+#   --bench   also the programs the benchmark compares Tandem with (iperf3, kcptun, mptcpize)
 set -eu
-# No options but --help; anything else is a usage error (exit 2, as in every script here).
-if [ $# -gt 0 ]; then
-  case $1 in
-    -h | --help) sed -n '2,4p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "setup: unknown argument $1 (it takes none; see --help)" >&2; exit 2 ;;
+# Options: --bench and --help; anything else is a usage error (exit 2, as in every script here).
+bench=false
+for arg in "$@"; do
+  case "$arg" in
+    --bench) bench=true ;;
+    -h | --help) sed -n '2,5p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "setup: unknown argument $arg (usage: setup.sh [--bench]; see --help)" >&2; exit 2 ;;
   esac
-fi
+done
 cd "$(dirname "$0")/.."
 
 need=""
@@ -26,6 +29,11 @@ have systemd-analyze || need="$need systemd"
 have make || need="$need make"
 have python3 || need="$need python3"
 pkg_missing libnetfilter-queue-dev && need="$need libnetfilter-queue-dev"
+if [ "$bench" = true ]; then
+  have iperf3 || need="$need iperf3"
+  have kcptun-client || need="$need kcptun"
+  have mptcpize || need="$need mptcpize"
+fi
 
 if [ -n "$need" ]; then
   if [ "$(id -u)" -ne 0 ]; then
@@ -33,9 +41,10 @@ if [ -n "$need" ]; then
     exit 1
   fi
   echo "setup: installing$need" >&2
-  apt-get update -qq
+  # Several installs may run at once on one machine: wait for the dpkg lock, do not fail on it.
+  apt-get -o DPkg::Lock::Timeout=300 update -qq
   # shellcheck disable=SC2086 # the package list is meant to split
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends $need >/dev/null
 fi
 
 if [ ! -f node_modules/.package-lock.json ] || [ -n "$(find package-lock.json -newer node_modules/.package-lock.json)" ]; then

@@ -6,11 +6,11 @@
  * The systemd units run it as ExecStartPre, so a box that is not ready says why in the journal.
  */
 import { execFileSync } from 'node:child_process'
-import { existsSync, readFileSync, readlinkSync } from 'node:fs'
+import { existsSync, readFileSync, readlinkSync, statSync } from 'node:fs'
 import { basename } from 'node:path'
 import type { Config } from '../common/config/config.js'
 import { loadConfig, loadPsk } from '../common/config/load.js'
-import { ConfigError } from '../common/errors.js'
+import { ConfigError, errorMessage } from '../common/errors.js'
 import type { Role } from './cli.js'
 
 /** The result of running a system command. */
@@ -152,6 +152,7 @@ function ruleProblems(run: Runner, config: Readonly<Config>, role: Role, f: Fami
 export function checkBox(
   role: Role,
   configPath: string | undefined,
+  user?: string,
   run: Runner = runCommand
 ): string[] {
   let config: Readonly<Config>
@@ -159,11 +160,22 @@ export function checkBox(
     config = loadConfig(configPath, new Map())
   } catch (err) {
     // Nothing else can be checked without a configuration.
-    return [`config: ${err instanceof Error ? err.message : String(err)}`]
+    return [`config: ${errorMessage(err)}`]
   }
   const problems: string[] = []
   try {
     loadPsk(config)
+    const file = config.security.pskFile
+    if (user !== undefined && config.security.pskHex === '') {
+      // The key must be 0600, so only its owner can read it: the proxy's own user.
+      const uid = run('id', ['-u', user])
+      if (!uid.ok) problems.push(`key: user ${user} does not exist (the proxy runs as it)`)
+      else if (statSync(file).uid !== Number(uid.stdout.trim())) {
+        problems.push(
+          `key: ${file} does not belong to ${user}, which the proxy runs as: chown ${user}: ${file}`
+        )
+      }
+    }
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err
     problems.push(`key: ${err.message}`)

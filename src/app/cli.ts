@@ -118,7 +118,12 @@ export type Command =
       readonly configPath: string | undefined
     }
   | { readonly kind: 'genkey'; readonly out: string | undefined; readonly force: boolean }
-  | { readonly kind: 'check'; readonly configPath: string | undefined }
+  | {
+      readonly kind: 'check'
+      readonly configPath: string | undefined
+      /** The user the proxy runs as: the key file must be its own. */
+      readonly user: string | undefined
+    }
   | {
       readonly kind: 'config-get'
       readonly keys: readonly string[]
@@ -258,9 +263,13 @@ export function parseCommand(role: Role, argv: readonly string[], name: string =
     .command(
       'check',
       "verify this box's set-up (config, key, interfaces, addresses, sysctls, rules)",
-      (b) => b.usage(`Usage: ${name} check [-c network.conf]`),
+      (b) =>
+        b.usage(`Usage: ${name} check [-c network.conf] [--user NAME]`).option('user', {
+          type: 'string',
+          describe: "the user the proxy runs as (its unit's User=): the key file must belong to it"
+        }),
       (a) => {
-        command = () => ({ kind: 'check', configPath: configOf(a) })
+        command = () => ({ kind: 'check', configPath: configOf(a), user: a.user })
       }
     )
     .command('config', 'print configuration values as the proxies read them', (b) =>

@@ -10,7 +10,7 @@ import { checkBox } from './check.js'
 import { configList, configValues } from './config-values.js'
 import type { Config } from '../common/config/config.js'
 import { loadConfig } from '../common/config/load.js'
-import { ConfigError, isPepError } from '../common/errors.js'
+import { ConfigError, errorMessage, isPepError } from '../common/errors.js'
 import type { Logger } from '../common/log/logger.js'
 import { createLogger } from '../common/log/winston.js'
 import { formatStatus, queryStatus } from './control.js'
@@ -51,7 +51,7 @@ async function runStatus(
       const cfg = loadConfig(c.configPath, new Map())
       path = role === 'tx_proxy' ? cfg.tx.controlSocket : cfg.rx.controlSocket
     } catch (err) {
-      process.stderr.write(`${role} status: ${errorText(err)}\n`)
+      process.stderr.write(`${role} status: ${errorMessage(err)}\n`)
       return 2
     }
     if (path === '') {
@@ -69,7 +69,7 @@ async function runStatus(
         out.write('\x1b[2J\x1b[H')
       out.write(`${text}\n`)
     } catch (err) {
-      process.stderr.write(`${role} status: ${errorText(err)}\n`)
+      process.stderr.write(`${role} status: ${errorMessage(err)}\n`)
       return 1
     }
     if (c.watchSeconds === undefined) return 0
@@ -129,13 +129,9 @@ function runConfig(
     out.write(lines.map((l) => `${l}\n`).join(''))
     return 0
   } catch (err) {
-    process.stderr.write(`${role} config: ${errorText(err)}\n`)
+    process.stderr.write(`${role} config: ${errorMessage(err)}\n`)
     return 2
   }
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err)
 }
 
 /** Something main can start and stop. */
@@ -178,7 +174,7 @@ export async function runMain(
     case 'config-list':
       return runConfig(role, command, out)
     case 'check': {
-      const problems = checkBox(role, command.configPath)
+      const problems = checkBox(role, command.configPath, command.user)
       for (const p of problems) process.stderr.write(`${role} check: ${p}\n`)
       if (problems.length === 0) {
         out.write(`${role} check: ok (${command.configPath ?? 'built-in defaults'})\n`)
@@ -237,9 +233,7 @@ export async function runMain(
         running.reload?.(fresh)
         log.info('SIGHUP: configuration reloaded (policy, log level)')
       } catch (err) {
-        log.error(
-          `SIGHUP: reload failed, keeping the running configuration: ${err instanceof Error ? err.message : String(err)}`
-        )
+        log.error(`SIGHUP: reload failed, keeping the running configuration: ${errorMessage(err)}`)
       }
     })
   })

@@ -104,3 +104,8 @@ export class NativeError extends PepError {
 export function isPepError(err: unknown): err is PepError {
   return err instanceof PepError
 }
+
+/** The message of anything thrown: an Error's `message`, or the value as text. */
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err)
+}

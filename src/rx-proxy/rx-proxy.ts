@@ -7,9 +7,9 @@ import { networkInterfaces } from 'node:os'
 import { policyAccepts } from '../common/policy.js'
 import type { Config } from '../common/config/config.js'
 import type { Counters } from '../common/counters.js'
-import { isPepError } from '../common/errors.js'
+import { errorMessage, isPepError } from '../common/errors.js'
 import type { Logger } from '../common/log/logger.js'
-import { formatEndpoint } from '../common/wire/encode.js'
+import { formatEndpoint } from '../common/endpoint.js'
 import {
   HELLO_FLAG_ENCRYPT,
   HelloStatus,
@@ -249,7 +249,7 @@ export class RxProxy {
       } catch (err) {
         const code = errnoCode(err)
         if (code !== 'EPERM' && code !== 'EACCES') {
-          throw this.connectFailed(dst, code, err instanceof Error ? err.message : String(err))
+          throw this.connectFailed(dst, code, errorMessage(err))
         }
         // No CAP_NET_ADMIN: say so once and carry on from our own address.
         if (this.transparent) {

@@ -10,12 +10,12 @@
  */
 
 import { open } from 'node:fs/promises'
-import type { Socket } from 'node:net'
+import type { Server, Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import type { Writable } from 'node:stream'
 
-import yargs from 'yargs'
-
+import { formatEndpoint } from '../common/endpoint.js'
+import { SIZE_RULE } from '../common/size.js'
 import { ConfigError, PepError, PepErrorCodes } from '../common/errors.js'
 import {
   boundAddress,
@@ -24,7 +24,6 @@ import {
   errorSummary,
   EXIT_FAILURE,
   formatBytes,
-  formatEndpoint,
   goodput,
   listen,
   parseCount,
@@ -37,7 +36,10 @@ import {
   receiveOne,
   reportError,
   runCli,
+  serveDuplex,
+  toolArgs,
   TransferError,
+  wallMs,
   writeReadyFile,
   type Expectation,
   type Progress,
@@ -49,14 +51,13 @@ import {
 const PROGRAM = 'receive'
 
 function parseArgs(argv: readonly string[]) {
-  return yargs(argv)
-    .scriptName(PROGRAM)
+  return toolArgs(PROGRAM, argv)
     .usage('$0 --port P [options]')
     .epilogue(
       'Accept TCP connections, read each until EOF, optionally reply, and report bytes,\n' +
         'SHA-256, wall-clock goodput and the peer address:port as seen by this server.\n' +
         'Prints "listening on HOST:PORT" on stderr once bound.\n' +
-        'Sizes take K, M, G (powers of 1024, as KiB, MiB, GiB) or KB, MB, GB (powers of 1000).\n\n' +
+        `Sizes: ${SIZE_RULE}.\n\n` +
         'Exit status: 0 ok, 1 connection error, reset or unexpected data, 2 bad arguments.'
     )
     .options({
@@ -99,6 +100,11 @@ function parseArgs(argv: readonly string[]) {
         describe: 'exit 1 unless each connection brings this SHA-256 (hex)'
       },
       'ready-file': { type: 'string', describe: 'write HOST:PORT to this file once listening' },
+      duplex: {
+        type: 'boolean',
+        describe:
+          'reply (--reply-bytes) while reading, not after EOF; print JSON events (accepted, progress every 250 ms) and a delivery trace (bytes every 20 ms, longest gap, how the stream ended) in each report, resets included'
+      },
       'stop-after': {
         type: 'string',
         describe:
@@ -118,14 +124,7 @@ function parseArgs(argv: readonly string[]) {
     .conflicts('discard', 'output')
     .conflicts('echo', 'reply-bytes')
     .conflicts('keep-listening', 'count')
-    .strict()
-    .version(false)
-    .help()
-    .alias('help', 'h')
-    .wrap(100)
-    .fail(function receiveOnArgsError(message: string | null, err: Error | null): never {
-      throw err ?? new ConfigError('arguments', message ?? 'invalid arguments')
-    })
+    .conflicts('duplex', ['echo', 'output', 'stop-after'])
     .parseSync()
 }
 
@@ -141,6 +140,12 @@ interface RunSettings {
   readonly progress: Progress
   /** Reset each connection this long after accept and report what arrived by then. */
   readonly stopAfterMs: number | undefined
+  /** Read and reply at once, with a delivery trace (`--duplex`). */
+  readonly duplex: { readonly replyBytes: number } | undefined
+  readonly keepListening: boolean
+  /** Connections to accept unless `keepListening`. */
+  readonly count: number
+  readonly timeoutMs: number | undefined
 }
 
 function describeReply(reply: ReplySpec): string {
@@ -157,7 +162,7 @@ function describeReply(reply: ReplySpec): string {
 function printSummary(index: number, reply: ReplySpec, result: ReceiveResult): void {
   const seconds = (ms: number): string => `${(ms / 1000).toFixed(3)} s`
   const lines = [
-    `connection ${index} from ${formatEndpoint(result.peerAddress, result.peerPort)} to ${formatEndpoint(result.localAddress, result.localPort)}`,
+    `connection ${index} from ${formatEndpoint({ address: result.peerAddress, port: result.peerPort })} to ${formatEndpoint({ address: result.localAddress, port: result.localPort })}`,
     `  received   ${result.receivedBytes} bytes (${formatBytes(result.receivedBytes)})`,
     `  goodput    ${result.goodputMbitPerSec.toFixed(1)} Mbit/s  ${result.goodputMBytePerSec.toFixed(2)} MB/s  first byte to EOF ${seconds(result.firstByteToEofMs)}`,
     `             ${result.acceptGoodputMbitPerSec.toFixed(1)} Mbit/s  ${result.acceptGoodputMBytePerSec.toFixed(2)} MB/s  accept to EOF ${seconds(result.acceptToEofMs)}`,
@@ -165,6 +170,42 @@ function printSummary(index: number, reply: ReplySpec, result: ReceiveResult): v
     `  reply      ${result.replyBytes} bytes (${describeReply(reply)}) sha256 ${result.replySha256}`
   ]
   process.stdout.write(`${lines.join('\n')}\n`)
+}
+
+/**
+ * `--stop-after`: resets `socket` `stopAfterMs` after accept, calling `onStop` with the time it
+ * ran first. A timer may fire up to a millisecond early by performance.now() (libuv's loop
+ * clock is cached and truncated): it is armed again for what is left, so the window is never
+ * short.
+ */
+function armStopAfter(
+  socket: Socket,
+  acceptedAt: number,
+  stopAfterMs: number | undefined,
+  onStop: (afterMs: number) => void
+): { cancel(): void } | undefined {
+  if (stopAfterMs === undefined) return undefined
+  let timer: NodeJS.Timeout | undefined
+  const arm = (): void => {
+    timer = setTimeout(
+      function receiveOnStopAfter(): void {
+        const afterMs = performance.now() - acceptedAt
+        if (afterMs < stopAfterMs) {
+          arm()
+          return
+        }
+        onStop(afterMs)
+        socket.resetAndDestroy()
+      },
+      Math.max(0, Math.ceil(acceptedAt + stopAfterMs - performance.now()))
+    )
+  }
+  arm()
+  return {
+    cancel(): void {
+      clearTimeout(timer)
+    }
+  }
 }
 
 /** Receives one connection and prints its report. Resolves true when it was as expected. */
@@ -179,27 +220,9 @@ async function handleConnection(
   let reported = 0
   // Fixed-time measurement: what arrived by `stopAfterMs` after accept, then a reset.
   let stopped: { readonly afterMs: number; readonly bytes: number } | undefined
-  let stopTimer: NodeJS.Timeout | undefined
-  const stopAfterMs = settings.stopAfterMs
-  if (stopAfterMs !== undefined) {
-    // A timer may fire up to a millisecond early by performance.now() (libuv's loop clock is
-    // cached and truncated): arm again for what is left, so the window is never short.
-    const arm = (): void => {
-      stopTimer = setTimeout(
-        function receiveOnStopAfter(): void {
-          const afterMs = performance.now() - acceptedAt
-          if (afterMs < stopAfterMs) {
-            arm()
-            return
-          }
-          stopped = { afterMs, bytes: reported }
-          socket.resetAndDestroy()
-        },
-        Math.max(0, Math.ceil(acceptedAt + stopAfterMs - performance.now()))
-      )
-    }
-    arm()
-  }
+  const stopTimer = armStopAfter(socket, acceptedAt, settings.stopAfterMs, (afterMs) => {
+    stopped = { afterMs, bytes: reported }
+  })
   try {
     const result = await receiveOne(socket, {
       output: settings.output,
@@ -255,8 +278,56 @@ async function handleConnection(
     reportError(PROGRAM, err)
     return false
   } finally {
-    clearTimeout(stopTimer)
+    stopTimer?.cancel()
   }
+}
+
+/** Period of the duplex progress events, ms. */
+const DUPLEX_PROGRESS_MS = 250
+
+function printJson(record: object): void {
+  process.stdout.write(`${JSON.stringify(record)}\n`)
+}
+
+/**
+ * `--duplex`: reads while replying, prints `accepted`, `progress` and `done` events; the
+ * `done` line carries the delivery trace, and `ok` says whether the stream ended cleanly, the
+ * reply went out whole and the data was as expected.
+ */
+async function handleDuplex(
+  socket: Socket,
+  index: number,
+  replyBytes: number,
+  settings: RunSettings
+): Promise<boolean> {
+  printJson({ event: 'accepted', connection: index, peer: socket.remoteAddress, at: wallMs() })
+  let bytes = 0
+  const progress = setInterval(function receiveOnDuplexProgress(): void {
+    printJson({ event: 'progress', connection: index, at: wallMs(), bytes })
+  }, DUPLEX_PROGRESS_MS)
+  const result = await serveDuplex(socket, {
+    replyBytes,
+    replySeed: settings.replySeed,
+    onProgress: (receivedBytes) => {
+      bytes = receivedBytes
+    }
+  })
+  clearInterval(progress)
+  const mismatch = checkExpectation(
+    'data',
+    result.receivedBytes,
+    result.receivedSha256,
+    settings.expect
+  )
+  const ok = result.ending === 'end' && result.replyComplete && mismatch === undefined
+  printJson({
+    event: 'done',
+    ok,
+    connection: index,
+    ...result,
+    ...(mismatch === undefined ? {} : { error: errorSummary(mismatch) })
+  })
+  return ok
 }
 
 /** Reports a connection measured for a fixed time (`--stop-after`) and then reset. */
@@ -281,7 +352,7 @@ function reportStopped(
     process.stdout.write(`${JSON.stringify(report)}\n`)
   } else if (!settings.quiet) {
     process.stdout.write(
-      `connection ${index} from ${formatEndpoint(peerAddress, peerPort)}: ${stopped.bytes} bytes (${formatBytes(stopped.bytes)}) in ${(stopped.afterMs / 1000).toFixed(3)} s, ${rate.mbitPerSec.toFixed(1)} Mbit/s, then reset (--stop-after)\n`
+      `connection ${index} from ${formatEndpoint({ address: peerAddress, port: peerPort })}: ${stopped.bytes} bytes (${formatBytes(stopped.bytes)}) in ${(stopped.afterMs / 1000).toFixed(3)} s, ${rate.mbitPerSec.toFixed(1)} Mbit/s, then reset (--stop-after)\n`
     )
   }
 }
@@ -295,54 +366,54 @@ async function openOutput(path: string): Promise<Writable> {
   }
 }
 
-async function main(argv: readonly string[]): Promise<number> {
-  const args = parseArgs(argv)
-  const port = parsePort(args.port, 'port', true)
+/** The run's settings from the command line (every value checked: exit 2 on a bad one). */
+async function settingsFrom(args: ReturnType<typeof parseArgs>): Promise<RunSettings> {
   const keepListening = args.keepListening ?? false
   const count = parseCount(args.count ?? '1', 'count')
   if (args.output !== undefined && (count > 1 || keepListening)) {
     throw new ConfigError('output', 'takes one connection: not with --count or --keep-listening')
   }
   const replySeed = parseSeed(args.replySeed, 'reply-seed')
+  const replyBytes =
+    args.replyBytes === undefined ? undefined : parseSize(args.replyBytes, 'reply-bytes')
   const reply: ReplySpec =
     args.echo === true
       ? { kind: 'echo' }
-      : args.replyBytes === undefined
+      : replyBytes === undefined
         ? { kind: 'none' }
-        : { kind: 'generated', bytes: parseSize(args.replyBytes, 'reply-bytes'), seed: replySeed }
-  const writeSize = parseWriteSize(args.writeSize, 'write-size')
+        : { kind: 'generated', bytes: replyBytes, seed: replySeed }
   const expect: Expectation = {
     bytes: args.expectBytes === undefined ? undefined : parseSize(args.expectBytes, 'expect-bytes'),
     sha256:
       args.expectSha256 === undefined ? undefined : parseSha256(args.expectSha256, 'expect-sha256')
   }
-  const timeoutMs = args.timeout === undefined ? undefined : parseSecondsToMs(args.timeout)
-  const output = args.output === undefined ? undefined : await openOutput(args.output)
-
-  const server = await listen({ host: args.host, port })
-  const bound = boundAddress(server)
-  process.stderr.write(`listening on ${formatEndpoint(bound.host, bound.port)}\n`)
-  if (args.readyFile !== undefined) {
-    await writeReadyFile(args.readyFile, bound.host, bound.port)
-  }
-
-  const settings: RunSettings = {
+  const json = args.json || args.duplex === true
+  return {
     reply,
-    writeSize,
+    writeSize: parseWriteSize(args.writeSize, 'write-size'),
     replySeed,
     expect,
-    json: args.json,
+    json,
     quiet: args.quiet,
-    output,
+    output: args.output === undefined ? undefined : await openOutput(args.output),
     stopAfterMs:
       args.stopAfter === undefined ? undefined : parseSecondsToMs(args.stopAfter, 'stop-after'),
+    duplex: args.duplex === true ? { replyBytes: replyBytes ?? 0 } : undefined,
+    keepListening,
+    count,
+    timeoutMs: args.timeout === undefined ? undefined : parseSecondsToMs(args.timeout),
     progress: createProgressBar(
       process.stderr,
       'received',
       count === 1 && !keepListening ? expect.bytes : undefined,
-      !args.json && !args.quiet
+      !json && !args.quiet
     )
   }
+}
+
+/** Accepts and handles connections until the count is reached, the deadline or a signal. */
+async function serve(server: Server, settings: RunSettings): Promise<number> {
+  const { keepListening, count, timeoutMs } = settings
   const active = new Set<Socket>()
   const handlers = new Set<Promise<void>>()
   let accepted = 0
@@ -367,7 +438,11 @@ async function main(argv: readonly string[]): Promise<number> {
       server.close()
     }
     active.add(socket)
-    const handler = handleConnection(socket, accepted, acceptedAt, settings).then((ok) => {
+    const handler = (
+      settings.duplex === undefined
+        ? handleConnection(socket, accepted, acceptedAt, settings)
+        : handleDuplex(socket, accepted, settings.duplex.replyBytes, settings)
+    ).then((ok) => {
       active.delete(socket)
       handlers.delete(handler)
       if (!ok) {
@@ -390,7 +465,7 @@ async function main(argv: readonly string[]): Promise<number> {
         new TransferError(
           'EINTR',
           'receive',
-          `connection from ${formatEndpoint(socket.remoteAddress, socket.remotePort)} interrupted by ${signal}`
+          `connection from ${formatEndpoint({ address: socket.remoteAddress, port: socket.remotePort })} interrupted by ${signal}`
         )
       )
     )
@@ -409,7 +484,7 @@ async function main(argv: readonly string[]): Promise<number> {
 
   if (!keepListening && accepted < count) {
     const message = `${stopReason ?? 'stopped'} with ${accepted} of ${count} connections accepted`
-    if (args.json) {
+    if (settings.json) {
       process.stdout.write(
         `${JSON.stringify({ ok: false, error: { code: 'EINCOMPLETE', message } })}\n`
       )
@@ -418,6 +493,21 @@ async function main(argv: readonly string[]): Promise<number> {
     return EXIT_FAILURE
   }
   return failures === 0 ? 0 : EXIT_FAILURE
+}
+
+async function main(argv: readonly string[]): Promise<number> {
+  const args = parseArgs(argv)
+  const port = parsePort(args.port, 'port', true)
+  const settings = await settingsFrom(args)
+  const server = await listen({ host: args.host, port })
+  const bound = boundAddress(server)
+  process.stderr.write(
+    `listening on ${formatEndpoint({ address: bound.host, port: bound.port })}\n`
+  )
+  if (args.readyFile !== undefined) {
+    await writeReadyFile(args.readyFile, bound.host, bound.port)
+  }
+  return serve(server, settings)
 }
 
 runCli(PROGRAM, main)

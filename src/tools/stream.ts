@@ -6,8 +6,8 @@
  * differs from `--expect-reply-*`; 2 bad arguments.
  */
 
-import yargs from 'yargs'
-
+import { formatEndpoint } from '../common/endpoint.js'
+import { SIZE_RULE } from '../common/size.js'
 import { ConfigError } from '../common/errors.js'
 import {
   checkExpectation,
@@ -16,7 +16,6 @@ import {
   EXIT_FAILURE,
   fileSource,
   formatBytes,
-  formatEndpoint,
   formatWriteSize,
   generatedSource,
   timedSource,
@@ -29,6 +28,7 @@ import {
   reportError,
   runCli,
   sendTo,
+  toolArgs,
   type ByteSource,
   type StreamResult
 } from './harness.js'
@@ -39,13 +39,12 @@ const PROGRAM = 'stream'
 const DEFAULT_BYTES = '64MiB'
 
 function parseArgs(argv: readonly string[]) {
-  return yargs(argv)
-    .scriptName(PROGRAM)
+  return toolArgs(PROGRAM, argv)
     .usage('$0 HOST PORT [options]')
     .epilogue(
       'Send generated data (or a file) to HOST:PORT over one TCP connection, shut down the\n' +
         'write side, read the reply until EOF, and report bytes, SHA-256 and wall-clock goodput.\n' +
-        'Sizes take K, M, G (powers of 1024, as KiB, MiB, GiB) or KB, MB, GB (powers of 1000).\n\n' +
+        `Sizes: ${SIZE_RULE}.\n\n` +
         'Exit status: 0 ok, 1 connection error or unexpected reply, 2 bad arguments.'
     )
     .command('$0 <host> <port>', false)
@@ -98,20 +97,12 @@ function parseArgs(argv: readonly string[]) {
     .conflicts('bytes', 'file')
     .conflicts('duration', 'file')
     .conflicts('duration', 'bytes')
-    .strict()
-    .version(false)
-    .help()
-    .alias('help', 'h')
-    .wrap(100)
-    .fail(function streamOnArgsError(message: string | null, err: Error | null): never {
-      throw err ?? new ConfigError('arguments', message ?? 'invalid arguments')
-    })
     .parseSync()
 }
 
 function printSummary(host: string, port: number, sourceName: string, result: StreamResult): void {
   const lines = [
-    `stream ${formatEndpoint(result.localAddress, result.localPort)} -> ${formatEndpoint(host, port)} (${result.remoteAddress})`,
+    `stream ${formatEndpoint({ address: result.localAddress, port: result.localPort })} -> ${formatEndpoint({ address: host, port: port })} (${result.remoteAddress})`,
     `  source     ${sourceName}`,
     `  connect    ${result.connectMs.toFixed(3)} ms`,
     `  sent       ${result.sentBytes} bytes (${formatBytes(result.sentBytes)}) in ${(result.deliveredMs / 1000).toFixed(3)} s (handed to kernel in ${(result.sendMs / 1000).toFixed(3)} s)`,
@@ -123,6 +114,25 @@ function printSummary(host: string, port: number, sourceName: string, result: St
     `  total      ${(result.totalMs / 1000).toFixed(3)} s`
   ]
   process.stdout.write(`${lines.join('\n')}\n`)
+}
+
+/** What to send: generated data for a size or a time, or a file; and how to name it. */
+async function sourceFrom(
+  args: ReturnType<typeof parseArgs>,
+  seed: number
+): Promise<{ source: ByteSource; sourceName: string }> {
+  if (args.duration !== undefined) {
+    const durationMs = parseSecondsToMs(args.duration, 'duration')
+    return {
+      source: timedSource(durationMs, seed),
+      sourceName: `generated for ${durationMs / 1000} s, seed ${seed}`
+    }
+  }
+  if (args.file !== undefined) {
+    return { source: await fileSource(args.file), sourceName: `file ${args.file}` }
+  }
+  const bytes = parseSize(args.bytes ?? DEFAULT_BYTES, 'bytes')
+  return { source: generatedSource(bytes, seed), sourceName: `generated, seed ${seed}` }
 }
 
 async function main(argv: readonly string[]): Promise<number> {
@@ -148,21 +158,7 @@ async function main(argv: readonly string[]): Promise<number> {
   if (!args.halfClose && (expectReply.bytes !== undefined || expectReply.sha256 !== undefined)) {
     throw new ConfigError('expect-reply-bytes', 'the reply is not read with --no-half-close')
   }
-  const bytes = args.file === undefined ? parseSize(args.bytes ?? DEFAULT_BYTES, 'bytes') : 0
-  const durationMs =
-    args.duration === undefined ? undefined : parseSecondsToMs(args.duration, 'duration')
-  const source: ByteSource =
-    durationMs !== undefined
-      ? timedSource(durationMs, seed)
-      : args.file === undefined
-        ? generatedSource(bytes, seed)
-        : await fileSource(args.file)
-  const sourceName =
-    durationMs !== undefined
-      ? `generated for ${durationMs / 1000} s, seed ${seed}`
-      : args.file === undefined
-        ? `generated, seed ${seed}`
-        : `file ${args.file}`
+  const { source, sourceName } = await sourceFrom(args, seed)
 
   const progress = createProgressBar(
     process.stderr,

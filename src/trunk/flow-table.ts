@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto'
 import type { Counters } from '../common/counters.js'
 import type { Logger } from '../common/log/logger.js'
-import { formatEndpoint } from '../common/wire/encode.js'
+import { formatEndpoint } from '../common/endpoint.js'
 import {
   DATA_HEADER_LENGTH,
   FRAME_HEADER_LENGTH,

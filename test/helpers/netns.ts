@@ -1,2 +1,2 @@
-/** Re-export: the namespace helper lives in src/tools/testbed (the demo and the benchmark use it too). */
-export * from '../../src/tools/testbed/netns.js'
+/** Re-export: the namespace helper lives in lab/testbed (the demo and the benchmark use it too). */
+export * from '../../lab/testbed/netns.js'

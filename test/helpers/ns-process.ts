@@ -1,2 +1,2 @@
-/** Re-export: lives in src/tools/testbed (the demo and the benchmark use it too). */
-export * from '../../src/tools/testbed/ns-process.js'
+/** Re-export: lives in lab/testbed (the demo and the benchmark use it too). */
+export * from '../../lab/testbed/ns-process.js'

@@ -1,2 +1,2 @@
-/** Re-export: the topology lives in src/tools/testbed (the demo and the benchmark use it too). */
-export * from '../../src/tools/testbed/topology.js'
+/** Re-export: the topology lives in lab/testbed (the demo and the benchmark use it too). */
+export * from '../../lab/testbed/topology.js'

@@ -11,18 +11,12 @@ import { describe, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 
 import { nativeAddonPath } from '../../native/index.js'
-import {
-  ensureTools,
-  localRunner,
-  type EmulatorSummary
-} from '../../src/tools/link-emulator/emulator.js'
-import { formatSelfCheck, selfCheck } from '../../src/tools/link-emulator/self-check.js'
+import { ensureTools, localRunner, type EmulatorSummary } from '../../lab/link-emulator/emulator.js'
+import { formatSelfCheck, selfCheck } from '../../lab/link-emulator/self-check.js'
 import { createNetns, netnsUnavailableReason, type Netns } from '../helpers/netns.js'
 
-/** The compiled CLI (dist/src/tools/link-emulator/main.js). */
-const EMULATOR_MAIN = fileURLToPath(
-  new URL('../../src/tools/link-emulator/main.js', import.meta.url)
-)
+/** The compiled CLI (dist/lab/link-emulator/main.js). */
+const EMULATOR_MAIN = fileURLToPath(new URL('../../lab/link-emulator/main.js', import.meta.url))
 const A_ADDRESS = '10.77.0.1'
 const B_ADDRESS = '10.77.0.2'
 const DELAY_MS = 25

@@ -11,15 +11,17 @@ import { after, afterEach, before, describe, test } from 'node:test'
 import { queryStatus, type ProxyStatus } from '../../src/app/control.js'
 import {
   createTwoPathTestbed,
+  TWO_PATH_RX_PORT,
+  type TwoPathConfigOptions,
+  type TwoPathTestbed
+} from '../../lab/testbed/two-path.js'
+import {
   rateMbit,
   readReceiver,
   readStream,
   slopeMbit,
-  TWO_PATH_RX_PORT,
-  type DuplexReport,
-  type TwoPathConfigOptions,
-  type TwoPathTestbed
-} from '../../src/tools/testbed/two-path.js'
+  type DuplexReport
+} from '../../lab/testbed/delivery.js'
 import {
   FaultLedger,
   linkDown,
@@ -29,7 +31,7 @@ import {
   ssKill,
   subflowSockets,
   wallMs
-} from '../helpers/faults.js'
+} from '../../lab/testbed/faults.js'
 import { netnsUnavailableReason } from '../helpers/netns.js'
 import type { NsProcess } from '../helpers/ns-process.js'
 

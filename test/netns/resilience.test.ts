@@ -10,14 +10,12 @@ import { after, afterEach, before, describe, test } from 'node:test'
 import { queryStatus, type ProxyStatus } from '../../src/app/control.js'
 import {
   createTwoPathTestbed,
-  readReceiver,
-  readStream,
   TWO_PATH_RX_PORT,
-  type DuplexReport,
   type PathName,
   type TwoPathConfig,
   type TwoPathTestbed
-} from '../../src/tools/testbed/two-path.js'
+} from '../../lab/testbed/two-path.js'
+import { readReceiver, readStream, type DuplexReport } from '../../lab/testbed/delivery.js'
 import {
   blackHole,
   FaultLedger,
@@ -32,7 +30,7 @@ import {
   wallMs,
   type ActiveFault,
   type KillMethod
-} from '../helpers/faults.js'
+} from '../../lab/testbed/faults.js'
 import { netnsUnavailableReason } from '../helpers/netns.js'
 import type { NsProcess } from '../helpers/ns-process.js'
 

@@ -6,6 +6,7 @@ import { ConfigError } from '../errors.js'
 import { ipFamily } from '../ip.js'
 import { parsePortList, parseSubnetList, type Policy, type PortRange } from '../policy.js'
 import { KEYS, SCHEDULER_NAMES, type KeySpec, type SchedulerName } from './schema.js'
+import { parseByteSize, SIZE_RULE } from '../size.js'
 
 /** A host and port from `host:port` or `[v6]:port`. */
 export interface HostPort {
@@ -191,16 +192,6 @@ export interface Config {
 /** Raw values by `section.key`. */
 export type RawValues = ReadonlyMap<string, string>
 
-const SIZE_UNITS: Readonly<Record<string, number>> = {
-  '': 1,
-  k: 1024,
-  kib: 1024,
-  m: 1024 ** 2,
-  mib: 1024 ** 2,
-  g: 1024 ** 3,
-  gib: 1024 ** 3
-}
-
 /** The spec of `section.key`, or undefined. */
 export function findKey(name: string): KeySpec | undefined {
   return KEYS.find((k) => `${k.section}.${k.key}` === name)
@@ -222,7 +213,7 @@ function describe(spec: KeySpec): string {
   const t = spec.type
   switch (t.kind) {
     case 'int':
-      return `an integer from ${t.min} to ${t.max}${spec.key.endsWith('_bytes') ? ' (suffixes KiB, MiB, GiB allowed)' : ''}`
+      return `an integer from ${t.min} to ${t.max}${spec.key.endsWith('_bytes') ? ` (${SIZE_RULE})` : ''}`
     case 'string':
       return 'text'
     case 'ip':
@@ -250,12 +241,13 @@ export function parseValue(spec: KeySpec, text: string): number | string | HostP
         if (n < t.min || n > t.max) throw bad()
         return n
       }
-      const m = /^(\d+)\s*([a-zA-Z]*)$/.exec(value.replace(/_/g, ''))
-      if (!m) throw bad()
-      const unit = SIZE_UNITS[m[2]!.toLowerCase()]
-      if (unit === undefined || (unit !== 1 && !spec.key.endsWith('_bytes'))) throw bad()
-      const n = Number(m[1]) * unit
-      if (!Number.isSafeInteger(n) || n < t.min || n > t.max) throw bad()
+      const digits = value.replace(/_/g, '')
+      const n = spec.key.endsWith('_bytes')
+        ? parseByteSize(digits)
+        : /^\d+$/.test(digits)
+          ? Number(digits)
+          : undefined
+      if (n === undefined || !Number.isSafeInteger(n) || n < t.min || n > t.max) throw bad()
       return n
     }
     case 'string':

@@ -190,8 +190,3 @@ export function encodeFrame(frame: Frame): Uint8Array {
   }
   return out
 }
-
-/** Text of an endpoint for logs: `1.2.3.4:80` or `[::1]:80`. */
-export function formatEndpoint(ep: Endpoint): string {
-  return ep.family === 4 ? `${ep.address}:${ep.port}` : `[${ep.address}]:${ep.port}`
-}

@@ -7,12 +7,12 @@ import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 
 import { PepErrorCodes, ProtocolError } from '../../../src/common/errors.js'
+import { formatEndpoint } from '../../../src/common/endpoint.js'
 import { FrameDecoder, HelloDecoder } from '../../../src/common/wire/decode.js'
 import {
   encodeDataHeader,
   encodeFrame,
   encodeHello,
-  formatEndpoint,
   frameBodyLength,
   frameLength
 } from '../../../src/common/wire/encode.js'
@@ -23,6 +23,7 @@ import {
   resetReasonName,
   type DataFrame,
   type Frame,
+  type Endpoint,
   type Hello,
   PROTOCOL_VERSION
 } from '../../../src/common/wire/frame.js'
@@ -218,8 +219,10 @@ describe('frame codec: table', () => {
   })
 
   it('formatEndpoint brackets IPv6', () => {
-    assert.equal(formatEndpoint({ family: 4, address: '1.2.3.4', port: 80 }), '1.2.3.4:80')
-    assert.equal(formatEndpoint({ family: 6, address: '::1', port: 80 }), '[::1]:80')
+    const v4: Endpoint = { family: 4, address: '1.2.3.4', port: 80 }
+    const v6: Endpoint = { family: 6, address: '::1', port: 80 }
+    assert.equal(formatEndpoint(v4), '1.2.3.4:80')
+    assert.equal(formatEndpoint(v6), '[::1]:80')
   })
 
   it('resetReasonName names known reasons and numbers unknown ones', () => {

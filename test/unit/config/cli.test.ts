@@ -204,6 +204,19 @@ describe('CLI conventions (built)', () => {
     )
     assert.ok(!open.stderr.includes(key) && !open.stdout.includes(key))
 
+    // The key must belong to the user the proxy runs as (its unit's User=).
+    await chmod(psk, 0o600)
+    const owner = await run(TX, ['check', '-c', ini, '--user', 'nobody'])
+    assert.match(owner.stderr, /^tx_proxy check: key: .*check\.psk does not belong to nobody/m)
+    const mine = await run(TX, [
+      'check',
+      '-c',
+      ini,
+      '--user',
+      String(process.getuid?.() === 0 ? 'root' : process.env.USER)
+    ])
+    assert.doesNotMatch(mine.stderr, /tx_proxy check: key:/)
+
     await writeFile(ini, `[security]\npsk_file = ${psk}\n[interception]\nbogus = 1\n`)
     const unknown = await run(TX, ['check', '-c', ini])
     assert.equal(unknown.code, 1)

@@ -209,14 +209,17 @@ describe('config: numbers', () => {
       ['4096KiB', 4 * MiB],
       ['4_194_304', 4 * MiB],
       ['1g', GiB],
-      ['1GiB', GiB]
+      ['1GiB', GiB],
+      // One size rule with the tools: decimal units are powers of 1000, fractions whole bytes.
+      ['4MB', 4_000_000],
+      ['4.5MiB', 4.5 * MiB]
     ]
     for (const [text, bytes] of cases) {
       const c = build({ 'limits.flow_window_bytes': text, 'limits.max_flow_window_bytes': '1GiB' })
       assert.equal(c.limits.flowWindowBytes, bytes, text)
     }
     assert.equal(build({ 'limits.max_buffered_bytes': '64GiB' }).limits.maxBufferedBytes, 64 * GiB)
-    for (const text of ['4MB', '4 M B', '4TiB', 'MiB', '4.5MiB']) {
+    for (const text of ['4 M B', '4TiB', 'MiB', '4XB', '4.3KiB']) {
       assertConfigError(
         () => build({ 'limits.flow_window_bytes': text }),
         'limits.flow_window_bytes'

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { deflateSync } from 'node:zlib'
 
+import { formatEndpoint } from '../../../src/common/endpoint.js'
 import { ConfigError } from '../../../src/common/errors.js'
 import {
   checkExpectation,
@@ -11,7 +12,6 @@ import {
   formatBitRate,
   formatBytes,
   formatClock,
-  formatEndpoint,
   formatProgress,
   formatWriteSize,
   GENERATED_BLOCK_BYTES,
@@ -247,8 +247,8 @@ describe('formatting', () => {
     assert.equal(formatBitRate(12_500_000), '100.0 Mbit/s')
     assert.equal(formatClock(65), '1:05')
     assert.equal(formatClock(3725), '1:02:05')
-    assert.equal(formatEndpoint('::1', 80), '[::1]:80')
-    assert.equal(formatEndpoint('10.0.0.1', 80), '10.0.0.1:80')
+    assert.equal(formatEndpoint({ address: '::1', port: 80 }), '[::1]:80')
+    assert.equal(formatEndpoint({ address: '10.0.0.1', port: 80 }), '10.0.0.1:80')
     assert.deepEqual(goodput(125_000_000, 1000), { mbitPerSec: 1000, mbytePerSec: 125 })
     assert.deepEqual(goodput(5, 0), { mbitPerSec: 0, mbytePerSec: 0 })
   })

@@ -6,8 +6,8 @@
 import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import type { Netns } from './netns.js'
-import { startIn, runIn, dist, type NsProcess } from './ns-process.js'
+import { interfacesOf } from './netns.js'
+import { startIn, runIn, dist, labDist, type NsProcess } from './ns-process.js'
 import {
   createTopology,
   PROJECT_ROOT,
@@ -43,15 +43,6 @@ export interface ImpairedTestbed {
   destroy(): Promise<void>
 }
 
-/** Interfaces of every namespace, for turning offloads off. */
-async function allInterfaces(ns: Netns): Promise<string[]> {
-  const r = await ns.exec(['ip', '-o', 'link', 'show'])
-  return r.stdout
-    .split('\n')
-    .map((l) => /^\d+: ([^:@]+)/.exec(l)?.[1])
-    .filter((n): n is string => n !== undefined && n !== 'lo')
-}
-
 /** Build it. `prefix` names the namespaces. */
 export async function createImpairedTestbed(
   prefix: string,
@@ -66,7 +57,7 @@ export async function createImpairedTestbed(
     // drop loses ~40 real packets: off on every interface of the path.
     const { src, tx, wan, rx, dst } = topo.ns
     for (const ns of [src, tx, wan, rx, dst]) {
-      for (const dev of await allInterfaces(ns)) {
+      for (const dev of await interfacesOf(ns)) {
         await ns
           .exec(['ethtool', '-K', dev, 'tso', 'off', 'gso', 'off', 'gro', 'off'])
           .catch(() => undefined)
@@ -80,10 +71,12 @@ export async function createImpairedTestbed(
         .exec(['sysctl', '-q', '-w', 'net.ipv4.tcp_wmem=4096 65536 67108864'])
         .catch(() => undefined)
     }
+    // --no-persist: tune the namespaces only; never write this machine's /etc.
     const tune = join(PROJECT_ROOT, 'scripts', 'tune-box.sh')
     await topo.ns.tx.exec([
       'sh',
       tune,
+      '--no-persist',
       '--peer',
       TOPOLOGY_ADDRESSES.rx.v4,
       '--dev',
@@ -92,6 +85,7 @@ export async function createImpairedTestbed(
     await topo.ns.rx.exec([
       'sh',
       tune,
+      '--no-persist',
       '--peer',
       TOPOLOGY_ADDRESSES.tx.v4,
       '--dev',
@@ -102,7 +96,7 @@ export async function createImpairedTestbed(
       emulator = startIn(
         topo.ns.wan,
         [
-          dist('tools/link-emulator/main.js'),
+          labDist('link-emulator/main.js'),
           '--port-a',
           w.toTx,
           '--port-b',

@@ -23,6 +23,11 @@ export function dist(rel: string): string {
   return join(PROJECT_ROOT, 'dist', 'src', rel)
 }
 
+/** Path of a built test-bed program, e.g. labDist('link-emulator/main.js'). */
+export function labDist(rel: string): string {
+  return join(PROJECT_ROOT, 'dist', 'lab', rel)
+}
+
 /** Start `argv` (node is prefixed when argv[0] ends in .js) in `ns`. */
 export function startIn(ns: Netns, argv: readonly string[], name = argv[0] ?? '?'): NsProcess {
   const full = argv[0]?.endsWith('.js') === true ? [process.execPath, ...argv] : [...argv]

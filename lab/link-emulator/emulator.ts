@@ -18,7 +18,7 @@
  * (held packets are released after the jump to the NFQUEUE chain is gone and before the
  * queue is unbound). All commands run through an injected `CommandRunner`; the NFQUEUE stages
  * run in this process, so in that mode the process itself must live in the wan namespace
- * (`ip netns exec WAN node dist/src/tools/link-emulator/main.js ...`).
+ * (`ip netns exec WAN node dist/lab/link-emulator/main.js ...`).
  *
  * NFQUEUE rules carry no --queue-bypass, on purpose: if the emulator dies without cleaning up
  * (SIGKILL), the link black-holes instead of quietly running without delay. A benchmark then
@@ -28,7 +28,7 @@ import { execFile } from 'node:child_process'
 import { readFileSync, readdirSync, statSync } from 'node:fs'
 import { performance } from 'node:perf_hooks'
 
-import { ConfigError, NativeError } from '../../common/errors.js'
+import { ConfigError, errorMessage, NativeError } from '../../src/common/errors.js'
 import { DELAY_QUEUE_MAX_LEN, DelayStage, type DelayStageStats } from './delay.js'
 
 /** Output of a command that exited with status 0. */
@@ -227,7 +227,7 @@ export async function ensureTools(run: CommandRunner, tools: readonly string[]):
   try {
     await run(['apt-get', 'install', '-y', '--no-install-recommends', ...packages], 300_000)
   } catch (err) {
-    const reason = err instanceof Error ? err.message : String(err)
+    const reason = errorMessage(err)
     throw new Error(
       `missing ${missing.join(', ')}: apt-get install ${packages.join(' ')} failed (${reason})`
     )
@@ -468,7 +468,7 @@ export class LinkEmulator {
       try {
         await step.undo()
       } catch (err) {
-        errors.push(`${step.what}: ${err instanceof Error ? err.message : String(err)}`)
+        errors.push(`${step.what}: ${errorMessage(err)}`)
       }
       if (step.what === STAGES_STEP) {
         stagesStats = this.stages.map((s) => s.stats())

@@ -5,9 +5,11 @@
  */
 import { spawn } from 'node:child_process'
 import yargs from 'yargs'
-import { netnsUnavailableReason } from './testbed/netns.js'
-import { createImpairedTestbed, dist, startIn, type ImpairedTestbed } from './testbed/impaired.js'
-import { TOPOLOGY_ADDRESSES as A } from './testbed/topology.js'
+
+import { errorMessage } from '../../src/common/errors.js'
+import { netnsUnavailableReason } from '../testbed/netns.js'
+import { createImpairedTestbed, dist, startIn, type ImpairedTestbed } from '../testbed/impaired.js'
+import { TOPOLOGY_ADDRESSES as A } from '../testbed/topology.js'
 
 /** What ./stream --json reports (the fields the demo reads). */
 interface StreamReport {
@@ -169,7 +171,7 @@ main().then(
     process.exit(code)
   },
   (err: unknown) => {
-    process.stderr.write(`demo: ${err instanceof Error ? err.message : String(err)}\n`)
+    process.stderr.write(`demo: ${errorMessage(err)}\n`)
     process.exit(1)
   }
 )

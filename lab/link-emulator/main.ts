@@ -2,7 +2,7 @@
  * Link emulator CLI. Runs inside the wan namespace, impairs the bridge between two ports until
  * SIGTERM/SIGINT/SIGHUP, then removes everything and prints a summary:
  *
- *   ip netns exec WAN node dist/src/tools/link-emulator/main.js \
+ *   ip netns exec WAN node dist/lab/link-emulator/main.js \
  *     --port-a wa --port-b wb --delay-ms 25 --loss 1 --rate-mbit 100 --json
  *
  * Output (stdout): one `ready` line once every rule is in place (and the --ready-file, written
@@ -13,7 +13,7 @@
 import { renameSync, writeFileSync } from 'node:fs'
 import yargs from 'yargs'
 
-import { ConfigError } from '../../common/errors.js'
+import { ConfigError, errorMessage } from '../../src/common/errors.js'
 import {
   currentNamedNetns,
   LinkEmulator,
@@ -47,7 +47,7 @@ function parseArgs(argv: readonly string[]): CliOptions | undefined {
     .scriptName(PROGRAM)
     .usage(
       [
-        'Usage: ip netns exec WAN node dist/src/tools/link-emulator/main.js \\',
+        'Usage: ip netns exec WAN node dist/lab/link-emulator/main.js \\',
         '         --port-a IF --port-b IF [options]',
         '',
         'Impairs the bridge between two ports of the wan namespace, both directions',
@@ -299,7 +299,7 @@ async function main(argv: readonly string[]): Promise<number> {
   try {
     info = await emulator.start()
   } catch (err) {
-    const reason = err instanceof Error ? err.message : String(err)
+    const reason = errorMessage(err)
     process.stderr.write(`${PROGRAM}: cannot start: ${reason}\n`)
     return err instanceof ConfigError ? 2 : 1
   }

@@ -22,7 +22,7 @@ import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
-import { loadConfig, readConfigFile } from '../../common/config/load.js'
+import { loadConfig, readConfigFile } from '../../src/common/config/load.js'
 import { createNetns, type AfterHook, type Netns } from './netns.js'
 
 /** An IPv4 and an IPv6 address (without prefix length). */

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { median, medianOrNull } from '../../../src/tools/bench/median.js'
-import { parseShortSample } from '../../../src/tools/bench/short-flow.js'
+import { median, medianOrNull } from '../../../lab/bench/median.js'
+import { parseShortSample } from '../../../lab/bench/short-flow.js'
 
 test('a finished download gives its first-byte and completion times', () => {
   const out =

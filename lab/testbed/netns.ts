@@ -203,3 +203,12 @@ function run(file: string, args: readonly string[], timeoutMs: number): Promise<
     })
   })
 }
+
+/** Interfaces of `ns` other than lo (for turning offloads off on each). */
+export async function interfacesOf(ns: Netns): Promise<string[]> {
+  const r = await ns.exec(['ip', '-o', 'link', 'show'])
+  return r.stdout
+    .split('\n')
+    .map((l) => /^\d+: ([^:@]+)/.exec(l)?.[1])
+    .filter((n): n is string => n !== undefined && n !== 'lo')
+}

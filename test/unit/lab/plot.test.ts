@@ -3,7 +3,7 @@
  */
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { lineStyle, renderPlot, type PlotRow } from '../../../src/tools/bench/plot.js'
+import { lineStyle, renderPlot, type PlotRow } from '../../../lab/bench/plot.js'
 
 const row = (system: string, rttMs: number, lossPercent: number, g?: number): PlotRow => ({
   system,

@@ -1,0 +1,348 @@
+/**
+ * The systems the benchmark compares and one bulk transfer of each over the impaired testbed:
+ * direct TCP, Tandem, iperf3 -P 8, kcptun and kernel MPTCP, with the proxies' CPU per GB.
+ */
+import { readFileSync } from 'node:fs'
+
+import { dist, runIn, startIn, type ImpairedTestbed, type NsProcess } from '../testbed/impaired.js'
+import { TOPOLOGY_ADDRESSES as A } from '../testbed/topology.js'
+
+/** One measured system. */
+export interface SystemSpec {
+  readonly name: string
+  readonly kind: 'direct' | 'tandem' | 'iperf3' | 'kcptun' | 'mptcp'
+  readonly congestion: 'cubic' | 'bbr'
+  readonly subflows?: number
+  /** Tandem without encryption between the proxies (security.encrypt = false). */
+  readonly plain?: boolean
+  /** Tandem's trunk.frame_payload_bytes (default: the configuration's default). */
+  readonly framePayload?: string
+}
+
+/** CPU seconds used so far by `pid` (utime + stime). */
+export function cpuSeconds(pid: number | undefined): number {
+  if (pid === undefined) return 0
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? []
+    return (Number(f[11]) + Number(f[12])) / 100
+  } catch {
+    return 0
+  }
+}
+
+/** Run `transfer` and measure the CPU the two proxies used, per GB moved. */
+export async function withCpu(
+  tx: NsProcess,
+  rx: NsProcess,
+  seconds: number,
+  transfer: () => Promise<number>
+): Promise<{ mbit: number; cpu?: { tx: number; rx: number } }> {
+  const t0 = cpuSeconds(tx.child.pid)
+  const r0 = cpuSeconds(rx.child.pid)
+  const mbit = await transfer()
+  const gb = (mbit * 1e6 * seconds) / 8 / 1e9
+  if (gb <= 0) return { mbit }
+  return {
+    mbit,
+    cpu: { tx: (cpuSeconds(tx.child.pid) - t0) / gb, rx: (cpuSeconds(rx.child.pid) - r0) / gb }
+  }
+}
+
+export function systemsFrom(list: string): SystemSpec[] {
+  // 'none': no bulk transfers (only the short flows, the ceiling or the path rows).
+  if (list === 'none') return []
+  return list.split(',').map((name) => {
+    let m = /^direct-(cubic|bbr)$/.exec(name)
+    if (m) return { name, kind: 'direct', congestion: m[1] as 'cubic' | 'bbr' }
+    m = /^tandem-(\d+)-(cubic|bbr)(?:-f(\d+k))?$/.exec(name)
+    if (m)
+      return {
+        name,
+        kind: 'tandem',
+        congestion: m[2] as 'cubic' | 'bbr',
+        subflows: Number(m[1]),
+        ...(m[3] !== undefined ? { framePayload: m[3].replace('k', 'KiB') } : {})
+      }
+    m = /^iperf3-P8-(cubic|bbr)$/.exec(name)
+    if (m) return { name, kind: 'iperf3', congestion: m[1] as 'cubic' | 'bbr' }
+    if (name === 'kcptun') return { name, kind: 'kcptun', congestion: 'cubic' }
+    m = /^mptcp-4-(cubic|bbr)$/.exec(name)
+    if (m) return { name, kind: 'mptcp', congestion: m[1] as 'cubic' | 'bbr' }
+    throw new Error(`unknown system ${name}`)
+  })
+}
+
+/**
+ * Goodput in Mbit/s of a bulk transfer from src to `host:port`, measured at the receiver over a
+ * fixed time: `./receive --stop-after` counts what reached dst in the first `seconds` after it
+ * accepted the connection, then resets it. Whatever a proxy still holds is not counted, and a
+ * slow system costs its `seconds`, not the time to drain its buffers.
+ */
+export async function streamGoodput(
+  bed: ImpairedTestbed,
+  receiver: NsProcess,
+  host: string,
+  port: number,
+  seconds: number,
+  congestion: string,
+  wrap: readonly string[] = []
+): Promise<number> {
+  const seen = receiver.output().length
+  // Send past the receiver's stop, which comes `seconds` after the handshake has crossed.
+  const duration = seconds + Math.ceil((2 * bed.link.rttMs) / 1000) + 5
+  const r = await runIn(
+    bed.topo.ns.src,
+    [
+      ...wrap,
+      process.execPath,
+      dist('tools/stream.js'),
+      host,
+      String(port),
+      '--duration',
+      String(duration),
+      '--congestion',
+      congestion,
+      '--json',
+      '--quiet',
+      '--timeout',
+      String(duration + 30)
+    ],
+    (duration + 60) * 1000
+  )
+  const line = await waitForLine(receiver, seen, /^\{"ok".*$/m, 10_000)
+  if (line === undefined) {
+    // The harness prints {"ok":false,"error":{"code":...}}: name the code.
+    const code = /"code":"([A-Z_]+)"/.exec(r.output)?.[1]
+    throw new Error(code ?? `stream failed: ${r.output.trim().slice(0, 300)}`)
+  }
+  const j = JSON.parse(line) as {
+    ok: boolean
+    goodputMbitPerSec?: number
+    error?: { code: string }
+  }
+  if (!j.ok || j.goodputMbitPerSec === undefined) throw new Error(j.error?.code ?? 'receive failed')
+  return j.goodputMbitPerSec
+}
+
+/** The first match of `re` in what `p` printed after offset `from`, polled until `timeoutMs`. */
+export async function waitForLine(
+  p: NsProcess,
+  from: number,
+  re: RegExp,
+  timeoutMs: number
+): Promise<string | undefined> {
+  const until = Date.now() + timeoutMs
+  for (;;) {
+    const m = re.exec(p.output().slice(from))
+    if (m !== null) return m[0]
+    if (Date.now() > until) return undefined
+    await new Promise((r) => setTimeout(r, 100))
+  }
+}
+
+/** A receiver in dst (kept for a whole link) measuring each connection for `seconds`. */
+export async function startReceiver(
+  bed: ImpairedTestbed,
+  port: number,
+  seconds: number,
+  wrap: readonly string[] = []
+): Promise<NsProcess> {
+  const p = startIn(
+    bed.topo.ns.dst,
+    [
+      ...wrap,
+      process.execPath,
+      dist('tools/receive.js'),
+      '--port',
+      String(port),
+      '--keep-listening',
+      '--json',
+      '--quiet',
+      '--stop-after',
+      String(seconds)
+    ],
+    'receive'
+  )
+  await p.waitFor(/listening on/)
+  return p
+}
+
+/** The receivers of one link: 5201 for direct TCP, Tandem and kcptun; 5203 for MPTCP. */
+export interface Receivers {
+  readonly main: NsProcess
+  readonly mptcp?: NsProcess | undefined
+}
+
+type Measured = { mbit: number; cpu?: { tx: number; rx: number } }
+
+/** Tandem: proxies started for this run, a stream through them, CPU of both proxies. */
+async function runTandem(
+  bed: ImpairedTestbed,
+  receivers: Receivers,
+  sys: SystemSpec,
+  seconds: number
+): Promise<Measured> {
+  const bdp =
+    ((bed.link.rateMbit > 0 ? bed.link.rateMbit : 1000) *
+      1e6 *
+      Math.max(0.05, bed.link.rttMs / 1000)) /
+    8
+  const conf = bed.config(sys.name, {
+    'tx_proxy.subflows': String(sys.subflows ?? 8),
+    'trunk.congestion': sys.congestion,
+    'limits.max_flow_window_bytes': String(Math.max(32 * 1048576, Math.ceil(8 * bdp))),
+    'security.encrypt': sys.plain === true ? 'false' : 'true',
+    'interception.transparent': 'false',
+    ...(sys.framePayload !== undefined ? { 'trunk.frame_payload_bytes': sys.framePayload } : {})
+  })
+  const { tx, rx } = await bed.startProxies(conf, sys.subflows ?? 8)
+  try {
+    return await withCpu(tx, rx, seconds, () =>
+      streamGoodput(bed, receivers.main, A.dst.v4, 5201, seconds, 'cubic')
+    )
+  } finally {
+    await tx.stop()
+    await rx.stop()
+  }
+}
+
+/** iperf3 -P 8 from src to dst, its own server (goodput as iperf3 counts it at the receiver). */
+async function runIperf3(
+  bed: ImpairedTestbed,
+  sys: SystemSpec,
+  seconds: number
+): Promise<Measured> {
+  const server = startIn(
+    bed.topo.ns.dst,
+    ['iperf3', '-s', '-1', '-p', '5202', '--forceflush'],
+    'iperf3-server'
+  )
+  await server.waitFor(/Server listening/)
+  const r = await runIn(
+    bed.topo.ns.src,
+    [
+      'iperf3',
+      '-c',
+      A.dst.v4,
+      '-p',
+      '5202',
+      '-P',
+      '8',
+      '-t',
+      String(seconds),
+      '-C',
+      sys.congestion,
+      '-J'
+    ],
+    seconds * 1000 + 60_000
+  )
+  await server.stop()
+  const j = JSON.parse(r.output) as { end?: { sum_received?: { bits_per_second?: number } } }
+  return { mbit: (j.end?.sum_received?.bits_per_second ?? 0) / 1e6 }
+}
+
+/** kcptun between the boxes, a stream through it, CPU of its client and server. */
+async function runKcptun(
+  bed: ImpairedTestbed,
+  receivers: Receivers,
+  seconds: number
+): Promise<Measured> {
+  // Tuned for long fat links: fast mode, no compression or crypto, windows above the BDP.
+  const wnd = String(
+    Math.max(
+      1024,
+      Math.ceil(
+        ((bed.link.rateMbit || 100) * 1e6 * Math.max(0.05, bed.link.rttMs / 1000)) / 8 / 1350
+      ) * 2
+    )
+  )
+  const common = [
+    '--mode',
+    'fast',
+    '--nocomp',
+    '--crypt',
+    'none',
+    '--mtu',
+    '1350',
+    '--sndwnd',
+    wnd,
+    '--rcvwnd',
+    wnd,
+    '--quiet'
+  ]
+  const server = startIn(
+    bed.topo.ns.rx,
+    ['kcptun-server', '-l', ':29900', '-t', `${A.dst.v4}:5201`, ...common],
+    'kcptun-server'
+  )
+  const client = startIn(
+    bed.topo.ns.tx,
+    ['kcptun-client', '-l', ':12948', '-r', `${A.rx.v4}:29900`, ...common],
+    'kcptun-client'
+  )
+  await new Promise((r) => setTimeout(r, 1000))
+  try {
+    return await withCpu(client, server, seconds, () =>
+      streamGoodput(bed, receivers.main, A.tx.v4, 12948, seconds, 'cubic')
+    )
+  } finally {
+    await client.stop()
+    await server.stop()
+  }
+}
+
+/** Run one system once on the testbed; Mbit/s, plus CPU s/GB for Tandem and kcptun. */
+export async function runOnce(
+  bed: ImpairedTestbed,
+  receivers: Receivers,
+  sys: SystemSpec,
+  seconds: number
+): Promise<Measured> {
+  switch (sys.kind) {
+    case 'direct':
+      return {
+        mbit: await streamGoodput(bed, receivers.main, A.dst.v4, 5201, seconds, sys.congestion)
+      }
+    case 'tandem':
+      return runTandem(bed, receivers, sys, seconds)
+    case 'iperf3':
+      return runIperf3(bed, sys, seconds)
+    case 'kcptun':
+      return runKcptun(bed, receivers, seconds)
+    case 'mptcp': {
+      if (receivers.mptcp === undefined) throw new Error('no MPTCP receiver')
+      const mbit = await streamGoodput(
+        bed,
+        receivers.mptcp,
+        A.dst.v4,
+        5203,
+        seconds,
+        sys.congestion,
+        ['mptcpize', 'run']
+      )
+      return { mbit }
+    }
+  }
+}
+
+/** Kernel MPTCP set-up in src and dst: 4 subflows from 4 src addresses; a receiver on 5203. */
+export async function setupMptcp(bed: ImpairedTestbed, seconds: number): Promise<NsProcess> {
+  const { src, dst } = bed.topo.ns
+  for (const ns of [src, dst])
+    await ns.exec(['ip', 'mptcp', 'limits', 'set', 'subflow', '8', 'add_addr_accepted', '8'])
+  for (const n of [21, 22, 23]) {
+    await src.exec(['ip', 'addr', 'add', `192.168.2.${n}/24`, 'dev', bed.topo.interfaces.src])
+    await src.exec([
+      'ip',
+      'mptcp',
+      'endpoint',
+      'add',
+      `192.168.2.${n}`,
+      'dev',
+      bed.topo.interfaces.src,
+      'subflow'
+    ])
+  }
+  await new Promise((r) => setTimeout(r, 2500)) // DAD-free v4, but ARP for the new addresses
+  return await startReceiver(bed, 5203, seconds, ['mptcpize', 'run'])
+}
