@@ -32,9 +32,10 @@ is_root() {
 
 # ensure_tool COMMAND PACKAGE: installs PACKAGE with apt-get when COMMAND is missing and we are
 # root (a fresh machine may lack it); returns 1 when COMMAND is still missing afterwards.
+# TANDEM_NO_INSTALL=1 (set by the systemd units) never installs: nothing runs apt-get at boot.
 ensure_tool() {
   command -v "$1" >/dev/null 2>&1 && return 0
-  if is_root && command -v apt-get >/dev/null 2>&1; then
+  if [ -z "${TANDEM_NO_INSTALL:-}" ] && is_root && command -v apt-get >/dev/null 2>&1; then
     warn "$1 not found: installing $2"
     # Quiet on success; apt-get's own messages go to stderr when it fails.
     if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \

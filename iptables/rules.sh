@@ -162,7 +162,7 @@ ip_family_opt() {
 emit_need_nft() {
   cat <<'NEED'
 if ! command -v nft >/dev/null 2>&1; then
-  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+  if [ -z "${TANDEM_NO_INSTALL:-}" ] && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "apply.sh: nft not found: installing nftables" >&2
     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nftables; } >/dev/null 2>&1 || true
   fi

@@ -7,6 +7,7 @@
         "src/address.cc",
         "src/errors.cc",
         "src/nfqueue.cc",
+        "src/notify.cc",
         "src/sockopt.cc",
         "src/transparent_connect.cc"
       ],

@@ -204,6 +204,8 @@ export interface NativeBinding {
   transparentConnect(options: TransparentConnectOptions): Promise<number>
   /** NFQUEUE reader class. */
   readonly NfQueue: NfQueueClass
+  /** One datagram `message` to the AF_UNIX socket `socketPath` ('/path' or '@abstract'). */
+  sdNotify(socketPath: string, message: string): void
 }
 
 /** Where node-gyp puts the addon, relative to the project root. */
@@ -337,6 +339,18 @@ export function getSockOptInt(fd: number, level: number, optname: number): numbe
 /** Socket option levels and names, as compiled into the addon. */
 export function nativeConstants(): NativeConstants {
   return loadNative().constants
+}
+
+/**
+ * sd_notify(3): sends `message` (newline-separated `KEY=VALUE` lines such as `READY=1`) to the
+ * service manager's socket `socketPath` (the value of $NOTIFY_SOCKET; '@name' is an abstract
+ * socket). A datagram, because that is what systemd reads there and what Node cannot send.
+ * @throws NativeError with errno ENOENT, ECONNREFUSED... when nobody listens there.
+ */
+export function sdNotify(socketPath: string, message: string): void {
+  callNative('sdNotify', (b) => {
+    b.sdNotify(socketPath, message)
+  })
 }
 
 /**

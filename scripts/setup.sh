@@ -28,6 +28,8 @@ have g++ || need="$need g++"
 have systemd-analyze || need="$need systemd"
 have make || need="$need make"
 have python3 || need="$need python3"
+# promtool (Debian's prometheus package) lints a real scrape in the metrics tests.
+have promtool || need="$need prometheus"
 pkg_missing libnetfilter-queue-dev && need="$need libnetfilter-queue-dev"
 if [ "$bench" = true ]; then
   have iperf3 || need="$need iperf3"
@@ -45,6 +47,10 @@ if [ -n "$need" ]; then
   apt-get -o DPkg::Lock::Timeout=300 update -qq
   # shellcheck disable=SC2086 # the package list is meant to split
   DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends $need >/dev/null
+  # Only promtool is wanted from the prometheus package: not a Prometheus server running here.
+  case "$need" in *prometheus*)
+    if [ -d /run/systemd/system ]; then systemctl disable --now prometheus >/dev/null 2>&1 || true; fi ;;
+  esac
 fi
 
 if [ ! -f node_modules/.package-lock.json ] || [ -n "$(find package-lock.json -newer node_modules/.package-lock.json)" ]; then

@@ -3,6 +3,7 @@
 #include <napi.h>
 
 #include "nfqueue.h"
+#include "notify.h"
 #include "sockopt.h"
 #include "transparent_connect.h"
 
@@ -12,6 +13,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   tandem::InitSockopt(env, exports);
   tandem::InitTransparentConnect(env, exports);
   tandem::NfQueue::Init(env, exports);
+  tandem::InitNotify(env, exports);
   return exports;
 }
 

@@ -3,12 +3,85 @@
  * `./tx_proxy status` and `./rx_proxy status` print (human table, --json, --watch). A Unix
  * socket, so only local users with access to its path can ask.
  */
-import { mkdirSync, rmSync } from 'node:fs'
+import { chmodSync, chownSync, lstatSync, mkdirSync, readFileSync, unlinkSync } from 'node:fs'
 import { connect, createServer, type Server } from 'node:net'
 import { dirname } from 'node:path'
-import type { FlowTotals, TrunkStatus } from '../trunk/status.js'
+import { ConfigError } from '../common/errors.js'
+import type {
+  FlowStatus as TrunkFlowStatus,
+  FlowTotals,
+  SubflowStatus as TrunkSubflowStatus
+} from '../trunk/status.js'
 
-export type { FlowStatus, SubflowStatus, TrunkStatus } from '../trunk/status.js'
+/** A snapshot of one subflow: the trunk's own figures plus what the proxy knows. */
+export interface SubflowStatus extends TrunkSubflowStatus {
+  /** connecting (dial or handshake running), up, or backing off (waiting to dial again). */
+  readonly state?: SubflowState
+  /** Name of the path (tx_proxy.paths) this subflow dials over. */
+  readonly path?: string
+  /** Local and remote address:port of the TCP connection. */
+  readonly local?: string
+  readonly remote?: string
+  /** Kernel smoothed RTT (TCP_INFO), in ms. */
+  readonly tcpRttMs?: number
+  /** Congestion window (TCP_INFO), in segments. */
+  readonly cwndSegments?: number
+  /** Segments retransmitted over the connection's life (TCP_INFO). */
+  readonly retransmits?: number
+  /** Latest delivery rate estimate (TCP_INFO), bytes per second. */
+  readonly deliveryRateBps?: number
+  /** Failed dials since this subflow was last up. */
+  readonly failedDials?: number
+  /** Backing off: the next dial starts in this many ms. */
+  readonly nextDialInMs?: number
+}
+
+/** What a subflow slot is doing. */
+export type SubflowState = 'connecting' | 'up' | 'backing off'
+
+/** A snapshot of one flow: the trunk's own figures plus the endpoints and rates. */
+export interface FlowStatus extends TrunkFlowStatus {
+  /** The client's address:port (the side that opened the connection). */
+  readonly client?: string
+  /** Where the client was going, address:port. */
+  readonly destination?: string
+  /** Bytes per second read from / written to the local application, lately. */
+  readonly rateFromAppBps?: number
+  readonly rateToAppBps?: number
+  /** Indexes of the subflows that carried this flow's data either way. */
+  readonly subflowsUsed?: readonly number[]
+}
+
+/** The last dial that failed, for status. */
+export interface DialError {
+  /** Subflow index that dialled. */
+  readonly subflow: number
+  readonly message: string
+  /** Stable error code (PEP_ERR_..., or the socket's errno name). */
+  readonly code: string
+  /** When, ISO 8601 UTC. */
+  readonly at: string
+}
+
+/** A snapshot of one trunk. */
+export interface TrunkStatus {
+  readonly id: string
+  readonly subflows: readonly SubflowStatus[]
+  readonly flows: number
+  /** The busiest flows, most bytes first. */
+  readonly topFlows: readonly FlowStatus[]
+  /** The peer proxy: address:port dialled (tx), address the subflows come from (rx). */
+  readonly peer?: string
+  /** static (explicit destination) or intercepting (NFQUEUE / bridged box). */
+  readonly mode?: 'static' | 'intercepting'
+  /** True when the subflows carry AES-256-GCM records. */
+  readonly encrypted?: boolean
+  /** up (a subflow carries flows), down, or draining (the peer sent GOAWAY). */
+  readonly state?: 'up' | 'down' | 'draining'
+  /** Dials that failed since the trunk was last up (tx). */
+  readonly failedDials?: number
+  readonly lastDialError?: DialError
+}
 
 /** What `status` answers. */
 export interface ProxyStatus {
@@ -24,10 +97,124 @@ export interface ProxyStatus {
   readonly interception?: unknown
 }
 
-/** Serve `status` on `path`. Returns the server (close it on stop). */
-export async function serveControl(path: string, status: () => ProxyStatus): Promise<Server> {
-  mkdirSync(dirname(path), { recursive: true })
-  rmSync(path, { force: true })
+/** Which proxy's control socket, for the keys named in errors. */
+export interface ControlOptions {
+  /** The config section: `tx_proxy` or `rx_proxy`. */
+  readonly section: 'tx_proxy' | 'rx_proxy'
+  /** `control_socket_group`: a group name or number that may use the socket ('' : none). */
+  readonly group: string
+}
+
+/** The gid of `group` (a number, or a name from /etc/group). Throws ConfigError naming `key`. */
+export function resolveGroup(key: string, group: string): number {
+  if (/^\d+$/.test(group)) return Number(group)
+  let text = ''
+  try {
+    text = readFileSync('/etc/group', 'utf8')
+  } catch {
+    // No group database: only numbers work.
+  }
+  for (const line of text.split('\n')) {
+    const [name, , gid] = line.split(':')
+    if (name === group && gid !== undefined && /^\d+$/.test(gid)) return Number(gid)
+  }
+  throw new ConfigError(
+    key,
+    `no such group ${JSON.stringify(group)} (a name in /etc/group or a number)`
+  )
+}
+
+/**
+ * What is at `path` now: nothing, a socket nobody answers on (left by a proxy that died), a
+ * live proxy (its status, when it gave one in time), or something else. Never removes anything.
+ */
+export async function probeControl(
+  path: string,
+  timeoutMs = 1000
+): Promise<
+  | { readonly kind: 'absent' | 'stale' | 'not-a-socket' }
+  | { readonly kind: 'live'; readonly status: ProxyStatus | undefined }
+> {
+  let isSocket: boolean
+  try {
+    isSocket = lstatSync(path).isSocket()
+  } catch {
+    return { kind: 'absent' }
+  }
+  if (!isSocket) return { kind: 'not-a-socket' }
+  return await new Promise((resolve) => {
+    const socket = connect(path)
+    let text = ''
+    let connected = false
+    const done = (): void => {
+      clearTimeout(timer)
+      socket.destroy()
+      let status: ProxyStatus | undefined
+      try {
+        status = JSON.parse(text) as ProxyStatus
+      } catch {
+        status = undefined
+      }
+      resolve(connected ? { kind: 'live', status } : { kind: 'stale' })
+    }
+    // Something accepted the connection but said nothing: still a live listener.
+    const timer = setTimeout(done, timeoutMs)
+    socket.setEncoding('utf8')
+    socket.on('connect', () => {
+      connected = true
+      socket.write('status\n')
+    })
+    socket.on('data', (d: string) => (text += d))
+    socket.on('end', done)
+    // ECONNREFUSED: a socket file whose listener is gone.
+    socket.on('error', done)
+  })
+}
+
+/**
+ * Serve `status` on `path`. Returns the server (close it on stop).
+ *
+ * The socket is 0600 (0660 and owned by `options.group` when one is given) whatever the umask,
+ * in a directory created 0700 (0710 with a group, so its members can reach the socket). A live
+ * proxy's socket is never removed: a second instance with the same path stops with one line
+ * naming the key. A socket file nobody answers on is a leftover, and is replaced.
+ */
+export async function serveControl(
+  path: string,
+  status: () => ProxyStatus,
+  options: ControlOptions
+): Promise<Server> {
+  const key = `${options.section}.control_socket`
+  const gid =
+    options.group === ''
+      ? undefined
+      : resolveGroup(`${options.section}.control_socket_group`, options.group)
+  const dir = dirname(path)
+  const created = mkdirSync(dir, { recursive: true, mode: 0o700 })
+  if (created !== undefined) {
+    // Only directories made here: an existing one (/tmp, /run) is not ours to change.
+    for (let d = dir; d.length >= created.length; d = dirname(d)) {
+      if (gid !== undefined) chownSync(d, -1, gid)
+      chmodSync(d, gid === undefined ? 0o700 : 0o710)
+      if (d === created) break
+    }
+  }
+  const found = await probeControl(path)
+  if (found.kind === 'live') {
+    const who =
+      found.status !== undefined ? `${found.status.role} (pid ${found.status.pid})` : 'a process'
+    throw new ConfigError(
+      key,
+      `${who} is running and answers at ${path}; stop it first, or give this one another ${key}`
+    )
+  }
+  if (found.kind === 'not-a-socket') {
+    throw new ConfigError(
+      key,
+      `${path} exists and is not a socket; remove it or choose another path`
+    )
+  }
+  if (found.kind === 'stale') unlinkSync(path)
   const server = createServer((socket) => {
     socket.setEncoding('utf8')
     let request = ''
@@ -45,11 +232,20 @@ export async function serveControl(path: string, status: () => ProxyStatus): Pro
   })
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
-    server.listen(path, () => {
-      server.off('error', reject)
-      resolve()
-    })
+    // The socket file is created inside listen() (bind is synchronous for a Unix socket): with
+    // umask 0177 it is born 0600, so no other user can connect before the chmod below.
+    const umask = process.umask(0o177)
+    try {
+      server.listen(path, () => {
+        server.off('error', reject)
+        resolve()
+      })
+    } finally {
+      process.umask(umask)
+    }
   })
+  if (gid !== undefined) chownSync(path, -1, gid)
+  chmodSync(path, gid === undefined ? 0o600 : 0o660)
   return server
 }
 
@@ -82,50 +278,8 @@ export async function queryStatus(path: string, timeoutMs = 3000): Promise<Proxy
   })
 }
 
-function human(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
-  let v = bytes
-  let i = 0
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024
-    i++
-  }
-  return `${v.toFixed(i === 0 ? 0 : 1)} ${units[i]}`
-}
-
-/** The human status screen. */
-export function formatStatus(s: ProxyStatus): string {
-  const lines: string[] = []
-  lines.push(
-    `${s.role} pid ${s.pid}, up ${(s.uptimeMs / 1000).toFixed(0)} s, buffered ${human(s.bufferedBytes)} of ${human(s.maxBufferedBytes)}`
-  )
-  lines.push(
-    `carried: ${human(s.totals.bytesFromApp)} from applications, ${human(s.totals.bytesToApp)} to applications, ${human(s.totals.resentBytes)} re-sent`
-  )
-  for (const t of s.trunks) {
-    lines.push(`trunk ${t.id.slice(0, 16)}: ${t.subflows.length} subflow(s), ${t.flows} flow(s)`)
-    lines.push('  subflow  path  rtt ms    queued       sent   received')
-    for (const f of t.subflows) {
-      lines.push(
-        `  ${String(f.index).padStart(7)}  ${String(f.pathId).padStart(4)}  ${f.srttMs.toFixed(1).padStart(6)}  ${human(f.queuedBytes).padStart(8)}  ${human(f.bytesSent).padStart(9)}  ${human(f.bytesReceived).padStart(9)}`
-      )
-    }
-    if (t.topFlows.length > 0) {
-      lines.push('  flow         state          from app     to app    resent    age s')
-      for (const f of t.topFlows) {
-        lines.push(
-          `  ${String(f.id).padEnd(11)}  ${f.state.padEnd(11)}  ${human(f.bytesFromApp).padStart(9)}  ${human(f.bytesToApp).padStart(9)}  ${human(f.resentBytes).padStart(8)}  ${(f.ageMs / 1000).toFixed(1).padStart(7)}`
-        )
-      }
-    }
-  }
-  const interesting = Object.entries(s.counters).filter(([, v]) => v !== 0)
-  if (interesting.length > 0) {
-    lines.push('counters:')
-    for (const [k, v] of interesting) lines.push(`  ${k} ${v}`)
-  }
-  return lines.join('\n')
-}
+/** The human status screen (in its own module; re-exported for the CLI). */
+export { formatStatus } from './status-format.js'
 
 /** Totals over closed flows (counters) plus live ones. */
 export function combineTotals(

@@ -1,201 +1,594 @@
 /**
- * Prometheus metrics (prom-client) on a local address. Every value is read at scrape time from
- * the proxy's own status, counters and TCP_INFO: nothing is counted twice, and one registry per
- * proxy (never prom-client's global one) keeps two proxies in one process apart.
+ * Prometheus metrics (prom-client) on a local address, by Prometheus' naming conventions: base
+ * units (seconds, bytes), `_total` on counters and only on them, one series per quantity, every
+ * counter present from the start (at 0), the trunk named by its peer's address (stable across
+ * restarts), `tandem_build_info` and the process metrics of prom-client's default collectors.
+ *
+ * Every value is read at scrape time from the proxy's status snapshot and counters: nothing is
+ * counted twice, and one registry per proxy (never prom-client's global one) keeps two proxies
+ * in one process apart. The same listener serves `/healthz` and `/readyz`.
  */
-import { createServer, type Server } from 'node:http'
-import type { Socket } from 'node:net'
-import { Counter, Gauge, Registry } from 'prom-client'
+import { readFileSync } from 'node:fs'
+import { createServer, type Server, type ServerResponse } from 'node:http'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client'
+import { findProjectRoot } from '../../native/index.js'
 import type { HostPort } from '../common/config/config.js'
-import { getTcpInfo, socketFd } from '../../native/index.js'
-import type { ProxyStatus } from './control.js'
+import { errorMessage, PepErrorCodes } from '../common/errors.js'
+import { liveness, LoopMonitor, type HealthAnswer } from './health.js'
+import type { ProxyStatus, SubflowStatus, TrunkStatus } from './control.js'
 
 /** What the metrics read from a proxy. */
 export interface MetricsSource {
   status(): ProxyStatus
-  /** Subflow sockets by trunk, for TCP_INFO. */
-  subflowSockets(): { trunk: string; index: number; pathId: number; socket: Socket }[]
+  /** `/readyz`: can the proxy carry new flows now? */
+  readiness(): HealthAnswer
 }
 
-/** Build the registry for one proxy. */
-export function createRegistry(source: MetricsSource): Registry {
-  const registry = new Registry()
-  let snapshot: ProxyStatus | undefined
-  const snap = (): ProxyStatus => (snapshot ??= source.status())
+/** A counter of the proxy's `Counters`, as a Prometheus counter. */
+interface CounterSpec {
+  /** The name in `Counters` (a prefix when `label` is set: `errors_` + code). */
+  readonly key: string
+  /** Metric name without `tandem_` and `_total`. */
+  readonly name: string
+  readonly help: string
+  /** The part of `key` after the prefix goes into this label. */
+  readonly label?: string
+  /** Label values shown at 0 before their first event. */
+  readonly values?: readonly string[]
+  /** Only this role counts it (both when absent). */
+  readonly role?: ProxyStatus['role']
+}
 
-  new Gauge({
-    name: 'tandem_flows_active',
-    help: 'Flows being carried now',
-    registers: [registry],
-    collect() {
-      snapshot = undefined // each scrape starts from a fresh snapshot
-      this.set(snap().trunks.reduce((n, t) => n + t.flows, 0))
+const PEP_CODES = Object.values(PepErrorCodes)
+
+/**
+ * Counters that are exposed by other means, or that repeat a quantity another series holds:
+ * application bytes, duplicates, re-sent bytes and credit stalls come from the totals (closed
+ * plus live flows); auth_failures and dial_failures are handshake_failures by code; syns_seen is
+ * the sum of the SYN decisions.
+ */
+const NOT_EXPORTED: ReadonlySet<string> = new Set([
+  'bytes_from_app',
+  'bytes_to_app',
+  'duplicate_bytes',
+  'credit_stalls',
+  'flow_bytes_resent',
+  'bytes_resent',
+  'auth_failures',
+  'dial_failures',
+  'syns_seen'
+])
+
+/** Every counter of the proxy, with its name and meaning. Prefix entries come first. */
+export const COUNTER_SPECS: readonly CounterSpec[] = [
+  {
+    key: 'errors_',
+    name: 'protocol_errors',
+    label: 'code',
+    values: PEP_CODES,
+    help: 'Protocol errors that closed a subflow or a flow, by error code'
+  },
+  {
+    key: 'handshake_failures_',
+    name: 'handshake_failures',
+    label: 'code',
+    values: ['PEP_ERR_AUTH_FAILED', 'PEP_ERR_VERSION_MISMATCH', 'PEP_ERR_TIMEOUT'],
+    help: 'Subflow handshakes that failed, by code (tx: failed dials, errno or PEP_ERR code; rx: refused handshakes)'
+  },
+  {
+    key: 'connect_failures_',
+    name: 'destination_connect_failures',
+    label: 'code',
+    values: ['ECONNREFUSED', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH'],
+    role: 'rx_proxy',
+    help: 'Connections to destinations that failed, by errno'
+  },
+  {
+    key: 'flows_refused_',
+    name: 'flows_refused',
+    label: 'reason',
+    values: ['limit', 'memory', 'shutdown', 'policy', 'destination'],
+    help: 'Flows refused, by reason (limit: max_flows, memory: max_buffered_bytes, destination: rx policy)'
+  },
+  {
+    key: 'syns_',
+    name: 'syn_decisions',
+    label: 'decision',
+    values: ['accelerated', 'bypassed_policy', 'bypassed_trunk_down', 'retransmitted'],
+    role: 'tx_proxy',
+    help: 'Intercepted SYNs by decision (retransmitted: a repeat that got its first copy’s decision)'
+  },
+  { key: 'flows_opened', name: 'flows_opened', help: 'Flows opened' },
+  { key: 'flows_closed', name: 'flows_closed', help: 'Flows that ended with both FINs' },
+  { key: 'flows_reset', name: 'flows_reset', help: 'Flows that ended with a reset' },
+  {
+    key: 'flows_idle_timeout',
+    name: 'flows_idle_timeout',
+    help: 'Flows reset after limits.idle_timeout_ms without a byte'
+  },
+  {
+    key: 'clients_accepted',
+    name: 'clients_accepted',
+    role: 'tx_proxy',
+    help: 'Client connections accepted'
+  },
+  {
+    key: 'clients_no_destination',
+    name: 'clients_no_destination',
+    role: 'tx_proxy',
+    help: 'Client connections reset because their destination was unknown'
+  },
+  {
+    key: 'connects',
+    name: 'destination_connects',
+    role: 'rx_proxy',
+    help: 'Connections to destinations that succeeded'
+  },
+  { key: 'subflows_joined', name: 'subflows_joined', help: 'Subflows that joined a trunk' },
+  { key: 'subflows_lost', name: 'subflows_lost', help: 'Subflows that closed or failed' },
+  {
+    key: 'subflows_accepted',
+    name: 'subflows_accepted',
+    role: 'rx_proxy',
+    help: 'TCP connections accepted on the subflow port, before their handshake'
+  },
+  {
+    key: 'handshakes_refused_busy',
+    name: 'handshakes_refused_busy',
+    role: 'rx_proxy',
+    help: 'Subflows closed at once because limits.max_unauthenticated handshakes were running'
+  },
+  {
+    key: 'trunks_created',
+    name: 'trunks_created',
+    role: 'rx_proxy',
+    help: 'Trunks created (a new peer, or a peer that restarted)'
+  },
+  {
+    key: 'trunk_outages',
+    name: 'trunk_outages',
+    help: 'Times a trunk had no subflow for trunk.outage_grace_ms (its flows were reset)'
+  },
+  {
+    key: 'peer_restarts',
+    name: 'peer_restarts',
+    role: 'tx_proxy',
+    help: 'Times rx_proxy came back without the trunk (restarted): its flows were reset'
+  },
+  { key: 'frames_sent', name: 'frames_sent', help: 'DATA frames sent' },
+  {
+    key: 'frames_duplicated',
+    name: 'frames_duplicated',
+    help: 'DATA frames sent a second time on another subflow (redundant flows)'
+  },
+  {
+    key: 'frames_unknown_flow',
+    name: 'frames_unknown_flow',
+    help: 'Frames for a flow that had already ended, dropped'
+  },
+  { key: 'resets_sent', name: 'resets_sent', help: 'RESET frames sent' },
+  { key: 'resets_received', name: 'resets_received', help: 'RESET frames received' },
+  {
+    key: 'resets_dropped',
+    name: 'resets_dropped',
+    help: 'RESET frames not sent because the subflow queue was over its limit'
+  },
+  {
+    key: 'pongs_dropped',
+    name: 'pongs_dropped',
+    help: 'PONGs not sent because the subflow queue was over its limit'
+  },
+  {
+    key: 'opens_after_close',
+    name: 'opens_after_close',
+    role: 'rx_proxy',
+    help: 'Late copies of an OPEN for a flow that had already ended'
+  },
+  {
+    key: 'nfqueue_not_syn',
+    name: 'nfqueue_not_syn',
+    role: 'tx_proxy',
+    help: 'Queued packets that were not plain SYNs (accepted as they were)'
+  },
+  {
+    key: 'nfqueue_errors',
+    name: 'nfqueue_errors',
+    role: 'tx_proxy',
+    help: 'NFQUEUE read failures'
+  },
+  {
+    key: 'syn_table_misses',
+    name: 'syn_table_misses',
+    role: 'tx_proxy',
+    help: 'Accepted clients whose SYN was not in the SYN table'
+  },
+  {
+    key: 'syn_table_mismatches',
+    name: 'syn_table_mismatches',
+    role: 'tx_proxy',
+    help: 'Accepted clients whose original destination differed from their SYN’s'
+  }
+]
+
+/** The version of the package, from package.json ('unknown' when it cannot be read). */
+export function packageVersion(): string {
+  try {
+    const root = findProjectRoot(fileURLToPath(new URL('.', import.meta.url)))
+    if (root === undefined) return 'unknown'
+    const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
+      version?: unknown
     }
-  })
-  new Counter({
-    name: 'tandem_events_total',
-    help: 'Every event counter of the proxy (flows opened/closed/reset/refused, SYN decisions, frames, errors by code, handshake failures...)',
-    labelNames: ['event'],
-    registers: [registry],
-    collect() {
-      this.reset()
-      for (const [event, v] of Object.entries(snap().counters)) this.inc({ event }, v)
+    return typeof pkg.version === 'string' ? pkg.version : 'unknown'
+  } catch {
+    return 'unknown'
+  }
+}
+
+/** Labels of one subflow series. */
+function subflowLabels(
+  t: TrunkStatus,
+  f: SubflowStatus
+): { peer: string; subflow: string; path: string } {
+  return {
+    peer: t.peer ?? t.id.slice(0, 8),
+    subflow: String(f.index),
+    path: f.path ?? String(f.pathId)
+  }
+}
+
+/** One proxy's metrics: a registry plus the counters found at scrape time. */
+export class ProxyMetrics {
+  readonly registry = new Registry()
+  readonly loop = new LoopMonitor()
+  /** Counters seen in `Counters` with no spec: exposed as `tandem_<name>_total`. */
+  private readonly extra = new Map<string, Counter>()
+  private snapshot: ProxyStatus | undefined
+
+  constructor(
+    private readonly source: MetricsSource,
+    role: ProxyStatus['role']
+  ) {
+    const registry = this.registry
+    collectDefaultMetrics({ register: registry })
+    // prom-client names three gauges with `_total`, which marks counters; the same figures are
+    // there by type (nodejs_active_handles{type=...} and so on), so these go.
+    for (const name of [
+      'nodejs_active_handles_total',
+      'nodejs_active_requests_total',
+      'nodejs_active_resources_total'
+    ]) {
+      registry.removeSingleMetric(name)
     }
-  })
-  new Counter({
-    name: 'tandem_bytes_total',
-    help: 'Application bytes carried: from_app read from local sockets, to_app written to them',
-    labelNames: ['direction'],
-    registers: [registry],
-    collect() {
-      this.reset()
-      const s = snap()
-      this.inc({ direction: 'from_app' }, s.totals.bytesFromApp)
-      this.inc({ direction: 'to_app' }, s.totals.bytesToApp)
-    }
-  })
-  const totalsGauge = (name: string, help: string, key: keyof ProxyStatus['totals']): void => {
+    const snap = (): ProxyStatus => (this.snapshot ??= source.status())
+
     new Gauge({
-      name,
-      help,
+      name: 'tandem_build_info',
+      help: 'Always 1; the labels say which Tandem runs',
+      labelNames: ['version', 'role', 'node_version'],
+      registers: [registry]
+    }).set({ version: packageVersion(), role, node_version: process.version }, 1)
+
+    new Gauge({
+      name: 'tandem_ready',
+      help: '1 while the proxy can carry new flows (as /readyz answers 200), else 0',
       registers: [registry],
       collect() {
-        this.set(snap().totals[key])
+        this.set(source.readiness().ok ? 1 : 0)
       }
     })
-  }
-  totalsGauge('tandem_reorder_buffer_bytes', 'Bytes waiting in reorder buffers', 'reorderBytes')
-  totalsGauge(
-    'tandem_send_buffer_bytes',
-    'Bytes held in send buffers (unsent or unacknowledged)',
-    'sendBufferedBytes'
-  )
-  new Counter({
-    name: 'tandem_bytes_resent_total',
-    help: 'Bytes sent again after a subflow loss',
-    registers: [registry],
-    collect() {
-      this.reset()
-      this.inc(snap().totals.resentBytes)
-    }
-  })
-  new Counter({
-    name: 'tandem_duplicate_bytes_total',
-    help: 'Bytes received twice and dropped',
-    registers: [registry],
-    collect() {
-      this.reset()
-      this.inc(snap().totals.duplicateBytes)
-    }
-  })
-  new Counter({
-    name: 'tandem_credit_stalls_total',
-    help: 'Times a flow had data but no credit to send it',
-    registers: [registry],
-    collect() {
-      this.reset()
-      this.inc(snap().totals.creditStalls)
-    }
-  })
-  new Gauge({
-    name: 'tandem_buffered_bytes',
-    help: 'Bytes held against max_buffered_bytes',
-    registers: [registry],
-    collect() {
-      this.set(snap().bufferedBytes)
-    }
-  })
-  new Gauge({
-    name: 'tandem_subflows',
-    help: 'Live subflows per trunk',
-    labelNames: ['trunk'],
-    registers: [registry],
-    collect() {
-      this.reset()
-      for (const t of snap().trunks) this.set({ trunk: t.id.slice(0, 8) }, t.subflows.length)
-    }
-  })
-  new Gauge({
-    name: 'tandem_subflow_ping_rtt_ms',
-    help: 'Smoothed PING/PONG round-trip time per subflow, queueing included',
-    labelNames: ['trunk', 'subflow', 'path'],
-    registers: [registry],
-    collect() {
-      this.reset()
-      for (const t of snap().trunks) {
-        for (const f of t.subflows) {
-          this.set(
-            { trunk: t.id.slice(0, 8), subflow: String(f.index), path: String(f.pathId) },
-            f.srttMs
-          )
-        }
-      }
-    }
-  })
-  const tcpGauge = (
-    name: string,
-    help: string,
-    read: (i: ReturnType<typeof getTcpInfo>) => number
-  ): void => {
-    new Gauge({
-      name,
-      help,
-      labelNames: ['trunk', 'subflow', 'path'],
+    new Counter({
+      name: 'tandem_app_bytes_total',
+      help: 'Application bytes carried: from_app read from local sockets, to_app written to them',
+      labelNames: ['direction'],
       registers: [registry],
       collect() {
+        const s = snap()
         this.reset()
-        for (const s of source.subflowSockets()) {
-          try {
-            const info = getTcpInfo(socketFd(s.socket))
-            this.set(
-              { trunk: s.trunk.slice(0, 8), subflow: String(s.index), path: String(s.pathId) },
-              read(info)
-            )
-          } catch {
-            // the subflow closed between listing and reading
+        this.inc({ direction: 'from_app' }, s.totals.bytesFromApp)
+        this.inc({ direction: 'to_app' }, s.totals.bytesToApp)
+      }
+    })
+    const totalCounter = (name: string, help: string, read: (s: ProxyStatus) => number): void => {
+      new Counter({
+        name,
+        help,
+        registers: [registry],
+        collect() {
+          this.reset()
+          this.inc(read(snap()))
+        }
+      })
+    }
+    totalCounter(
+      'tandem_resent_bytes_total',
+      'Payload bytes sent again after a subflow was lost',
+      (s) => s.counters.bytes_resent ?? 0
+    )
+    totalCounter(
+      'tandem_duplicate_bytes_total',
+      'Payload bytes received twice and dropped',
+      (s) => s.totals.duplicateBytes
+    )
+    totalCounter(
+      'tandem_credit_stalls_total',
+      'Times a flow had data to send but no credit from the peer',
+      (s) => s.totals.creditStalls
+    )
+    const gauge = (name: string, help: string, read: (s: ProxyStatus) => number): void => {
+      new Gauge({
+        name,
+        help,
+        registers: [registry],
+        collect() {
+          this.set(read(snap()))
+        }
+      })
+    }
+    gauge(
+      'tandem_reorder_buffer_bytes',
+      'Bytes waiting in reorder buffers for a gap to fill',
+      (s) => s.totals.reorderBytes
+    )
+    gauge(
+      'tandem_send_buffer_bytes',
+      'Bytes held in send buffers (unsent or unacknowledged)',
+      (s) => s.totals.sendBufferedBytes
+    )
+    gauge(
+      'tandem_buffered_bytes',
+      'Bytes held against limits.max_buffered_bytes',
+      (s) => s.bufferedBytes
+    )
+    gauge('tandem_buffered_limit_bytes', 'limits.max_buffered_bytes', (s) => s.maxBufferedBytes)
+
+    const trunkGauge = (
+      name: string,
+      help: string,
+      read: (t: TrunkStatus) => number,
+      extraLabels: readonly string[] = [],
+      labels: (t: TrunkStatus) => Record<string, string> = () => ({})
+    ): void => {
+      new Gauge({
+        name,
+        help,
+        labelNames: ['peer', ...extraLabels],
+        registers: [registry],
+        collect() {
+          this.reset()
+          for (const t of snap().trunks) {
+            this.inc({ peer: t.peer ?? t.id.slice(0, 8), ...labels(t) }, read(t))
+          }
+        }
+      })
+    }
+    trunkGauge(
+      'tandem_trunk_up',
+      '1 while the trunk to this peer has a subflow and the peer takes flows, else 0',
+      (t) => (t.state === 'up' ? 1 : 0)
+    )
+    trunkGauge(
+      'tandem_trunk_info',
+      'Always 1 per trunk; the labels give its mode and whether it is encrypted',
+      () => 1,
+      ['mode', 'encrypted'],
+      (t) => ({ mode: t.mode ?? 'static', encrypted: String(t.encrypted ?? false) })
+    )
+    trunkGauge('tandem_flows_active', 'Flows carried now', (t) => t.flows)
+    trunkGauge(
+      'tandem_subflows_up',
+      'Subflows up now',
+      (t) => t.subflows.filter((f) => (f.state ?? 'up') === 'up').length
+    )
+
+    const subflowMetric = (
+      kind: 'gauge' | 'counter',
+      name: string,
+      help: string,
+      read: (f: SubflowStatus) => number | undefined
+    ): void => {
+      const options = {
+        name,
+        help,
+        labelNames: ['peer', 'subflow', 'path'],
+        registers: [registry]
+      }
+      const fill = (set: (labels: Record<string, string>, v: number) => void): void => {
+        for (const t of snap().trunks) {
+          for (const f of t.subflows) {
+            if ((f.state ?? 'up') !== 'up') continue
+            const v = read(f)
+            if (v !== undefined) set(subflowLabels(t, f), v)
           }
         }
       }
-    })
+      if (kind === 'gauge') {
+        new Gauge({
+          ...options,
+          collect() {
+            this.reset()
+            fill((l, v) => {
+              this.set(l, v)
+            })
+          }
+        })
+      } else {
+        new Counter({
+          ...options,
+          collect() {
+            this.reset()
+            fill((l, v) => {
+              this.inc(l, v)
+            })
+          }
+        })
+      }
+    }
+    subflowMetric(
+      'gauge',
+      'tandem_subflow_ping_rtt_seconds',
+      'Smoothed PING/PONG round-trip time per subflow, queueing included',
+      (f) => f.srttMs / 1000
+    )
+    subflowMetric(
+      'gauge',
+      'tandem_subflow_tcp_rtt_seconds',
+      'Kernel smoothed RTT of each subflow (TCP_INFO)',
+      (f) => (f.tcpRttMs === undefined ? undefined : f.tcpRttMs / 1000)
+    )
+    subflowMetric(
+      'gauge',
+      'tandem_subflow_cwnd_segments',
+      'Congestion window of each subflow (TCP_INFO), in segments',
+      (f) => f.cwndSegments
+    )
+    subflowMetric(
+      'gauge',
+      'tandem_subflow_delivery_rate_bytes_per_second',
+      'Latest delivery rate estimate of each subflow (TCP_INFO)',
+      (f) => f.deliveryRateBps
+    )
+    subflowMetric(
+      'gauge',
+      'tandem_subflow_queued_bytes',
+      'Bytes queued in user space on each subflow',
+      (f) => f.queuedBytes
+    )
+    subflowMetric(
+      'counter',
+      'tandem_subflow_retransmits_total',
+      'Segments retransmitted by each subflow connection (TCP_INFO; restarts at 0 on re-dial)',
+      (f) => f.retransmits
+    )
+    subflowMetric(
+      'counter',
+      'tandem_subflow_sent_bytes_total',
+      'Bytes written to each subflow connection, framing included (restarts at 0 on re-dial)',
+      (f) => f.bytesSent
+    )
+    subflowMetric(
+      'counter',
+      'tandem_subflow_received_bytes_total',
+      'Bytes read from each subflow connection, framing included (restarts at 0 on re-dial)',
+      (f) => f.bytesReceived
+    )
+
+    for (const spec of COUNTER_SPECS) {
+      if (spec.role !== undefined && spec.role !== role) continue
+      const labelNames = spec.label !== undefined ? [spec.label] : []
+      new Counter({
+        name: `tandem_${spec.name}_total`,
+        help: spec.help,
+        labelNames,
+        registers: [registry],
+        collect() {
+          const counters = snap().counters
+          this.reset()
+          if (spec.label === undefined) {
+            this.inc(counters[spec.key] ?? 0)
+            return
+          }
+          const label = spec.label
+          for (const v of spec.values ?? []) this.inc({ [label]: v }, 0)
+          for (const [k, n] of Object.entries(counters)) {
+            if (k.startsWith(spec.key) && !NOT_EXPORTED.has(k)) {
+              this.inc({ [label]: k.slice(spec.key.length) }, n)
+            }
+          }
+        }
+      })
+    }
   }
-  tcpGauge(
-    'tandem_subflow_tcp_rtt_ms',
-    'Kernel smoothed RTT of each subflow (TCP_INFO)',
-    (i) => i.rttUs / 1000
-  )
-  tcpGauge(
-    'tandem_subflow_cwnd_segments',
-    'Congestion window of each subflow (TCP_INFO)',
-    (i) => i.sndCwnd
-  )
-  tcpGauge(
-    'tandem_subflow_retransmits',
-    'Segments retransmitted by each subflow so far (TCP_INFO)',
-    (i) => i.totalRetrans
-  )
-  tcpGauge(
-    'tandem_subflow_delivery_rate_bytes',
-    'Delivery rate of each subflow, bytes/s (TCP_INFO)',
-    (i) => i.deliveryRate
-  )
-  return registry
+
+  /** `/readyz` of the proxy. */
+  readiness(): HealthAnswer {
+    return this.source.readiness()
+  }
+
+  /** True when `key` of `Counters` is exposed by a spec or on purpose not at all. */
+  static known(key: string): boolean {
+    return (
+      NOT_EXPORTED.has(key) ||
+      COUNTER_SPECS.some((s) => (s.label !== undefined ? key.startsWith(s.key) : key === s.key))
+    )
+  }
+
+  /** The text of one scrape. */
+  async scrape(): Promise<string> {
+    this.snapshot = undefined // each scrape starts from a fresh snapshot
+    const counters = (this.snapshot = this.source.status()).counters
+    // A counter added somewhere without a spec still shows, under its own name.
+    for (const key of Object.keys(counters)) {
+      if (ProxyMetrics.known(key) || this.extra.has(key) || !/^[a-z][a-z0-9_]*$/.test(key)) {
+        continue
+      }
+      const name = `tandem_${key.replace(/_total$/, '')}_total`
+      if (this.registry.getSingleMetric(name) !== undefined) continue
+      const snap = (): ProxyStatus | undefined => this.snapshot
+      this.extra.set(
+        key,
+        new Counter({
+          name,
+          help: `Counter ${key}`,
+          registers: [this.registry],
+          collect() {
+            this.reset()
+            this.inc(snap()?.counters[key] ?? 0)
+          }
+        })
+      )
+    }
+    try {
+      return await this.registry.metrics()
+    } finally {
+      this.snapshot = undefined
+    }
+  }
 }
 
-/** Serve `/metrics` on `listen`. */
-export async function serveMetrics(listen: HostPort, registry: Registry): Promise<Server> {
+/** Build the metrics of one proxy. */
+export function createRegistry(source: MetricsSource, role: ProxyStatus['role']): ProxyMetrics {
+  return new ProxyMetrics(source, role)
+}
+
+/** Serve `/metrics`, `/healthz` and `/readyz` on `listen`; starts the loop monitor. */
+export async function serveMetrics(listen: HostPort, metrics: ProxyMetrics): Promise<Server> {
+  metrics.loop.start()
+  const answer = (res: ServerResponse, a: HealthAnswer): void => {
+    res
+      .writeHead(a.ok ? 200 : 503, { 'content-type': 'text/plain; charset=utf-8' })
+      .end(`${a.detail}\n`)
+  }
   const server = createServer((req, res) => {
-    if (req.url !== '/metrics') {
-      res.writeHead(404).end('not found: try /metrics\n')
+    const path = (req.url ?? '/').split('?')[0] ?? '/'
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET, HEAD' }).end('only GET\n')
       return
     }
-    registry.metrics().then(
-      (text) => {
-        res.writeHead(200, { 'content-type': registry.contentType }).end(text)
-      },
-      (err: unknown) => {
-        res.writeHead(500).end(`${String(err)}\n`)
-      }
-    )
+    switch (path) {
+      case '/metrics':
+        metrics.scrape().then(
+          (text) => {
+            res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text)
+          },
+          (err: unknown) => {
+            res.writeHead(500).end(`${errorMessage(err)}\n`)
+          }
+        )
+        return
+      case '/healthz':
+        answer(res, liveness(metrics.loop))
+        return
+      case '/readyz':
+        answer(res, metrics.readiness())
+        return
+      default:
+        res.writeHead(404).end('not found: try /metrics, /healthz or /readyz\n')
+    }
+  })
+  server.on('close', () => {
+    metrics.loop.stop()
   })
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)

@@ -12,7 +12,10 @@ import type { Config } from '../common/config/config.js'
 import { loadConfig } from '../common/config/load.js'
 import { ConfigError, errorMessage, isPepError } from '../common/errors.js'
 import type { Logger } from '../common/log/logger.js'
-import { createLogger } from '../common/log/winston.js'
+import { createLogger, stderrIsJournal } from '../common/log/winston.js'
+import type { HealthAnswer } from './health.js'
+import { describeChange, diffConfig, fileValues, RELOADED_BY_MAIN } from './reload.js'
+import { ServiceNotifier, waitUntilReady } from './systemd.js'
 import { formatStatus, queryStatus } from './control.js'
 import { randomBytes } from 'node:crypto'
 
@@ -140,6 +143,46 @@ export interface Stoppable {
   stop(graceMs?: number): Promise<void>
   /** SIGHUP: apply a freshly parsed configuration (policy); running flows are untouched. */
   reload?(config: Readonly<Config>): void
+  /** The network.conf keys `reload` applies; a change to any other key needs a restart. */
+  readonly reloadableKeys?: readonly string[]
+  /** Can it carry flows now (READY=1 waits for it, up to READY_WAIT_MS)? */
+  readiness?(): HealthAnswer
+}
+
+/**
+ * How long READY=1 waits for the trunk, in ms: long enough for a reachable peer to answer,
+ * short enough that a peer that is down does not hold `systemctl start` (the proxy serves
+ * fail-open meanwhile).
+ */
+export const READY_WAIT_MS = 10_000
+
+/**
+ * READY=1 once the proxy is ready or after READY_WAIT_MS, the watchdog, and a STATUS= line that
+ * follows readiness (what `systemctl status` shows).
+ */
+function reportToSystemd(
+  notifier: ServiceNotifier,
+  running: Stoppable
+): NodeJS.Timeout | undefined {
+  if (!notifier.enabled) return undefined
+  notifier.startWatchdog()
+  const readiness = (): HealthAnswer => running.readiness?.() ?? { ok: true, detail: 'ready' }
+  notifier.status(`started; ${readiness().detail}`)
+  void waitUntilReady(() => readiness().ok, READY_WAIT_MS).then((ok) => {
+    const r = readiness()
+    notifier.ready(
+      ok ? r.detail : `serving fail-open, not ready after ${READY_WAIT_MS / 1000} s: ${r.detail}`
+    )
+  })
+  let last = ''
+  const timer = setInterval(() => {
+    if (!notifier.isReady) return
+    const detail = readiness().detail
+    if (detail !== last) notifier.status(detail)
+    last = detail
+  }, 2000)
+  timer.unref()
+  return timer
 }
 
 /** Run `start` as program `role`; never throws, never prints a stack for a user mistake. */
@@ -189,7 +232,18 @@ export async function runMain(
     return 0
   }
   const config = command.config
-  const log = createLogger(role, config.log.level)
+  const configPath = command.configPath
+  const log = createLogger(role, config.log.level, {
+    format: config.log.format,
+    journald: stderrIsJournal()
+  })
+  // What SIGHUP compares the file with (unreadable now: start() reports it).
+  let fileBefore: ReadonlyMap<string, string> = new Map()
+  try {
+    fileBefore = fileValues(configPath)
+  } catch {
+    // it was read a moment ago; a race with an editor is reported at the next SIGHUP
+  }
   let running: Stoppable
   try {
     running = await start(config, log)
@@ -205,11 +259,15 @@ export async function runMain(
     } else throw err
     return err instanceof ConfigError ? 2 : 1
   }
+  const notifier = new ServiceNotifier(log)
+  const statusTimer = reportToSystemd(notifier, running)
   return await new Promise<number>((resolve) => {
     let stopping = false
     const onSignal = (signal: string, graceMs: number): void => {
       if (stopping) return
       stopping = true
+      if (statusTimer !== undefined) clearInterval(statusTimer)
+      notifier.stopping(`stopping (${signal})`)
       log.info(`${signal}: stopping${graceMs > 0 ? `, flows get ${graceMs} ms to finish` : ''}`)
       running.stop(graceMs).then(
         () => {
@@ -229,9 +287,26 @@ export async function runMain(
     process.on('SIGHUP', () => {
       try {
         const fresh = parseCli(role, argv).config
+        const fileNow = fileValues(configPath)
+        const diff = diffConfig(fileBefore, fileNow, [
+          ...RELOADED_BY_MAIN,
+          ...(running.reloadableKeys ?? [])
+        ])
         log.setLevel(fresh.log.level)
         running.reload?.(fresh)
-        log.info('SIGHUP: configuration reloaded (policy, log level)')
+        fileBefore = fileNow
+        if (diff.applied.length === 0 && diff.needRestart.length === 0) {
+          log.info(`SIGHUP: ${configPath ?? 'the configuration'} unchanged`)
+        }
+        if (diff.applied.length > 0) {
+          log.info(`SIGHUP: applied ${diff.applied.map(describeChange).join(', ')}`)
+        }
+        for (const c of diff.needRestart) {
+          // One line per key: each is something the operator expected to take effect.
+          log.warn(
+            `SIGHUP: ${describeChange(c)} needs a restart to take effect (systemctl restart tandem-${role.replace('_', '-')}); still running with the old value`
+          )
+        }
       } catch (err) {
         log.error(`SIGHUP: reload failed, keeping the running configuration: ${errorMessage(err)}`)
       }

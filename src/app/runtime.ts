@@ -5,7 +5,7 @@
  * proxies in one process.
  */
 import type { Server as HttpServer } from 'node:http'
-import type { Server, Socket } from 'node:net'
+import type { Server } from 'node:net'
 import type { Config, HostPort } from '../common/config/config.js'
 import { loadPsk } from '../common/config/load.js'
 import { Counters } from '../common/counters.js'
@@ -22,7 +22,10 @@ import {
   type SocketTuner
 } from '../trunk/tune.js'
 import { combineTotals, serveControl, type ProxyStatus } from './control.js'
+import type { HealthAnswer } from './health.js'
+import { listenNamed, type ListenKeys } from './listen-errors.js'
 import { createRegistry, serveMetrics } from './metrics.js'
+import { StatusView, type TrunkContext } from './status-view.js'
 
 /** How often the graceful stop looks whether the flows are gone, in ms. */
 const FLOW_POLL_MS = 100
@@ -40,17 +43,42 @@ export async function waitForFlows(count: () => number, graceMs: number): Promis
   }
 }
 
-/** Listen on `host:port`; resolves with the port actually bound (0 asks for any). */
-export async function listen(server: Server, port: number, host: string): Promise<number> {
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(port, host, () => {
-      server.off('error', reject)
-      resolve()
-    })
-  })
+/**
+ * Listen on `host:port`; resolves with the port actually bound (0 asks for any). A bind error
+ * names `keys`, the network.conf keys of that address.
+ */
+export async function listen(
+  server: Server,
+  port: number,
+  host: string,
+  keys: ListenKeys
+): Promise<number> {
+  await listenNamed(
+    keys,
+    `${host}:${port}`,
+    () =>
+      new Promise<void>((resolve, reject) => {
+        server.once('error', reject)
+        server.listen(port, host, () => {
+          server.off('error', reject)
+          resolve()
+        })
+      })
+  )
   const addr = server.address()
   return typeof addr === 'object' && addr !== null ? addr.port : port
+}
+
+/** What a role tells the runtime so that it can serve status, metrics and health. */
+export interface RuntimeSource {
+  /** The live trunks. */
+  readonly trunks: () => readonly Trunk[]
+  /** What only the role knows about a trunk (its peer, mode, dial state, flow endpoints). */
+  readonly context: (trunk: Trunk) => TrunkContext
+  /** `/readyz`: can the proxy carry new flows now? */
+  readonly readiness: () => HealthAnswer
+  /** The role's own status fields. */
+  readonly extra?: () => Partial<ProxyStatus>
 }
 
 /** The shared part of a running proxy. */
@@ -64,6 +92,7 @@ export class ProxyRuntime {
   readonly psk: Uint8Array
   private readonly startedMs = performance.now()
   private readonly tuner: SocketTuner
+  private readonly view = new StatusView()
   private control: Server | undefined
   private metrics: HttpServer | undefined
 
@@ -99,37 +128,42 @@ export class ProxyRuntime {
     }
   }
 
-  /**
-   * Serve the control socket and metrics, as configured for this role. `trunks` lists the live
-   * trunks; `extra` adds the role's own status fields.
-   */
-  async serve(trunks: () => readonly Trunk[], extra?: () => Partial<ProxyStatus>): Promise<void> {
+  /** Serve the control socket and metrics (with /healthz and /readyz), as configured for this role. */
+  async serve(source: RuntimeSource): Promise<void> {
     const own = this.role === 'tx_proxy' ? this.config.tx : this.config.rx
-    const status = (): ProxyStatus => this.status(trunks(), extra?.())
-    if (own.controlSocket !== '') this.control = await serveControl(own.controlSocket, status)
-    const listenAt: HostPort | undefined = own.metricsListen
-    if (listenAt !== undefined) {
-      const source = { status, subflowSockets: () => subflowSockets(trunks()) }
-      this.metrics = await serveMetrics(listenAt, createRegistry(source))
+    const status = (): ProxyStatus => this.status(source)
+    if (own.controlSocket !== '') {
+      this.control = await serveControl(own.controlSocket, status, {
+        section: this.role,
+        group: own.controlSocketGroup
+      })
+    }
+    const m: HostPort | undefined = own.metricsListen
+    if (m !== undefined) {
+      const registry = createRegistry({ status, readiness: source.readiness }, this.role)
+      this.metrics = await listenNamed(`${this.role}.metrics_listen`, `${m.host}:${m.port}`, () =>
+        serveMetrics(m, registry)
+      )
     }
   }
 
   /** Status snapshot for the control socket and metrics. */
-  status(trunks: readonly Trunk[], extra?: Partial<ProxyStatus>): ProxyStatus {
+  status(source: RuntimeSource): ProxyStatus {
     const counters = this.counters.snapshot()
+    const trunks = source.trunks()
     return {
       role: this.role,
       pid: process.pid,
       uptimeMs: Math.round(performance.now() - this.startedMs),
       bufferedBytes: this.budget.used,
       maxBufferedBytes: this.budget.capBytes,
-      trunks: trunks.map((t) => t.status()),
+      trunks: trunks.map((t) => this.view.trunk(t, source.context(t))),
       totals: combineTotals(
         counters,
         trunks.map((t) => t.liveTotals())
       ),
       counters,
-      ...extra
+      ...source.extra?.()
     }
   }
 
@@ -138,15 +172,4 @@ export class ProxyRuntime {
     this.control?.close()
     this.metrics?.close()
   }
-}
-
-/** Subflow sockets of `trunks`, for TCP_INFO in the metrics. */
-export function subflowSockets(
-  trunks: readonly Trunk[]
-): { trunk: string; index: number; pathId: number; socket: Socket }[] {
-  return trunks.flatMap((t) =>
-    t
-      .liveSubflows()
-      .map((s) => ({ trunk: t.idHex, index: s.index, pathId: s.pathId, socket: s.rawSocket }))
-  )
 }

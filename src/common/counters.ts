@@ -3,6 +3,7 @@
  * Metrics and `status` read them; tests assert on them. Every name is in `CounterName`, so a
  * misspelt counter is a type error, not a silent new series.
  */
+import type { DestinationRefusalCode } from './destination-guard.js'
 import type { PepErrorCode } from './errors.js'
 
 /** Every counter a proxy keeps. */
@@ -17,6 +18,9 @@ export type CounterName =
   | 'flows_refused_shutdown'
   | 'flows_refused_policy'
   | 'flows_refused_destination'
+  | `flows_refused_destination_${DestinationRefusalCode}`
+  | `flows_failed_${PepErrorCode | 'internal'}`
+  | 'flows_source_omitted'
   | 'opens_after_close'
   | 'bytes_from_app'
   | 'bytes_to_app'
@@ -42,6 +46,9 @@ export type CounterName =
   | 'dial_failures'
   | 'auth_failures'
   | 'handshakes_refused_busy'
+  | 'handshakes_refused_peer'
+  | 'handshakes_refused_per_source'
+  | 'handshake_attacks'
   | `handshake_failures_${PepErrorCode | 'error'}`
   | `errors_${PepErrorCode}`
   // tx: clients and interception

@@ -43,7 +43,13 @@ export const PepErrorCodes = {
   /** The peer failed to prove it knows the pre-shared key (or we did, to it). */
   AUTH_FAILED: 'PEP_ERR_AUTH_FAILED',
   /** An encrypted record failed authentication. */
-  DECRYPT: 'PEP_ERR_DECRYPT'
+  DECRYPT: 'PEP_ERR_DECRYPT',
+  /**
+   * A handshake message that both sides authenticate failed its check although the peer knows
+   * the key (the REPLY's MAC), or the subflow came up without the encryption this side asked
+   * for: something on the path changed the handshake.
+   */
+  HANDSHAKE_TAMPERED: 'PEP_ERR_HANDSHAKE_TAMPERED'
 } as const
 
 /** One of the stable error codes. */

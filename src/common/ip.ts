@@ -118,3 +118,65 @@ export function ipFamily(text: string): 4 | 6 | undefined {
   if (parseIPv6(text)) return 6
   return undefined
 }
+
+/** An address as bytes: 4 for IPv4, 16 for IPv6. */
+export interface IpBytes {
+  readonly family: 4 | 6
+  readonly bytes: Uint8Array
+}
+
+/**
+ * Parse any textual form of an address: dotted quad, IPv6 in every spelling (`::ffff:7f00:1`,
+ * `::ffff:127.0.0.1`, `0:0:0:0:0:ffff:7f00:0001`), optionally in brackets (`[::1]`), with a zone
+ * id (which is not part of the address bytes). Undefined for anything else, host names included.
+ */
+export function parseIp(text: string): IpBytes | undefined {
+  const t = text.startsWith('[') && text.endsWith(']') ? text.slice(1, -1) : text
+  const v4 = parseIPv4(t)
+  if (v4) return { family: 4, bytes: v4 }
+  const v6 = parseIPv6(t)
+  return v6 ? { family: 6, bytes: v6 } : undefined
+}
+
+function zeroUpTo(bytes: Uint8Array, end: number): boolean {
+  for (let i = 0; i < end; i++) if (bytes[i] !== 0) return false
+  return true
+}
+
+/**
+ * The address the kernel would really reach: IPv4-mapped `::ffff:a.b.c.d` and IPv4-compatible
+ * `::a.b.c.d` become the IPv4 address they embed, because a connect to either reaches that IPv4
+ * host, so every IPv4 rule must see them as IPv4. `::` and `::1` stay IPv6 (unspecified and
+ * loopback, not 0.0.0.0 and 0.0.0.1). Everything else is returned unchanged.
+ */
+export function normalizeIp(ip: IpBytes): IpBytes {
+  const b = ip.bytes
+  if (ip.family !== 6 || b.length !== 16) return ip
+  const mapped = zeroUpTo(b, 10) && b[10] === 0xff && b[11] === 0xff
+  const compatible = zeroUpTo(b, 12) && !(zeroUpTo(b, 15) && (b[15] === 0 || b[15] === 1))
+  return mapped || compatible ? { family: 4, bytes: b.slice(12, 16) } : ip
+}
+
+/** Text of address bytes (dotted quad, or RFC 5952 as Node prints it). */
+export function formatIp(ip: IpBytes): string {
+  return ip.family === 4 ? formatIPv4(ip.bytes) : formatIPv6(ip.bytes)
+}
+
+/** True when both are the same address, byte for byte (normalise them first). */
+export function sameIp(a: IpBytes, b: IpBytes): boolean {
+  if (a.family !== b.family || a.bytes.length !== b.bytes.length) return false
+  for (let i = 0; i < a.bytes.length; i++) if (a.bytes[i] !== b.bytes[i]) return false
+  return true
+}
+
+/**
+ * An address as the kernel reports it (`socket.remoteAddress`), normalised: a dual-stack
+ * socket's `::ffff:a.b.c.d` becomes `a.b.c.d`. Text that is not an address is returned as it
+ * is, with family 4.
+ */
+export function normalizeAddress(text: string): { address: string; family: 4 | 6 } {
+  const ip = parseIp(text)
+  if (ip === undefined) return { address: text, family: 4 }
+  const n = normalizeIp(ip)
+  return { address: formatIp(n), family: n.family }
+}

@@ -6,6 +6,7 @@
  */
 import { PepErrorCodes, ProtocolError, type PepErrorCode } from '../common/errors.js'
 import type { Logger } from '../common/log/logger.js'
+import { escapePeerText } from '../common/log/escape.js'
 import {
   ResetReason,
   resetReasonName,
@@ -140,6 +141,8 @@ export class Flow {
   readonly announcedOn = new Set<SubflowId>()
   /** True once an OPEN of this flow went out on any subflow (the peer may know the flow). */
   private announcedValue = false
+  /** Indexes of the subflows that carried this flow's DATA either way (for `status`). */
+  readonly subflowsUsed = new Set<number>()
   private stateValue: FlowState
   private readonly send: SendBuffer
   private readonly recv: ReorderBuffer
@@ -325,7 +328,8 @@ export class Flow {
   /** RESET from the peer. */
   onReset(frame: ResetFrame): void {
     if (this.done) return
-    const why = `peer reset: ${resetReasonName(frame.reason)}${frame.message ? ` (${frame.message})` : ''}`
+    // The message is the peer's own text: escaped before it can reach a log line.
+    const why = `peer reset: ${resetReasonName(frame.reason)}${frame.message ? ` (${escapePeerText(frame.message)})` : ''}`
     this.finish('reset', why)
   }
 

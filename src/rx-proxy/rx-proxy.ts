@@ -4,7 +4,9 @@
  */
 import { connect, createServer, type Server, type Socket } from 'node:net'
 import { networkInterfaces } from 'node:os'
-import { policyAccepts } from '../common/policy.js'
+import { checkDestination, type DestinationGuardOptions } from '../common/destination-guard.js'
+import { normalizeEndpoint } from '../common/flow-endpoints.js'
+import { normalizeAddress } from '../common/ip.js'
 import type { Config } from '../common/config/config.js'
 import type { Counters } from '../common/counters.js'
 import { errorMessage, isPepError } from '../common/errors.js'
@@ -19,12 +21,16 @@ import {
   type Endpoint,
   type OpenFrame
 } from '../common/wire/frame.js'
+import type { Flow } from '../core/flow.js'
+import { AcceptGate } from '../trunk/accept-gate.js'
 import { acceptSubflow, helloReply, type LocalHelloParams } from '../trunk/handshake.js'
 import { ConnectFailed } from '../trunk/connector.js'
 import { Trunk } from '../trunk/trunk.js'
 import { connectTransparent, errnoCode } from './transparent.js'
+import { refuseDestination } from './refuse-destination.js'
 import type { ProxyStatus } from '../app/control.js'
-import { listen, ProxyRuntime, waitForFlows } from '../app/runtime.js'
+import type { HealthAnswer } from '../app/health.js'
+import { listen, ProxyRuntime, waitForFlows, type RuntimeSource } from '../app/runtime.js'
 
 /** How a connect error maps to a RESET reason. */
 function connectFailureReason(code: string | undefined): ResetReasonCode {
@@ -51,13 +57,17 @@ export class RxProxy {
   private readonly log: Logger
   private readonly server: Server
   private readonly trunks = new Map<string, Trunk>()
-  private readonly pending = new Set<Socket>()
+  /** Handshakes in progress: the limits on unauthenticated peers. */
+  private readonly gate: AcceptGate
   private readonly psk: Uint8Array
-  private busyWarned = false
-  /** This box's own addresses: never a destination (an authenticated peer must not reach them). */
-  private readonly ownAddresses: Set<string>
+  /** What may be a destination (no open relay); this box's addresses are read at each connect. */
+  private readonly guard: DestinationGuardOptions
   /** Connect from the client's address; turned off once if the process lacks the capability. */
   private transparent: boolean
+  /** Per trunk: the peer's address (where its first subflow came from) and its encryption. */
+  private readonly trunkInfo = new WeakMap<Trunk, { peer: string; encrypted: boolean }>()
+  /** Per flow: the client and the destination from its OPEN. */
+  private readonly flowEnds = new WeakMap<Flow, { client?: Endpoint; destination: Endpoint }>()
 
   constructor(config: Readonly<Config>, log: Logger) {
     this.runtime = new ProxyRuntime('rx_proxy', config, log)
@@ -65,12 +75,21 @@ export class RxProxy {
     this.config = config
     this.log = log
     this.psk = this.runtime.psk
-    this.ownAddresses = new Set(
-      Object.values(networkInterfaces())
-        .flatMap((list) => list ?? [])
-        .filter((i) => !i.internal)
-        .map((i) => i.address.toLowerCase())
-    )
+    this.gate = new AcceptGate({
+      maxPending: config.limits.maxUnauthenticated,
+      maxPendingPerSource: config.limits.maxUnauthenticatedPerSource,
+      allowPeers: config.rx.allowPeers,
+      counters: this.counters,
+      log
+    })
+    this.guard = {
+      policy: config.rx.destinations,
+      allowLoopback: config.rx.allowLoopback,
+      ownAddresses: () =>
+        Object.values(networkInterfaces())
+          .flatMap((list) => list ?? [])
+          .map((i) => i.address)
+    }
     this.transparent = config.interception.enabled && config.interception.transparent
     this.server = createServer({ allowHalfOpen: false }, (socket) => {
       this.onSubflow(socket)
@@ -79,10 +98,47 @@ export class RxProxy {
 
   /** Listen for subflows. */
   async start(): Promise<{ port: number }> {
-    const port = await listen(this.server, this.config.rx.recvPort, this.config.rx.recvIp)
-    await this.runtime.serve(() => [...this.trunks.values()])
+    const port = await listen(this.server, this.config.rx.recvPort, this.config.rx.recvIp, {
+      address: 'rx_proxy.recv_ip',
+      port: 'rx_proxy.recv_port'
+    })
+    await this.runtime.serve(this.source)
+    if (this.config.rx.allowLoopback) {
+      this.log.warn(
+        "rx_proxy.allow_loopback = true: flows may reach services on this box's loopback (tests and single-box use only)"
+      )
+    }
     this.log.info(`listening on ${this.config.rx.recvIp}:${port}`)
+    if (!this.config.security.encrypt) {
+      this.log.warn(
+        'security.encrypt = false: frames are encrypted only for peers that ask; others travel unauthenticated (anyone on the path can read and change them)'
+      )
+    }
     return { port }
+  }
+
+  /** What the runtime's status, metrics and health read from this proxy. */
+  private readonly source: RuntimeSource = {
+    trunks: () => [...this.trunks.values()],
+    context: (t) => {
+      const info = this.trunkInfo.get(t)
+      return {
+        peer: info?.peer ?? t.idHex.slice(0, 8),
+        mode: this.config.interception.enabled ? 'intercepting' : 'static',
+        encrypted: info?.encrypted,
+        endpoints: (f) => this.flowEnds.get(f)
+      }
+    },
+    readiness: () => this.readiness()
+  }
+
+  /** `/readyz`: listening, and a trunk from the peer has a subflow up. */
+  readiness(): HealthAnswer {
+    if (!this.server.listening) return { ok: false, detail: 'not listening' }
+    const up = [...this.trunks.values()].filter((t) => t.subflowCount > 0 && !t.peerDraining)
+    if (up.length === 0) return { ok: false, detail: 'no trunk up: waiting for tx_proxy' }
+    const peers = up.map((t) => this.trunkInfo.get(t)?.peer ?? t.idHex.slice(0, 8))
+    return { ok: true, detail: `ready: trunk from ${peers.join(', ')} up` }
   }
 
   /**
@@ -101,14 +157,14 @@ export class RxProxy {
     if (flows() > 0) this.log.warn(`shutdown grace over: resetting ${flows()} flow(s)`)
     for (const t of this.trunks.values()) t.close(ResetReason.SHUTDOWN, 'rx_proxy stopping')
     this.trunks.clear()
-    for (const s of this.pending) s.destroy()
+    this.gate.destroyAll()
     this.runtime.close()
     await closed
   }
 
   /** Status snapshot for the control socket. */
   status(): ProxyStatus {
-    return this.runtime.status([...this.trunks.values()])
+    return this.runtime.status(this.source)
   }
 
   private local(trunkId: Uint8Array): Omit<LocalHelloParams, 'psk' | 'encrypt'> {
@@ -121,35 +177,25 @@ export class RxProxy {
 
   private onSubflow(socket: Socket): void {
     this.counters.inc('subflows_accepted')
-    if (this.pending.size >= this.config.limits.maxUnauthenticated) {
-      // Bounded work for unauthenticated peers: past the limit, close at once.
-      this.counters.inc('handshakes_refused_busy')
-      if (!this.busyWarned)
-        this.log.warn(
-          `max_unauthenticated (${this.config.limits.maxUnauthenticated}) reached: closing new subflows until handshakes finish`
-        )
-      this.busyWarned = true
-      socket.destroy()
-      return
-    }
-    this.busyWarned = false
-    this.pending.add(socket)
+    const who = this.gate.admit(socket)
+    if (who === undefined) return
     socket.on('error', () => undefined) // reported by the handshake or the subflow
-    acceptSubflow(
-      socket,
-      this.config.rx.handshakeTimeoutMs,
-      this.psk,
-      this.config.security.encrypt
-    ).then(
-      ({ peer: hello, rest, keys }) => {
-        this.pending.delete(socket)
+    acceptSubflow(socket, {
+      timeoutMs: this.config.rx.handshakeTimeoutMs,
+      firstByteMs: this.config.rx.firstByteTimeoutMs,
+      psk: this.psk,
+      encrypt: this.config.security.encrypt
+    }).then(
+      (hs) => {
+        this.gate.authenticated(socket)
+        const { peer: hello, rest, keys } = hs
         const key = Buffer.from(hello.trunkId).toString('hex')
         let trunk = this.trunks.get(key)
         const isNew = trunk === undefined
         if (trunk === undefined) {
           trunk = new Trunk(
             this.runtime.trunkOptions(hello.trunkId, this.log.child({ trunk: key.slice(0, 8) }), {
-              connect: (frame) => this.connectFlow(frame),
+              connect: (frame, flow) => this.connectFlow(frame, flow),
               onLost: (t) => {
                 if (this.trunks.get(t.idHex) === t) this.trunks.delete(t.idHex)
                 t.close(ResetReason.TRUNK_LOST, 'trunk lost')
@@ -157,12 +203,16 @@ export class RxProxy {
             })
           )
           this.trunks.set(key, trunk)
+          this.trunkInfo.set(trunk, {
+            peer: normalizeAddress(socket.remoteAddress ?? '?').address,
+            encrypted: keys !== undefined
+          })
           this.counters.inc('trunks_created')
           this.log.info('new trunk', { trunk: key.slice(0, 8), peer: socket.remoteAddress })
         }
         socket.write(
           helloReply(
-            hello,
+            hs,
             this.local(hello.trunkId),
             HelloStatus.OK,
             (isNew ? REPLY_FLAG_TRUNK_NEW : 0) | (keys !== undefined ? HELLO_FLAG_ENCRYPT : 0)
@@ -179,14 +229,7 @@ export class RxProxy {
         )
       },
       (err: unknown) => {
-        this.pending.delete(socket)
-        const code = isPepError(err) ? err.code : 'error'
-        this.counters.inc(`handshake_failures_${code}`)
-        if (code === 'PEP_ERR_AUTH_FAILED') this.counters.inc('auth_failures')
-        this.log.warn(
-          `subflow from ${socket.remoteAddress ?? '?'} refused: ${isPepError(err) ? err.message : String(err)}`,
-          { code }
-        )
+        this.gate.failed(who, err)
       }
     )
   }
@@ -218,24 +261,26 @@ export class RxProxy {
    * is on and the OPEN carries the client's endpoint, else from this box's address. Rejects with
    * `ConnectFailed` naming the reset reason.
    */
-  private async connectFlow(frame: OpenFrame): Promise<Socket> {
-    const dst = frame.dst
-    const src = frame.src
+  private async connectFlow(frame: OpenFrame, flow: Flow): Promise<Socket> {
+    this.flowEnds.set(flow, {
+      destination: frame.dst,
+      ...(frame.src !== undefined ? { client: frame.src } : {})
+    })
     const started = performance.now()
-    // No open relay: only destinations the policy allows, never this box itself.
-    const address = dst.address.toLowerCase()
-    if (
-      this.ownAddresses.has(address) ||
-      !policyAccepts(this.config.rx.destinations, address, dst.port)
-    ) {
-      this.counters.inc('flows_refused_destination')
-      this.log.warn(
-        `flow ${frame.flowId} refused: destination ${formatEndpoint(dst)} not allowed (rx_proxy.allow_*/deny_subnets)`
-      )
-      throw new ConnectFailed(
-        ResetReason.POLICY_DENIED,
-        `destination ${formatEndpoint(dst)} not allowed`
-      )
+    // No open relay: the destination is normalised and checked, and the connect goes to exactly
+    // the address that was checked.
+    const verdict = checkDestination(frame.dst.address, frame.dst.port, this.guard)
+    if (!verdict.ok)
+      throw refuseDestination(this.counters, this.log, frame.flowId, frame.dst, verdict)
+    const dst: Endpoint = { family: verdict.family, address: verdict.address, port: frame.dst.port }
+    let src: Endpoint | undefined
+    try {
+      src = frame.src && normalizeEndpoint(frame.src)
+    } catch (err) {
+      // A bad source costs its own flow only.
+      const code = isPepError(err) ? err.code : 'internal'
+      this.counters.inc(`flows_failed_${code}`)
+      throw new ConnectFailed(ResetReason.INTERNAL, errorMessage(err))
     }
     if (this.transparent && src !== undefined && src.family === dst.family) {
       try {

@@ -4,9 +4,13 @@
  */
 import type { Socket } from 'node:net'
 import type { OpenFrame, ResetReasonCode } from '../common/wire/frame.js'
+import type { Flow } from '../core/flow.js'
 
-/** Connect a flow the peer opened; resolves with the connected socket or rejects (ideally with `ConnectFailed`). */
-export type Connector = (open: OpenFrame) => Promise<Socket>
+/**
+ * Connect a flow the peer opened; resolves with the connected socket or rejects (ideally with
+ * `ConnectFailed`). `flow` is for the caller's bookkeeping (status); the trunk owns it.
+ */
+export type Connector = (open: OpenFrame, flow: Flow) => Promise<Socket>
 
 /** A connect that failed or was refused: the flow is reset with `reason`. */
 export class ConnectFailed extends Error {

@@ -17,8 +17,24 @@ import type { Trunk } from './trunk.js'
 /** Backoff doubles per failed attempt up to this many doublings (then `redialMaxMs` caps it anyway). */
 const MAX_BACKOFF_DOUBLINGS = 20
 
+/** Handshake attacks logged one by one before the log thins out to powers of two. */
+const ATTACK_LOG_FIRST = 10
+
 /** Re-dial delays are spread by ±JITTER of the backoff, so that subflows do not storm together. */
 const JITTER = 0.25
+
+/**
+ * Who watches the dials (the process shell's trunk watch: state per slot, the last error, the
+ * trunk going down and coming back). The dialer tells it every event; it decides what to log.
+ */
+export interface DialObserver {
+  dialStarted(index: number): void
+  dialSucceeded(index: number, encrypted: boolean): void
+  /** A dial failed; the next one starts in `retryInMs`. */
+  dialFailed(index: number, err: unknown, retryInMs: number): void
+  /** A subflow joined or closed: look at the trunk again. */
+  check(): void
+}
 
 /** Everything a dialer is given. */
 export interface DialerOptions {
@@ -34,6 +50,8 @@ export interface DialerOptions {
   readonly redialMaxMs: number
   readonly counters: Counters
   readonly log: Logger
+  /** Told of every dial; without one, the dialer logs each slot's first failure itself. */
+  readonly observer?: DialObserver
   /**
    * Resolves a host name to an address of `family` (0: any) with the system resolver by
    * default; tests pass their own.
@@ -43,8 +61,20 @@ export interface DialerOptions {
   readonly random?: () => number
 }
 
-/** A dial that failed before any handshake byte: the peer was not reached. */
-class Unreached extends Error {}
+/** The peer's name did not resolve: the peer was not reached. */
+class Unresolved extends Error {
+  readonly code: string
+
+  constructor(host: string, code: string) {
+    super(`cannot resolve ${host}: ${code}`)
+    this.code = code
+  }
+}
+
+/** A dial that never reached the peer (no name, refused, unreachable): not a handshake failure. */
+function unreached(err: unknown): boolean {
+  return err instanceof Unresolved || (isPepError(err) && err.code === PepErrorCodes.CONNECT_FAILED)
+}
 
 /** Dials and re-dials the subflows of one trunk. */
 export class Dialer {
@@ -81,6 +111,7 @@ export class Dialer {
     const path = this.opts.slots[index]
     if (path === undefined) return
     this.dialing.add(index)
+    this.opts.observer?.dialStarted(index)
     this.connect(index, path).then(
       (hs) => {
         this.dialing.delete(index)
@@ -101,26 +132,17 @@ export class Dialer {
       const family = path.localIp === undefined ? 0 : (ipFamily(path.localIp) ?? 0)
       host = await this.lookup(path.peerIp, family)
     } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code ?? String(err)
-      throw new Unreached(`cannot resolve ${path.peerIp}: ${code}`)
+      throw new Unresolved(path.peerIp, (err as NodeJS.ErrnoException).code ?? String(err))
     }
-    try {
-      return await dialSubflow({
-        host,
-        port: path.peerPort,
-        ...(path.localIp !== undefined ? { localAddress: path.localIp } : {}),
-        index,
-        pathId: path.id,
-        timeoutMs: this.opts.dialTimeoutMs,
-        local: { ...this.opts.hello, trunkId: this.opts.trunk.trunkId }
-      })
-    } catch (err) {
-      // A refused or unreachable connect is a dial failure, not a failed handshake.
-      if (isPepError(err) && err.code === PepErrorCodes.CONNECT_FAILED) {
-        throw new Unreached(err.message)
-      }
-      throw err
-    }
+    return await dialSubflow({
+      host,
+      port: path.peerPort,
+      ...(path.localIp !== undefined ? { localAddress: path.localIp } : {}),
+      index,
+      pathId: path.id,
+      timeoutMs: this.opts.dialTimeoutMs,
+      local: { ...this.opts.hello, trunkId: this.opts.trunk.trunkId }
+    })
   }
 
   private joined(index: number, path: PathConfig, hs: Handshake): void {
@@ -128,9 +150,10 @@ export class Dialer {
       hs.socket.destroy()
       return
     }
-    const { trunk, counters, log } = this.opts
+    const { trunk, counters, log, observer } = this.opts
     this.attempts.set(index, 0)
     this.lastError = undefined
+    observer?.dialSucceeded(index, hs.keys !== undefined)
     if ((hs.peer.flags & REPLY_FLAG_TRUNK_NEW) !== 0 && this.everConnected) {
       // Only flows the old peer may have known are lost; flows opened during the outage, whose
       // OPEN it never saw, go on over the new subflows.
@@ -141,6 +164,7 @@ export class Dialer {
     this.everConnected = true
     hs.socket.once('close', () => {
       this.redial(index)
+      observer?.check()
     })
     trunk.addSubflow(
       hs.socket,
@@ -151,28 +175,42 @@ export class Dialer {
       path.weight,
       hs.keys
     )
+    observer?.check()
   }
 
   private failed(index: number, path: PathConfig, err: unknown): void {
-    const { counters, log } = this.opts
+    const { counters, log, observer } = this.opts
     counters.inc('dial_failures')
     const message = err instanceof Error ? err.message : String(err)
     const code = isPepError(err) ? err.code : undefined
-    if (!(err instanceof Unreached)) counters.inc(`handshake_failures_${code ?? 'error'}`)
+    // A refused or unreachable connect is a dial failure, not a failed handshake.
+    if (!unreached(err)) counters.inc(`handshake_failures_${code ?? 'error'}`)
     if (code === PepErrorCodes.AUTH_FAILED) counters.inc('auth_failures')
     this.lastError = `subflow ${index} (path ${path.name}) to ${path.peerIp}:${path.peerPort}: ${message}`
-    // The first failure of a slot is logged, then its repeats are quiet, except the two that
-    // need a human (another version, a wrong key).
     const n = this.attempts.get(index) ?? 0
-    if (n === 0 || code === PepErrorCodes.VERSION_MISMATCH || code === PepErrorCodes.AUTH_FAILED) {
+    if (code === PepErrorCodes.HANDSHAKE_TAMPERED) {
+      // A changed handshake is an attack: always a line (a flood: the first ten, then every
+      // 2^k), whatever the observer says about the trunk.
+      counters.inc('handshake_attacks')
+      const a = counters.get('handshake_attacks')
+      if (a <= ATTACK_LOG_FIRST || (a & (a - 1)) === 0) {
+        log.warn(this.lastError, { handshake_attacks: a })
+      }
+    } else if (
+      observer === undefined &&
+      (n === 0 || code === PepErrorCodes.VERSION_MISMATCH || code === PepErrorCodes.AUTH_FAILED)
+    ) {
+      // The first failure of a slot is logged, then its repeats are quiet, except the two that
+      // need a human (another version, a wrong key).
       log.warn(this.lastError)
     }
-    this.redial(index)
+    const delay = this.redial(index)
+    observer?.dialFailed(index, err, delay)
   }
 
-  /** Re-dial with exponential backoff and jitter. */
-  private redial(index: number): void {
-    if (this.stopped) return
+  /** Re-dial with exponential backoff and jitter; returns the delay in ms. */
+  private redial(index: number): number {
+    if (this.stopped) return 0
     const n = (this.attempts.get(index) ?? 0) + 1
     this.attempts.set(index, n)
     const { redialMinMs, redialMaxMs } = this.opts
@@ -184,5 +222,6 @@ export class Dialer {
     }, delay)
     t.unref()
     this.timers.add(t)
+    return delay
   }
 }

@@ -89,6 +89,7 @@ export class Dispatcher {
         }
         if (frame.type === 'data') {
           flow.onData(frame)
+          flow.subflowsUsed.add(sub.index)
           this.acks.add(flow)
         } else if (frame.type === 'ack') {
           flow.onAck(frame)

@@ -96,6 +96,7 @@ export class Pump {
     const sub = all.find((s) => s.id === on)
     if (sub === undefined) return
     sub.writeData(flow.id, d)
+    flow.subflowsUsed.add(sub.index)
     this.counters.inc('frames_sent')
     if (d.resend) this.counters.inc('bytes_resent', d.payload.length)
     if (copy === undefined) return

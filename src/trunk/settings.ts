@@ -78,6 +78,3 @@ export const IDLE_CHECK_MAX_MS = 1000
  * so a flood of refused OPENs does not become a flood of log lines.
  */
 export const REFUSAL_LOG_FIRST = 10
-
-/** Flows listed in a trunk's status, busiest first (the rest are counted, not listed). */
-export const STATUS_TOP_FLOWS = 10

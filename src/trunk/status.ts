@@ -3,7 +3,6 @@
  * types depend on nothing above the trunk; the process shell adds its own fields around them.
  */
 import type { Flow } from '../core/flow.js'
-import type { Subflow } from './subflow.js'
 
 /** A snapshot of one subflow. */
 export interface SubflowStatus {
@@ -27,15 +26,6 @@ export interface FlowStatus {
   readonly ageMs: number
 }
 
-/** A snapshot of one trunk. */
-export interface TrunkStatus {
-  readonly id: string
-  readonly subflows: readonly SubflowStatus[]
-  readonly flows: number
-  /** The busiest flows, most bytes first. */
-  readonly topFlows: readonly FlowStatus[]
-}
-
 /** Sums over flows (live ones here; the proxy adds closed ones from its counters). */
 export interface FlowTotals {
   readonly bytesFromApp: number
@@ -45,41 +35,6 @@ export interface FlowTotals {
   readonly duplicateBytes: number
   readonly resentBytes: number
   readonly creditStalls: number
-}
-
-/** Snapshot of some subflows. */
-export function subflowStatus(subflows: readonly Subflow[]): SubflowStatus[] {
-  return subflows.map((s) => ({
-    id: s.id,
-    index: s.index,
-    pathId: s.pathId,
-    srttMs: Math.round(s.srttMs * 10) / 10,
-    queuedBytes: s.queuedBytes,
-    bytesSent: s.bytesSent,
-    bytesReceived: s.bytesReceived
-  }))
-}
-
-/** Status of a trunk: its subflows and the `top` busiest flows. */
-export function trunkStatus(
-  id: string,
-  subflows: readonly Subflow[],
-  flows: Iterable<Flow>,
-  top: number
-): TrunkStatus {
-  const list = [...flows].map((f) => {
-    const st = f.stats()
-    return {
-      id: f.id,
-      state: st.state,
-      bytesFromApp: st.bytesFromApp,
-      bytesToApp: st.bytesToApp,
-      resentBytes: st.resentBytes,
-      ageMs: Math.round(st.ageMs)
-    }
-  })
-  list.sort((a, b) => b.bytesFromApp + b.bytesToApp - (a.bytesFromApp + a.bytesToApp))
-  return { id, subflows: subflowStatus(subflows), flows: list.length, topFlows: list.slice(0, top) }
 }
 
 /** Sums over `flows`. */

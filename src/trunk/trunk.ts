@@ -38,8 +38,8 @@ import type { SubflowKeys } from './handshake.js'
 import { IdleReaper } from './idle.js'
 import { Membership } from './membership.js'
 import { Pump } from './pump.js'
-import { STATUS_TOP_FLOWS, type TrunkSettings } from './settings.js'
-import { flowTotals, trunkStatus, type FlowTotals, type TrunkStatus } from './status.js'
+import type { TrunkSettings } from './settings.js'
+import { flowTotals, type FlowTotals } from './status.js'
 import type { Subflow } from './subflow.js'
 
 /** Everything a trunk is given. */
@@ -263,14 +263,14 @@ export class Trunk implements TrunkPort {
     for (const sub of [...this.members.all]) sub.goAway(reason, message)
   }
 
-  /** Status snapshot: subflows and the `top` busiest flows. */
-  status(top = STATUS_TOP_FLOWS): TrunkStatus {
-    return trunkStatus(this.idHex, this.members.all, this.flows.values(), top)
-  }
-
   /** Sums over the live flows (closed flows are in the counters). */
   liveTotals(): FlowTotals {
     return flowTotals(this.flows.values())
+  }
+
+  /** The live flows (status reads them). */
+  flowList(): Flow[] {
+    return this.flows.list()
   }
 
   /** The subflow objects (metrics read TCP_INFO from their sockets; tests kill them). */
@@ -354,7 +354,7 @@ export class Trunk implements TrunkPort {
     this.redundancy.admit(flow, frame.dst.port)
     this.acks.add(flow)
     this.flows.logOpen(frame.flowId, frame.dst, frame.src)
-    connect(frame).then(
+    connect(frame, flow).then(
       (socket) => {
         this.attachApp(flow, socket)
       },

@@ -51,7 +51,8 @@ export class Interceptor {
   readonly table: SynTable
   private readonly opts: InterceptorOptions
   private readonly source: SynSource
-  private wasHealthy = true
+  private failed = false
+  private closed = false
   private policy: Policy
   private latencySum = 0
   private latencyMax = 0
@@ -66,6 +67,7 @@ export class Interceptor {
       this.onPackets(packets)
     })
     source.on('error', (err) => {
+      this.failed = true
       opts.counters.inc('nfqueue_errors')
       opts.log.error(`NFQUEUE failed: ${err.message}; SYNs now pass unaccelerated (fail-open)`)
     })
@@ -92,18 +94,20 @@ export class Interceptor {
 
   /** Stop reading; with --queue-bypass new SYNs then pass unmarked. */
   close(): void {
+    this.closed = true
     this.source.close()
+  }
+
+  /** True while the queue is open and has not failed (readiness). */
+  get bound(): boolean {
+    return !this.closed && !this.failed
   }
 
   private onPackets(packets: readonly NfQueuePacket[]): void {
     const now = this.opts.now()
     const batchStart = performance.now()
+    // (The trunk going down and coming back is logged once each by the dialer's watch.)
     const healthy = this.opts.healthy()
-    if (healthy !== this.wasHealthy) {
-      this.wasHealthy = healthy
-      if (healthy) this.opts.log.info('trunk up: new flows are accelerated again')
-      else this.opts.log.warn('trunk down: new flows pass directly (fail-open)')
-    }
     const c = this.opts.counters
     for (const p of packets) {
       const parsed = parseIpTcp(p.payload)

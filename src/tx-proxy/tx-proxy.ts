@@ -7,25 +7,22 @@ import { randomBytes } from 'node:crypto'
 import { createServer, type Server, type Socket } from 'node:net'
 import type { Config, PathConfig } from '../common/config/config.js'
 import type { Counters } from '../common/counters.js'
-import { isPepError } from '../common/errors.js'
-import { ipFamily } from '../common/ip.js'
+import { formatEndpoint } from '../common/endpoint.js'
+import { errorMessage, isPepError } from '../common/errors.js'
+import { normalizeAddress } from '../common/ip.js'
 import type { Logger } from '../common/log/logger.js'
 import { ResetReason, type Endpoint } from '../common/wire/frame.js'
 import { Dialer } from '../trunk/dialer.js'
 import { Trunk } from '../trunk/trunk.js'
 import type { ProxyStatus } from '../app/control.js'
-import { listen, ProxyRuntime, waitForFlows } from '../app/runtime.js'
+import type { HealthAnswer } from '../app/health.js'
+import { listen, ProxyRuntime, waitForFlows, type RuntimeSource } from '../app/runtime.js'
+import { TrunkWatch } from '../app/trunk-watch.js'
+import { checkedOpen } from './checked-open.js'
 import { Interceptor, type SynSource } from './interceptor.js'
 
 /** How tx_proxy learns where a client meant to go. */
 export type DestinationResolver = (socket: Socket) => Endpoint
-
-/** Strip the IPv4-mapped prefix node puts on dual-stack sockets. */
-export function normalizeAddress(address: string): { address: string; family: 4 | 6 } {
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)
-  if (mapped) return { address: mapped[1]!, family: 4 }
-  return { address, family: ipFamily(address) ?? 4 }
-}
 
 /** The client's own endpoint, for source-transparent connects at the far end. */
 function clientEndpoint(socket: Socket): Endpoint | undefined {
@@ -49,6 +46,9 @@ export class TxProxy {
   /** Which path each subflow index dials over: `paths[p].subflows` slots per path, in order. */
   private readonly slots: readonly PathConfig[]
   private readonly openSynSource: (() => SynSource) | undefined
+  /** The peer as status, logs and metrics name it: the address:port dialled. */
+  readonly peer: string
+  private readonly watch: TrunkWatch
 
   /**
    * @param resolve where each accepted client was going
@@ -68,6 +68,20 @@ export class TxProxy {
     this.log = log
     this.resolve = resolve
     this.trunk = new Trunk(this.runtime.trunkOptions(randomBytes(16), log))
+    const first = this.slots[0]
+    this.peer = formatEndpoint({
+      address: first?.peerIp ?? config.tx.rxProxyIp,
+      port: first?.peerPort ?? config.tx.rxProxyPort
+    })
+    this.watch = new TrunkWatch(
+      this.peer,
+      this.slots.length,
+      {
+        subflowCount: () => this.trunk.subflowCount,
+        peerDraining: () => this.trunk.peerDraining
+      },
+      log
+    )
     this.dialer = new Dialer({
       trunk: this.trunk,
       slots: this.slots,
@@ -81,7 +95,8 @@ export class TxProxy {
       redialMinMs: config.tx.redialMinMs,
       redialMaxMs: config.tx.redialMaxMs,
       counters: this.counters,
-      log
+      log,
+      observer: this.watch
     })
     this.server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => {
       this.onClient(socket)
@@ -90,8 +105,12 @@ export class TxProxy {
 
   /** Listen for clients and dial the trunk. Resolves once listening. */
   async start(): Promise<{ port: number }> {
+    this.watch.start()
     this.dialer.start()
-    const port = await listen(this.server, this.config.tx.localPort, this.config.tx.localIp)
+    const port = await listen(this.server, this.config.tx.localPort, this.config.tx.localIp, {
+      address: 'tx_proxy.local_ip',
+      port: 'tx_proxy.local_port'
+    })
     if (this.openSynSource !== undefined) {
       const i = this.config.interception
       this.interceptor = new Interceptor(this.openSynSource(), {
@@ -106,20 +125,42 @@ export class TxProxy {
       })
       this.log.info(`intercepting SYNs from NFQUEUE ${i.queueNum}, mark ${i.mark}`)
     }
-    await this.runtime.serve(
-      () => [this.trunk],
-      () => {
-        const interception = this.interception()
-        return interception !== undefined ? { interception } : {}
-      }
-    )
+    await this.runtime.serve(this.source)
     this.log.info(`listening on ${this.config.tx.localIp}:${port}`, {
       paths: this.config.paths
         .map((p) => `${p.name}:${p.subflows}x${p.peerIp}:${p.peerPort}`)
         .join(','),
       subflows: this.slots.length
     })
+    if (!this.config.security.encrypt) {
+      this.log.warn(
+        'security.encrypt = false: frames are encrypted only if rx_proxy asks; otherwise they travel unauthenticated (anyone on the path can read and change them)'
+      )
+    }
     return { port }
+  }
+
+  /** What the runtime's status, metrics and health read from this proxy. */
+  private readonly source: RuntimeSource = {
+    trunks: () => [this.trunk],
+    context: () => ({
+      peer: this.peer,
+      mode: this.openSynSource !== undefined ? 'intercepting' : 'static',
+      encrypted: this.watch.encrypted,
+      watch: this.watch,
+      slots: this.slots.map((p, index) => ({ index, path: p.name })),
+      endpoints: (f) => {
+        const open = f.openFrame
+        return open === undefined
+          ? undefined
+          : { destination: open.dst, ...(open.src !== undefined ? { client: open.src } : {}) }
+      }
+    }),
+    readiness: () => this.readiness(),
+    extra: () => {
+      const interception = this.interception()
+      return interception !== undefined ? { interception } : {}
+    }
   }
 
   /**
@@ -136,6 +177,7 @@ export class TxProxy {
    */
   async stop(graceMs = 0): Promise<void> {
     this.stopped = true
+    this.watch.stop()
     this.interceptor?.close()
     const closed = new Promise<void>((resolve) => {
       this.server.close(() => {
@@ -152,6 +194,32 @@ export class TxProxy {
     await closed
   }
 
+  /** `/readyz`: a subflow is up and the peer takes flows; when intercepting, the queue is bound. */
+  readiness(): HealthAnswer {
+    if (this.stopped) return { ok: false, detail: 'stopping' }
+    const n = this.trunk.subflowCount
+    if (n === 0) {
+      const e = this.watch.lastDialError
+      return {
+        ok: false,
+        detail: `trunk to ${this.peer} down${e !== undefined ? `: ${e.message}` : ''}`
+      }
+    }
+    if (this.trunk.peerDraining) return { ok: false, detail: `peer ${this.peer} is draining` }
+    if (this.openSynSource !== undefined && this.interceptor?.bound !== true) {
+      return { ok: false, detail: `NFQUEUE ${this.config.interception.queueNum} not bound` }
+    }
+    return { ok: true, detail: `ready: trunk to ${this.peer} up with ${n} subflow(s)` }
+  }
+
+  /** The keys `reload` applies (the interception policy). */
+  readonly reloadableKeys: readonly string[] = [
+    'interception.ports',
+    'interception.subnets',
+    'interception.exclude_ports',
+    'interception.exclude_subnets'
+  ]
+
   /** SIGHUP: take the new policy; running flows are untouched. */
   reload(config: Readonly<Config>): void {
     this.interceptor?.setPolicy(config.interception.policy)
@@ -165,21 +233,33 @@ export class TxProxy {
     } catch (err) {
       this.counters.inc('clients_no_destination')
       this.log.warn(
-        `client ${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0} reset: ${isPepError(err) ? err.message : String(err)}`
+        `client ${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0} reset: ${errorMessage(err)}`
       )
       socket.resetAndDestroy()
       return
     }
-    const src = clientEndpoint(socket)
-    if (this.interceptor !== undefined && src !== undefined) this.checkSyn(src, dst)
-    this.trunk.openFlow(socket, dst, src)
-    socket.resume()
+    try {
+      const client = clientEndpoint(socket)
+      if (this.interceptor !== undefined && client !== undefined) this.checkSyn(client, dst)
+      const open = checkedOpen(dst, client)
+      if (open.srcDropped) this.counters.inc('flows_source_omitted')
+      this.trunk.openFlow(socket, open.dst, open.src)
+      socket.resume()
+    } catch (err) {
+      // Whatever one client's flow trips over costs that flow only, never the process.
+      const code = isPepError(err) ? err.code : 'internal'
+      this.counters.inc(`flows_failed_${code}`)
+      this.log.warn(
+        `client ${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0} reset: ${errorMessage(err)}`,
+        { code }
+      )
+      socket.resetAndDestroy()
+    }
   }
 
   /** Status snapshot for the control socket. */
   status(): ProxyStatus {
-    const interception = this.interception()
-    return this.runtime.status([this.trunk], interception !== undefined ? { interception } : {})
+    return this.runtime.status(this.source)
   }
 
   /** Interception status (SYN table, verdict latency), when intercepting. */

@@ -8,12 +8,11 @@ import { createHash, randomBytes } from 'node:crypto'
 import { connect, createServer, type Server, type Socket } from 'node:net'
 
 import {
-  clientProof,
-  proofMatches,
-  serverProof,
+  HandshakeMac,
+  messageAuthentic,
+  signMessage,
   trafficKeys,
-  trunkAuthKey,
-  type Transcript
+  trunkAuthKey
 } from '../../src/common/auth.js'
 import { FrameDecoder, HelloDecoder } from '../../src/common/wire/decode.js'
 import { encodeFrame, encodeHello } from '../../src/common/wire/encode.js'
@@ -28,6 +27,7 @@ import {
   NONCE_LENGTH,
   PROOF_LENGTH,
   PROTOCOL_VERSION,
+  REPLY_MAC_LENGTH,
   type Frame,
   type Hello
 } from '../../src/common/wire/frame.js'
@@ -178,6 +178,14 @@ export class RawConnection {
    * when the peer closes or time runs out first; rejects with the decoder's ProtocolError.
    */
   async readHello(kind: number, timeoutMs = 3000): Promise<Hello | undefined> {
+    return (await this.readMessage(kind, timeoutMs))?.hello
+  }
+
+  /** `readHello`, with the message's exact bytes (for the transcript). */
+  async readMessage(
+    kind: number,
+    timeoutMs = 3000
+  ): Promise<{ hello: Hello; bytes: Uint8Array } | undefined> {
     const decoder = new HelloDecoder(kind)
     const deadline = performance.now() + timeoutMs
     for (;;) {
@@ -186,7 +194,7 @@ export class RawConnection {
         const r = decoder.push(chunk)
         if (r !== undefined) {
           if (r.rest.length > 0) this.pending.unshift(r.rest)
-          return r.hello
+          return { hello: r.hello, bytes: r.bytes }
         }
       }
       if (this.isClosed || performance.now() >= deadline) return undefined
@@ -255,6 +263,8 @@ export interface DialOutcome {
   readonly reply: Hello | undefined
   /** True when the acceptor's proof matched our key. */
   readonly serverProved: boolean
+  /** True when the REPLY's MAC matched the transcript. */
+  readonly replyAuthentic: boolean
   /** The HELLO and AUTH bytes we sent (to replay). */
   readonly helloBytes: Uint8Array
   readonly authBytes: Uint8Array | undefined
@@ -278,7 +288,7 @@ export class HostileDialer {
   private constructor(
     conn: RawConnection,
     outcome: DialOutcome,
-    keys: Transcript | undefined,
+    keys: { trunkId: Uint8Array; transcript: Uint8Array[] } | undefined,
     psk: Uint8Array
   ) {
     this.conn = conn
@@ -289,7 +299,7 @@ export class HostileDialer {
       outcome.reply !== undefined &&
       (outcome.reply.flags & HELLO_FLAG_ENCRYPT) !== 0
     ) {
-      const k = trafficKeys(psk, keys)
+      const k = trafficKeys(psk, keys.trunkId, keys.transcript)
       this.sealer = new RecordSealer(k.clientToServer)
       opener = new RecordOpener(k.serverToClient, MAX_MAX_FRAME_BODY + FRAME_HEADER_LENGTH)
     }
@@ -330,40 +340,57 @@ export class HostileDialer {
     const hello = dialerHello(opts)
     const helloBytes = replay?.helloBytes ?? hello.bytes
     conn.write(helloBytes)
-    const challenge = await conn.readHello(HelloKind.CHALLENGE)
-    if (challenge === undefined || challenge.kind !== HelloKind.CHALLENGE) {
+    const challenge = await conn.readMessage(HelloKind.CHALLENGE)
+    if (challenge === undefined || challenge.hello.kind !== HelloKind.CHALLENGE) {
       return new HostileDialer(
         conn,
-        { challenge, reply: challenge, serverProved: false, helloBytes, authBytes: undefined },
+        {
+          challenge: challenge?.hello,
+          reply: challenge?.hello,
+          serverProved: false,
+          replyAuthentic: false,
+          helloBytes,
+          authBytes: undefined
+        },
         undefined,
         opts.psk
       )
     }
-    const t: Transcript = {
-      trunkId,
-      subflowIndex,
-      flags: hello.flags,
-      clientNonce: hello.nonce,
-      serverNonce: challenge.auth.subarray(0, NONCE_LENGTH)
-    }
     const authKey = trunkAuthKey(opts.psk, trunkId)
     const serverProved =
-      challenge.auth.length === NONCE_LENGTH + PROOF_LENGTH &&
-      proofMatches(serverProof(authKey, t), challenge.auth.subarray(NONCE_LENGTH))
+      challenge.hello.auth.length === NONCE_LENGTH + PROOF_LENGTH &&
+      messageAuthentic(authKey, HandshakeMac.SERVER, [helloBytes], challenge.bytes)
     const authBytes =
       replay?.authBytes ??
-      handshakeMessage({
-        kind: HelloKind.AUTH,
-        trunkId,
-        subflowIndex,
-        auth: clientProof(authKey, t)
-      })
+      signMessage(
+        authKey,
+        HandshakeMac.CLIENT,
+        [helloBytes, challenge.bytes],
+        handshakeMessage({
+          kind: HelloKind.AUTH,
+          trunkId,
+          subflowIndex,
+          auth: new Uint8Array(PROOF_LENGTH)
+        })
+      )
     conn.write(authBytes)
-    const reply = await conn.readHello(HelloKind.REPLY)
+    const transcript = [helloBytes, challenge.bytes, authBytes]
+    const reply = await conn.readMessage(HelloKind.REPLY)
+    const replyAuthentic =
+      reply !== undefined &&
+      reply.hello.auth.length === REPLY_MAC_LENGTH &&
+      messageAuthentic(authKey, HandshakeMac.REPLY, transcript, reply.bytes)
     return new HostileDialer(
       conn,
-      { challenge, reply, serverProved, helloBytes, authBytes },
-      t,
+      {
+        challenge: challenge.hello,
+        reply: reply?.hello,
+        serverProved,
+        replyAuthentic,
+        helloBytes,
+        authBytes
+      },
+      { trunkId, transcript },
       opts.psk
     )
   }
@@ -463,21 +490,16 @@ export async function acceptAsFakeRx(
   psk: Uint8Array,
   replyFields: Partial<Hello> = {}
 ): Promise<AcceptedByFake | undefined> {
-  const hello = await conn.readHello(HelloKind.HELLO)
-  if (hello === undefined) return undefined
-  const serverNonce = randomBytes(NONCE_LENGTH)
-  const t: Transcript = {
-    trunkId: hello.trunkId,
-    subflowIndex: hello.subflowIndex,
-    flags: hello.flags,
-    clientNonce: hello.auth.subarray(0, NONCE_LENGTH),
-    serverNonce
-  }
+  const first = await conn.readMessage(HelloKind.HELLO)
+  if (first === undefined) return undefined
+  const hello = first.hello
   const authKey = trunkAuthKey(psk, hello.trunkId)
   const auth = new Uint8Array(NONCE_LENGTH + PROOF_LENGTH)
-  auth.set(serverNonce, 0)
-  auth.set(serverProof(authKey, t), NONCE_LENGTH)
-  conn.write(
+  auth.set(randomBytes(NONCE_LENGTH), 0)
+  const challenge = signMessage(
+    authKey,
+    HandshakeMac.SERVER,
+    [first.bytes],
     handshakeMessage({
       kind: HelloKind.CHALLENGE,
       trunkId: hello.trunkId,
@@ -485,20 +507,33 @@ export async function acceptAsFakeRx(
       auth
     })
   )
-  const proof = await conn.readHello(HelloKind.AUTH)
-  if (proof === undefined || !proofMatches(clientProof(authKey, t), proof.auth)) return undefined
+  conn.write(challenge)
+  const proof = await conn.readMessage(HelloKind.AUTH)
+  if (
+    proof === undefined ||
+    !messageAuthentic(authKey, HandshakeMac.CLIENT, [first.bytes, challenge], proof.bytes)
+  ) {
+    return undefined
+  }
+  const transcript = [first.bytes, challenge, proof.bytes]
   conn.write(
-    handshakeMessage({
-      kind: HelloKind.REPLY,
-      trunkId: hello.trunkId,
-      subflowIndex: hello.subflowIndex,
-      maxFrameBody: 256 * 1024,
-      flowWindow: 256 * 1024,
-      flags: HELLO_FLAG_ENCRYPT | 0x01,
-      ...replyFields
-    })
+    signMessage(
+      authKey,
+      HandshakeMac.REPLY,
+      transcript,
+      handshakeMessage({
+        kind: HelloKind.REPLY,
+        trunkId: hello.trunkId,
+        subflowIndex: hello.subflowIndex,
+        maxFrameBody: 256 * 1024,
+        flowWindow: 256 * 1024,
+        flags: HELLO_FLAG_ENCRYPT | 0x01,
+        ...replyFields,
+        auth: new Uint8Array(REPLY_MAC_LENGTH)
+      })
+    )
   )
-  const keys = trafficKeys(psk, t)
+  const keys = trafficKeys(psk, hello.trunkId, transcript)
   return { hello, sealer: new RecordSealer(keys.serverToClient) }
 }
 
@@ -560,7 +595,7 @@ export function randomHelloBytes(variant: HelloVariant, random: () => number): U
     case 'magic-then-random': {
       const b = bytesFrom(random, 5 + int(120))
       b.set([0x54, 0x4e, 0x44, 0x4d], 0)
-      if (random() < 0.5) b[4] = int(2) === 0 ? 1 : 3
+      if (random() < 0.5) b[4] = int(2) === 0 ? 1 : 2 // versions before this one
       return b
     }
     case 'random-fields': {

@@ -48,11 +48,16 @@ process.on('exit', () => {
   for (const c of live) c.kill('SIGKILL')
 })
 
-/** Spawn `dist/src/<role>/main.js` with `args`. */
-export function spawnProxy(role: 'tx-proxy' | 'rx-proxy', args: readonly string[]): ProxyProcess {
+/** Spawn `dist/src/<role>/main.js` with `args` (and `env` added to the environment). */
+export function spawnProxy(
+  role: 'tx-proxy' | 'rx-proxy',
+  args: readonly string[],
+  env: Readonly<Record<string, string>> = {}
+): ProxyProcess {
   const child = spawn(process.execPath, [join(ROOT, 'dist', 'src', role, 'main.js'), ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    cwd: ROOT
+    cwd: ROOT,
+    env: { ...process.env, ...env }
   })
   live.add(child)
   let text = ''
@@ -138,11 +143,19 @@ export interface ProxyPair {
 export async function startPair(opts: {
   readonly destinationPort: number
   readonly subflows?: number
+  /** network.conf both proxies read (default: none). */
+  readonly config?: string
   readonly extra?: readonly string[]
   readonly rxExtra?: readonly string[]
   readonly txExtra?: readonly string[]
   /** How long to wait for the subflows, in ms. */
   readonly waitMs?: number
+  /** tx_proxy's static destination (default `127.0.0.1:destinationPort`). */
+  readonly destination?: string
+  /** rx_proxy.allow_loopback (default true: the destinations are on loopback). */
+  readonly allowLoopback?: boolean
+  /** Where tx_proxy listens for clients (default 127.0.0.1). */
+  readonly txLocalIp?: string
 }): Promise<ProxyPair> {
   const rxPort = await freePort()
   const txPort = await freePort()
@@ -152,12 +165,11 @@ export async function startPair(opts: {
   const txControl = join(dir, 'tx.sock')
   const common = [
     '-c',
-    '/dev/null',
+    opts.config ?? '/dev/null',
     '--set',
     `security.psk=${TEST_PSK}`,
-    // The loopback tests' destinations are on 127.0.0.1, which rx_proxy refuses by default.
-    '--set',
-    'rx_proxy.deny_subnets=',
+    // The loopback tests' destinations are on 127.0.0.1, which rx_proxy refuses unless told.
+    ...(opts.allowLoopback === false ? [] : ['--set', 'rx_proxy.allow_loopback=true']),
     '--set',
     `rx_proxy.control_socket=${rxControl}`,
     '--set',
@@ -177,7 +189,7 @@ export async function startPair(opts: {
   const tx = spawnProxy('tx-proxy', [
     ...common,
     '--local-ip',
-    '127.0.0.1',
+    opts.txLocalIp ?? '127.0.0.1',
     '--local-port',
     String(txPort),
     '--rx-proxy-ip',
@@ -185,7 +197,7 @@ export async function startPair(opts: {
     '--rx-proxy-port',
     String(rxPort),
     '--destination',
-    `127.0.0.1:${opts.destinationPort}`,
+    opts.destination ?? `127.0.0.1:${opts.destinationPort}`,
     '--subflows',
     String(subflows),
     ...(opts.txExtra ?? [])

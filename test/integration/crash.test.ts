@@ -15,8 +15,10 @@ for (const victim of ['tx', 'rx'] as const) {
   test(`SIGKILL of ${victim}_proxy mid-transfer: client and destination both see a reset`, async () => {
     const destPort = await freePort()
     const atDest = deferred<ReadResult>()
+    let destBytes = 0
     const server = createServer({ allowHalfOpen: true }, (s) => {
       s.on('error', () => undefined)
+      s.on('data', (d: Buffer) => (destBytes += d.length))
       void readAll(s).then(atDest.resolve)
       // A slow trickle the other way, so both directions are mid-stream.
       void writeBytes(s, 512 * MiB, () => 4096).catch(() => undefined)
@@ -30,13 +32,25 @@ for (const victim of ['tx', 'rx'] as const) {
     try {
       const client: Socket = connect({ port: pair.txPort, host: '127.0.0.1', allowHalfOpen: true })
       client.on('error', () => undefined)
+      let clientBytes = 0
+      client.on('data', (d: Buffer) => (clientBytes += d.length))
       const atClient = readAll(client)
       void writeBytes(client, 1024 * MiB).catch(() => undefined)
-      await new Promise((r) => setTimeout(r, 700))
+      // Mid-transfer means bytes have crossed both ways (a fixed sleep was too short on a cold,
+      // loaded CI machine): then kill.
+      const deadline = Date.now() + 10_000
+      while ((destBytes < MiB || clientBytes < 64 * 1024) && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 50))
+      }
+      const before = `before the kill: destination had ${destBytes} B, client ${clientBytes} B`
       ;(victim === 'tx' ? pair.tx : pair.rx).child.kill('SIGKILL')
       const [c, d] = await Promise.all([atClient, atDest.promise])
-      assert.notEqual(c.ending, 'end', 'client saw a clean EOF of a truncated stream')
-      assert.notEqual(d.ending, 'end', 'destination saw a clean EOF of a truncated stream')
+      const why = (who: string): string =>
+        `${who} saw a clean EOF of a truncated stream (${before}; client ${c.ending} after ` +
+        `${c.bytes} B, destination ${d.ending} after ${d.bytes} B)\n` +
+        `tx log:\n${pair.tx.log().slice(-3000)}\nrx log:\n${pair.rx.log().slice(-3000)}`
+      assert.notEqual(c.ending, 'end', why('client'))
+      assert.notEqual(d.ending, 'end', why('destination'))
       assert.ok(c.bytes < 512 * MiB && d.bytes < 1024 * MiB)
     } finally {
       await pair.stop()

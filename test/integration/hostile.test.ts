@@ -118,6 +118,12 @@ const LIMITS = [
   `limits.max_buffered_bytes=${MAX_BUFFERED}`,
   '--set',
   `limits.max_unauthenticated=${MAX_UNAUTHENTICATED}`,
+  // Every attacker here is 127.0.0.1: the per-source cap would hide the global one.
+  '--set',
+  `limits.max_unauthenticated_per_source=${MAX_UNAUTHENTICATED}`,
+  // The slow-drip test opens its connections first and drips later: no shorter first-byte limit.
+  '--set',
+  `rx_proxy.first_byte_timeout_ms=${HANDSHAKE_TIMEOUT_MS}`,
   '--set',
   `rx_proxy.handshake_timeout_ms=${HANDSHAKE_TIMEOUT_MS}`,
   '--set',

@@ -1,42 +1,216 @@
-/** The systemd units render for this checkout and pass `systemd-analyze verify` (issue 7). */
+/**
+ * The systemd units: they render for this checkout and pass `systemd-analyze verify`; the proxy
+ * units are sandboxed (`systemd-analyze security` exposure at most 4.0); no unit installs
+ * packages; install-units.sh has --dry-run and --uninstall; and a proxy under a notify socket
+ * sends READY=1, WATCHDOG=1 and STOPPING=1 (to a real datagram receiver).
+ */
 import assert from 'node:assert/strict'
 import { execFileSync, spawnSync } from 'node:child_process'
-import { copyFileSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs'
+import {
+  copyFileSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  writeFileSync
+} from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { test } from 'node:test'
-import { ROOT } from '../helpers/proxies.js'
+import { describe, test } from 'node:test'
+import { datagramReceiver } from '../helpers/observe.js'
+import { freePort, ROOT, spawnProxy, startPair, TEST_PSK } from '../helpers/proxies.js'
 
-test('systemd units pass systemd-analyze verify, with the order bridge → rules → proxy', () => {
+const INSTALL = join(ROOT, 'deploy', 'install-units.sh')
+
+/** Render the units into a fresh directory (no user, no daemon-reload). */
+function render(extra: readonly string[] = []): string {
   const dest = mkdtempSync(join(tmpdir(), 'tandem-units-'))
   execFileSync('sh', [
-    join(ROOT, 'deploy', 'install-units.sh'),
+    INSTALL,
     '--dest',
     dest,
     '--config',
     join(ROOT, 'network.conf'),
-    '--no-reload'
+    '--no-reload',
+    '--no-user',
+    ...extra
   ])
-  // Template units are verified through an instance of each role.
-  const files: string[] = []
-  for (const f of readdirSync(dest)) {
-    if (f.endsWith('@.service')) {
-      for (const role of ['tx', 'rx']) {
-        const inst = f.replace('@.service', `@${role}.service`)
-        copyFileSync(join(dest, f), join(dest, inst))
-        files.push(join(dest, inst))
+  return dest
+}
+
+describe('systemd units', () => {
+  test('they pass systemd-analyze verify, with the order bridge → rules → proxy', () => {
+    const dest = render()
+    // Template units are verified through an instance of each role.
+    const files: string[] = []
+    for (const f of readdirSync(dest)) {
+      if (f.endsWith('@.service')) {
+        for (const role of ['tx', 'rx']) {
+          const inst = f.replace('@.service', `@${role}.service`)
+          copyFileSync(join(dest, f), join(dest, inst))
+          files.push(join(dest, inst))
+        }
+      } else files.push(join(dest, f))
+    }
+    const r = spawnSync('systemd-analyze', ['verify', ...files], { encoding: 'utf8', cwd: dest })
+    assert.equal(r.status, 0, r.stderr)
+    // The service user may not exist on the test machine; everything else must be clean.
+    const complaints = r.stderr
+      .split('\n')
+      .filter((l) => l.trim() !== '' && !/User=|Group=|tandem: no such user/i.test(l))
+    assert.deepEqual(complaints, [], `systemd-analyze verify complained:\n${r.stderr}`)
+    const tx = readFileSync(join(dest, 'tandem-tx-proxy.service'), 'utf8')
+    assert.match(tx, /After=tandem-rules@tx\.service/)
+    assert.match(tx, /Restart=on-failure/)
+    assert.match(tx, /ExecReload=\/bin\/kill -HUP \$MAINPID/)
+    assert.match(
+      readFileSync(join(dest, 'tandem-rules@.service'), 'utf8'),
+      /After=tandem-bridge@%i\.service/
+    )
+  })
+
+  test('the proxy units are Type=notify with a watchdog, a dedicated user and exposure ≤ 4.0', () => {
+    const dest = render()
+    for (const unit of ['tandem-tx-proxy.service', 'tandem-rx-proxy.service']) {
+      const text = readFileSync(join(dest, unit), 'utf8')
+      assert.match(text, /^Type=notify$/m)
+      assert.match(text, /^WatchdogSec=\d+$/m)
+      assert.match(text, /^User=tandem$/m)
+      assert.match(text, /^AmbientCapabilities=CAP_NET_ADMIN$/m)
+      assert.match(text, /^CapabilityBoundingSet=CAP_NET_ADMIN$/m)
+      assert.match(text, /^RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX AF_NETLINK$/m)
+      for (const want of [
+        'ProtectSystem=strict',
+        'ProtectHome=yes',
+        'PrivateTmp=yes',
+        'NoNewPrivileges=yes'
+      ]) {
+        assert.match(text, new RegExp(`^${want}$`, 'm'))
       }
-    } else files.push(join(dest, f))
-  }
-  const r = spawnSync('systemd-analyze', ['verify', ...files], { encoding: 'utf8', cwd: dest })
-  assert.equal(r.status, 0, r.stderr)
-  assert.equal(r.stderr.trim(), '', `systemd-analyze verify complained:\n${r.stderr}`)
-  const tx = readFileSync(join(dest, 'tandem-tx-proxy.service'), 'utf8')
-  assert.match(tx, /After=tandem-rules@tx\.service/)
-  assert.match(tx, /Restart=on-failure/)
-  assert.match(tx, /ExecReload=\/bin\/kill -HUP \$MAINPID/)
-  assert.match(
-    readFileSync(join(dest, 'tandem-rules@.service'), 'utf8'),
-    /After=tandem-bridge@%i\.service/
-  )
+      const r = spawnSync('systemd-analyze', ['security', '--offline=true', join(dest, unit)], {
+        encoding: 'utf8'
+      })
+      const m = /Overall exposure level for \S+: (\d+\.\d+)/.exec(`${r.stdout}${r.stderr}`)
+      assert.ok(m, `no exposure level in:\n${r.stdout}${r.stderr}`)
+      const exposure = Number(m[1])
+      process.stdout.write(`# ${unit}: exposure ${exposure}\n`)
+      assert.ok(exposure <= 4.0, `${unit}: exposure ${exposure} > 4.0`)
+    }
+  })
+
+  test('no unit installs packages: the rules and bridge units forbid their scripts to', () => {
+    const dir = join(ROOT, 'deploy', 'systemd')
+    for (const f of readdirSync(dir)) {
+      const text = readFileSync(join(dir, f), 'utf8')
+      assert.doesNotMatch(text, /apt(-get)?\s+install|dpkg -i/, f)
+      if (/^Exec(Start|Stop)=.*\.sh /m.test(text)) {
+        assert.match(
+          text,
+          /^Environment=TANDEM_NO_INSTALL=1$/m,
+          `${f} runs a script that may install`
+        )
+      }
+    }
+    // The scripts' installer honours it.
+    const lib = readFileSync(join(ROOT, 'iptables', 'lib.sh'), 'utf8')
+    assert.match(lib, /\[ -z "\$\{TANDEM_NO_INSTALL:-\}" \] && is_root && command -v apt-get/)
+    const rules = readFileSync(join(ROOT, 'iptables', 'rules.sh'), 'utf8')
+    for (const line of rules.split('\n').filter((l) => /apt-get update/.test(l))) {
+      assert.ok(
+        rules.includes('[ -z "${TANDEM_NO_INSTALL:-}" ]'),
+        `rules.sh installs without checking TANDEM_NO_INSTALL: ${line}`
+      )
+    }
+  })
+})
+
+describe('install-units.sh', () => {
+  test('--dry-run prints what it would do and changes nothing', () => {
+    const dest = mkdtempSync(join(tmpdir(), 'tandem-dry-'))
+    const out = execFileSync(
+      'sh',
+      [INSTALL, '--dest', dest, '--config', join(ROOT, 'network.conf'), '--dry-run', '--no-reload'],
+      { encoding: 'utf8' }
+    )
+    assert.match(out, /would install .*tandem-tx-proxy\.service/)
+    assert.match(out, /would install .*tandem-rx-proxy\.service/)
+    assert.deepEqual(readdirSync(dest), [])
+  })
+
+  test('a port below 1024 gets CAP_NET_BIND_SERVICE through a drop-in; --uninstall removes everything', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tandem-low-'))
+    const conf = join(dir, 'network.conf')
+    writeFileSync(conf, '[tx_proxy]\nlocal_port = 80 ; http\nmetrics_listen = 127.0.0.1:9464\n')
+    const dest = join(dir, 'units')
+    execFileSync('sh', [INSTALL, '--dest', dest, '--config', conf, '--no-user', '--no-reload'])
+    const dropin = join(dest, 'tandem-tx-proxy.service.d', '50-low-port.conf')
+    assert.match(readFileSync(dropin, 'utf8'), /^AmbientCapabilities=CAP_NET_BIND_SERVICE$/m)
+    assert.equal(existsSync(join(dest, 'tandem-rx-proxy.service.d')), false)
+    const out = execFileSync('sh', [INSTALL, '--dest', dest, '--uninstall', '--no-reload'], {
+      encoding: 'utf8'
+    })
+    assert.match(out, /removed .*tandem-tx-proxy\.service/)
+    assert.deepEqual(readdirSync(dest), [])
+  })
+
+  test('usage errors exit 2 with one line', () => {
+    for (const args of [['--bogus'], ['--dest'], ['--prefix', '']]) {
+      const r = spawnSync('sh', [INSTALL, ...args], { encoding: 'utf8' })
+      assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`)
+      assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr)
+      assert.match(r.stderr, /^install-units\.sh: /)
+    }
+  })
+})
+
+describe('sd_notify from a running proxy', { timeout: 60_000 }, () => {
+  test('READY=1 once the trunk is up, WATCHDOG=1 every half WatchdogSec, STOPPING=1 on SIGTERM', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tandem-sd-'))
+    const notify = await datagramReceiver(join(dir, 'notify'))
+    const sink = await freePort()
+    const pair = await startPair({ destinationPort: sink, subflows: 2 })
+    // A second tx_proxy, under the "service manager", dialling the same rx_proxy.
+    const tx = spawnProxy(
+      'tx-proxy',
+      [
+        '-c',
+        '/dev/null',
+        '--set',
+        `security.psk=${TEST_PSK}`,
+        '--set',
+        `tx_proxy.control_socket=${join(dir, 'tx.sock')}`,
+        '--local-ip',
+        '127.0.0.1',
+        '--local-port',
+        String(await freePort()),
+        '--rx-proxy-ip',
+        '127.0.0.1',
+        '--rx-proxy-port',
+        String(pair.rxPort),
+        '--destination',
+        `127.0.0.1:${sink}`,
+        '--subflows',
+        '2'
+      ],
+      { NOTIFY_SOCKET: join(dir, 'notify'), WATCHDOG_USEC: '400000' }
+    )
+    try {
+      const ready = await notify.waitFor(/READY=1/)
+      assert.match(
+        ready,
+        /^READY=1\nSTATUS=ready: trunk to 127\.0\.0\.1:\d+ up with \d subflow\(s\)$/
+      )
+      assert.match(tx.log(), /subflow up/, 'READY=1 came after the trunk was up')
+      await notify.waitFor(/^WATCHDOG=1$/)
+      await new Promise((r) => setTimeout(r, 900))
+      const pings = notify.messages().filter((m) => m === 'WATCHDOG=1').length
+      assert.ok(pings >= 3, `${pings} keep-alives in about a second at a 400 ms watchdog`)
+      await tx.stop()
+      assert.match(await notify.waitFor(/STOPPING=1/), /^STOPPING=1\nSTATUS=stopping \(SIGTERM\)$/)
+    } finally {
+      await tx.stop()
+      await pair.stop()
+      notify.close()
+    }
+  })
 })

@@ -478,8 +478,8 @@ describe('operating the pair in five namespaces (status, metrics, SIGHUP, SIGTER
         ])
       ).output
     ) as { totals: { bytesFromApp: number } }
-    const m = /^tandem_bytes_total\{direction="from_app"\} (\d+)/m.exec(scrape.output)
-    assert.ok(m, `no tandem_bytes_total in:\n${scrape.output.slice(0, 500)}`)
+    const m = /^tandem_app_bytes_total\{direction="from_app"\} (\d+)/m.exec(scrape.output)
+    assert.ok(m, `no tandem_app_bytes_total in:\n${scrape.output.slice(0, 500)}`)
     const fromMetrics = Number(m[1])
     // The transfer runs on between the three reads: the metric lies between the two status reads.
     const lo = status.totals.bytesFromApp
@@ -491,8 +491,8 @@ describe('operating the pair in five namespaces (status, metrics, SIGHUP, SIGTER
     )
     assert.equal(status.trunks[0]?.subflows.length, 4)
     assert.equal(status.trunks[0]?.flows, 1)
-    assert.match(scrape.output, /^tandem_subflows\{trunk="[0-9a-f]+"\} 4$/m)
-    assert.match(scrape.output, /^tandem_flows_active 1$/m)
+    assert.match(scrape.output, /^tandem_subflows_up\{peer="[^"]+"\} 4$/m)
+    assert.match(scrape.output, /^tandem_flows_active\{peer="[^"]+"\} 1$/m)
     assert.match(scrape.output, /^tandem_subflow_cwnd_segments\{/m)
     process.stdout.write(
       `# status during a transfer:\n${(await runIn(topo.ns.tx, [join(PROJECT_ROOT, 'tx_proxy'), 'status', '--control', join(dir, 'tx.sock')])).output.replace(/^/gm, '#   ')}\n`
@@ -501,7 +501,7 @@ describe('operating the pair in five namespaces (status, metrics, SIGHUP, SIGTER
     // SIGHUP with a policy that excludes port 5401: the running flow goes on, new flows pass directly.
     write({ 'interception.exclude_ports': '22,5401' })
     tx.child.kill('SIGHUP')
-    await tx.waitFor(/SIGHUP: configuration reloaded/)
+    await tx.waitFor(/SIGHUP: applied interception\.exclude_ports/)
     const shortRun = await runIn(topo.ns.src, [
       dist('tools/stream.js'),
       A.dst.v4,
@@ -514,7 +514,11 @@ describe('operating the pair in five namespaces (status, metrics, SIGHUP, SIGTER
     assert.equal(shortRun.code, 0, shortRun.output)
     const afterHup = (await queryStatus(join(dir, 'tx.sock'))).counters
     assert.equal(afterHup.syns_bypassed_policy, 1, 'the new flow followed the new policy')
-    assert.equal(long.child.exitCode, null, 'the running flow is untouched')
+    // Untouched: still running, or (on a slow machine, past its 30 s) finished cleanly.
+    assert.ok(
+      long.child.exitCode === null || long.child.exitCode === 0,
+      `the running flow is untouched (exit ${long.child.exitCode})`
+    )
 
     // SIGTERM: tx_proxy drains; new flows pass directly while it does; the long flow finishes or is reset.
     write({})

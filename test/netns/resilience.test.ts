@@ -135,9 +135,17 @@ describe('resilience: one flow over four subflows on two paths', () => {
         // Alternate the paths, shifted each round, so every method hits both paths.
         const path: PathName = (i + Math.floor(i / KILL_METHODS.length)) % 2 === 0 ? 'a' : 'b'
         const local = path === 'a' ? '192.168.2.201' : '10.9.0.1'
-        const sockets = (await subflowSockets(bed.ns.tx, TWO_PATH_RX_PORT)).filter(
+        // The path's subflows may still be re-dialling after the previous fault: wait for one
+        // (within the same bound the recovery has) rather than fail on an empty list.
+        let sockets = (await subflowSockets(bed.ns.tx, TWO_PATH_RX_PORT)).filter(
           (s) => s.localAddress === local
         )
+        for (const until = wallMs() + BOUND_MS; sockets.length === 0 && wallMs() < until;) {
+          await new Promise((r) => setTimeout(r, 50))
+          sockets = (await subflowSockets(bed.ns.tx, TWO_PATH_RX_PORT)).filter(
+            (s) => s.localAddress === local
+          )
+        }
         const victim = sockets[i % Math.max(1, sockets.length)]
         assert.ok(victim !== undefined, `no subflow socket on path ${path} to kill`)
         const lostBefore = await subflowsLost(conf)

@@ -4,7 +4,13 @@
  */
 import { ConfigError } from '../errors.js'
 import { ipFamily } from '../ip.js'
-import { parsePortList, parseSubnetList, type Policy, type PortRange } from '../policy.js'
+import {
+  parsePortList,
+  parseSubnetList,
+  type Policy,
+  type PortRange,
+  type Subnet
+} from '../policy.js'
 import { KEYS, SCHEDULER_NAMES, type KeySpec, type SchedulerName } from './schema.js'
 import { parseByteSize, SIZE_RULE } from '../size.js'
 
@@ -119,6 +125,8 @@ export interface Config {
     readonly redialMaxMs: number
     readonly dialTimeoutMs: number
     readonly controlSocket: string
+    /** Group that may use the control socket ('' : owner only). */
+    readonly controlSocketGroup: string
     readonly metricsListen: HostPort | undefined
   }
   readonly rx: {
@@ -126,9 +134,16 @@ export interface Config {
     readonly recvPort: number
     readonly connectTimeoutMs: number
     readonly handshakeTimeoutMs: number
+    /** Time until the first HELLO byte, in ms. */
+    readonly firstByteTimeoutMs: number
+    /** Where subflows may come from (empty: anywhere). */
+    readonly allowPeers: readonly Subnet[]
     /** Where rx_proxy may connect (no open relay). */
     readonly destinations: Policy
+    /** Flows may reach loopback destinations (tests, single-box use). */
+    readonly allowLoopback: boolean
     readonly controlSocket: string
+    readonly controlSocketGroup: string
     readonly metricsListen: HostPort | undefined
   }
   readonly trunk: {
@@ -154,6 +169,7 @@ export interface Config {
     readonly maxReorderSegments: number
     readonly subflowQueueBytes: number
     readonly maxUnauthenticated: number
+    readonly maxUnauthenticatedPerSource: number
     readonly idleTimeoutMs: number
   }
   readonly interception: {
@@ -184,7 +200,10 @@ export interface Config {
     readonly pskFile: string
     readonly encrypt: boolean
   }
-  readonly log: { readonly level: 'error' | 'warn' | 'info' | 'debug' }
+  readonly log: {
+    readonly level: 'error' | 'warn' | 'info' | 'debug'
+    readonly format: 'text' | 'json'
+  }
   /** The paths tx_proxy dials its subflows over (at least one). */
   readonly paths: readonly PathConfig[]
 }
@@ -302,6 +321,7 @@ export function buildConfig(raw: RawValues): Readonly<Config> {
     redialMaxMs: num('tx_proxy.redial_max_ms'),
     dialTimeoutMs: num('tx_proxy.dial_timeout_ms'),
     controlSocket: str('tx_proxy.control_socket'),
+    controlSocketGroup: str('tx_proxy.control_socket_group'),
     metricsListen: values.get('tx_proxy.metrics_listen') as HostPort | undefined
   }
   const config: Config = {
@@ -311,13 +331,17 @@ export function buildConfig(raw: RawValues): Readonly<Config> {
       recvPort: num('rx_proxy.recv_port'),
       connectTimeoutMs: num('rx_proxy.connect_timeout_ms'),
       handshakeTimeoutMs: num('rx_proxy.handshake_timeout_ms'),
+      firstByteTimeoutMs: num('rx_proxy.first_byte_timeout_ms'),
+      allowPeers: parseSubnetList('rx_proxy.allow_peers', str('rx_proxy.allow_peers')),
       destinations: {
         ports: parsePortList('rx_proxy.allow_ports', str('rx_proxy.allow_ports')),
         subnets: parseSubnetList('rx_proxy.allow_subnets', str('rx_proxy.allow_subnets')),
         excludePorts: [],
         excludeSubnets: parseSubnetList('rx_proxy.deny_subnets', str('rx_proxy.deny_subnets'))
       },
+      allowLoopback: str('rx_proxy.allow_loopback') === 'true',
       controlSocket: str('rx_proxy.control_socket'),
+      controlSocketGroup: str('rx_proxy.control_socket_group'),
       metricsListen: values.get('rx_proxy.metrics_listen') as HostPort | undefined
     },
     trunk: {
@@ -343,6 +367,7 @@ export function buildConfig(raw: RawValues): Readonly<Config> {
       maxReorderSegments: num('limits.max_reorder_segments'),
       subflowQueueBytes: num('limits.subflow_queue_bytes'),
       maxUnauthenticated: num('limits.max_unauthenticated'),
+      maxUnauthenticatedPerSource: num('limits.max_unauthenticated_per_source'),
       idleTimeoutMs: num('limits.idle_timeout_ms')
     },
     security: {
@@ -387,7 +412,10 @@ export function buildConfig(raw: RawValues): Readonly<Config> {
       synTableTtlMs: num('interception.syn_table_ttl_ms'),
       transparent: str('interception.transparent') === 'true'
     },
-    log: { level: str('log.level') as Config['log']['level'] },
+    log: {
+      level: str('log.level') as Config['log']['level'],
+      format: str('log.format') as Config['log']['format']
+    },
     paths: buildPaths(raw, tx)
   }
   for (const key of ['interception.tx_bridge_address', 'interception.rx_bridge_address']) {

@@ -65,13 +65,36 @@ export function loadConfig(
   return buildConfig(raw)
 }
 
+/** Printable ASCII and white space: a key file of only these is text, so it must be hex. */
+function looksLikeText(data: Buffer): boolean {
+  return data.every((b) => (b >= 0x20 && b < 0x7f) || b === 0x09 || b === 0x0a || b === 0x0d)
+}
+
 /**
  * The pre-shared key: `security.psk` (hex) when set, else the contents of `security.psk_file`
- * (hex, or raw bytes), which must not be readable by group or others. Throws ConfigError.
+ * (hex, or raw bytes), which must not be readable by group or others. A key shorter than
+ * MIN_PSK_BYTES is refused: anyone can get a CHALLENGE, so a short key falls to an offline
+ * search. A text that is not hex is refused rather than taken as raw bytes, because it is
+ * almost certainly a mistake (or a password). Messages never show the key. Throws ConfigError.
  */
 export function loadPsk(config: Readonly<Config>): Uint8Array {
   const sec = config.security
-  if (sec.pskHex !== '') return Uint8Array.from(Buffer.from(sec.pskHex, 'hex'))
+  const tooShort = (key: string, bytes: number, what: string): ConfigError =>
+    new ConfigError(
+      key,
+      `${what} ${bytes} bytes; a key needs at least ${MIN_PSK_BYTES} (${2 * MIN_PSK_BYTES} hex digits): make one with tx_proxy genkey --out FILE`
+    )
+  if (sec.pskHex !== '') {
+    const text = sec.pskHex.trim()
+    if (!/^(?:[0-9a-fA-F]{2})+$/.test(text)) {
+      throw new ConfigError(
+        'security.psk',
+        `expected an even number of hex digits (0-9, a-f), got ${text.length} characters that are not`
+      )
+    }
+    if (text.length / 2 < MIN_PSK_BYTES) throw tooShort('security.psk', text.length / 2, 'holds')
+    return Uint8Array.from(Buffer.from(text, 'hex'))
+  }
   const path = sec.pskFile
   if (path === '') {
     throw new ConfigError(
@@ -97,13 +120,17 @@ export function loadPsk(config: Readonly<Config>): Uint8Array {
       `${path} is readable by group or others: chmod 600 ${path}`
     )
   }
-  const text = data.toString('utf8').trim()
-  const key = /^[0-9a-fA-F]+$/.test(text) && text.length % 2 === 0 ? Buffer.from(text, 'hex') : data
-  if (key.length < MIN_PSK_BYTES) {
-    throw new ConfigError(
-      'security.psk_file',
-      `${path} holds ${key.length} bytes; a key needs at least ${MIN_PSK_BYTES}`
-    )
+  let key: Buffer = data
+  if (looksLikeText(data)) {
+    const text = data.toString('latin1').trim()
+    if (!/^(?:[0-9a-fA-F]{2})+$/.test(text)) {
+      throw new ConfigError(
+        'security.psk_file',
+        `${path} holds text that is not an even number of hex digits; write the key as hex (tx_proxy genkey --out FILE) or as raw bytes`
+      )
+    }
+    key = Buffer.from(text, 'hex')
   }
+  if (key.length < MIN_PSK_BYTES) throw tooShort('security.psk_file', key.length, `${path} holds`)
   return Uint8Array.from(key)
 }

@@ -114,6 +114,13 @@ export const KEYS: readonly KeySpec[] = [
   },
   {
     section: 'tx_proxy',
+    key: 'control_socket_group',
+    type: { kind: 'string' },
+    default: '',
+    doc: 'group (name or number) that may read the control socket: mode 0660 instead of 0600'
+  },
+  {
+    section: 'tx_proxy',
     key: 'metrics_listen',
     type: { kind: 'endpoint', optional: true },
     default: '',
@@ -146,7 +153,21 @@ export const KEYS: readonly KeySpec[] = [
     key: 'handshake_timeout_ms',
     type: int(100, 600_000),
     default: '5000',
-    doc: 'time an accepted subflow has to send its hello, in ms'
+    doc: 'time an accepted subflow has to complete its handshake, in ms'
+  },
+  {
+    section: 'rx_proxy',
+    key: 'first_byte_timeout_ms',
+    type: int(100, 600_000),
+    default: '2000',
+    doc: 'time an accepted subflow has to send the first byte of its hello, in ms (idle connections are dropped sooner)'
+  },
+  {
+    section: 'rx_proxy',
+    key: 'allow_peers',
+    type: { kind: 'string' },
+    default: '',
+    doc: 'addresses or subnets tx_proxy may dial from, e.g. 203.0.113.7,2001:db8::/48 (empty: any); others are closed before the handshake'
   },
   {
     section: 'rx_proxy',
@@ -166,8 +187,15 @@ export const KEYS: readonly KeySpec[] = [
     section: 'rx_proxy',
     key: 'deny_subnets',
     type: { kind: 'string' },
-    default: '127.0.0.0/8,::1/128,0.0.0.0/8,::/128,169.254.0.0/16,fe80::/10,224.0.0.0/4,ff00::/8',
-    doc: 'destinations rx_proxy never connects to (wins over allow_subnets); the rx box\u2019s own addresses are always refused too'
+    default: '169.254.0.0/16,fe80::/10,224.0.0.0/4,ff00::/8',
+    doc: 'destinations rx_proxy never connects to (wins over allow_subnets); loopback, unspecified, IPv4-embedding IPv6 and the rx box\u2019s own addresses are always refused too'
+  },
+  {
+    section: 'rx_proxy',
+    key: 'allow_loopback',
+    type: { kind: 'enum', values: ['true', 'false'] },
+    default: 'false',
+    doc: 'let flows reach 127.0.0.0/8 and ::1 on the rx box (tests and single-box use only; warned at start)'
   },
   {
     section: 'rx_proxy',
@@ -175,6 +203,13 @@ export const KEYS: readonly KeySpec[] = [
     type: { kind: 'string' },
     default: '/run/tandem/rx_proxy.sock',
     doc: 'Unix socket that `./rx_proxy status` reads (empty: none)'
+  },
+  {
+    section: 'rx_proxy',
+    key: 'control_socket_group',
+    type: { kind: 'string' },
+    default: '',
+    doc: 'group (name or number) that may read the control socket: mode 0660 instead of 0600'
   },
   {
     section: 'rx_proxy',
@@ -476,14 +511,14 @@ export const KEYS: readonly KeySpec[] = [
     key: 'psk',
     type: { kind: 'string' },
     default: '',
-    doc: 'the pre-shared key both proxies authenticate each other with, in hex (at least 32 hex digits; prefer psk_file)'
+    doc: 'the pre-shared key both proxies authenticate each other with, in hex (at least 64 hex digits, 32 bytes; prefer psk_file)'
   },
   {
     section: 'security',
     key: 'psk_file',
     type: { kind: 'string' },
     default: '/etc/tandem/psk',
-    doc: 'file holding the pre-shared key (hex, or at least 16 raw bytes); refused if group or others can read it. Make one: tx_proxy genkey --out FILE'
+    doc: 'file holding the pre-shared key (hex, or raw bytes; at least 32 bytes); refused if group or others can read it. Make one: tx_proxy genkey --out FILE'
   },
   {
     section: 'security',
@@ -501,6 +536,13 @@ export const KEYS: readonly KeySpec[] = [
   },
   {
     section: 'limits',
+    key: 'max_unauthenticated_per_source',
+    type: int(1, 100_000),
+    default: '32',
+    doc: 'most subflows in their handshake at once from one source address (rx_proxy); more from it are closed at once'
+  },
+  {
+    section: 'limits',
     key: 'idle_timeout_ms',
     type: int(0, 86_400_000),
     default: '3600000',
@@ -513,5 +555,12 @@ export const KEYS: readonly KeySpec[] = [
     type: { kind: 'enum', values: ['error', 'warn', 'info', 'debug'] },
     default: 'info',
     doc: 'log level'
+  },
+  {
+    section: 'log',
+    key: 'format',
+    type: { kind: 'enum', values: ['text', 'json'] },
+    default: 'text',
+    doc: 'log line format: text (one readable line) or json (one object per line, for log shippers)'
   }
 ]

@@ -133,12 +133,16 @@ class ChunkQueue {
 /** Parsed HELLO plus the bytes that followed it in the same reads (frames already sent). */
 export interface HelloResult {
   readonly hello: Hello
+  /** The message exactly as received: the handshake transcript is made of these bytes. */
+  readonly bytes: Uint8Array
   readonly rest: Uint8Array
 }
 
 /**
- * Decodes the first message of a subflow. Checks the magic after 4 bytes and the version after 5,
- * so garbage is refused before 40 bytes are waited for.
+ * Decodes one handshake message. Checks the magic byte by byte, so garbage is refused before 40
+ * bytes are waited for. The version is judged only once the 40-byte fixed part is in: every
+ * version sends at least that much, and the acceptor's VERSION_MISMATCH answer (40 bytes) must
+ * be no larger than what it received (a 5-byte probe gets no answer at all).
  */
 export class HelloDecoder {
   private readonly queue = new ChunkQueue()
@@ -168,10 +172,8 @@ export class HelloDecoder {
         )
       }
     }
-    if (q.length >= 5 && q.peek(4) !== PROTOCOL_VERSION) {
-      throw new VersionMismatchError(q.peek(4))
-    }
     if (q.length < HELLO_FIXED_LENGTH) return undefined
+    if (q.peek(4) !== PROTOCOL_VERSION) throw new VersionMismatchError(q.peek(4))
     const authLength = (q.peek(26) << 8) | q.peek(27)
     if (authLength > MAX_AUTH_LENGTH)
       throw malformed(`hello auth length ${authLength} > ${MAX_AUTH_LENGTH}`)
@@ -203,7 +205,7 @@ export class HelloDecoder {
       flags: raw[37]!,
       auth: raw.slice(HELLO_FIXED_LENGTH)
     }
-    return { hello, rest: q.takeAll() }
+    return { hello, bytes: raw.slice(), rest: q.takeAll() }
   }
 }
 

@@ -4,8 +4,12 @@
  * Types and constants only; encode.ts and decode.ts hold the logic.
  */
 
-/** Protocol version this build speaks (2: mutual PSK authentication, optional encryption). */
-export const PROTOCOL_VERSION = 2
+/**
+ * Protocol version this build speaks (3: every byte of the handshake authenticated, the REPLY
+ * carries a MAC; 2 had proofs over the nonces only, so a man in the middle could change the
+ * REPLY's flags and parameters).
+ */
+export const PROTOCOL_VERSION = 3
 
 /** "TNDM": first four bytes of every HELLO and HELLO_REPLY. */
 export const MAGIC = Uint8Array.of(0x54, 0x4e, 0x44, 0x4d)
@@ -54,6 +58,9 @@ export const PROOF_LENGTH = 32
 
 /** HELLO auth data: the client nonce and padding, so that the CHALLENGE is no larger. */
 export const HELLO_AUTH_LENGTH = NONCE_LENGTH + PROOF_LENGTH
+
+/** Bytes of the MAC that ends an authenticated REPLY's auth data (HMAC-SHA256). */
+export const REPLY_MAC_LENGTH = 32
 
 /** HELLO / HELLO_REPLY flag: frames after the handshake are encrypted (AES-256-GCM records). */
 export const HELLO_FLAG_ENCRYPT = 0x02

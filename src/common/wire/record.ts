@@ -1,5 +1,5 @@
 /**
- * The encrypted record layer (protocol v2, HELLO_FLAG_ENCRYPT): after an authenticated
+ * The encrypted record layer (docs/protocol.md §2.1, HELLO_FLAG_ENCRYPT): after an authenticated
  * handshake, each direction of a subflow is a sequence of AES-256-GCM records:
  *
  *   length u32 (of the ciphertext) | ciphertext | tag (16)

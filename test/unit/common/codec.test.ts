@@ -369,7 +369,7 @@ describe('hello codec', () => {
   it('starts with the magic and the version', () => {
     assert.deepEqual(
       Buffer.from(encodeHello(base).subarray(0, 8)),
-      Buffer.from(hex('544e444d 02 01 00 00'))
+      Buffer.from(hex('544e444d 03 01 00 00'))
     )
   })
 

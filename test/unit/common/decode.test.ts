@@ -297,6 +297,7 @@ describe('HelloDecoder', () => {
       }
       assert.ok(result)
       assert.deepEqual(result.hello, hello)
+      assert.deepEqual(Buffer.from(result.bytes), Buffer.from(HELLO_BYTES), 'the exact bytes')
       assert.equal(result.rest.length, 0)
     }
   })
@@ -315,11 +316,14 @@ describe('HelloDecoder', () => {
     )
   })
 
-  it('another version → VersionMismatchError naming it, after 5 bytes', () => {
+  it('another version → VersionMismatchError naming it, once the 40-byte fixed part is in', () => {
     const d = new HelloDecoder(HelloKind.HELLO)
-    assert.equal(d.push(hex('544e444d')), undefined)
+    const other = patched(4, hex('09'))
+    // A 5-byte probe learns nothing: the acceptor's answer may be no larger than what it got.
+    assert.equal(d.push(other.subarray(0, 5)), undefined)
+    assert.equal(d.push(other.subarray(5, 39)), undefined)
     assert.throws(
-      () => d.push(hex('09')),
+      () => d.push(other.subarray(39, 40)),
       (err: unknown) => {
         assert.ok(err instanceof VersionMismatchError)
         assert.ok(err instanceof ProtocolError)

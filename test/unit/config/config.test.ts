@@ -76,6 +76,7 @@ const BAD_TEXT: Readonly<Record<string, readonly string[]>> = {
   'trunk.redundant_ports': ['0', '65536', 'ssh', '22-'],
   'rx_proxy.allow_ports': ['0', '65536', 'http'],
   'rx_proxy.allow_subnets': ['10.0.0.0/33', 'nonsense'],
+  'rx_proxy.allow_peers': ['10.0.0.0/33', 'tx-box.example', '::1/129'],
   'rx_proxy.deny_subnets': ['1.2.3.4/', 'x'],
   'interception.subnets': ['10.0.0.0/33', 'x', '::/129', '10.0.0.0/-1', '1.2.3/8'],
   'interception.exclude_ports': ['22x', '70000'],
