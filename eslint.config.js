@@ -15,6 +15,38 @@ const IO_MODULES = [
   'winston'
 ]
 
+/**
+ * One layer's import rule: files matching `files` may not import from the `forbidden` folders
+ * (and, with `io`, no module that does I/O or keeps time). One block per folder, because a later
+ * `no-restricted-imports` block replaces an earlier one rather than adding to it.
+ * @param {string[]} files
+ * @param {string[]} forbidden
+ * @param {{ io?: boolean, ignores?: string[] }} [opts]
+ */
+function layer(files, forbidden, opts = {}) {
+  return {
+    files,
+    ...(opts.ignores ? { ignores: opts.ignores } : {}),
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          paths: opts.io
+            ? IO_MODULES.map((name) => ({
+                name,
+                message: 'The core does no I/O and keeps no time: take it as a parameter.'
+              }))
+            : [],
+          patterns: forbidden.map((folder) => ({
+            group: [folder === 'native' ? '**/native/**' : `**/${folder}/**`],
+            message: `${files[0]} may not import from ${folder}/ (layering: see docs/architecture.md).`
+          }))
+        }
+      ]
+    }
+  }
+}
+
 export default tseslint.config(
   {
     ignores: ['dist/**', 'node_modules/**', 'native/build/**', 'eslint.config.js', 'scripts/*.mjs']
@@ -42,25 +74,11 @@ export default tseslint.config(
     }
   },
   {
-    // Rule 1 of the house style: the codec and the core do no I/O and keep no time.
+    // The codec and the core do no I/O and keep no time: they are tested with a fake clock and
+    // fake ports, and run the same in both roles.
     files: ['src/common/**/*.ts', 'src/core/**/*.ts'],
     ignores: ['src/common/log/winston.ts', 'src/common/config/load.ts'],
     rules: {
-      'no-restricted-imports': [
-        'error',
-        {
-          paths: IO_MODULES.map((name) => ({
-            name,
-            message: 'The core does no I/O (house style rule 1).'
-          })),
-          patterns: [
-            {
-              group: ['**/native/**', '**/trunk/**', '**/tx-proxy/**', '**/rx-proxy/**'],
-              message: 'The core does not import the edges.'
-            }
-          ]
-        }
-      ],
       'no-restricted-globals': [
         'error',
         { name: 'setTimeout', message: 'Time is a parameter in the core.' },
@@ -73,6 +91,25 @@ export default tseslint.config(
       ]
     }
   },
+  // The layers, lowest first: common < core < trunk < app (process shell) < tx-proxy, rx-proxy.
+  // A folder imports only from layers below it; the two roles never import each other; tools
+  // use the binaries and public modules (common, app/control, native), never trunk internals.
+  layer(
+    ['src/common/**/*.ts'],
+    ['core', 'trunk', 'app', 'tx-proxy', 'rx-proxy', 'tools', 'native'],
+    {
+      io: true,
+      ignores: ['src/common/log/winston.ts', 'src/common/config/load.ts']
+    }
+  ),
+  layer(['src/core/**/*.ts'], ['trunk', 'app', 'tx-proxy', 'rx-proxy', 'tools', 'native'], {
+    io: true
+  }),
+  layer(['src/trunk/**/*.ts'], ['app', 'tx-proxy', 'rx-proxy', 'tools']),
+  layer(['src/app/**/*.ts'], ['tx-proxy', 'rx-proxy', 'tools']),
+  layer(['src/tx-proxy/**/*.ts'], ['rx-proxy', 'tools']),
+  layer(['src/rx-proxy/**/*.ts'], ['tx-proxy', 'tools']),
+  layer(['src/tools/**/*.ts'], ['trunk', 'core', 'tx-proxy', 'rx-proxy']),
   {
     files: ['**/main.ts', 'lab/**/*.ts', 'test/**/*.ts'],
     rules: { 'no-restricted-syntax': 'off' }

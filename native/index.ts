@@ -1,5 +1,6 @@
 /**
- * The only loader of the native addon (house style rule 10).
+ * The only loader of the native addon: the binding is typed and cast once, here, so no `any`
+ * leaks, and a missing build becomes one clear NativeError at startup.
  *
  * `NativeBinding` describes every export of `tandem_native.node` and is applied with a single
  * cast in `loadNative`, so no `any` leaks out. Nothing is loaded at import time: a missing

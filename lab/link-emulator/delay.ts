@@ -23,7 +23,7 @@ import { performance } from 'node:perf_hooks'
 
 import type { NfQueueClass, NfQueueOptions, NfQueuePacket } from '../../native/index.js'
 import { NativeError } from '../../src/common/errors.js'
-import { NfqueueReader } from '../../src/io/nfqueue.js'
+import { NfqueueReader } from '../../native/nfqueue.js'
 
 /**
  * Bytes of each packet copied to user space. We need only the id (a netlink attribute), not

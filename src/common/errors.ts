@@ -1,10 +1,12 @@
 /**
- * Typed errors with stable codes (house style rule 6).
+ * Typed errors with stable codes.
  *
  * Every error a user or a peer can cause is a `PepError` with a `code` that tests and
  * counters key on. Messages are one line and name the problem; they never need a stack
  * trace to be understood.
  */
+
+import type { ResetReasonCode } from './wire/frame.js'
 
 /** Every stable error code Tandem emits. Literal union, checked exhaustively where switched on. */
 export const PepErrorCodes = {
@@ -22,6 +24,8 @@ export const PepErrorCodes = {
   TRUNCATED: 'PEP_ERR_TRUNCATED',
   /** Hello reply refused the subflow. */
   HELLO_REJECTED: 'PEP_ERR_HELLO_REJECTED',
+  /** A subflow's TCP connect failed (refused, unreachable): the peer was not reached at all. */
+  CONNECT_FAILED: 'PEP_ERR_CONNECT_FAILED',
   /** Peer sent data beyond the credit it was granted. */
   CREDIT_EXCEEDED: 'PEP_ERR_CREDIT_EXCEEDED',
   /** Reorder buffer would hold too many separate ranges. */
@@ -68,10 +72,10 @@ export class PepError extends Error {
 
 /** The peer broke the wire protocol: the subflow (or flow) is closed with `closeReason`. */
 export class ProtocolError extends PepError {
-  /** Reset reason to put on the wire (see `ResetReasons`). */
-  readonly closeReason: number
+  /** Reset reason to put on the wire. */
+  readonly closeReason: ResetReasonCode
 
-  constructor(code: PepErrorCode, message: string, closeReason: number, remote = true) {
+  constructor(code: PepErrorCode, message: string, closeReason: ResetReasonCode, remote = true) {
     super(code, message, remote)
     this.name = 'ProtocolError'
     this.closeReason = closeReason
@@ -99,18 +103,6 @@ export class NativeError extends PepError {
     super(PepErrorCodes.NATIVE, message)
     this.name = 'NativeError'
     this.errno = errno
-  }
-}
-
-/** A byte or count limit fired. */
-export class LimitError extends PepError {
-  /** Name of the limit, as spelled in network.conf `[limits]`. */
-  readonly limit: string
-
-  constructor(limit: string, message: string) {
-    super(PepErrorCodes.LIMIT, `${limit}: ${message}`)
-    this.name = 'LimitError'
-    this.limit = limit
   }
 }
 

@@ -168,3 +168,15 @@ export function sameIp(a: IpBytes, b: IpBytes): boolean {
   for (let i = 0; i < a.bytes.length; i++) if (a.bytes[i] !== b.bytes[i]) return false
   return true
 }
+
+/**
+ * An address as the kernel reports it (`socket.remoteAddress`), normalised: a dual-stack
+ * socket's `::ffff:a.b.c.d` becomes `a.b.c.d`. Text that is not an address is returned as it
+ * is, with family 4.
+ */
+export function normalizeAddress(text: string): { address: string; family: 4 | 6 } {
+  const ip = parseIp(text)
+  if (ip === undefined) return { address: text, family: 4 }
+  const n = normalizeIp(ip)
+  return { address: formatIp(n), family: n.family }
+}

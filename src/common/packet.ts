@@ -1,6 +1,7 @@
 /**
- * IPv4/IPv6 + TCP header parsing for packets taken from NFQUEUE (house style rule 10: the
- * addon hands over raw bytes, every decision about them is made here, in pure code).
+ * IPv4/IPv6 + TCP header parsing for packets taken from NFQUEUE (the addon
+ * hands over raw bytes and every decision about them is made here, in pure code that unit
+ * tests reach without root or a kernel).
  *
  * Total: any input returns a `ParsedPacket` or `undefined`, never throws. `undefined` means
  * "not a TCP segment whose headers we can read": truncated, malformed, another protocol, or

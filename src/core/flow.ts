@@ -1,14 +1,16 @@
 /**
- * One carried TCP flow: its state machine, both streams, credit and re-send bookkeeping
- * (house style rule 3). Pure: it reaches the application socket and the trunk only through the
- * ports it is given, and gets the time from them.
+ * One carried TCP flow: its state machine, both streams, credit and re-send bookkeeping. One
+ * `transition()` checks every state change against a table, so no helper changes the state on
+ * the side. Pure: it reaches the application socket and the trunk only through the ports it is
+ * given, and gets the time from them.
  */
-import { PepErrorCodes, ProtocolError } from '../common/errors.js'
+import { PepErrorCodes, ProtocolError, type PepErrorCode } from '../common/errors.js'
 import type { Logger } from '../common/log/logger.js'
 import { escapePeerText } from '../common/log/escape.js'
 import {
   ResetReason,
   resetReasonName,
+  type ResetReasonCode,
   type AckFrame,
   type DataFrame,
   type OpenFrame,
@@ -67,7 +69,7 @@ export interface TrunkPort {
   /** Smoothed round-trip time of the trunk's fastest subflow, in ms; 0 before the first sample. */
   srttMs(): number
   /** Count a flow error by its stable code (the flow resets itself). */
-  countError(code: string): void
+  countError(code: PepErrorCode): void
 }
 
 /** Settings of one flow. */
@@ -137,6 +139,8 @@ export class Flow {
    * §3, OPEN).
    */
   readonly announcedOn = new Set<SubflowId>()
+  /** True once an OPEN of this flow went out on any subflow (the peer may know the flow). */
+  private announcedValue = false
   /** Indexes of the subflows that carried this flow's DATA either way (for `status`). */
   readonly subflowsUsed = new Set<number>()
   private stateValue: FlowState
@@ -206,7 +210,21 @@ export class Flow {
     return this.peerSeenValue
   }
 
-  /** The OPEN to send on the pinned subflow (opener only). */
+  /**
+   * True when the peer may know this flow: it answered, or an OPEN went out. A flow that is
+   * neither (opened while no subflow was up) is new to any peer, a restarted one too.
+   */
+  get peerMayKnow(): boolean {
+    return this.peerSeenValue || this.announcedValue
+  }
+
+  /** The trunk sent this flow's OPEN on `subflow`. */
+  announcedOnSubflow(subflow: SubflowId): void {
+    this.announcedOn.add(subflow)
+    this.announcedValue = true
+  }
+
+  /** The OPEN to send on every subflow until the peer answers (opener only). */
   get openFrame(): OpenFrame | undefined {
     return this.opts.openFrame
   }
@@ -233,6 +251,7 @@ export class Flow {
     this.lastActivity = this.opts.trunk.now()
     this.send.append(chunk)
     this.opts.budget.force(chunk.length)
+    this.noteCreditStall()
     this.opts.trunk.markReady(this)
     this.updateAppPause()
   }
@@ -300,6 +319,7 @@ export class Flow {
     if (frame.limit > this.peerLimit) this.peerLimit = frame.limit
     const freed = this.send.onAck(frame.received, frame.finReceived)
     if (freed > 0) this.opts.budget.release(freed)
+    this.noteCreditStall()
     this.updateAppPause()
     if (this.send.hasSendable(this.peerLimit)) this.opts.trunk.markReady(this)
     this.maybeClose()
@@ -311,12 +331,6 @@ export class Flow {
     // The message is the peer's own text: escaped before it can reach a log line.
     const why = `peer reset: ${resetReasonName(frame.reason)}${frame.message ? ` (${escapePeerText(frame.message)})` : ''}`
     this.finish('reset', why)
-    this.app?.reset()
-  }
-
-  /** A frame of this flow arrived that needs no handling of its own (keeps `peerSeen` right). */
-  onPeerFrame(): void {
-    this.peerSeenValue = true
   }
 
   // ---- sending --------------------------------------------------------------------------------
@@ -331,14 +345,10 @@ export class Flow {
     return this.send.sentOffset
   }
 
-  /** True when `nextData` would return a frame. */
+  /** True when `nextData` would return a frame. A pure query: it changes nothing. */
   hasSendable(): boolean {
     if (this.done || this.stateValue === 'connecting') return false
-    const can = this.send.hasSendable(this.peerLimit)
-    const blocked = !can && this.send.sentOffset < this.send.appendedBytes
-    if (blocked && !this.stalled) this.stalls++
-    this.stalled = blocked
-    return can
+    return this.send.hasSendable(this.peerLimit)
   }
 
   /**
@@ -359,6 +369,7 @@ export class Flow {
         : this.opts.maxPayloadBytes
     const d = this.send.next(this.peerLimit, subflow, cap)
     if (d?.resend) this.resent += d.payload.length
+    this.noteCreditStall()
     if (d !== undefined && this.appPaused) this.updateAppPause()
     return d
   }
@@ -377,6 +388,7 @@ export class Flow {
     } else {
       this.send.onSubflowLost(subflow)
     }
+    this.noteCreditStall()
     if (this.send.hasSendable(this.peerLimit)) this.opts.trunk.markReady(this)
   }
 
@@ -418,11 +430,10 @@ export class Flow {
   }
 
   /** Abort: RESET to the peer, RST to the application. */
-  abort(reason: number, message: string): void {
+  abort(reason: ResetReasonCode, message: string): void {
     if (this.done) return
     this.opts.trunk.sendControl(this, { type: 'reset', flowId: this.id, reason, message })
     this.finish('reset', `${resetReasonName(reason)}: ${message}`)
-    this.app?.reset()
   }
 
   /** Counters. */
@@ -514,6 +525,17 @@ export class Flow {
     if (this.recvLimit < target) this.opts.trunk.waitForBudget(this)
   }
 
+  /**
+   * Count a credit stall when the flow has bytes it cannot send for lack of credit, once per
+   * stall (not once per look): called where credit or unsent bytes change.
+   */
+  private noteCreditStall(): void {
+    const blocked =
+      !this.send.hasSendable(this.peerLimit) && this.send.sentOffset < this.send.appendedBytes
+    if (blocked && !this.stalled) this.stalls++
+    this.stalled = blocked
+  }
+
   /** Pause the application when its stream holds too much; resume when it drained. */
   private updateAppPause(): void {
     const app = this.app
@@ -551,5 +573,8 @@ export class Flow {
     this.recv.clear()
     this.opts.budget.release(this.send.clear() + reserved)
     this.opts.trunk.onFinished(this)
+    // A reset flow aborts its application socket (RST): the application must not take a
+    // truncated stream for a whole one. A closed flow's socket finishes its own graceful close.
+    if (state === 'reset') this.app?.reset()
   }
 }

@@ -1,5 +1,5 @@
 /** ./rx_proxy entry point. */
-import { runMain } from '../edge/run-main.js'
+import { runMain } from '../app/run-main.js'
 import { RxProxy } from './rx-proxy.js'
 
 const code = await runMain('rx_proxy', process.argv.slice(2), async (config, log) => {

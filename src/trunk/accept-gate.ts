@@ -7,7 +7,7 @@
  * authenticated or until its 'close' (a refused socket still holds a descriptor until then).
  */
 import type { Socket } from 'node:net'
-import type { Counters } from '../common/counters.js'
+import type { CounterName, Counters } from '../common/counters.js'
 import { errorMessage, isPepError } from '../common/errors.js'
 import { formatIp, normalizeIp, parseIp } from '../common/ip.js'
 import type { Logger } from '../common/log/logger.js'
@@ -121,7 +121,7 @@ export class AcceptGate {
    */
   failed(who: Admitted, err: unknown): void {
     const code = isPepError(err) ? err.code : 'error'
-    const counter = `handshake_failures_${code}`
+    const counter: CounterName = `handshake_failures_${code}`
     this.opts.counters.inc(counter)
     if (code === 'PEP_ERR_AUTH_FAILED') this.opts.counters.inc('auth_failures')
     const n = this.opts.counters.get(counter)
@@ -147,7 +147,7 @@ export class AcceptGate {
     else this.perSource.delete(address)
   }
 
-  private drop(socket: Socket, peer: string, counter: string, why: string): void {
+  private drop(socket: Socket, peer: string, counter: CounterName, why: string): void {
     this.opts.counters.inc(counter)
     const n = this.opts.counters.get(counter)
     if (n <= 10 || (n & (n - 1)) === 0) {

@@ -291,7 +291,7 @@ export async function dialSubflow(opts: {
       socket.once('error', (err: NodeJS.ErrnoException) => {
         clearTimeout(t)
         reject(
-          new PepError(PepErrorCodes.HELLO_REJECTED, `connect failed: ${err.code ?? err.message}`)
+          new PepError(PepErrorCodes.CONNECT_FAILED, `connect failed: ${err.code ?? err.message}`)
         )
       })
     })

@@ -6,12 +6,17 @@ import type { Socket } from 'node:net'
 import { isPepError, PepErrorCodes, ProtocolError } from '../common/errors.js'
 import { FrameDecoder } from '../common/wire/decode.js'
 import { encodeDataHeader, encodeFrame } from '../common/wire/encode.js'
-import { ResetReason, type Frame } from '../common/wire/frame.js'
-import type { SubflowView } from '../core/scheduler/scheduler.js'
+import { ResetReason, type Frame, type ResetReasonCode } from '../common/wire/frame.js'
 import type { DataToSend } from '../core/send-buffer.js'
 import { RecordOpener, RecordSealer } from '../common/wire/record.js'
 import { FRAME_HEADER_LENGTH } from '../common/wire/frame.js'
 import type { SubflowKeys } from './handshake.js'
+
+/** Weight of a new RTT sample in the smoothed RTT (RFC 6298's alpha, 1/8). */
+const SRTT_GAIN = 1 / 8
+
+/** PING tokens carry the send time in microseconds; the clock gives milliseconds. */
+const US_PER_MS = 1000
 
 /** What a subflow reports to its trunk. */
 export interface SubflowEvents {
@@ -42,12 +47,10 @@ export interface SubflowOptions {
   readonly keys?: SubflowKeys | undefined
   /** Measures the socket's delivery rate in bytes/s (TCP_INFO); sampled every ping interval. */
   readonly sampleRate?: (socket: Socket) => number
-  /** Bytes in the socket's kernel send queue not sent yet (SIOCOUTQNSD); read when stale. */
-  readonly kernelUnsent?: (socket: Socket) => number
 }
 
-/** A live subflow; also the read-only view schedulers see. */
-export class Subflow implements SubflowView {
+/** A live subflow. Schedulers never see it: the trunk gives them plain views of it. */
+export class Subflow {
   readonly id: number
   readonly index: number
   readonly pathId: number
@@ -68,8 +71,6 @@ export class Subflow implements SubflowView {
   private pingTimer: NodeJS.Timeout | undefined
   private closed = false
   private closing = false
-  private kernelUnsent = 0
-  private kernelUnsentStale = true
 
   constructor(socket: Socket, opts: SubflowOptions, events: SubflowEvents) {
     this.socket = socket
@@ -119,27 +120,6 @@ export class Subflow implements SubflowView {
     return this.socket.writableLength
   }
 
-  /**
-   * Bytes waiting to leave: user space plus the kernel's not-yet-sent bytes. The kernel figure is
-   * read at most once between `markUnsentStale()` calls and writes (one ioctl).
-   */
-  get unsentBytes(): number {
-    if (this.kernelUnsentStale && this.opts.kernelUnsent !== undefined && !this.closed) {
-      this.kernelUnsentStale = false
-      try {
-        this.kernelUnsent = this.opts.kernelUnsent(this.socket)
-      } catch {
-        this.kernelUnsent = 0 // the socket is closing; its 'close' event follows
-      }
-    }
-    return this.socket.writableLength + this.kernelUnsent
-  }
-
-  /** Time has passed (a new pump): the kernel may have sent what it held. */
-  markUnsentStale(): void {
-    this.kernelUnsentStale = true
-  }
-
   /** True once closed. */
   get isClosed(): boolean {
     return this.closed
@@ -179,7 +159,6 @@ export class Subflow implements SubflowView {
     if (this.closed) return
     const header = encodeDataHeader(flowId, d.offset, d.payload.length, d.fin)
     this.bytesSent += header.length + d.payload.length
-    this.kernelUnsentStale = true
     this.socket.cork()
     if (this.sealer !== undefined) {
       for (const b of this.sealer.seal([header, d.payload])) this.socket.write(b)
@@ -191,7 +170,7 @@ export class Subflow implements SubflowView {
   }
 
   /** Close on purpose: GOAWAY, then FIN. */
-  goAway(reason: number, message: string): void {
+  goAway(reason: ResetReasonCode, message: string): void {
     if (this.closed) return
     this.closing = true
     this.writeFrame({ type: 'goaway', flowId: 0, reason, message })
@@ -210,9 +189,9 @@ export class Subflow implements SubflowView {
 
   /** Record a PONG. */
   onPong(token: number): void {
-    const sample = this.opts.now() - token / 1000
+    const sample = this.opts.now() - token / US_PER_MS
     if (sample < 0) return
-    this.srttMs = this.srttMs === 0 ? sample : this.srttMs * 0.875 + sample * 0.125
+    this.srttMs = this.srttMs === 0 ? sample : this.srttMs * (1 - SRTT_GAIN) + sample * SRTT_GAIN
   }
 
   private onData(chunk: Uint8Array): void {
@@ -254,6 +233,6 @@ export class Subflow implements SubflowView {
       }
     }
     // Token: send time in microseconds, so the PONG carries its own timestamp.
-    this.writeFrame({ type: 'ping', flowId: 0, token: Math.round(now * 1000) })
+    this.writeFrame({ type: 'ping', flowId: 0, token: Math.round(now * US_PER_MS) })
   }
 }

@@ -1,5 +1,5 @@
 /**
- * Subflow socket tuning for long fat links (issue 4): congestion control per subflow
+ * Subflow socket tuning for long fat links: congestion control per subflow
  * (TCP_CONGESTION), TCP_NOTSENT_LOWAT so that a subflow's backlog shows in user space where the
  * scheduler sees it, and optional fixed socket buffers. Applied right after connect / accept.
  */

@@ -7,10 +7,10 @@ import { lookup } from 'node:dns/promises'
 import type { Socket } from 'node:net'
 import type { Config } from '../common/config/config.js'
 import { ConfigError, NativeError } from '../common/errors.js'
-import { ipFamily } from '../common/ip.js'
+import { ipFamily, normalizeAddress } from '../common/ip.js'
 import type { Endpoint } from '../common/wire/frame.js'
 import { getOriginalDst, loadNative, socketFd } from '../../native/index.js'
-import { normalizeAddress, type DestinationResolver } from './tx-proxy.js'
+import type { DestinationResolver } from './tx-proxy.js'
 
 /** Build the resolver once at start-up (resolving a static host name, loading the addon). */
 export async function createDestinationResolver(

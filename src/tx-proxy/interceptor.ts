@@ -1,5 +1,5 @@
 /**
- * SYN interception (issue 3): every client SYN reaches tx_proxy through NFQUEUE before the nat
+ * SYN interception: every client SYN reaches tx_proxy through NFQUEUE before the nat
  * REDIRECT. tx_proxy decides per flow — the policy of network.conf, and whether the trunk is up
  * — and gives an accept verdict with the mark the REDIRECT rule matches, or without it: then the
  * flow passes straight over the bridge. The decision is remembered in the SYN table so that the
@@ -15,7 +15,7 @@ import { parseIpTcp } from '../common/packet.js'
 import { policyAccepts, type Policy } from '../common/policy.js'
 import type { Endpoint } from '../common/wire/frame.js'
 import { SynTable } from '../core/syn-table.js'
-import type { NfQueuePacket } from '../io/nfqueue.js'
+import type { NfQueuePacket } from '../../native/nfqueue.js'
 
 /** What the interceptor needs from an NFQUEUE reader (the real one or a fake). */
 export interface SynSource {

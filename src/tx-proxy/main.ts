@@ -1,7 +1,7 @@
 /** ./tx_proxy entry point. */
-import { runMain } from '../edge/run-main.js'
+import { runMain } from '../app/run-main.js'
 import { createDestinationResolver } from './destination.js'
-import { NfqueueReader } from '../io/nfqueue.js'
+import { NfqueueReader } from '../../native/nfqueue.js'
 import { TxProxy } from './tx-proxy.js'
 
 const code = await runMain('tx_proxy', process.argv.slice(2), async (config, log) => {

@@ -4,65 +4,25 @@
  * instances in one process do not share anything.
  */
 import { randomBytes } from 'node:crypto'
-import type { Server as HttpServer } from 'node:http'
 import { createServer, type Server, type Socket } from 'node:net'
 import type { Config, PathConfig } from '../common/config/config.js'
-import { loadPsk } from '../common/config/load.js'
-import { Counters } from '../common/counters.js'
-import { isPepError } from '../common/errors.js'
-import { ipFamily } from '../common/ip.js'
+import type { Counters } from '../common/counters.js'
+import { formatEndpoint } from '../common/endpoint.js'
+import { errorMessage, isPepError } from '../common/errors.js'
+import { normalizeAddress } from '../common/ip.js'
 import type { Logger } from '../common/log/logger.js'
 import { ResetReason, type Endpoint } from '../common/wire/frame.js'
-import { MemoryBudget } from '../core/memory-budget.js'
-import { createScheduler } from '../core/scheduler/index.js'
-import { dialSubflow } from '../trunk/handshake.js'
-import { REPLY_FLAG_TRUNK_NEW } from '../common/wire/frame.js'
-import { Trunk, type TrunkSettings } from '../trunk/trunk.js'
-import {
-  createSubflowTuner,
-  deliveryRate,
-  kernelUnsentBytes,
-  setAbortiveClose
-} from '../trunk/tune.js'
-import { combineTotals, serveControl, type ProxyStatus } from '../edge/control.js'
-import { createRegistry, serveMetrics } from '../edge/metrics.js'
-import { listenNamed } from '../edge/listen-errors.js'
-import type { HealthAnswer } from '../edge/health.js'
-import { StatusView } from '../edge/status-view.js'
-import { dialErrorCode, TrunkWatch } from '../edge/trunk-watch.js'
-import { formatEndpoint } from '../common/endpoint.js'
-import { Interceptor, type SynSource } from './interceptor.js'
+import { Dialer } from '../trunk/dialer.js'
+import { Trunk } from '../trunk/trunk.js'
+import type { ProxyStatus } from '../app/control.js'
+import type { HealthAnswer } from '../app/health.js'
+import { listen, ProxyRuntime, waitForFlows, type RuntimeSource } from '../app/runtime.js'
+import { TrunkWatch } from '../app/trunk-watch.js'
 import { checkedOpen } from './checked-open.js'
+import { Interceptor, type SynSource } from './interceptor.js'
 
 /** How tx_proxy learns where a client meant to go. */
 export type DestinationResolver = (socket: Socket) => Endpoint
-
-/** Settings of the trunk from the parsed config (shared with rx_proxy). */
-export function trunkSettings(config: Readonly<Config>): TrunkSettings {
-  return {
-    maxPayloadBytes: config.trunk.framePayloadBytes,
-    maxFrameBodyBytes: config.limits.maxFrameBodyBytes,
-    flowWindowBytes: config.limits.flowWindowBytes,
-    maxFlowWindowBytes: config.limits.maxFlowWindowBytes,
-    sendBufferBytes: config.limits.sendBufferBytes,
-    maxReorderSegments: config.limits.maxReorderSegments,
-    maxFlows: config.limits.maxFlows,
-    subflowQueueBytes: config.limits.subflowQueueBytes,
-    pingIntervalMs: config.trunk.pingIntervalMs,
-    pingTimeoutMs: config.trunk.pingTimeoutMs,
-    outageGraceMs: config.trunk.outageGraceMs,
-    redundantPorts: config.trunk.redundantPorts,
-    redundantFirstBytes: config.trunk.redundantFirstBytes,
-    idleTimeoutMs: config.limits.idleTimeoutMs
-  }
-}
-
-/** Strip the IPv4-mapped prefix node puts on dual-stack sockets. */
-export function normalizeAddress(address: string): { address: string; family: 4 | 6 } {
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)
-  if (mapped) return { address: mapped[1]!, family: 4 }
-  return { address, family: ipFamily(address) ?? 4 }
-}
 
 /** The client's own endpoint, for source-transparent connects at the far end. */
 function clientEndpoint(socket: Socket): Endpoint | undefined {
@@ -71,33 +31,16 @@ function clientEndpoint(socket: Socket): Endpoint | undefined {
   return { family, address, port: socket.remotePort }
 }
 
-/** Resolve when `count()` is 0 or after `graceMs`, polling every 100 ms. */
-export async function waitForFlows(count: () => number, graceMs: number): Promise<void> {
-  const deadline = performance.now() + graceMs
-  while (count() > 0 && performance.now() < deadline) {
-    await new Promise((r) =>
-      setTimeout(r, Math.min(100, Math.max(1, deadline - performance.now())))
-    )
-  }
-}
-
 /** A running tx_proxy. */
 export class TxProxy {
-  readonly counters = new Counters()
+  readonly counters: Counters
   readonly trunk: Trunk
+  private readonly runtime: ProxyRuntime
   private readonly config: Readonly<Config>
   private readonly log: Logger
   private readonly resolve: DestinationResolver
   private readonly server: Server
-  private readonly dialing = new Set<number>()
-  private readonly attempts = new Map<number, number>()
-  private readonly timers = new Set<NodeJS.Timeout>()
-  private readonly budget: MemoryBudget
-  private readonly psk: Uint8Array
-  private readonly startedMs = performance.now()
-  private control: Server | undefined
-  private metrics: HttpServer | undefined
-  private everConnected = false
+  private readonly dialer: Dialer
   private stopped = false
   private interceptor: Interceptor | undefined
   /** Which path each subflow index dials over: `paths[p].subflows` slots per path, in order. */
@@ -106,7 +49,6 @@ export class TxProxy {
   /** The peer as status, logs and metrics name it: the address:port dialled. */
   readonly peer: string
   private readonly watch: TrunkWatch
-  private readonly view = new StatusView()
 
   /**
    * @param resolve where each accepted client was going
@@ -120,28 +62,12 @@ export class TxProxy {
   ) {
     this.openSynSource = openSynSource
     this.slots = config.paths.flatMap((p) => new Array<PathConfig>(p.subflows).fill(p))
-    this.budget = new MemoryBudget(config.limits.maxBufferedBytes)
-    this.psk = loadPsk(config)
+    this.runtime = new ProxyRuntime('tx_proxy', config, log)
+    this.counters = this.runtime.counters
     this.config = config
     this.log = log
     this.resolve = resolve
-    this.trunk = new Trunk({
-      role: 'tx',
-      trunkId: randomBytes(16),
-      settings: trunkSettings(config),
-      scheduler: createScheduler(config.trunk.scheduler),
-      budget: this.budget,
-      counters: this.counters,
-      log,
-      now: () => performance.now(),
-      tuneSocket: createSubflowTuner(config, log),
-      sampleRate: deliveryRate,
-      kernelUnsent: kernelUnsentBytes,
-      setAbortiveClose
-    })
-    this.server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => {
-      this.onClient(socket)
-    })
+    this.trunk = new Trunk(this.runtime.trunkOptions(randomBytes(16), log))
     const first = this.slots[0]
     this.peer = formatEndpoint({
       address: first?.peerIp ?? config.tx.rxProxyIp,
@@ -156,27 +82,35 @@ export class TxProxy {
       },
       log
     )
+    this.dialer = new Dialer({
+      trunk: this.trunk,
+      slots: this.slots,
+      hello: {
+        maxFrameBodyBytes: config.limits.maxFrameBodyBytes,
+        flowWindowBytes: config.limits.flowWindowBytes,
+        psk: this.runtime.psk,
+        encrypt: config.security.encrypt
+      },
+      dialTimeoutMs: config.tx.dialTimeoutMs,
+      redialMinMs: config.tx.redialMinMs,
+      redialMaxMs: config.tx.redialMaxMs,
+      counters: this.counters,
+      log,
+      observer: this.watch
+    })
+    this.server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => {
+      this.onClient(socket)
+    })
   }
 
   /** Listen for clients and dial the trunk. Resolves once listening. */
   async start(): Promise<{ port: number }> {
     this.watch.start()
-    for (let i = 0; i < this.slots.length; i++) this.dial(i)
-    const c = this.config.tx
-    await listenNamed(
-      { address: 'tx_proxy.local_ip', port: 'tx_proxy.local_port' },
-      `${c.localIp}:${c.localPort}`,
-      () =>
-        new Promise<void>((resolve, reject) => {
-          this.server.once('error', reject)
-          this.server.listen(c.localPort, c.localIp, () => {
-            this.server.off('error', reject)
-            resolve()
-          })
-        })
-    )
-    const addr = this.server.address()
-    const port = typeof addr === 'object' && addr !== null ? addr.port : this.config.tx.localPort
+    this.dialer.start()
+    const port = await listen(this.server, this.config.tx.localPort, this.config.tx.localIp, {
+      address: 'tx_proxy.local_ip',
+      port: 'tx_proxy.local_port'
+    })
     if (this.openSynSource !== undefined) {
       const i = this.config.interception
       this.interceptor = new Interceptor(this.openSynSource(), {
@@ -191,18 +125,7 @@ export class TxProxy {
       })
       this.log.info(`intercepting SYNs from NFQUEUE ${i.queueNum}, mark ${i.mark}`)
     }
-    if (this.config.tx.controlSocket !== '') {
-      this.control = await serveControl(this.config.tx.controlSocket, () => this.status(), {
-        section: 'tx_proxy',
-        group: this.config.tx.controlSocketGroup
-      })
-    }
-    if (this.config.tx.metricsListen !== undefined) {
-      const m = this.config.tx.metricsListen
-      this.metrics = await listenNamed('tx_proxy.metrics_listen', `${m.host}:${m.port}`, () =>
-        serveMetrics(m, createRegistry(this, 'tx_proxy'))
-      )
-    }
+    await this.runtime.serve(this.source)
     this.log.info(`listening on ${this.config.tx.localIp}:${port}`, {
       paths: this.config.paths
         .map((p) => `${p.name}:${p.subflows}x${p.peerIp}:${p.peerPort}`)
@@ -215,6 +138,29 @@ export class TxProxy {
       )
     }
     return { port }
+  }
+
+  /** What the runtime's status, metrics and health read from this proxy. */
+  private readonly source: RuntimeSource = {
+    trunks: () => [this.trunk],
+    context: () => ({
+      peer: this.peer,
+      mode: this.openSynSource !== undefined ? 'intercepting' : 'static',
+      encrypted: this.watch.encrypted,
+      watch: this.watch,
+      slots: this.slots.map((p, index) => ({ index, path: p.name })),
+      endpoints: (f) => {
+        const open = f.openFrame
+        return open === undefined
+          ? undefined
+          : { destination: open.dst, ...(open.src !== undefined ? { client: open.src } : {}) }
+      }
+    }),
+    readiness: () => this.readiness(),
+    extra: () => {
+      const interception = this.interception()
+      return interception !== undefined ? { interception } : {}
+    }
   }
 
   /**
@@ -242,10 +188,8 @@ export class TxProxy {
     if (this.trunk.flowCount > 0) {
       this.log.warn(`shutdown grace over: resetting ${this.trunk.flowCount} flow(s)`)
     }
-    for (const t of this.timers) clearTimeout(t)
-    this.timers.clear()
-    this.control?.close()
-    this.metrics?.close()
+    this.dialer.stop()
+    this.runtime.close()
     this.trunk.close(ResetReason.SHUTDOWN, 'tx_proxy stopping')
     await closed
   }
@@ -289,7 +233,7 @@ export class TxProxy {
     } catch (err) {
       this.counters.inc('clients_no_destination')
       this.log.warn(
-        `client ${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0} reset: ${isPepError(err) ? err.message : String(err)}`
+        `client ${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0} reset: ${errorMessage(err)}`
       )
       socket.resetAndDestroy()
       return
@@ -306,7 +250,7 @@ export class TxProxy {
       const code = isPepError(err) ? err.code : 'internal'
       this.counters.inc(`flows_failed_${code}`)
       this.log.warn(
-        `client ${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0} reset: ${err instanceof Error ? err.message : String(err)}`,
+        `client ${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0} reset: ${errorMessage(err)}`,
         { code }
       )
       socket.resetAndDestroy()
@@ -315,32 +259,7 @@ export class TxProxy {
 
   /** Status snapshot for the control socket. */
   status(): ProxyStatus {
-    const interception = this.interception()
-    return {
-      role: 'tx_proxy',
-      pid: process.pid,
-      uptimeMs: Math.round(performance.now() - this.startedMs),
-      bufferedBytes: this.budget.used,
-      maxBufferedBytes: this.budget.capBytes,
-      trunks: [
-        this.view.trunk(this.trunk, {
-          peer: this.peer,
-          mode: this.openSynSource !== undefined ? 'intercepting' : 'static',
-          encrypted: this.watch.encrypted,
-          watch: this.watch,
-          slots: this.slots.map((p, index) => ({ index, path: p.name })),
-          endpoints: (f) => {
-            const open = f.openFrame
-            return open === undefined
-              ? undefined
-              : { destination: open.dst, ...(open.src !== undefined ? { client: open.src } : {}) }
-          }
-        })
-      ],
-      totals: combineTotals(this.counters.snapshot(), [this.trunk.liveTotals()]),
-      counters: this.counters.snapshot(),
-      ...(interception !== undefined ? { interception } : {})
-    }
+    return this.runtime.status(this.source)
   }
 
   /** Interception status (SYN table, verdict latency), when intercepting. */
@@ -364,104 +283,5 @@ export class TxProxy {
         { client: `${src.address}:${src.port}` }
       )
     }
-  }
-
-  private dial(index: number): void {
-    if (this.stopped || this.dialing.has(index)) return
-    const path = this.slots[index]
-    if (path === undefined) return
-    this.dialing.add(index)
-    this.watch.dialStarted(index)
-    const c = this.config
-    dialSubflow({
-      host: path.peerIp,
-      port: path.peerPort,
-      ...(path.localIp !== undefined ? { localAddress: path.localIp } : {}),
-      index,
-      pathId: path.id,
-      timeoutMs: c.tx.dialTimeoutMs,
-      local: {
-        trunkId: this.trunk.trunkId,
-        maxFrameBodyBytes: c.limits.maxFrameBodyBytes,
-        flowWindowBytes: c.limits.flowWindowBytes,
-        psk: this.psk,
-        encrypt: c.security.encrypt
-      }
-    }).then(
-      (hs) => {
-        this.dialing.delete(index)
-        if (this.stopped) {
-          hs.socket.destroy()
-          return
-        }
-        this.attempts.set(index, 0)
-        this.watch.dialSucceeded(index, hs.keys !== undefined)
-        if (
-          (hs.peer.flags & REPLY_FLAG_TRUNK_NEW) !== 0 &&
-          this.everConnected &&
-          this.trunk.flowCount > 0
-        ) {
-          this.log.warn('rx_proxy lost this trunk (restarted?): resetting its flows')
-          this.counters.inc('peer_restarts')
-          this.trunk.resetAllFlows(ResetReason.PEER_RESTARTED, 'peer lost the trunk')
-        }
-        this.everConnected = true
-        hs.socket.once('close', () => {
-          this.redial(index)
-          this.watch.check()
-        })
-        this.trunk.addSubflow(
-          hs.socket,
-          { flowWindowBytes: hs.peer.flowWindow, maxFrameBodyBytes: hs.peer.maxFrameBody },
-          index,
-          path.id,
-          hs.rest,
-          path.weight,
-          hs.keys
-        )
-        this.watch.check()
-      },
-      (err: unknown) => {
-        this.dialing.delete(index)
-        this.counters.inc('dial_failures')
-        this.counters.inc(`handshake_failures_${dialErrorCode(err)}`)
-        if (isPepError(err) && err.code === 'PEP_ERR_AUTH_FAILED')
-          this.counters.inc('auth_failures')
-        // A changed handshake is an attack: always one line (a flood: the first ten, then every
-        // 2^k), whatever the watch says about the trunk.
-        if (isPepError(err) && err.code === 'PEP_ERR_HANDSHAKE_TAMPERED') {
-          this.counters.inc('handshake_attacks')
-          const a = this.counters.get('handshake_attacks')
-          if (a <= 10 || (a & (a - 1)) === 0) {
-            this.log.warn(
-              `subflow ${index} (path ${path.name}) to ${path.peerIp}:${path.peerPort}: ${err.message}`,
-              { handshake_attacks: a }
-            )
-          }
-        }
-        // The watch logs the trunk going down and coming back, not every failed retry.
-        this.watch.dialFailed(index, err, this.redial(index))
-      }
-    )
-  }
-
-  /**
-   * Re-dial with exponential backoff and ±25% jitter, so that subflows do not storm together.
-   * Returns the delay, in ms.
-   */
-  private redial(index: number): number {
-    if (this.stopped) return 0
-    const n = (this.attempts.get(index) ?? 0) + 1
-    this.attempts.set(index, n)
-    const c = this.config.tx
-    const base = Math.min(c.redialMaxMs, c.redialMinMs * 2 ** Math.min(n - 1, 20))
-    const delay = base * (0.75 + Math.random() * 0.5)
-    const t = setTimeout(() => {
-      this.timers.delete(t)
-      this.dial(index)
-    }, delay)
-    t.unref()
-    this.timers.add(t)
-    return delay
   }
 }

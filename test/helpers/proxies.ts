@@ -134,6 +134,8 @@ export interface ProxyPair {
   /** Control socket paths, for `status`. */
   readonly txControl: string
   readonly rxControl: string
+  /** Spawn rx_proxy again with the same arguments (after the test killed it). */
+  restartRx(): ProxyProcess
   stop(): Promise<void>
 }
 
@@ -174,14 +176,15 @@ export async function startPair(opts: {
     `tx_proxy.control_socket=${txControl}`,
     ...(opts.extra ?? [])
   ]
-  const rx = spawnProxy('rx-proxy', [
+  const rxArgs = [
     ...common,
     '--recv-ip',
     '127.0.0.1',
     '--recv-port',
     String(rxPort),
     ...(opts.rxExtra ?? [])
-  ])
+  ]
+  let rx = spawnProxy('rx-proxy', rxArgs)
   await rx.waitFor(/listening on/)
   const tx = spawnProxy('tx-proxy', [
     ...common,
@@ -209,7 +212,13 @@ export async function startPair(opts: {
   }
   return {
     tx,
-    rx,
+    get rx() {
+      return rx
+    },
+    restartRx: () => {
+      rx = spawnProxy('rx-proxy', rxArgs)
+      return rx
+    },
     txPort,
     rxPort,
     txControl,

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 
-import { queryStatus, type ProxyStatus } from '../../src/edge/control.js'
+import { queryStatus, type ProxyStatus } from '../../src/app/control.js'
 import { encodeFrame } from '../../src/common/wire/encode.js'
 import {
   FRAME_HEADER_LENGTH,

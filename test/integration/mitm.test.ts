@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 
-import { queryStatus } from '../../src/edge/control.js'
+import { queryStatus } from '../../src/app/control.js'
 import {
   HELLO_FLAG_ENCRYPT,
   HelloStatus,

@@ -13,8 +13,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { promisify } from 'node:util'
-import { queryStatus } from '../../src/edge/control.js'
-import { COUNTER_SPECS } from '../../src/edge/metrics.js'
+import { queryStatus } from '../../src/app/control.js'
+import { COUNTER_SPECS } from '../../src/app/metric-counters.js'
 import { httpGet, promtool, samples, types } from '../helpers/observe.js'
 import {
   freePort,

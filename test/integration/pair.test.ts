@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test'
 import { execFile } from 'node:child_process'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import { queryStatus } from '../../src/edge/control.js'
+import { queryStatus } from '../../src/app/control.js'
 import { freePort, lastFailedPair, ROOT, startPair, type ProxyPair } from '../helpers/proxies.js'
 
 const execFileP = promisify(execFile)

@@ -10,7 +10,7 @@ import { connect, createServer, type Server } from 'node:net'
 import { networkInterfaces } from 'node:os'
 import { after, before, describe, it } from 'node:test'
 
-import { queryStatus } from '../../src/edge/control.js'
+import { queryStatus } from '../../src/app/control.js'
 import { ResetReason, type Endpoint, type Frame } from '../../src/common/wire/frame.js'
 import { HostileDialer, keyBytes } from '../helpers/hostile.js'
 import { startPair, TEST_PSK, type ProxyPair } from '../helpers/proxies.js'

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 
-import { queryStatus } from '../../src/edge/control.js'
+import { queryStatus } from '../../src/app/control.js'
 import { freePort, ROOT, spawnProxy, TEST_PSK, type ProxyProcess } from '../helpers/proxies.js'
 
 const RX = 'dist/src/rx-proxy/main.js'

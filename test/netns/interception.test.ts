@@ -9,7 +9,7 @@ import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
-import { queryStatus } from '../../src/edge/control.js'
+import { queryStatus } from '../../src/app/control.js'
 import { netnsUnavailableReason } from '../helpers/netns.js'
 import { dist, runIn, startIn, type NsProcess } from '../helpers/ns-process.js'
 import {

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict'
 import { after, afterEach, before, describe, test } from 'node:test'
 
-import { queryStatus, type ProxyStatus } from '../../src/edge/control.js'
+import { queryStatus, type ProxyStatus } from '../../src/app/control.js'
 import {
   createTwoPathTestbed,
   TWO_PATH_RX_PORT,

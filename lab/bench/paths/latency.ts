@@ -1,7 +1,7 @@
 /** Figure 3 of the path benchmark: request/response latency over two lossy paths. */
 import { setTimeout as sleep } from 'node:timers/promises'
 
-import { queryStatus } from '../../../src/edge/control.js'
+import { queryStatus } from '../../../src/app/control.js'
 import { dist, runIn, type NsProcess } from '../../testbed/ns-process.js'
 import {
   TWO_PATH_ADDRESSES,

@@ -1,7 +1,7 @@
 /** Constants and pure helpers of the path benchmark: stalls, recovery, rates, labels. */
 
 import { errorMessage } from '../../../src/common/errors.js'
-import { type ProxyStatus } from '../../../src/edge/control.js'
+import { type ProxyStatus } from '../../../src/app/control.js'
 import { rateMbit } from '../../testbed/delivery.js'
 import { type PathImpairment, type PathName } from '../../testbed/two-path.js'
 import type { RecoveryDefinition } from './results.js'

@@ -1,7 +1,7 @@
 /** Figure 1 of the path benchmark: recovery after a subflow or a path is killed. */
 import { setTimeout as sleep } from 'node:timers/promises'
 
-import { queryStatus } from '../../../src/edge/control.js'
+import { queryStatus } from '../../../src/app/control.js'
 import { readReceiver, slopeMbit } from '../../testbed/delivery.js'
 import {
   blackHole,

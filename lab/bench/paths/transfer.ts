@@ -1,6 +1,6 @@
 /** One transfer through Tandem, one plain TCP transfer, on the two-path testbed. */
 
-import { queryStatus, type ProxyStatus } from '../../../src/edge/control.js'
+import { queryStatus, type ProxyStatus } from '../../../src/app/control.js'
 import { dist, type NsProcess } from '../../testbed/ns-process.js'
 import {
   readReceiver,

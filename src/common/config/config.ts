@@ -11,7 +11,7 @@ import {
   type PortRange,
   type Subnet
 } from '../policy.js'
-import { KEYS, type KeySpec } from './schema.js'
+import { KEYS, SCHEDULER_NAMES, type KeySpec, type SchedulerName } from './schema.js'
 import { parseByteSize, SIZE_RULE } from '../size.js'
 
 /** A host and port from `host:port` or `[v6]:port`. */
@@ -78,6 +78,17 @@ function buildPaths(raw: RawValues, tx: Config['tx']): PathConfig[] {
       }
       return n
     }
+    const hostOf = (k: string): string | undefined => {
+      const text = get(k)?.trim()
+      if (text === undefined || text === '') return undefined
+      if (!isHost(text)) {
+        throw new ConfigError(
+          `path.${name}.${k}`,
+          `expected an IPv4 or IPv6 address or a host name, got ${JSON.stringify(text)}`
+        )
+      }
+      return text
+    }
     const ipOf = (k: string): string | undefined => {
       const text = get(k)?.trim()
       if (text === undefined || text === '') return undefined
@@ -93,7 +104,7 @@ function buildPaths(raw: RawValues, tx: Config['tx']): PathConfig[] {
       name,
       id,
       localIp: ipOf('local_ip'),
-      peerIp: ipOf('peer_ip') ?? tx.rxProxyIp,
+      peerIp: hostOf('peer_ip') ?? tx.rxProxyIp,
       peerPort: intOf('peer_port', 1, 65535, tx.rxProxyPort),
       subflows: intOf('subflows', 1, 256, tx.subflows),
       weight: intOf('weight', 1, 1000, 1)
@@ -136,7 +147,7 @@ export interface Config {
     readonly metricsListen: HostPort | undefined
   }
   readonly trunk: {
-    readonly scheduler: 'first-free' | 'round-robin' | 'min-rtt' | 'weighted' | 'redundant'
+    readonly scheduler: SchedulerName
     readonly redundantPorts: readonly PortRange[]
     readonly redundantFirstBytes: number
     readonly framePayloadBytes: number
@@ -226,6 +237,8 @@ function describe(spec: KeySpec): string {
       return 'text'
     case 'ip':
       return 'an IPv4 or IPv6 address'
+    case 'host':
+      return 'an IPv4 or IPv6 address or a host name'
     case 'endpoint':
       return 'host:port or [ipv6]:port, or empty'
     case 'enum':
@@ -260,6 +273,9 @@ export function parseValue(spec: KeySpec, text: string): number | string | HostP
       return value
     case 'ip':
       if (ipFamily(value) === undefined) throw bad()
+      return value
+    case 'host':
+      if (!isHost(value)) throw bad()
       return value
     case 'endpoint': {
       if (value === '') return undefined
@@ -329,7 +345,7 @@ export function buildConfig(raw: RawValues): Readonly<Config> {
       metricsListen: values.get('rx_proxy.metrics_listen') as HostPort | undefined
     },
     trunk: {
-      scheduler: str('trunk.scheduler') as Config['trunk']['scheduler'],
+      scheduler: schedulerName(str('trunk.scheduler')),
       redundantPorts: parsePortList('trunk.redundant_ports', str('trunk.redundant_ports')),
       redundantFirstBytes: num('trunk.redundant_first_bytes'),
       framePayloadBytes: num('trunk.frame_payload_bytes'),
@@ -470,4 +486,24 @@ function deepFreeze<T extends object>(o: T): Readonly<T> {
     if (v !== null && typeof v === 'object' && !ArrayBuffer.isView(v)) deepFreeze(v as object)
   }
   return Object.freeze(o)
+}
+
+/** The scheduler name the schema already checked, typed without a cast. */
+function schedulerName(value: string): SchedulerName {
+  const name = SCHEDULER_NAMES.find((n) => n === value)
+  if (name === undefined) throw new ConfigError('trunk.scheduler', `unknown scheduler ${value}`)
+  return name
+}
+
+/**
+ * An IP address, or a DNS host name (RFC 1123 labels of letters, digits and inner hyphens, at
+ * most 253 characters; the last label not all digits, so a mistyped dotted quad is not taken
+ * for a name).
+ */
+function isHost(text: string): boolean {
+  if (ipFamily(text) !== undefined) return true
+  if (text.length > 253) return false
+  const labels = text.replace(/\.$/, '').split('.')
+  if (/^\d+$/.test(labels.at(-1) ?? '')) return false
+  return labels.every((l) => /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/.test(l))
 }

@@ -1,5 +1,5 @@
 /**
- * Config loading at the edge (house style rule 8): defaults < network.conf (ini) < command line.
+ * Config loading at the edge (read once, here; the rest of the code gets a frozen Config): defaults < network.conf (ini) < command line.
  * Reads the file, hands text to `buildConfig`, returns a frozen Config. Throws ConfigError.
  */
 import { readFileSync, statSync } from 'node:fs'

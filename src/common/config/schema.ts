@@ -8,8 +8,20 @@ export type KeyType =
   | { readonly kind: 'int'; readonly min: number; readonly max: number }
   | { readonly kind: 'string' }
   | { readonly kind: 'ip' }
+  | { readonly kind: 'host' }
   | { readonly kind: 'endpoint'; readonly optional: true }
   | { readonly kind: 'enum'; readonly values: readonly string[] }
+
+/** Names accepted by `[trunk] scheduler`: the one list (core/scheduler/index.ts maps each to a class). */
+export const SCHEDULER_NAMES = [
+  'first-free',
+  'round-robin',
+  'min-rtt',
+  'weighted',
+  'redundant'
+] as const
+/** One scheduler name. */
+export type SchedulerName = (typeof SCHEDULER_NAMES)[number]
 
 /** One documented key. */
 export interface KeySpec {
@@ -47,9 +59,9 @@ export const KEYS: readonly KeySpec[] = [
   {
     section: 'tx_proxy',
     key: 'rx_proxy_ip',
-    type: { kind: 'ip' },
+    type: { kind: 'host' },
     default: '127.0.0.1',
-    doc: 'address of the peer rx_proxy across the long link'
+    doc: 'address or host name of the peer rx_proxy across the long link (a name is resolved at every dial)'
   },
   {
     section: 'tx_proxy',
@@ -212,7 +224,7 @@ export const KEYS: readonly KeySpec[] = [
     key: 'scheduler',
     type: {
       kind: 'enum',
-      values: ['first-free', 'round-robin', 'min-rtt', 'weighted', 'redundant']
+      values: SCHEDULER_NAMES
     },
     default: 'first-free',
     doc: 'which subflow takes the next frame'

@@ -1,5 +1,5 @@
 /**
- * The logging interface the core sees (house style rule 9). winston lives only in
+ * The logging interface the core sees (an interface, so tests pass a silent or recording logger). winston lives only in
  * `winston.ts`, built by each `main.ts`.
  */
 

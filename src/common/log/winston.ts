@@ -1,5 +1,6 @@
 /**
- * The winston factory: the only place winston is created (house style rule 9). Each main.ts
+ * The winston factory: the only place winston is created (the rest of the code sees only
+ * the `Logger` interface, so tests can pass a silent one). Each main.ts
  * calls it once and passes the Logger down. One line per event:
  * `2026-11-22T10:00:00.000Z info  tx_proxy flow open flow=42 dst=10.0.0.2:80`, or with
  * log.format = json `{"time":"…","level":"info","role":"tx_proxy","msg":"flow open","flow":42}`.

@@ -1,5 +1,5 @@
 /**
- * Pure, incremental decoders for protocol v1 (docs/protocol.md).
+ * Pure, incremental decoders for the wire protocol (docs/protocol.md).
  *
  * "Need more bytes" is a return value, never an exception; the only thing thrown is a typed
  * `ProtocolError`. Lengths are checked when the header arrives, before any body is buffered, so a

@@ -1,5 +1,5 @@
 /**
- * Pure encoders for protocol v1 (docs/protocol.md). No I/O, no clocks.
+ * Pure encoders for the wire protocol (docs/protocol.md). No I/O, no clocks.
  */
 import { ProtocolError, PepErrorCodes } from '../errors.js'
 import { parseIPv4, parseIPv6 } from '../ip.js'

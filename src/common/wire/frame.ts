@@ -1,5 +1,6 @@
 /**
- * Wire protocol v1: frame and handshake types and constants (docs/protocol.md).
+ * The wire protocol: frame and handshake types and constants (docs/protocol.md; the version
+ * spoken is PROTOCOL_VERSION).
  * Types and constants only; encode.ts and decode.ts hold the logic.
  */
 
@@ -193,6 +194,10 @@ export interface AckFrame {
 export interface ResetFrame {
   readonly type: 'reset'
   readonly flowId: number
+  /**
+   * A `ResetReason` value when we send it; as received, any u16 (a newer peer may send a reason
+   * this build does not know: it is logged by number, never rejected).
+   */
   readonly reason: number
   readonly message: string
 }
@@ -209,9 +214,13 @@ export interface PingFrame {
 export interface GoAwayFrame {
   readonly type: 'goaway'
   readonly flowId: 0
+  /**
+   * A `ResetReason` value when we send it; as received, any u16 (a newer peer may send a reason
+   * this build does not know: it is logged by number, never rejected).
+   */
   readonly reason: number
   readonly message: string
 }
 
-/** Every frame of protocol v1. */
+/** Every frame of the protocol. */
 export type Frame = OpenFrame | DataFrame | AckFrame | ResetFrame | PingFrame | GoAwayFrame

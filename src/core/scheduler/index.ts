@@ -5,19 +5,11 @@ import { RedundantScheduler } from './redundant.js'
 import { WeightedScheduler } from './weighted.js'
 import { RoundRobinScheduler } from './round-robin.js'
 import type { Scheduler } from './scheduler.js'
+import type { SchedulerName } from '../../common/config/schema.js'
 
 export type { Scheduler, SubflowView } from './scheduler.js'
 
-/** Names accepted by `[scheduler] name`. */
-export const SCHEDULER_NAMES = [
-  'first-free',
-  'round-robin',
-  'min-rtt',
-  'weighted',
-  'redundant'
-] as const
-/** One scheduler name. */
-export type SchedulerName = (typeof SCHEDULER_NAMES)[number]
+export { SCHEDULER_NAMES, type SchedulerName } from '../../common/config/schema.js'
 
 /** A new scheduler instance (each trunk has its own: schedulers keep cursors). */
 export function createScheduler(name: SchedulerName): Scheduler {

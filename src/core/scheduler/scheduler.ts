@@ -1,6 +1,7 @@
 /**
- * The scheduler interface (house style rule 4): which subflow takes the next frame.
- * Schedulers are pure: they see read-only views and the time, and keep only their own cursor.
+ * The scheduler interface: which subflow takes the next frame. Schedulers are pure: they see
+ * plain read-only views the trunk took before the round, and the time, and keep only their own
+ * cursor, so each can be tested on made-up views and one contract suite covers them all.
  */
 import type { SubflowId } from '../send-buffer.js'
 
@@ -33,9 +34,6 @@ export interface Scheduler {
   readonly name: string
   /** Subflow for the next frame of `bytes`, or undefined if none can take it now. */
   pick(bytes: number, subflows: readonly SubflowView[], now: number): SubflowId | undefined
-  /**
-   * Redundant schedulers: a second subflow for a copy of the frame just given to `primary`
-   * (on another path when there is one), or undefined for no copy.
-   */
-  duplicate?(primary: SubflowId, subflows: readonly SubflowView[]): SubflowId | undefined
+  /** True for a scheduler that sends a copy of every frame on a second subflow (`redundant`). */
+  readonly copiesEveryFrame?: boolean
 }

@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
-import { wordWrap } from '../../../src/edge/cli.js'
+import { wordWrap } from '../../../src/app/cli.js'
 import { KEYS } from '../../../src/common/config/schema.js'
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../../..')

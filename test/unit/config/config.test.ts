@@ -104,6 +104,16 @@ function badValues(spec: KeySpec): readonly string[] {
     }
     case 'ip':
       return ['garbage', '1.2.3', '256.1.1.1', '01.2.3.4', ':::', '1::2::3', '', 'localhost']
+    case 'host':
+      return [
+        '1.2.3',
+        '256.1.1.1',
+        '',
+        'a b',
+        '-rx.example',
+        'rx_.example',
+        `${'x'.repeat(64)}.example`
+      ]
     case 'enum':
       return ['nope', '', `${t.values[0]!} `.repeat(2), t.values[0]!.toUpperCase()]
     case 'endpoint':
@@ -256,6 +266,17 @@ describe('config: endpoints and addresses', () => {
     })
     assert.equal(build({ 'tx_proxy.destination': '' }).tx.destination, undefined)
     assert.equal(parseHostPort('[::1]:65536'), undefined)
+  })
+
+  it('the peer may be a host name (resolved at every dial), also per path', () => {
+    assert.equal(build({ 'tx_proxy.rx_proxy_ip': 'rx.example' }).tx.rxProxyIp, 'rx.example')
+    assert.equal(build({ 'tx_proxy.rx_proxy_ip': 'localhost' }).paths[0]?.peerIp, 'localhost')
+    assert.equal(
+      build({ 'tx_proxy.rx_proxy_ip': '10.0.0.1', 'path.a.peer_ip': 'rx-a.example' }).paths[0]
+        ?.peerIp,
+      'rx-a.example'
+    )
+    assertConfigError(() => build({ 'path.a.peer_ip': 'not a name' }), 'path.a.peer_ip')
   })
 
   it('ip keys take IPv4 and IPv6', () => {

@@ -2,7 +2,7 @@
  * Flow: two flows wired back to back through a fake trunk (opener ↔ acceptor), driven through
  * their public handlers only. Transfers with half-close and clean close, credit and backpressure,
  * resets from either side and from a misbehaving peer, the global budget, and the OPEN re-send
- * path when the pinned subflow dies before the peer answered.
+ * path when the subflow that carried the OPEN dies before the peer answered.
  */
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
@@ -488,12 +488,22 @@ describe('Flow: acceptor connecting', () => {
     assert.equal(p.acceptor.flow.state, 'open')
   })
 
-  it('any frame from the peer marks it seen (onPeerFrame)', () => {
+  it('an ACK from the peer marks it seen; an announced flow may be known to the peer', () => {
     const p = new Pair()
     assert.equal(p.opener.flow.peerSeen, false)
-    p.opener.flow.onPeerFrame()
-    assert.ok(p.opener.flow.peerSeen)
     assert.ok(p.acceptor.flow.peerSeen)
+    const fresh = new Pair({ attach: false })
+    assert.equal(fresh.opener.flow.peerMayKnow, false)
+    fresh.opener.flow.announcedOnSubflow(7)
+    assert.ok(fresh.opener.flow.peerMayKnow)
+    p.opener.flow.onAck({
+      type: 'ack',
+      flowId: p.opener.flow.id,
+      received: 0,
+      limit: 1,
+      finReceived: false
+    })
+    assert.ok(p.opener.flow.peerSeen)
   })
 
   it('a RESET while connecting ends it without an application', () => {
@@ -929,7 +939,7 @@ describe('Flow: subflow loss', () => {
     assert.ok(p.opener.flow.peerSeen)
   })
 
-  it('the pinned subflow dies after some frames arrived: duplicates are dropped', () => {
+  it('the subflow that carried the OPEN dies after some frames arrived: duplicates are dropped', () => {
     const p = new Pair({ attach: false })
     const data = patternBytes(6000, 9)
     p.held.add(1)

@@ -12,6 +12,7 @@ import {
   createScheduler,
   type SubflowView
 } from '../../../src/core/scheduler/index.js'
+import { copyPath } from '../../../src/core/redundancy.js'
 import { FakeClock } from '../../helpers/fake-clock.js'
 
 /** A view; `unsentBytes` is `queuedBytes` (nothing held in the kernel) unless given. */
@@ -318,8 +319,17 @@ describe('redundant', () => {
     ]
     const primary = s.pick(1000, subs, 0)
     assert.equal(primary, 1)
-    assert.equal(s.duplicate?.(1, subs), 3)
-    assert.equal(s.duplicate?.(1, [view(1), view(2)]), 2)
-    assert.equal(s.duplicate?.(1, [view(1)]), undefined)
+    assert.equal(s.copiesEveryFrame, true)
+    assert.equal(copyPath(1, subs)?.id, 3)
+    assert.equal(copyPath(1, [view(1), view(2)])?.id, 2)
+    assert.equal(copyPath(1, [view(1)]), undefined)
+    // Fewest bytes waiting to leave, the kernel's included, wins among the other path's subflows.
+    const ranked = [
+      view(1, { pathId: 0 }),
+      view(2, { pathId: 1, queuedBytes: 0, unsentBytes: 90_000 }),
+      view(3, { pathId: 1, queuedBytes: 500 }),
+      view(4, { pathId: 1, writable: false })
+    ]
+    assert.equal(copyPath(1, ranked)?.id, 3)
   })
 })

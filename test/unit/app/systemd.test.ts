@@ -11,7 +11,7 @@ import { describe, test } from 'node:test'
 import { sdNotify } from '../../../native/index.js'
 import { NativeError } from '../../../src/common/errors.js'
 import { silentLogger } from '../../../src/common/log/logger.js'
-import { ServiceNotifier, waitUntilReady, watchdogIntervalMs } from '../../../src/edge/systemd.js'
+import { ServiceNotifier, waitUntilReady, watchdogIntervalMs } from '../../../src/app/systemd.js'
 import { datagramReceiver } from '../../helpers/observe.js'
 
 function recorder(): { sent: [string, string][]; send: (p: string, m: string) => void } {

@@ -6,7 +6,7 @@ import {
   DEFAULT_NFQUEUE_OPTIONS,
   NfqueueReader,
   type NfQueuePacket
-} from '../../../src/io/nfqueue.js'
+} from '../../../native/nfqueue.js'
 import { createFakeNfqueue } from '../../helpers/fake-nfqueue.js'
 
 const EPERM = 1

@@ -1,8 +1,8 @@
 /**
  * NFQUEUE reader: the edge that brings queued packets into TypeScript.
  *
- * The binding class is a constructor parameter with the real addon as default (house style
- * rule 10, serialport's `Poller`), so tests pass `FakeNfqueue`. The reader moves packets and
+ * The binding class is a constructor parameter with the real addon as default (as serialport's
+ * `Poller`), so tests pass `FakeNfqueue`. The reader moves packets and
  * verdicts only; `parseIpTcp` (src/common/packet.ts) and the caller decide.
  */
 import { EventEmitter } from 'node:events'
@@ -16,8 +16,8 @@ import {
   type NfQueuePacket,
   type NfQueueStats,
   type NfVerdict
-} from '../../native/index.js'
-import { NativeError } from '../common/errors.js'
+} from './index.js'
+import { NativeError } from '../src/common/errors.js'
 
 export type { NfQueueOptions, NfQueuePacket, NfQueueStats, NfVerdict }
 

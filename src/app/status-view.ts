@@ -12,6 +12,9 @@ import type { Trunk } from '../trunk/trunk.js'
 import type { FlowStatus, SubflowStatus, TrunkStatus } from './control.js'
 import type { TrunkWatch } from './trunk-watch.js'
 
+/** How many of a trunk's busiest flows `status` lists. */
+export const STATUS_TOP_FLOWS = 10
+
 /** What the proxy adds to a trunk's own picture. */
 export interface TrunkContext {
   readonly peer: string
@@ -64,7 +67,7 @@ export class StatusView {
   constructor(private readonly now: () => number = () => performance.now()) {}
 
   /** One trunk, with its `top` busiest flows. */
-  trunk(trunk: Trunk, ctx: TrunkContext, top = 10): TrunkStatus {
+  trunk(trunk: Trunk, ctx: TrunkContext, top = STATUS_TOP_FLOWS): TrunkStatus {
     const live = trunk.liveSubflows()
     const subflows: SubflowStatus[] = live.map((s) => {
       const socket = s.rawSocket

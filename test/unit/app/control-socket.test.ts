@@ -1,5 +1,5 @@
 /**
- * The control socket (src/edge/control.ts): 0600 in a 0700 directory whatever the umask, 0660
+ * The control socket (src/app/control.ts): 0600 in a 0700 directory whatever the umask, 0660
  * and 0710 with a group; a live proxy's socket is never removed by a second one, a leftover
  * socket file is replaced, and anything else at the path is left alone.
  */
@@ -19,7 +19,7 @@ import {
   serveControl,
   type ControlOptions,
   type ProxyStatus
-} from '../../../src/edge/control.js'
+} from '../../../src/app/control.js'
 
 function fakeStatus(pid: number): () => ProxyStatus {
   return () => ({

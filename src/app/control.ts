@@ -7,16 +7,14 @@ import { chmodSync, chownSync, lstatSync, mkdirSync, readFileSync, unlinkSync } 
 import { connect, createServer, type Server } from 'node:net'
 import { dirname } from 'node:path'
 import { ConfigError } from '../common/errors.js'
+import type {
+  FlowStatus as TrunkFlowStatus,
+  FlowTotals,
+  SubflowStatus as TrunkSubflowStatus
+} from '../trunk/status.js'
 
-/** A snapshot of one subflow. */
-export interface SubflowStatus {
-  readonly id: number
-  readonly index: number
-  readonly pathId: number
-  readonly srttMs: number
-  readonly queuedBytes: number
-  readonly bytesSent: number
-  readonly bytesReceived: number
+/** A snapshot of one subflow: the trunk's own figures plus what the proxy knows. */
+export interface SubflowStatus extends TrunkSubflowStatus {
   /** connecting (dial or handshake running), up, or backing off (waiting to dial again). */
   readonly state?: SubflowState
   /** Name of the path (tx_proxy.paths) this subflow dials over. */
@@ -41,14 +39,8 @@ export interface SubflowStatus {
 /** What a subflow slot is doing. */
 export type SubflowState = 'connecting' | 'up' | 'backing off'
 
-/** A snapshot of one flow. */
-export interface FlowStatus {
-  readonly id: number
-  readonly state: string
-  readonly bytesFromApp: number
-  readonly bytesToApp: number
-  readonly resentBytes: number
-  readonly ageMs: number
+/** A snapshot of one flow: the trunk's own figures plus the endpoints and rates. */
+export interface FlowStatus extends TrunkFlowStatus {
   /** The client's address:port (the side that opened the connection). */
   readonly client?: string
   /** Where the client was going, address:port. */
@@ -100,15 +92,7 @@ export interface ProxyStatus {
   readonly maxBufferedBytes: number
   readonly trunks: readonly TrunkStatus[]
   /** Sums over every flow, closed and live. */
-  readonly totals: {
-    readonly bytesFromApp: number
-    readonly bytesToApp: number
-    readonly reorderBytes: number
-    readonly sendBufferedBytes: number
-    readonly duplicateBytes: number
-    readonly resentBytes: number
-    readonly creditStalls: number
-  }
+  readonly totals: FlowTotals
   readonly counters: Readonly<Record<string, number>>
   readonly interception?: unknown
 }

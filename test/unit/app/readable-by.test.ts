@@ -10,7 +10,7 @@ import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } f
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, describe, test } from 'node:test'
-import { readableBy, type Account, type StatFn } from '../../../src/edge/readable-by.js'
+import { readableBy, type Account, type StatFn } from '../../../src/app/readable-by.js'
 
 interface Node {
   readonly uid: number
