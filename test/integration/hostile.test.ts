@@ -823,7 +823,9 @@ describe('hostile peers against real proxies, an honest flow beside them', () =>
         const deadline = performance.now() + 20_000
         for (;;) {
           const st = await queryStatus(txControl)
-          if (seen.includes('honest') && st.trunks[0]?.subflows.length === 1) return st
+          // status lists every configured slot; the one that counts is up.
+          const up = st.trunks[0]?.subflows.filter((x) => x.state === 'up').length ?? 0
+          if (seen.includes('honest') && up === 1) return st
           if (performance.now() > deadline) return st
           await sleep(100)
         }
