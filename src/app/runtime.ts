@@ -21,7 +21,7 @@ import {
   setAbortiveClose,
   type SocketTuner
 } from '../trunk/tune.js'
-import { combineTotals, serveControl, type ProxyStatus } from './control.js'
+import { combineTotals, congestionStatus, serveControl, type ProxyStatus } from './control.js'
 import type { HealthAnswer } from './health.js'
 import { listenNamed, type ListenKeys } from './listen-errors.js'
 import { createRegistry, serveMetrics } from './metrics.js'
@@ -161,7 +161,10 @@ export class ProxyRuntime {
       uptimeMs: Math.round(performance.now() - this.startedMs),
       bufferedBytes: this.budget.used,
       maxBufferedBytes: this.budget.capBytes,
-      trunks: trunks.map((t) => this.view.trunk(t, source.context(t))),
+      trunks: trunks.map((t) => ({
+        ...this.view.trunk(t, source.context(t)),
+        congestion: congestionStatus(this.congestion.current)
+      })),
       totals: combineTotals(
         counters,
         trunks.map((t) => t.liveTotals())
