@@ -35,6 +35,7 @@ export const NOT_EXPORTED: ReadonlySet<string> = new Set([
   'credit_stalls',
   'flow_bytes_resent',
   'bytes_resent',
+  'bytes_reinjected',
   'auth_failures',
   'dial_failures',
   'syns_seen'
@@ -141,6 +142,16 @@ export const COUNTER_SPECS: readonly CounterSpec[] = [
     key: 'frames_duplicated',
     name: 'frames_duplicated',
     help: 'DATA frames sent a second time on another subflow (redundant flows)'
+  },
+  {
+    key: 'frames_reinjected',
+    name: 'frames_reinjected',
+    help: 'DATA frames sent once more on another subflow because they held a flow\u2019s in-order point longer than about a round trip (head-of-line reinjection)'
+  },
+  {
+    key: 'acks_duplicated',
+    name: 'acks_duplicated',
+    help: 'ACK frames sent on a second subflow too, so that credit does not wait behind a loss on one'
   },
   {
     key: 'frames_unknown_flow',

@@ -122,6 +122,11 @@ export class ProxyMetrics {
       (s) => s.counters.bytes_resent ?? 0
     )
     totalCounter(
+      'tandem_reinjected_bytes_total',
+      'Payload bytes sent once more on another subflow to unblock a flow\u2019s in-order point',
+      (s) => s.counters.bytes_reinjected ?? 0
+    )
+    totalCounter(
       'tandem_duplicate_bytes_total',
       'Payload bytes received twice and dropped',
       (s) => s.totals.duplicateBytes
