@@ -1,9 +1,9 @@
 #!/bin/sh
 # Builds the Debian package of Tandem from this checkout (`make deb`): the compiled JavaScript,
 # the prebuilt native addon, the production node_modules, a Node binary, the set-up scripts,
-# the systemd units, the sysctl.d file and /etc/tandem/network.conf (a conffile). Needs a built
-# checkout (npm run build, npm run build:native) and no network: the production node_modules
-# come from npm's cache (`npm ci --omit=dev --offline`), which `npm ci` filled.
+# the systemd units, the sysctl.d and modules-load.d files and /etc/tandem/network.conf
+# (conffiles). Needs a built checkout (npm run build, npm run build:native) and no network:
+# the production node_modules come from npm's cache (`npm ci --omit=dev --offline`).
 # Usage: scripts/build-deb.sh [--out DIR] [--node PATH] [--fast]
 #   --out DIR    where the .deb goes (default: dist/deb)
 #   --node PATH  the Node (>= 20) to carry (default: the node on PATH)
@@ -165,7 +165,11 @@ if [ "$1" = configure ]; then
   if grep -qs '^User=tandem' /lib/systemd/system/tandem-*.service && ! getent passwd tandem >/dev/null; then
     useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin tandem
   fi
-  # The tuning now, not only at the next boot.
+  # The tuning now, not only at the next boot: the sysctls, and tcp_bbr for the subflows
+  # (trunk.congestion = auto; etc/modules-load.d/tandem.conf loads it at every boot).
+  if ! grep -qw bbr /proc/sys/net/ipv4/tcp_available_congestion_control 2>/dev/null; then
+    modprobe -q tcp_bbr 2>/dev/null || true
+  fi
   if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
     systemctl daemon-reload || true
     systemctl restart systemd-sysctl.service >/dev/null 2>&1 || true

@@ -1,11 +1,12 @@
 // Put a benchmark run into the README (npm run docs:bench [-- results/bench-....json]): the goodput
-// table, CPU per GB, short flows, the clean-link ceiling and the two-path rows, between the
+// table, Tandem's subflow figures (retransmitted share, RTT under load), CPU per GB, short flows, the clean-link ceiling and the two-path rows, between the
 // <!-- bench:begin --> and <!-- bench:end --> markers, and the run's plot as docs/bench.svg.
 // The figures are the run's own; nothing is typed in by hand.
 import { readFileSync, writeFileSync } from 'node:fs'
 import { median } from '../dist/lab/bench/median.js'
 import { pathBenchMarkdown } from '../dist/lab/bench/paths.js'
 import { renderPlot } from '../dist/lab/bench/plot.js'
+import { trunkTable } from '../dist/lab/bench/report.js'
 
 const root = new URL('../', import.meta.url)
 const argv = process.argv.slice(2)
@@ -25,6 +26,8 @@ if (shortRun !== undefined) run.short = shortRun.short
 const pretty = (system) => {
   let m = /^direct-(\w+)$/.exec(system)
   if (m) return `direct TCP, ${m[1]}`
+  m = /^tandem-(\d+)-unset(-cubic-boxes)?$/.exec(system)
+  if (m) return `Tandem, ${m[1]} subflows, unconfigured${m[2] ? ', boxes defaulting to cubic' : ''}`
   m = /^tandem-(\d+)-(\w+)$/.exec(system)
   if (m) {
     const name = `Tandem, ${m[1]} ${m[2]} subflow${m[1] === '1' ? '' : 's'}`
@@ -65,6 +68,10 @@ for (const s of systems) {
   out.push(`| ${pretty(s)} | ${runs} | ${cells.join(' | ')} |`)
 }
 out.push('', '![benchmark](docs/bench.svg)', '')
+
+// Tandem's subflows: retransmitted share of their bytes and RTT under load (TCP_INFO).
+const trunk = trunkTable(run.rows.map((r) => ({ ...r, system: pretty(r.system) }))).trim()
+if (trunk !== '') out.push(trunk, '')
 
 // CPU per GB: the median over the links.
 const cpuSystems = uniq(

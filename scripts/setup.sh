@@ -53,6 +53,17 @@ if [ -n "$need" ]; then
   esac
 fi
 
+# bbr for the subflows (trunk.congestion = auto picks it where the kernel offers it; the tests
+# expect it where it can be had). Loaded for now only: this script sets up a checkout and its
+# tests, not a box, so it writes nothing under /etc (scripts/tune-box.sh persists it on a box).
+if ! grep -qw bbr /proc/sys/net/ipv4/tcp_available_congestion_control 2>/dev/null; then
+  if [ "$(id -u)" -eq 0 ] && command -v modprobe >/dev/null 2>&1 && modprobe -q tcp_bbr 2>/dev/null; then
+    echo "setup: loaded tcp_bbr" >&2
+  else
+    echo "setup: tcp_bbr not loaded (needs root and modprobe): subflows keep the system's congestion control" >&2
+  fi
+fi
+
 if [ ! -f node_modules/.package-lock.json ] || [ -n "$(find package-lock.json -newer node_modules/.package-lock.json)" ]; then
   echo "setup: npm ci" >&2
   # Install scripts of dependencies are not needed: the native addon is built below by our own script.

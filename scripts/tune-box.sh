@@ -9,8 +9,11 @@
 #     buffer, so an idle subflow takes a full initial window at once.
 #   - initcwnd/initrwnd 100 on the route to the peer box: new subflows (and re-dials) start
 #     with 100 segments in flight instead of 10, so the first flows do not crawl.
+#   - the tcp_bbr module loaded: trunk.congestion = auto (the default) puts the subflows on bbr
+#     where the kernel offers it, and a stock Debian kernel offers it only once it is loaded.
 # What survives a reboot:
 #   - the sysctls go to ROOT/etc/sysctl.d/90-tandem.conf (systemd-sysctl loads it at boot);
+#   - tcp_bbr goes to ROOT/etc/modules-load.d/tandem.conf (systemd-modules-load loads it);
 #   - the route (PEER DEV) goes to ROOT/etc/tandem/route-tuning. A route dies with its device,
 #     so tandem-route-tuning@DEV.service (deploy/systemd), bound to the device, runs
 #     `tune-box.sh --routes --dev DEV` each time DEV appears (boot, br0 re-created).
@@ -74,7 +77,7 @@ while [ $# -gt 0 ]; do
       shift
       ;;
     -h | --help)
-      sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'
+      sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     *) usage_die "unknown argument $1 (see --help)" ;;
@@ -92,6 +95,7 @@ esac
 [ -z "$root" ] || [ -d "$root" ] || die "--root $root is not a directory"
 
 SYSCTL_FILE=$root/etc/sysctl.d/90-tandem.conf
+MODULES_FILE=$root/etc/modules-load.d/tandem.conf
 ROUTE_FILE=$root/etc/tandem/route-tuning
 # The routes' options, in one place: what the file records is only PEER DEV.
 ROUTE_OPTS='initcwnd 100 initrwnd 100'
@@ -150,6 +154,15 @@ if [ -z "$root" ]; then
     apply_route "$peer" "$dev"
   fi
   echo "$PROG: tuned (slow start after idle off, 64 MiB socket buffer maxima${peer:+, $ROUTE_OPTS to $peer})"
+  # bbr for the subflows (trunk.congestion = auto). Built in or loaded already: nothing to do.
+  # A kernel without it is not an error: the proxies then keep the box's default and say so.
+  if ! grep -qw bbr /proc/sys/net/ipv4/tcp_available_congestion_control 2>/dev/null; then
+    if command -v modprobe >/dev/null 2>&1 && modprobe -q tcp_bbr 2>/dev/null; then
+      echo "$PROG: loaded tcp_bbr"
+    else
+      echo "$PROG: warning: could not load tcp_bbr: the subflows keep the box's default congestion control" >&2
+    fi
+  fi
 fi
 
 # --- persist --------------------------------------------------------------------------------
@@ -166,6 +179,11 @@ net.ipv4.tcp_wmem = 4096 65536 67108864
 SYSCTL
   mv "$SYSCTL_FILE.tmp" "$SYSCTL_FILE"
   echo "$PROG: wrote $SYSCTL_FILE"
+  mkdir -p "$(dirname "$MODULES_FILE")"
+  printf '%s\n' '# Tandem: bbr for the subflows (trunk.congestion = auto; written by scripts/tune-box.sh).' \
+    tcp_bbr >"$MODULES_FILE.tmp"
+  mv "$MODULES_FILE.tmp" "$MODULES_FILE"
+  echo "$PROG: wrote $MODULES_FILE"
   if [ -n "$peer" ]; then
     if [ ! -f "$ROUTE_FILE" ]; then
       printf '# Tandem: PEER DEV, one route a line; tandem-route-tuning@DEV.service applies them\n# with %s when DEV comes up (written by scripts/tune-box.sh).\n' "$ROUTE_OPTS" >"$ROUTE_FILE"

@@ -7,6 +7,11 @@
  *   npm run bench -- --quick            one RTT (50 ms), loss 0 and 1 %, one run each
  *   npm run bench                       RTT 50/200/600 ms × loss 0/0.5/1/2 %, median of 3
  *   npm run bench -- --rtt 600 --loss 1 --systems direct-cubic,tandem-8-bbr
+ *   npm run bench -- --systems direct-bbr,tandem-8-bbr,tandem-8-unset-cubic-boxes
+ *                                       Tandem unconfigured on boxes that default to cubic
+ *
+ * Tandem rows also report what tx_proxy's subflows say (status --json, TCP_INFO): the share of
+ * their bytes they retransmitted and their RTT under full load.
  *
  * The alternatives come from Debian's packages, which `sh scripts/setup.sh --bench` installs;
  * a system whose program is missing is reported as n/a. One module per job: systems.ts (the
@@ -33,7 +38,8 @@ import {
   startReceiver,
   systemsFrom,
   type Receivers,
-  type SystemSpec
+  type SystemSpec,
+  type TrunkFigures
 } from './systems.js'
 
 export type { BenchRow, ShortFlowRow }
@@ -75,7 +81,8 @@ function parseArgs(argv: readonly string[]) {
     })
     .option('systems', {
       type: 'string',
-      describe: "comma-separated systems (see the source for names); 'none' for no bulk transfers"
+      describe:
+        "comma-separated systems: direct-{cubic,bbr}, tandem-N-{bbr,cubic,unset}[-cubic-boxes][-fNk] (unset: no trunk.congestion; -cubic-boxes: both boxes default to cubic), iperf3-P8-{cubic,bbr}, kcptun, mptcp-4-{cubic,bbr}; 'none' for no bulk transfers"
     })
     .option('short', { type: 'boolean', default: true, describe: 'also time short flows' })
     .option('short-congestion', {
@@ -197,24 +204,32 @@ async function measureSystem(
   }
   const samples: number[] = []
   const cpu: { tx: number; rx: number }[] = []
+  const trunk: TrunkFigures[] = []
   let note: string | undefined
   for (let i = 0; i < runs; i++) {
     try {
       const r = await runOnce(bed, receivers, sys, seconds)
       samples.push(r.mbit)
       if (r.cpu !== undefined) cpu.push(r.cpu)
+      if (r.trunk !== undefined) trunk.push(r.trunk)
     } catch (err) {
       note = errorMessage(err).slice(0, 80)
     }
   }
   const g = samples.length > 0 ? median(samples) : undefined
+  const figures = trunkColumns(trunk)
+  const trunkNote =
+    figures.retransPercent === undefined
+      ? ''
+      : `  retrans ${figures.retransPercent.toFixed(2)} %, subflow rtt ${figures.subflowRttMs?.toFixed(0) ?? '?'} ms, ${figures.congestion ?? '?'} [${figures.subflowCongestion?.join(',') ?? ''}]`
   process.stderr.write(
-    `   ${sys.name.padEnd(18)} ${g === undefined ? (note !== undefined ? `failed: ${note}` : 'failed') : `${g.toFixed(1)} Mbit/s`}  [${samples.map((x) => x.toFixed(1)).join(', ')}]\n`
+    `   ${sys.name.padEnd(18)} ${g === undefined ? (note !== undefined ? `failed: ${note}` : 'failed') : `${g.toFixed(1)} Mbit/s`}  [${samples.map((x) => x.toFixed(1)).join(', ')}]${trunkNote}\n`
   )
   return {
     ...base,
     goodputMbit: g,
     runs: samples,
+    ...figures,
     ...(cpu.length > 0
       ? {
           cpuSecondsPerGB: median(cpu.map((c) => c.tx + c.rx)),
@@ -223,6 +238,21 @@ async function measureSystem(
         }
       : {}),
     ...(note !== undefined && g === undefined ? { note: `failed (${note})` } : {})
+  }
+}
+
+/** The trunk columns of a row: medians over the runs that read them. */
+function trunkColumns(
+  trunk: readonly TrunkFigures[]
+): Pick<BenchRow, 'retransPercent' | 'subflowRttMs' | 'congestion' | 'subflowCongestion'> {
+  if (trunk.length === 0) return {}
+  const rtts = trunk.flatMap((t) => (t.subflowRttMs !== undefined ? [t.subflowRttMs] : []))
+  const last = trunk[trunk.length - 1]!
+  return {
+    retransPercent: median(trunk.map((t) => t.retransPercent)),
+    ...(rtts.length > 0 ? { subflowRttMs: median(rtts) } : {}),
+    ...(last.congestion !== undefined ? { congestion: last.congestion } : {}),
+    subflowCongestion: [...new Set(trunk.flatMap((t) => t.subflowCongestion))]
   }
 }
 

@@ -31,6 +31,14 @@ const SUBFLOW_STEPS = [1, 2, 4, 8, 16]
 export function lineStyle(system: string, index: number): LineStyle {
   if (system === 'direct-cubic') return { color: '#000000', width: 2.5, dash: '7 4' }
   if (system === 'direct-bbr') return { color: '#737373', width: 2.5, dash: '7 4' }
+  // Tandem unconfigured (trunk.congestion left to its default): green, dashed on cubic boxes.
+  const u = /^tandem-(\d+)-unset(-cubic-boxes)?/.exec(system)
+  if (u !== null) {
+    const width = Number(u[1]) === 8 ? 3.5 : 1.5
+    return u[2] !== undefined
+      ? { color: '#31a354', width, dash: '5 3' }
+      : { color: '#006d2c', width }
+  }
   const m = /^tandem-(\d+)-(bbr|cubic)/.exec(system)
   if (m !== null) {
     const n = Number(m[1])

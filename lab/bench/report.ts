@@ -16,6 +16,17 @@ export interface BenchRow {
   readonly cpuTxSecondsPerGB?: number
   /** The same for the receiving-side proxy (rx_proxy, kcptun server) alone. */
   readonly cpuRxSecondsPerGB?: number
+  /**
+   * Tandem: bytes tx_proxy's subflows retransmitted, in percent of the bytes they sent
+   * (TCP_INFO tcpi_bytes_retrans / tcpi_bytes_sent at the end of each run; median of the runs).
+   */
+  readonly retransPercent?: number
+  /** Tandem: median subflow RTT (tcpi_rtt) under full load, near the end of each run, ms. */
+  readonly subflowRttMs?: number
+  /** Tandem: the trunk's congestion control choice as `status` names it. */
+  readonly congestion?: string
+  /** Tandem: the congestion controls the subflows ran (TCP_CONGESTION). */
+  readonly subflowCongestion?: readonly string[]
   readonly note?: string
 }
 
@@ -63,6 +74,7 @@ export function markdown(
     return `| ${s} | ${cells.join(' | ')} |`
   })
   let out = `${meta}\n\nGoodput in Mbit/s (median of the runs; link rate ${rows[0]?.rateMbit ?? '?'} Mbit/s; columns: RTT, loss each way):\n\n${[head, sep, ...body].join('\n')}\n`
+  out += trunkTable(rows)
   const cpu = rows.filter((r) => r.cpuSecondsPerGB !== undefined)
   if (cpu.length > 0) {
     out += `\nCPU seconds per GB moved by each proxy (median over the links; per link in the JSON):\n\n| system | sending side (tx_proxy, kcptun client) | receiving side (rx_proxy, kcptun server) | both |\n|---|---:|---:|---:|\n`
@@ -77,6 +89,26 @@ export function markdown(
     out += `\nShort flows (request, then a download of N bytes; medians, ms from connect()):\n\n| system | link | bytes | time to first byte | completion |\n|---|---|---:|---:|---:|\n`
     for (const r of short)
       out += `| ${r.system} | ${r.rttMs} ms, ${r.lossPercent} % | ${r.bytes} | ${r.ttfbMs === null ? '–' : r.ttfbMs.toFixed(1)} | ${shortCompletion(r)} |\n`
+  }
+  return out
+}
+
+/**
+ * The trunk's own figures, one line per Tandem row and link: goodput beside the retransmitted
+ * share of the subflows' bytes and their RTT under load against the path's, and the congestion
+ * control they ran. Empty when no row has them.
+ */
+export function trunkTable(rows: readonly BenchRow[]): string {
+  const withTrunk = rows.filter((r) => r.retransPercent !== undefined)
+  if (withTrunk.length === 0) return ''
+  let out = `\nTandem's subflows (tx_proxy's status --json, TCP_INFO): retransmitted share of the bytes they sent, and their RTT under full load (median near the end of the run) against the path's RTT:\n\n| system | link | goodput | retransmitted | subflow RTT under load | congestion control |\n|---|---|---:|---:|---:|---|\n`
+  for (const r of withTrunk) {
+    const rtt =
+      r.subflowRttMs === undefined
+        ? '–'
+        : `${r.subflowRttMs.toFixed(0)} ms${r.rttMs > 0 ? ` (${(r.subflowRttMs / r.rttMs).toFixed(2)}×)` : ''}`
+    const cc = `${r.congestion ?? '?'}; subflows ran ${r.subflowCongestion?.join(', ') ?? '?'}`
+    out += `| ${r.system} | ${r.rttMs} ms, ${r.lossPercent} % | ${r.goodputMbit?.toFixed(1) ?? '–'} | ${(r.retransPercent ?? 0).toFixed(2)} % | ${rtt} | ${cc} |\n`
   }
   return out
 }

@@ -2,16 +2,27 @@
  * The systems the benchmark compares and one bulk transfer of each over the impaired testbed:
  * direct TCP, Tandem, iperf3 -P 8, kcptun and kernel MPTCP, with the proxies' CPU per GB.
  */
-import { readFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 
+import { queryStatus, type ProxyStatus } from '../../src/app/control.js'
 import { dist, runIn, startIn, type ImpairedTestbed, type NsProcess } from '../testbed/impaired.js'
 import { TOPOLOGY_ADDRESSES as A } from '../testbed/topology.js'
+import { median } from './median.js'
 
 /** One measured system. */
 export interface SystemSpec {
   readonly name: string
   readonly kind: 'direct' | 'tandem' | 'iperf3' | 'kcptun' | 'mptcp'
-  readonly congestion: 'cubic' | 'bbr'
+  /**
+   * The congestion control of the system's connections; for Tandem, `trunk.congestion`, where
+   * `unset` leaves the key out of network.conf (what an operator who never heard of it runs).
+   */
+  readonly congestion: 'cubic' | 'bbr' | 'unset'
+  /**
+   * Tandem only: the boxes' own default congestion control (net.ipv4.tcp_congestion_control
+   * in the tx and rx namespaces) for this run, as on a stock Debian box; default: the testbed's.
+   */
+  readonly boxCongestion?: 'cubic'
   readonly subflows?: number
   /** Tandem without encryption between the proxies (security.encrypt = false). */
   readonly plain?: boolean
@@ -54,14 +65,17 @@ export function systemsFrom(list: string): SystemSpec[] {
   return list.split(',').map((name) => {
     let m = /^direct-(cubic|bbr)$/.exec(name)
     if (m) return { name, kind: 'direct', congestion: m[1] as 'cubic' | 'bbr' }
-    m = /^tandem-(\d+)-(cubic|bbr)(?:-f(\d+k))?$/.exec(name)
+    // tandem-8-bbr, tandem-8-cubic-f16k; tandem-8-unset: no trunk.congestion in network.conf;
+    // tandem-8-unset-cubic-boxes: the same on boxes whose default congestion control is cubic.
+    m = /^tandem-(\d+)-(cubic|bbr|unset)(-cubic-boxes)?(?:-f(\d+k))?$/.exec(name)
     if (m)
       return {
         name,
         kind: 'tandem',
-        congestion: m[2] as 'cubic' | 'bbr',
+        congestion: m[2] as 'cubic' | 'bbr' | 'unset',
         subflows: Number(m[1]),
-        ...(m[3] !== undefined ? { framePayload: m[3].replace('k', 'KiB') } : {})
+        ...(m[3] !== undefined ? { boxCongestion: 'cubic' as const } : {}),
+        ...(m[4] !== undefined ? { framePayload: m[4].replace('k', 'KiB') } : {})
       }
     m = /^iperf3-P8-(cubic|bbr)$/.exec(name)
     if (m) return { name, kind: 'iperf3', congestion: m[1] as 'cubic' | 'bbr' }
@@ -173,7 +187,121 @@ export interface Receivers {
   readonly mptcp?: NsProcess | undefined
 }
 
-type Measured = { mbit: number; cpu?: { tx: number; rx: number } }
+/** What one run of a system measured. */
+export interface Measured {
+  readonly mbit: number
+  readonly cpu?: { tx: number; rx: number }
+  /** Tandem: what tx_proxy's subflows say of the trunk (TCP_INFO, from `status --json`). */
+  readonly trunk?: TrunkFigures
+}
+
+/** The trunk's own figures over one Tandem run (tx_proxy's subflows carry the data). */
+export interface TrunkFigures {
+  /** Bytes the subflows retransmitted, in percent of the bytes they sent (tcpi_bytes_retrans / tcpi_bytes_sent). */
+  readonly retransPercent: number
+  /** Median smoothed RTT (tcpi_rtt) of the subflows over the last part of the measured time, ms. */
+  readonly subflowRttMs: number | undefined
+  /** The trunk's congestion control choice as `status` names it (e.g. `bbr (auto)`). */
+  readonly congestion: string | undefined
+  /** The congestion control the subflows ran (TCP_CONGESTION), distinct names. */
+  readonly subflowCongestion: readonly string[]
+}
+
+/** How often the trunk's subflows are read during a Tandem run, in ms. */
+const TRUNK_SAMPLE_MS = 1000
+/**
+ * The RTT under full load is the median over the samples taken in the last part of the
+ * measured time: past slow start, while the sender still has data.
+ */
+const RTT_WINDOW_FROM = 0.6
+
+/**
+ * Samples tx_proxy's subflow RTTs while `transfer` runs, then reads the retransmitted share at
+ * its end. The measured time starts about one path RTT after the stream (the handshake crosses).
+ */
+async function withTrunkFigures(
+  control: string,
+  rttMs: number,
+  seconds: number,
+  transfer: () => Promise<{ mbit: number; cpu?: { tx: number; rx: number } }>
+): Promise<Measured> {
+  const t0 = performance.now()
+  const from = rttMs + RTT_WINDOW_FROM * seconds * 1000
+  const to = rttMs + seconds * 1000
+  const rtts: number[] = []
+  let sampling = true
+  const sampler = (async () => {
+    while (sampling) {
+      await new Promise((r) => setTimeout(r, TRUNK_SAMPLE_MS))
+      const t = performance.now() - t0
+      if (!sampling || t > to) break
+      if (t < from) continue
+      const s = await queryStatus(control, 2000).catch(() => undefined)
+      for (const f of upSubflows(s)) if (f.tcpRttMs !== undefined) rtts.push(f.tcpRttMs)
+    }
+  })()
+  let measured: { mbit: number; cpu?: { tx: number; rx: number } }
+  try {
+    measured = await transfer()
+  } finally {
+    sampling = false
+    await sampler
+  }
+  const end = await queryStatus(control, 3000).catch(() => undefined)
+  const subflows = upSubflows(end)
+  const sent = subflows.reduce((a, f) => a + (f.tcpBytesSent ?? 0), 0)
+  const retrans = subflows.reduce((a, f) => a + (f.tcpBytesRetrans ?? 0), 0)
+  if (end === undefined || sent === 0) return measured
+  return {
+    ...measured,
+    trunk: {
+      retransPercent: (100 * retrans) / sent,
+      subflowRttMs: rtts.length > 0 ? median(rtts) : undefined,
+      congestion: end.trunks[0]?.congestion?.label,
+      subflowCongestion: [...new Set(subflows.map((f) => f.congestion ?? '?'))]
+    }
+  }
+}
+
+function upSubflows(s: ProxyStatus | undefined): ProxyStatus['trunks'][number]['subflows'] {
+  return (s?.trunks[0]?.subflows ?? []).filter((f) => (f.state ?? 'up') === 'up')
+}
+
+/** Path of the root namespace's list of congestion controls a namespace may make its default. */
+const ALLOWED_CONGESTION = '/proc/sys/net/ipv4/tcp_allowed_congestion_control'
+
+/**
+ * Runs `body` with the tx and rx boxes defaulting to `name` (net.ipv4.tcp_congestion_control
+ * in their namespaces), then restores them. A namespace may only default to an algorithm in
+ * the allowed list, which only the root namespace can change: `name` is added to it for the
+ * run and the list restored after.
+ */
+async function withBoxCongestion<T>(
+  bed: ImpairedTestbed,
+  name: string,
+  body: () => Promise<T>
+): Promise<T> {
+  const allowed = readFileSync(ALLOWED_CONGESTION, 'utf8').trim()
+  const boxes = [bed.topo.ns.tx, bed.topo.ns.rx]
+  const before: string[] = []
+  try {
+    if (!allowed.split(/\s+/).includes(name)) {
+      writeFileSync(ALLOWED_CONGESTION, `${allowed} ${name}`)
+    }
+    for (const ns of boxes) {
+      before.push(
+        (await ns.exec(['sysctl', '-n', 'net.ipv4.tcp_congestion_control'])).stdout.trim()
+      )
+      await ns.exec(['sysctl', '-q', '-w', `net.ipv4.tcp_congestion_control=${name}`])
+    }
+    return await body()
+  } finally {
+    for (const [i, value] of before.entries()) {
+      await boxes[i]!.exec(['sysctl', '-q', '-w', `net.ipv4.tcp_congestion_control=${value}`])
+    }
+    writeFileSync(ALLOWED_CONGESTION, allowed)
+  }
+}
 
 /** Tandem: proxies started for this run, a stream through them, CPU of both proxies. */
 async function runTandem(
@@ -189,21 +317,30 @@ async function runTandem(
     8
   const conf = bed.config(sys.name, {
     'tx_proxy.subflows': String(sys.subflows ?? 8),
-    'trunk.congestion': sys.congestion,
+    ...(sys.congestion !== 'unset' ? { 'trunk.congestion': sys.congestion } : {}),
     'limits.max_flow_window_bytes': String(Math.max(32 * 1048576, Math.ceil(8 * bdp))),
     'security.encrypt': sys.plain === true ? 'false' : 'true',
     'interception.transparent': 'false',
     ...(sys.framePayload !== undefined ? { 'trunk.frame_payload_bytes': sys.framePayload } : {})
   })
-  const { tx, rx } = await bed.startProxies(conf, sys.subflows ?? 8)
-  try {
-    return await withCpu(tx, rx, seconds, () =>
-      streamGoodput(bed, receivers.main, A.dst.v4, 5201, seconds, 'cubic')
-    )
-  } finally {
-    await tx.stop()
-    await rx.stop()
+  const run = async (): Promise<Measured> => {
+    const { tx, rx } = await bed.startProxies(conf, sys.subflows ?? 8)
+    try {
+      return await withTrunkFigures(
+        bed.controlSocket(sys.name, 'tx'),
+        bed.link.rttMs,
+        seconds,
+        () =>
+          withCpu(tx, rx, seconds, () =>
+            streamGoodput(bed, receivers.main, A.dst.v4, 5201, seconds, 'cubic')
+          )
+      )
+    } finally {
+      await tx.stop()
+      await rx.stop()
+    }
   }
+  return sys.boxCongestion !== undefined ? withBoxCongestion(bed, sys.boxCongestion, run) : run()
 }
 
 /** iperf3 -P 8 from src to dst, its own server (goodput as iperf3 counts it at the receiver). */

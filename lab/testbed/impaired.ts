@@ -37,6 +37,8 @@ export interface ImpairedTestbed {
   readonly emulator: NsProcess | undefined
   /** Write a network.conf for this testbed with `overrides`; returns its path. */
   config(name: string, overrides?: ConfigOverrides): string
+  /** The control socket of `role` in the network.conf `config(name)` wrote (for `status`). */
+  controlSocket(name: string, role: 'tx' | 'rx'): string
   /** Start rx_proxy then tx_proxy with `conf`; resolves once `subflows` are up. */
   startProxies(conf: string, subflows: number): Promise<{ tx: NsProcess; rx: NsProcess }>
   /** Everything down: processes, emulator, namespaces. */
@@ -120,16 +122,19 @@ export async function createImpairedTestbed(
     topo.destroy()
     throw err
   }
+  const controlSocket = (name: string, role: 'tx' | 'rx'): string =>
+    join(dir, `${name}-${role}.sock`)
   return {
     topo,
     dir,
     link,
     emulator,
+    controlSocket,
     config(name, overrides = {}) {
       const path = join(dir, `${name}.conf`)
       topo.writeConfig(path, {
-        'tx_proxy.control_socket': join(dir, `${name}-tx.sock`),
-        'rx_proxy.control_socket': join(dir, `${name}-rx.sock`),
+        'tx_proxy.control_socket': controlSocket(name, 'tx'),
+        'rx_proxy.control_socket': controlSocket(name, 'rx'),
         ...overrides
       })
       return path

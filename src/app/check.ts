@@ -11,6 +11,7 @@ import { execFileSync } from 'node:child_process'
 import { existsSync, readFileSync, readlinkSync, statSync } from 'node:fs'
 import { basename } from 'node:path'
 import type { Config } from '../common/config/config.js'
+import { CONGESTION_AUTO, CONGESTION_SYSTEM } from '../common/congestion.js'
 import { loadConfig, loadPsk } from '../common/config/load.js'
 import { ConfigError, errorMessage } from '../common/errors.js'
 import type { Role } from './cli.js'
@@ -246,8 +247,10 @@ export function checkBox(
     }
   }
 
+  // auto and system are not problems: without bbr, auto keeps the system default and the
+  // proxy says so in its log and `status`. A name the operator chose must exist.
   const congestion = config.trunk.congestion
-  if (congestion !== '') {
+  if (congestion !== '' && congestion !== CONGESTION_AUTO && congestion !== CONGESTION_SYSTEM) {
     const available = sysctl('net.ipv4.tcp_available_congestion_control') ?? ''
     const release = run('uname', ['-r']).stdout.trim()
     const module = `/lib/modules/${release}/kernel/net/ipv4/tcp_${congestion}.ko`

@@ -6,6 +6,7 @@
 import { chmodSync, chownSync, lstatSync, mkdirSync, readFileSync, unlinkSync } from 'node:fs'
 import { connect, createServer, type Server } from 'node:net'
 import { dirname } from 'node:path'
+import type { CongestionChoice, CongestionSource } from '../common/congestion.js'
 import { ConfigError } from '../common/errors.js'
 import type {
   FlowStatus as TrunkFlowStatus,
@@ -30,6 +31,12 @@ export interface SubflowStatus extends TrunkSubflowStatus {
   readonly retransmits?: number
   /** Latest delivery rate estimate (TCP_INFO), bytes per second. */
   readonly deliveryRateBps?: number
+  /** The congestion control the socket runs (TCP_CONGESTION), e.g. bbr. */
+  readonly congestion?: string
+  /** Bytes the kernel sent over the connection's life, retransmissions included (TCP_INFO). */
+  readonly tcpBytesSent?: number
+  /** Bytes the kernel retransmitted over the connection's life (TCP_INFO). */
+  readonly tcpBytesRetrans?: number
   /** Failed dials since this subflow was last up. */
   readonly failedDials?: number
   /** Backing off: the next dial starts in this many ms. */
@@ -63,6 +70,31 @@ export interface DialError {
   readonly at: string
 }
 
+/** The trunk's congestion control decision (`trunk.congestion`), as `status` shows it. */
+export interface CongestionStatus {
+  /** `trunk.congestion` as configured: auto, system or a name. */
+  readonly setting: string
+  /** What the subflows are meant to run; absent when the kernel did not say. */
+  readonly algorithm?: string
+  /** configured, auto (bbr found), auto-fallback (bbr not usable) or system. */
+  readonly source: CongestionSource
+  /** One phrase: `bbr (auto)`, `cubic (bbr not available: ...)`. */
+  readonly label: string
+  /** Why auto did not get bbr, and what to do about it. */
+  readonly reason?: string
+}
+
+/** The status form of a congestion control decision. */
+export function congestionStatus(c: CongestionChoice): CongestionStatus {
+  return {
+    setting: c.setting,
+    ...(c.algorithm !== undefined ? { algorithm: c.algorithm } : {}),
+    source: c.source,
+    label: c.label,
+    ...(c.reason !== undefined ? { reason: c.reason } : {})
+  }
+}
+
 /** A snapshot of one trunk. */
 export interface TrunkStatus {
   readonly id: string
@@ -76,6 +108,8 @@ export interface TrunkStatus {
   readonly mode?: 'static' | 'intercepting'
   /** True when the subflows carry AES-256-GCM records. */
   readonly encrypted?: boolean
+  /** The subflows' congestion control decision (each subflow's own is in `subflows`). */
+  readonly congestion?: CongestionStatus
   /** up (a subflow carries flows), down, or draining (the peer sent GOAWAY). */
   readonly state?: 'up' | 'down' | 'draining'
   /** Dials that failed since the trunk was last up (tx). */

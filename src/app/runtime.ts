@@ -21,11 +21,12 @@ import {
   setAbortiveClose,
   type SocketTuner
 } from '../trunk/tune.js'
-import { combineTotals, serveControl, type ProxyStatus } from './control.js'
+import { combineTotals, congestionStatus, serveControl, type ProxyStatus } from './control.js'
 import type { HealthAnswer } from './health.js'
 import { listenNamed, type ListenKeys } from './listen-errors.js'
 import { createRegistry, serveMetrics } from './metrics.js'
 import { StatusView, type TrunkContext } from './status-view.js'
+import { SubflowCongestion } from '../trunk/congestion.js'
 
 /** How often the graceful stop looks whether the flows are gone, in ms. */
 const FLOW_POLL_MS = 100
@@ -91,6 +92,8 @@ export class ProxyRuntime {
   /** The pre-shared key (security.psk or psk_file), read once. */
   readonly psk: Uint8Array
   private readonly startedMs = performance.now()
+  /** The subflows' congestion control: decided (and logged) once, shown by `status`. */
+  readonly congestion: SubflowCongestion
   private readonly tuner: SocketTuner
   private readonly view = new StatusView()
   private control: Server | undefined
@@ -102,7 +105,8 @@ export class ProxyRuntime {
     this.log = log
     this.budget = new MemoryBudget(config.limits.maxBufferedBytes)
     this.psk = loadPsk(config)
-    this.tuner = createSubflowTuner(config, log)
+    this.congestion = new SubflowCongestion(config.trunk.congestion, log)
+    this.tuner = createSubflowTuner(config, log, this.congestion)
   }
 
   /** Options for a new trunk of this proxy; `extra` adds the role's own (connect, onLost). */
@@ -157,7 +161,10 @@ export class ProxyRuntime {
       uptimeMs: Math.round(performance.now() - this.startedMs),
       bufferedBytes: this.budget.used,
       maxBufferedBytes: this.budget.capBytes,
-      trunks: trunks.map((t) => this.view.trunk(t, source.context(t))),
+      trunks: trunks.map((t) => ({
+        ...this.view.trunk(t, source.context(t)),
+        congestion: congestionStatus(this.congestion.current)
+      })),
       totals: combineTotals(
         counters,
         trunks.map((t) => t.liveTotals())

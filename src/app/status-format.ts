@@ -1,6 +1,6 @@
 /**
- * The human `status` screen: the proxy, each trunk (peer, mode, encryption, state, last dial
- * error), each subflow (state, RTT, cwnd, retransmits) and the busiest flows as
+ * The human `status` screen: the proxy, each trunk (peer, mode, encryption, state, congestion
+ * control, last dial error), each subflow (state, RTT, cwnd, retransmits, congestion control) and the busiest flows as
  * client → destination with their bytes, rate, age and the subflows they used.
  */
 import type { FlowStatus, ProxyStatus, SubflowStatus, TrunkStatus } from './control.js'
@@ -48,6 +48,7 @@ function subflowRows(subflows: readonly SubflowStatus[]): string[] {
       'tcp rtt',
       'cwnd',
       'retrans',
+      'cc',
       'queued',
       'sent',
       'received'
@@ -71,6 +72,7 @@ function subflowRows(subflows: readonly SubflowStatus[]): string[] {
         '-',
         '-',
         '-',
+        '-',
         '-'
       ])
       if (failed !== '' || next !== '')
@@ -84,13 +86,22 @@ function subflowRows(subflows: readonly SubflowStatus[]): string[] {
       f.srttMs.toFixed(1),
       f.tcpRttMs !== undefined ? f.tcpRttMs.toFixed(1) : '-',
       f.cwndSegments !== undefined ? String(f.cwndSegments) : '-',
-      f.retransmits !== undefined ? String(f.retransmits) : '-',
+      retransCell(f),
+      f.congestion ?? '-',
       human(f.queuedBytes),
       human(f.bytesSent),
       human(f.bytesReceived)
     ])
   }
-  return [...table(rows, new Set([0, 3, 4, 5, 6, 7, 8, 9])), ...notes]
+  return [...table(rows, new Set([0, 3, 4, 5, 6, 8, 9, 10])), ...notes]
+}
+
+/** Retransmitted segments, and the share of the bytes sent they were (TCP_INFO), e.g. `42 (1.3 %)`. */
+function retransCell(f: SubflowStatus): string {
+  if (f.retransmits === undefined) return '-'
+  const sent = f.tcpBytesSent ?? 0
+  if (sent === 0 || f.tcpBytesRetrans === undefined) return String(f.retransmits)
+  return `${f.retransmits} (${((100 * f.tcpBytesRetrans) / sent).toFixed(1)} %)`
 }
 
 function flowRows(flows: readonly FlowStatus[]): string[] {
@@ -146,6 +157,12 @@ export function formatStatus(s: ProxyStatus): string {
     const e = t.lastDialError
     if (e !== undefined)
       lines.push(`  last dial error: ${e.at} subflow ${e.subflow}: ${e.message} (${e.code})`)
+    const cc = t.congestion
+    if (cc !== undefined) {
+      lines.push(
+        `  congestion control: ${cc.label}${cc.reason !== undefined ? `; ${cc.reason}` : ''}`
+      )
+    }
     for (const l of subflowRows(t.subflows)) lines.push(`  ${l}`)
     if (t.topFlows.length > 0) {
       if (t.flows > t.topFlows.length)

@@ -4,7 +4,7 @@
  * rates are measured between two looks at least a second apart.
  */
 import type { Socket } from 'node:net'
-import { getTcpInfo, socketFd } from '../../native/index.js'
+import { getCongestion, getTcpInfo, socketFd } from '../../native/index.js'
 import { formatEndpoint } from '../common/endpoint.js'
 import type { Endpoint } from '../common/wire/frame.js'
 import type { Flow } from '../core/flow.js'
@@ -29,16 +29,28 @@ export interface TrunkContext {
   readonly endpoints: (flow: Flow) => { client?: Endpoint; destination?: Endpoint } | undefined
 }
 
-/** TCP_INFO figures of a subflow socket, or nothing if it is closing. */
-export function tcpFigures(
-  socket: Socket
-): { tcpRttMs: number; cwndSegments: number; retransmits: number } | undefined {
+/** What the kernel says of a subflow socket (TCP_INFO, TCP_CONGESTION). */
+export interface TcpFigures {
+  readonly tcpRttMs: number
+  readonly cwndSegments: number
+  readonly retransmits: number
+  readonly tcpBytesSent: number
+  readonly tcpBytesRetrans: number
+  readonly congestion: string
+}
+
+/** TCP_INFO figures and the congestion control of a subflow socket, or nothing if it is closing. */
+export function tcpFigures(socket: Socket): TcpFigures | undefined {
   try {
-    const i = getTcpInfo(socketFd(socket))
+    const fd = socketFd(socket)
+    const i = getTcpInfo(fd)
     return {
       tcpRttMs: Math.round(i.rttUs / 100) / 10,
       cwndSegments: i.sndCwnd,
-      retransmits: i.totalRetrans
+      retransmits: i.totalRetrans,
+      tcpBytesSent: i.bytesSent,
+      tcpBytesRetrans: i.bytesRetrans,
+      congestion: getCongestion(fd)
     }
   } catch {
     return undefined // the subflow closed between listing and reading

@@ -1,9 +1,11 @@
 /**
- * Subflow socket tuning for long fat links: congestion control per subflow
- * (TCP_CONGESTION), TCP_NOTSENT_LOWAT so that a subflow's backlog shows in user space where the
- * scheduler sees it, and optional fixed socket buffers. Applied right after connect / accept.
+ * Subflow socket tuning for long fat links: congestion control per subflow (TCP_CONGESTION,
+ * decided in congestion.ts), TCP_NOTSENT_LOWAT so that a subflow's backlog shows in user
+ * space where the scheduler sees it, and optional fixed socket buffers. Applied right after
+ * connect / accept.
  */
 import type { Socket } from 'node:net'
+import type { SubflowCongestion } from './congestion.js'
 import type { Config } from '../common/config/config.js'
 import { isPepError } from '../common/errors.js'
 import type { Logger } from '../common/log/logger.js'
@@ -11,7 +13,6 @@ import {
   getTcpInfo,
   getUnsentBytes,
   nativeConstants,
-  setCongestion,
   setLinger,
   setSockOptInt,
   socketFd
@@ -20,10 +21,17 @@ import {
 /** A function that tunes one subflow socket; warns once per distinct failure. */
 export type SocketTuner = (socket: Socket) => void
 
-/** Build the tuner for `config` (a no-op when nothing is asked for). */
-export function createSubflowTuner(config: Readonly<Config>, log: Logger): SocketTuner {
+/**
+ * Build the tuner for `config` (a no-op when nothing is asked for). `congestion` sets each
+ * subflow's congestion control (trunk/congestion.ts: the `trunk.congestion` decision).
+ */
+export function createSubflowTuner(
+  config: Readonly<Config>,
+  log: Logger,
+  congestion?: SubflowCongestion
+): SocketTuner {
   const t = config.trunk
-  if (t.congestion === '' && t.notsentLowatBytes === 0 && t.socketBufferBytes === 0) {
+  if (congestion === undefined && t.notsentLowatBytes === 0 && t.socketBufferBytes === 0) {
     return () => undefined
   }
   const warned = new Set<string>()
@@ -42,13 +50,7 @@ export function createSubflowTuner(config: Readonly<Config>, log: Logger): Socke
       return
     }
     const c = nativeConstants()
-    if (t.congestion !== '') {
-      try {
-        setCongestion(fd, t.congestion)
-      } catch (err) {
-        warn(`congestion ${t.congestion}`, err)
-      }
-    }
+    congestion?.apply(fd)
     if (t.notsentLowatBytes > 0) {
       try {
         setSockOptInt(fd, c.SOL_TCP, c.TCP_NOTSENT_LOWAT, t.notsentLowatBytes)

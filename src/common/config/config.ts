@@ -2,6 +2,7 @@
  * Parsing and validation of configuration values (pure: text in, frozen Config out).
  * `load.ts` reads the file and the command line; this file decides what the text means.
  */
+import { isCongestionSetting } from '../congestion.js'
 import { ConfigError } from '../errors.js'
 import { ipFamily } from '../ip.js'
 import {
@@ -310,6 +311,7 @@ export function buildConfig(raw: RawValues): Readonly<Config> {
   }
   const num = (name: string): number => values.get(name) as number
   const str = (name: string): string => values.get(name) as string
+  checkCongestion(str('trunk.congestion'))
   const tx: Config['tx'] = {
     localIp: str('tx_proxy.local_ip'),
     localPort: num('tx_proxy.local_port'),
@@ -493,6 +495,16 @@ function schedulerName(value: string): SchedulerName {
   const name = SCHEDULER_NAMES.find((n) => n === value)
   if (name === undefined) throw new ConfigError('trunk.scheduler', `unknown scheduler ${value}`)
   return name
+}
+
+/** `trunk.congestion`: auto, system, empty, or a name the kernel could know. */
+function checkCongestion(value: string): void {
+  if (!isCongestionSetting(value)) {
+    throw new ConfigError(
+      'trunk.congestion',
+      `expected auto, system or a congestion control name such as bbr or cubic, got ${JSON.stringify(value)}`
+    )
+  }
 }
 
 /**

@@ -261,8 +261,8 @@ export const KEYS: readonly KeySpec[] = [
     section: 'trunk',
     key: 'congestion',
     type: { kind: 'string' },
-    default: '',
-    doc: 'congestion control of every subflow (TCP_CONGESTION: bbr, cubic, reno...; empty: the system default)'
+    default: 'auto',
+    doc: 'congestion control of every subflow (TCP_CONGESTION): auto = bbr where the kernel has it, else the system default; system (or empty) = the system default; or a name (bbr, cubic, reno...)'
   },
   {
     section: 'trunk',

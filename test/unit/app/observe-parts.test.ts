@@ -208,6 +208,7 @@ describe('status screen', () => {
           peer: '10.0.0.2:6000',
           mode: 'intercepting',
           encrypted: true,
+          congestion: { setting: 'auto', algorithm: 'bbr', source: 'auto', label: 'bbr (auto)' },
           state: 'up',
           failedDials: 0,
           lastDialError: {
@@ -228,6 +229,9 @@ describe('status screen', () => {
               tcpRttMs: 11.9,
               cwndSegments: 87,
               retransmits: 3,
+              congestion: 'bbr',
+              tcpBytesSent: 1_000_000,
+              tcpBytesRetrans: 13_000,
               queuedBytes: 0,
               bytesSent: 5 * 1024 * 1024,
               bytesReceived: 1024
@@ -274,7 +278,8 @@ describe('status screen', () => {
       text,
       /last dial error: 2026-12-04T10:00:00\.000Z subflow 1: connect ECONNREFUSED \(ECONNREFUSED\)/
     )
-    assert.match(text, /\n\s+0\s+a\s+up\s+12\.5\s+11\.9\s+87\s+3\s/)
+    assert.match(text, /\n {2}congestion control: bbr \(auto\)\n/)
+    assert.match(text, /\n\s+0\s+a\s+up\s+12\.5\s+11\.9\s+87\s+3 \(1\.3 %\)\s+bbr\s/)
     assert.match(text, /\n\s+1\s+a\s+backing off\s+-/)
     assert.match(text, /subflow 1: 4 failed dial\(s\), next dial in 1\.5 s/)
     assert.match(

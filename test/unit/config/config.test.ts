@@ -61,6 +61,7 @@ function assertConfigError(fn: () => unknown, key: string, message?: RegExp): vo
 
 /** Bad values for the text keys, each of which has its own check. */
 const BAD_TEXT: Readonly<Record<string, readonly string[]>> = {
+  'trunk.congestion': ['BBR', 'bbr cubic', 'a'.repeat(16), 'bbr;rm', 'any text / at all'],
   'interception.bridge': ['', 'br 0', 'a-name-longer-than-15', 'br0;rm'],
   'interception.lan_interface': ['', 'eth0/1', 'x'.repeat(16)],
   'interception.wan_interface': ['', 'eth 1'],

@@ -1,7 +1,7 @@
 /**
  * scripts/tune-box.sh writing into a staging root (--root, as the tests and the package build
- * do): the sysctl.d file systemd-sysctl loads at boot and the route list the route-tuning
- * unit re-applies, nothing else; the sysctl file is valid for systemd-sysctl's parser.
+ * do): the sysctl.d file systemd-sysctl loads at boot, the modules-load.d file naming tcp_bbr
+ * and the route list the route-tuning unit re-applies, nothing else; the sysctl file is valid for systemd-sysctl's parser.
  */
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
@@ -38,11 +38,21 @@ describe('tune-box.sh --root (staging root)', () => {
     for (const d of dirs) rmSync(d, { recursive: true, force: true })
   })
 
-  it('writes etc/sysctl.d/90-tandem.conf and etc/tandem/route-tuning, nothing else', () => {
+  it('writes etc/sysctl.d/90-tandem.conf, etc/modules-load.d/tandem.conf and etc/tandem/route-tuning, nothing else', () => {
     const root = stage()
     const out = tune(['--root', root, '--peer', '192.168.2.202', '--dev', 'br0'])
     assert.match(out, /wrote .*90-tandem\.conf/)
-    assert.deepEqual(files(root).sort(), ['etc/sysctl.d/90-tandem.conf', 'etc/tandem/route-tuning'])
+    assert.deepEqual(files(root).sort(), [
+      'etc/modules-load.d/tandem.conf',
+      'etc/sysctl.d/90-tandem.conf',
+      'etc/tandem/route-tuning'
+    ])
+    // tcp_bbr at every boot, for trunk.congestion = auto; modules-load.d takes names and comments.
+    const modules = readFileSync(join(root, 'etc/modules-load.d/tandem.conf'), 'utf8')
+    assert.deepEqual(
+      modules.split('\n').filter((l) => l !== '' && !l.startsWith('#')),
+      ['tcp_bbr']
+    )
     const sysctl = readFileSync(join(root, 'etc/sysctl.d/90-tandem.conf'), 'utf8')
     assert.match(sysctl, /^net\.ipv4\.tcp_slow_start_after_idle = 0$/m)
     assert.match(sysctl, /^net\.ipv4\.tcp_rmem = 4096 1048576 67108864$/m)
