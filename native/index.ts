@@ -58,6 +58,16 @@ export interface TcpInfo {
   readonly bytesReceived: number
   /** Bytes written by the application and not yet sent. */
   readonly notsentBytes: number
+  /** Pacing rate the kernel applies now, bytes per second (`tcpi_pacing_rate`). */
+  readonly pacingRate: number
+  /** SO_MAX_PACING_RATE of the socket, bytes per second; 2^64 - 1 when uncapped. */
+  readonly maxPacingRate: number
+  /** Bytes sent over the connection's life, retransmissions included. */
+  readonly bytesSent: number
+  /** Bytes retransmitted over the connection's life. */
+  readonly bytesRetrans: number
+  /** True when the latest delivery rate sample was limited by the application, not the path. */
+  readonly deliveryRateAppLimited: boolean
 }
 
 /** Socket option levels and names the addon exports for `setSockOptInt`. */
@@ -80,6 +90,8 @@ export interface NativeConstants {
   readonly SO_RCVBUFFORCE: number
   /** Netfilter/routing mark of the socket's packets; needs CAP_NET_ADMIN. */
   readonly SO_MARK: number
+  /** Cap on the socket's pacing rate, bytes per second (use `setMaxPacingRate`). */
+  readonly SO_MAX_PACING_RATE: number
   /** Allow binding to non-local IPv4 addresses (TPROXY); needs CAP_NET_ADMIN. */
   readonly IP_TRANSPARENT: number
   /** Allow binding to non-local IPv6 addresses (TPROXY); needs CAP_NET_ADMIN. */
@@ -196,6 +208,8 @@ export interface NativeBinding {
   /** setsockopt with an int value. */
   setSockOptInt(fd: number, level: number, optname: number, value: number): void
   setLinger(fd: number, seconds: number): void
+  /** SO_MAX_PACING_RATE as a 64-bit value, bytes per second; 0 lifts the cap. */
+  setMaxPacingRate(fd: number, bytesPerSec: number): void
   /** getsockopt of an int value. */
   getSockOptInt(fd: number, level: number, optname: number): number
   /** Option levels and names. */
@@ -328,6 +342,16 @@ export function setSockOptInt(fd: number, level: number, optname: number, value:
 export function setLinger(fd: number, seconds: number): void {
   callNative('setLinger', (b) => {
     b.setLinger(fd, seconds)
+  })
+}
+
+/**
+ * Caps the socket's pacing rate (SO_MAX_PACING_RATE), bytes per second; 0 lifts the cap. Works
+ * with every congestion control (Linux 4.13 and later pace inside TCP).
+ */
+export function setMaxPacingRate(fd: number, bytesPerSec: number): void {
+  callNative('setMaxPacingRate', (b) => {
+    b.setMaxPacingRate(fd, bytesPerSec)
   })
 }
 

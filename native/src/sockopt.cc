@@ -103,6 +103,12 @@ Napi::Value GetTcpInfo(const Napi::CallbackInfo& info) {
   out.Set("bytesAcked", Napi::Number::New(env, static_cast<double>(ti.tcpi_bytes_acked)));
   out.Set("bytesReceived", Napi::Number::New(env, static_cast<double>(ti.tcpi_bytes_received)));
   out.Set("notsentBytes", Napi::Number::New(env, ti.tcpi_notsent_bytes));
+  // Pacing as the kernel applies it (the lower of the congestion control's and the cap).
+  out.Set("pacingRate", Napi::Number::New(env, static_cast<double>(ti.tcpi_pacing_rate)));
+  out.Set("maxPacingRate", Napi::Number::New(env, static_cast<double>(ti.tcpi_max_pacing_rate)));
+  out.Set("bytesSent", Napi::Number::New(env, static_cast<double>(ti.tcpi_bytes_sent)));
+  out.Set("bytesRetrans", Napi::Number::New(env, static_cast<double>(ti.tcpi_bytes_retrans)));
+  out.Set("deliveryRateAppLimited", Napi::Boolean::New(env, ti.tcpi_delivery_rate_app_limited != 0));
   return out;
 }
 
@@ -147,6 +153,27 @@ Napi::Value SetLinger(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// setMaxPacingRate(fd, bytesPerSec): undefined. SO_MAX_PACING_RATE caps the socket's pacing
+// (any congestion control since Linux 4.13: TCP paces internally when no fq qdisc does). The
+// value goes as a 64-bit integer, which kernels since 4.20 read whole (older ones take the low
+// 32 bits, enough for 4 GB/s); 0 lifts the cap (~0).
+Napi::Value SetMaxPacingRate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int fd = ArgFd(info, 0);
+  if (!info[1].IsNumber()) {
+    throw Napi::TypeError::New(env, "bytesPerSec must be a number");
+  }
+  const double rate = info[1].As<Napi::Number>().DoubleValue();
+  if (!(rate >= 0) || rate > 9007199254740991.0) {
+    throw Napi::TypeError::New(env, "bytesPerSec must be from 0 to 2^53 - 1");
+  }
+  uint64_t value = rate == 0 ? ~static_cast<uint64_t>(0) : static_cast<uint64_t>(rate);
+  if (setsockopt(fd, SOL_SOCKET, SO_MAX_PACING_RATE, &value, sizeof value) != 0) {
+    ThrowErrno(env, errno, "setsockopt(SO_MAX_PACING_RATE)");
+  }
+  return env.Undefined();
+}
+
 // getSockOptInt(fd, level, optname): number
 Napi::Value GetSockOptInt(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -173,6 +200,7 @@ Napi::Object Constants(Napi::Env env) {
   c.Set("SO_SNDBUFFORCE", Napi::Number::New(env, SO_SNDBUFFORCE));
   c.Set("SO_RCVBUFFORCE", Napi::Number::New(env, SO_RCVBUFFORCE));
   c.Set("SO_MARK", Napi::Number::New(env, SO_MARK));
+  c.Set("SO_MAX_PACING_RATE", Napi::Number::New(env, SO_MAX_PACING_RATE));
   c.Set("IP_TRANSPARENT", Napi::Number::New(env, IP_TRANSPARENT));
   c.Set("IPV6_TRANSPARENT", Napi::Number::New(env, IPV6_TRANSPARENT));
   c.Set("TCP_NODELAY", Napi::Number::New(env, TCP_NODELAY));
@@ -191,6 +219,7 @@ void InitSockopt(Napi::Env env, Napi::Object exports) {
   exports.Set("getUnsentBytes", Napi::Function::New(env, GetUnsentBytes, "getUnsentBytes"));
   exports.Set("setSockOptInt", Napi::Function::New(env, SetSockOptInt, "setSockOptInt"));
   exports.Set("getSockOptInt", Napi::Function::New(env, GetSockOptInt, "getSockOptInt"));
+  exports.Set("setMaxPacingRate", Napi::Function::New(env, SetMaxPacingRate, "setMaxPacingRate"));
   exports.Set("setLinger", Napi::Function::New(env, SetLinger, "setLinger"));
   exports.Set("constants", Constants(env));
 }

@@ -130,6 +130,8 @@ function badValues(spec: KeySpec): readonly string[] {
       ]
     case 'string':
       return BAD_TEXT[nameOf(spec)] ?? []
+    case 'rate':
+      return ['fast', '-1mbit', '100 apples', '1e3', '10kbit', '2tbit', '100mbyte', 'mbit']
   }
 }
 
