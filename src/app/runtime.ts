@@ -18,6 +18,7 @@ import {
   createSubflowTuner,
   deliveryRate,
   kernelUnsentBytes,
+  nativeRateProbe,
   setAbortiveClose,
   type SocketTuner
 } from '../trunk/tune.js'
@@ -123,6 +124,7 @@ export class ProxyRuntime {
       tuneSocket: this.tuner,
       sampleRate: deliveryRate,
       kernelUnsent: kernelUnsentBytes,
+      rateProbe: nativeRateProbe,
       setAbortiveClose,
       ...extra
     }
