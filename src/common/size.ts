@@ -44,7 +44,7 @@ export function parseByteSize(text: string): number | undefined {
 
 /** The rate rule in one line, for help texts and error messages. */
 export const RATE_RULE =
-  'bits per second with k, m, g (powers of 1000) and an optional bit/bps suffix, e.g. 100mbit, 1.5gbit, 20m; 0 or empty: learn it'
+  'bits per second with k, m, g (powers of 1000) and an optional bit or bit/s suffix, e.g. 100mbit, 1.5gbit, 20m; 0 or empty: learn it'
 
 /** Multipliers of rate prefixes (bits per second), keyed in lower case: network rates are decimal. */
 const RATE_UNITS: Readonly<Record<string, number>> = {
@@ -55,7 +55,11 @@ const RATE_UNITS: Readonly<Record<string, number>> = {
   t: 1e12
 }
 
-const RATE_PATTERN = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(?:bit|bits|bps|b\/s|bit\/s)?$/i
+/**
+ * `bps` and `B/s` are refused: tc reads `bps` as bytes per second and most people read `MB/s` as
+ * megabytes, so either would be a factor of 8 away from what someone meant.
+ */
+const RATE_PATTERN = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(?:bit|bits|bit\/s)?$/i
 
 /**
  * Reads a link rate such as `100mbit`, `1.5Gbit`, `20M` or `800000` (bits per second, decimal

@@ -25,7 +25,7 @@
  *                                   lets the estimate grow (a sender paced at exactly its
  *                                   estimate never measures more), 0.75 drains the queue
  *                                   the probe built, then 1 for six rounds
- *   BDP    = rate_estimate * RTprop, with rate_estimate = link_rate or BtlBw
+ *   BDP    = rate_estimate * RTprop, with rate_estimate = link_rate or BtlBw (per path, summed)
  *   pacing_i      = rate / live subflows of the path              (see `split` for why even)
  *   inflight cap  = BDP * (1 + INFLIGHT_MARGIN)
  *
@@ -41,10 +41,11 @@
  * figures are the sums over its paths (RTprop: the smallest). `link_rate` is the rate of each
  * path's bottleneck.
  *
- * Warm trunk: the estimates are never cleared when flows end or the trunk goes idle (an idle
- * trunk delivers nothing, and the max filter keeps its best sample while it is newer than the
- * window; an idle window holds it: samples of 0 from idle subflows are not recorded). A new
- * flow therefore starts at the learned rate, and its credit is sized from the learned BDP.
+ * Warm trunk: the estimates are never cleared when flows end or the trunk goes idle. Samples
+ * taken without a backlog count only when they beat the estimate (BBR's rule for app-limited
+ * samples), and a filter always keeps its newest sample, so an idle trunk keeps its BtlBw
+ * however long it idles. A new flow therefore starts at the learned rate, and its credit is
+ * sized from the learned BDP.
  *
  * What it does not do (yet): BBR's periodic drain of the queue (PROBE_RTT) and its gain
  * cycling; the kernel's own congestion control still runs inside each subflow under the cap.
@@ -145,8 +146,10 @@ export interface RateState {
   readonly source: RateSource
   /** Windowed minimum RTT, ms; 0: unknown. */
   readonly minRttMs: number
-  /** Bandwidth-delay product, bytes: the larger of the send and receive estimates × min RTT. */
+  /** Bandwidth-delay product of our sending, bytes: the estimate × min RTT. */
   readonly bdpBytes: number
+  /** Bandwidth-delay product of what the peer sends us, bytes: the receive estimate × min RTT. */
+  readonly receiveBdpBytes: number
   /** Most bytes the trunk should keep in flight, bytes; 0: no cap (no estimate yet). */
   readonly inflightCapBytes: number
   /** Bytes in flight at the last sample, summed over subflows. */
@@ -282,6 +285,7 @@ export class RateController {
       source: opts.linkRateBytesPerSec > 0 ? 'configured' : 'none',
       minRttMs: 0,
       bdpBytes: 0,
+      receiveBdpBytes: 0,
       inflightCapBytes: 0,
       inFlightBytes: 0,
       retransmits: 0,
@@ -294,9 +298,13 @@ export class RateController {
     return this.stateValue
   }
 
-  /** Bytes a flow's credit should cover (2 BDP), or 0 while the BDP is unknown. */
+  /**
+   * Bytes a flow's credit should cover, or 0 while unknown: twice the larger BDP. Credit is
+   * granted by the receiver, whose own subflows may carry little (an upload): it judges by the
+   * rate it receives at as well as by the rate it sends at, and, when set, by link_rate.
+   */
   windowHintBytes(): number {
-    return 2 * this.stateValue.bdpBytes
+    return 2 * Math.max(this.stateValue.bdpBytes, this.stateValue.receiveBdpBytes)
   }
 
   /**
@@ -331,9 +339,10 @@ export class RateController {
     let receive = 0
     let minRtt = 0
     let bdp = 0
+    let receiveBdp = 0
     let inFlight = 0
     let retransmits = 0
-    let fullPaths = 0
+    let pacedPaths = 0
     const pacing: SubflowPacing[] = []
     for (const [pathId, list] of byPath) {
       let p = this.paths.get(pathId)
@@ -361,13 +370,23 @@ export class RateController {
       p.delivered.add(now, delivered)
       p.received.add(now, received)
       const bw = p.delivered.rate(now, interval)
-      if (bw !== undefined && bw >= IDLE_RATE_BYTES_PER_SEC) p.rate.add(now, bw)
+      const backlogged = unsent >= BACKLOG_BYTES
+      // As BBR does with app-limited samples: a path with nothing waiting shows what it was
+      // given, not what it carries, so such a sample only counts when it beats the estimate.
+      // An idle trunk thus keeps what it learned (a warm trunk) however long it idles.
+      if (
+        bw !== undefined &&
+        bw >= IDLE_RATE_BYTES_PER_SEC &&
+        (backlogged || bw >= (p.rate.best(now) ?? 0))
+      ) {
+        p.rate.add(now, bw)
+      }
       const rx = p.received.rate(now, interval)
       if (rx !== undefined && rx >= IDLE_RATE_BYTES_PER_SEC) p.receive.add(now, rx)
       const learned = p.rate.best(now) ?? 0
       const pathRtt = p.minRtt.best(now) ?? 0
-      p.onRound(now, pathRtt, unsent >= BACKLOG_BYTES, learned)
-      if (p.fullPipe) fullPaths++
+      p.onRound(now, pathRtt, backlogged, learned)
+      if (link > 0 || p.fullPipe) pacedPaths++
       const pathEstimate = link > 0 ? link : learned
       let pathTarget = link
       if (link === 0 && p.fullPipe) {
@@ -381,12 +400,13 @@ export class RateController {
       estimate += pathEstimate
       receive += pathReceive
       if (pathRtt > 0 && (minRtt === 0 || pathRtt < minRtt)) minRtt = pathRtt
-      bdp += (Math.max(pathEstimate, pathReceive) * pathRtt) / 1000
+      bdp += (pathEstimate * pathRtt) / 1000
+      receiveBdp += (pathReceive * pathRtt) / 1000
       for (const share of split(pathTarget, list)) pacing.push(share)
     }
     pacing.sort((a, b) => a.id - b.id)
     const source: RateSource =
-      link > 0 ? 'configured' : fullPaths > 0 ? 'learned' : estimate > 0 ? 'startup' : 'none'
+      link > 0 ? 'configured' : pacedPaths > 0 ? 'learned' : estimate > 0 ? 'startup' : 'none'
     this.stateValue = {
       targetBytesPerSec: Math.round(target),
       estimateBytesPerSec: Math.round(estimate),
@@ -395,11 +415,12 @@ export class RateController {
       source,
       minRttMs: minRtt,
       bdpBytes: Math.round(bdp),
+      receiveBdpBytes: Math.round(receiveBdp),
       // Only the send side's own BDP caps what we send: the receive estimate is the peer's.
       // No cap while a path starts up (its subflows are not paced either).
       inflightCapBytes:
-        target > 0 && minRtt > 0 && fullPaths === byPath.size
-          ? Math.ceil((estimate * minRtt * (1 + INFLIGHT_MARGIN)) / 1000)
+        target > 0 && bdp > 0 && pacedPaths === byPath.size
+          ? Math.ceil(Math.round(bdp) * (1 + INFLIGHT_MARGIN))
           : 0,
       inFlightBytes: inFlight,
       retransmits,
