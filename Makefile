@@ -31,6 +31,8 @@ clean:
 	rm -rf dist native/build
 
 # The Debian package (dist/deb/tandem_VERSION_ARCH.deb) from this built checkout; no network.
+# dist/src and dist/native are rebuilt from scratch, so no file of an older layout is packaged.
 deb:
+	rm -rf dist/src dist/native
 	npm run --silent build
 	sh scripts/build-deb.sh

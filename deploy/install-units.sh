@@ -7,8 +7,12 @@
 # units (the user stays, as Debian leaves system users). Then, to run:
 #   systemctl enable --now tandem-tx-proxy (tx box) or tandem-rx-proxy (rx box).
 set -eu
-here=$(cd "$(dirname "$0")/.." && pwd)
-prefix=$here
+PROG=install-units.sh
+HERE=$(CDPATH='' cd -- "$(dirname -- "$0")" && pwd)
+# shellcheck source=iptables/lib.sh
+. "$HERE/../iptables/lib.sh"
+checkout=$(cd "$HERE/.." && pwd)
+prefix=$checkout
 config=/etc/tandem/network.conf
 dest=/etc/systemd/system
 reload=yes
@@ -17,24 +21,22 @@ dry=no
 action=install
 SERVICE_USER=tandem
 
-usage_error() {
-  echo "install-units.sh: $1 (see --help)" >&2
-  exit 2
-}
-need_value() {
-  [ $# -ge 2 ] && [ -n "$2" ] || usage_error "$1 needs a value"
+# A value given as an empty string is as missing as no value at all.
+need_arg() {
+  need_value "$1" "$2"
+  [ -n "$3" ] || usage_die "$1 needs a value (see --help)"
 }
 while [ $# -gt 0 ]; do
   case "$1" in
-    --prefix) need_value "$@"; prefix=$2; shift 2 ;;
-    --config) need_value "$@"; config=$2; shift 2 ;;
-    --dest) need_value "$@"; dest=$2; shift 2 ;;
+    --prefix) need_arg "$1" $# "${2-}"; prefix=$2; shift 2 ;;
+    --config) need_arg "$1" $# "${2-}"; config=$2; shift 2 ;;
+    --dest) need_arg "$1" $# "${2-}"; dest=$2; shift 2 ;;
     --no-reload) reload=no; shift ;;
     --no-user) user=no; shift ;;
     --dry-run|-n) dry=yes; shift ;;
     --uninstall) action=uninstall; shift ;;
-    -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) usage_error "unknown argument $1" ;;
+    -h|--help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) usage_die "unknown argument $1 (see --help)" ;;
   esac
 done
 
@@ -46,23 +48,7 @@ have_systemd() {
   command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]
 }
 units() {
-  for unit in "$here"/deploy/systemd/*.service; do basename "$unit"; done
-}
-
-# ini_get SECTION KEY: the value of KEY in [SECTION] of the config (last one wins), or nothing.
-ini_get() {
-  [ -r "$config" ] || return 0
-  awk -v s="$1" -v k="$2" '
-    /^[ \t]*[;#]/ { next }
-    /^[ \t]*\[/ { sec = $0; gsub(/[][ \t]/, "", sec); next }
-    sec == s {
-      n = index($0, "="); if (n == 0) next
-      key = substr($0, 1, n - 1); gsub(/[ \t]/, "", key)
-      if (key != k) next
-      v = substr($0, n + 1); sub(/[ \t]*[;#].*$/, "", v); gsub(/^[ \t]+|[ \t]+$/, "", v)
-      gsub(/^"|"$/, "", v); val = v
-    }
-    END { if (val != "") print val }' "$config"
+  for unit in "$checkout"/deploy/systemd/*.service; do basename "$unit"; done
 }
 
 # port_of VALUE: the port of a PORT or HOST:PORT value ('' when none).
@@ -123,6 +109,22 @@ if [ "$action" = uninstall ]; then
   exit 0
 fi
 
+# The values the drop-ins and the key need, read by the proxies' own loader (lib.sh), before
+# anything is installed: a configuration the proxies would refuse stops here, with their line.
+# One not written yet leaves them out, as the proxies could not start with it either.
+if [ -f "$config" ]; then
+  CONFIG=$config
+  check_config
+  tx_ports="$(conf_get tx_proxy local_port) $(port_of "$(conf_get tx_proxy metrics_listen)")"
+  rx_ports="$(conf_get rx_proxy recv_port) $(port_of "$(conf_get rx_proxy metrics_listen)")"
+  psk=$(conf_get security psk_file)
+else
+  warn "$config does not exist yet: no low-port drop-ins, key left as it is; run this again once it does"
+  tx_ports=''
+  rx_ports=''
+  psk=''
+fi
+
 # The service user: no login, no home, its own group.
 if [ "$user" = yes ] && ! getent passwd "$SERVICE_USER" >/dev/null 2>&1; then
   if command -v useradd >/dev/null 2>&1; then
@@ -138,18 +140,17 @@ for u in $(units); do
   if [ "$dry" = yes ]; then
     echo "would install $dest/$u"
   else
-    sed -e "s#@PREFIX@#$prefix#g" -e "s#@CONFIG@#$config#g" "$here/deploy/systemd/$u" > "$dest/$u"
+    sed -e "s#@PREFIX@#$prefix#g" -e "s#@CONFIG@#$config#g" "$checkout/deploy/systemd/$u" > "$dest/$u"
     echo "installed $dest/$u"
   fi
 done
-low_port_dropin tandem-tx-proxy.service "$(ini_get tx_proxy local_port)" \
-  "$(port_of "$(ini_get tx_proxy metrics_listen)")"
-low_port_dropin tandem-rx-proxy.service "$(ini_get rx_proxy recv_port)" \
-  "$(port_of "$(ini_get rx_proxy metrics_listen)")"
+# shellcheck disable=SC2086 # the ports are words
+low_port_dropin tandem-tx-proxy.service $tx_ports
+# shellcheck disable=SC2086 # the ports are words
+low_port_dropin tandem-rx-proxy.service $rx_ports
 
 # The pre-shared key must be readable by the service user alone (the proxies refuse a key file
 # that group or others can read).
-psk=$(ini_get security psk_file)
 if [ "$user" = yes ] && [ -n "$psk" ] && [ -e "$psk" ]; then
   run chown "$SERVICE_USER:$SERVICE_USER" "$psk"
   run chmod 600 "$psk"

@@ -4,6 +4,8 @@
  * loader as the proxy) and looks at the system: interfaces, bridge addresses, congestion
  * control, sysctls, rules. Every problem is one line; the key itself is never printed.
  * The systemd units run it as ExecStartPre, so a box that is not ready says why in the journal.
+ * They run it as root (reading rules and sysctls needs that) with `--user` naming their User=,
+ * so the configuration and the key are checked as the proxy will open them, not as root can.
  */
 import { execFileSync } from 'node:child_process'
 import { existsSync, readFileSync, readlinkSync, statSync } from 'node:fs'
@@ -12,6 +14,7 @@ import type { Config } from '../common/config/config.js'
 import { loadConfig, loadPsk } from '../common/config/load.js'
 import { ConfigError, errorMessage } from '../common/errors.js'
 import type { Role } from './cli.js'
+import { readableBy, type Account } from './readable-by.js'
 
 /** The result of running a system command. */
 export interface RunResult {
@@ -148,6 +151,57 @@ function ruleProblems(run: Runner, config: Readonly<Config>, role: Role, f: Fami
   return problems
 }
 
+/** `name`'s uid and groups (`id`), or undefined when there is no such user. */
+function lookupAccount(run: Runner, name: string): Account | undefined {
+  const uid = run('id', ['-u', name])
+  const gids = run('id', ['-G', name])
+  if (!uid.ok || !gids.ok) return undefined
+  return {
+    name,
+    uid: Number(uid.stdout.trim()),
+    gids: gids.stdout
+      .trim()
+      .split(/\s+/)
+      .filter((g) => g !== '')
+      .map(Number)
+  }
+}
+
+/** The name of uid or gid `id` (`getent`), else the number. */
+function nameOf(run: Runner, database: 'passwd' | 'group', id: number): string {
+  const r = run('getent', [database, String(id)])
+  const name = r.ok ? r.stdout.split(':')[0] : undefined
+  return name === undefined || name === '' ? String(id) : name
+}
+
+/**
+ * One line saying why `account` cannot read `file`, with the fix; undefined when it can, or
+ * when the file is missing (the loader's own line says so). A `secret` file (the key, or a
+ * configuration holding it) is fixed by giving it to the user, a `shared` one by a read bit.
+ */
+function unreadableLine(
+  file: string,
+  account: Account,
+  run: Runner,
+  what: 'secret' | 'shared'
+): string | undefined {
+  const r = readableBy(file, account)
+  if (r.ok || r.kind === 'missing') return undefined
+  const who = account.name
+  const owner = `owner ${nameOf(run, 'passwd', r.ownerUid)}:${nameOf(run, 'group', r.ownerGid)}, mode ${r.mode.toString(8).padStart(4, '0')}`
+  const letter = r.applied === 'owner' ? 'u' : r.applied === 'group' ? 'g' : 'o'
+  if (r.kind === 'directory') {
+    return `${file} is not readable by ${who}: it cannot enter ${r.path} (${owner}): chmod ${letter}+x ${r.path}`
+  }
+  const fix =
+    what === 'shared'
+      ? `chmod ${letter}+r ${r.path}`
+      : r.applied === 'owner'
+        ? `chmod 600 ${r.path}`
+        : `chown ${who}: ${r.path} and chmod 600 ${r.path}`
+  return `${file} is not readable by ${who} (${owner}): ${fix}`
+}
+
 /** Every problem of this box's set-up for `role`, one line each (empty: ready). */
 export function checkBox(
   role: Role,
@@ -163,22 +217,33 @@ export function checkBox(
     return [`config: ${errorMessage(err)}`]
   }
   const problems: string[] = []
+  const account = user === undefined ? undefined : lookupAccount(run, user)
+  if (user !== undefined && account === undefined) {
+    problems.push(`user: ${user} does not exist (the proxy runs as it)`)
+  }
+  if (account !== undefined && configPath !== undefined) {
+    // SIGHUP re-reads the file as the proxy's user, and a restart needs it too.
+    const inline = config.security.pskHex !== ''
+    const line = unreadableLine(configPath, account, run, inline ? 'secret' : 'shared')
+    if (line !== undefined) problems.push(`config: ${line}`)
+  }
   try {
     loadPsk(config)
-    const file = config.security.pskFile
-    if (user !== undefined && config.security.pskHex === '') {
-      // The key must be 0600, so only its owner can read it: the proxy's own user.
-      const uid = run('id', ['-u', user])
-      if (!uid.ok) problems.push(`key: user ${user} does not exist (the proxy runs as it)`)
-      else if (statSync(file).uid !== Number(uid.stdout.trim())) {
-        problems.push(
-          `key: ${file} does not belong to ${user}, which the proxy runs as: chown ${user}: ${file}`
-        )
-      }
-    }
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err
     problems.push(`key: ${err.message}`)
+  }
+  if (account !== undefined) {
+    const sec = config.security
+    if (sec.pskHex === '' && sec.pskFile !== '') {
+      const line = unreadableLine(sec.pskFile, account, run, 'secret')
+      if (line !== undefined) problems.push(`key: ${line}`)
+    } else if (configPath !== undefined && (statSync(configPath).mode & 0o077) !== 0) {
+      // The key is in the configuration itself, so the file is as secret as a key file.
+      problems.push(
+        `key: security.psk is set in ${configPath}, which group or others can read: move the key to security.psk_file, or chown ${user}: ${configPath} and chmod 600 ${configPath}`
+      )
+    }
   }
 
   const congestion = config.trunk.congestion

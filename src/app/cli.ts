@@ -121,7 +121,7 @@ export type Command =
   | {
       readonly kind: 'check'
       readonly configPath: string | undefined
-      /** The user the proxy runs as: the key file must be its own. */
+      /** The user the proxy runs as: it must be able to read the configuration and the key. */
       readonly user: string | undefined
     }
   | {
@@ -266,7 +266,8 @@ export function parseCommand(role: Role, argv: readonly string[], name: string =
       (b) =>
         b.usage(`Usage: ${name} check [-c network.conf] [--user NAME]`).option('user', {
           type: 'string',
-          describe: "the user the proxy runs as (its unit's User=): the key file must belong to it"
+          describe:
+            "the user the proxy runs as (its unit's User=): it must be able to read the configuration and the key"
         }),
       (a) => {
         command = () => ({ kind: 'check', configPath: configOf(a), user: a.user })

@@ -121,6 +121,8 @@ export interface FlowStats {
   readonly bytesToApp: number
   /** Bytes sent again after a subflow loss. */
   readonly resentBytes: number
+  /** Bytes sent once more on another subflow because they held the in-order point too long. */
+  readonly reinjectedBytes: number
   /** Bytes received twice and dropped. */
   readonly duplicateBytes: number
   /** Bytes held in the reorder buffer. */
@@ -178,6 +180,7 @@ export class Flow {
   private epochStartMs: number
   private epochDelivered = 0
   private resent = 0
+  private reinjected = 0
   private duplicates = 0
   private stalls = 0
   /** In a credit stall now: counted once per stall, not once per look. */
@@ -373,10 +376,30 @@ export class Flow {
       this.send.sentOffset - this.burstStart < RAMP_BYTES
         ? Math.min(SMALL_FRAME_BYTES, this.opts.maxPayloadBytes)
         : this.opts.maxPayloadBytes
-    const d = this.send.next(this.peerLimit, subflow, cap)
+    const d = this.send.next(this.peerLimit, subflow, cap, now)
     if (d?.resend) this.resent += d.payload.length
     this.noteCreditStall()
     if (d !== undefined && this.appPaused) this.updateAppPause()
+    return d
+  }
+
+  /**
+   * The frame at this flow's in-order point when it waits for the peer: the subflow that
+   * carried it and how long ago (ms). Undefined when nothing waits or it was reinjected already.
+   */
+  stalledHead(): { readonly subflow: SubflowId; readonly waitedMs: number } | undefined {
+    if (this.done) return undefined
+    const h = this.send.stalledHead()
+    return h === undefined
+      ? undefined
+      : { subflow: h.subflow, waitedMs: this.opts.trunk.now() - h.sentAt }
+  }
+
+  /** Send the stalled head frame once more, on subflow `to` (head-of-line reinjection). */
+  reinjectHead(to: SubflowId): DataToSend | undefined {
+    if (this.done) return undefined
+    const d = this.send.reinjectHead(to, this.opts.trunk.now(), this.opts.maxPayloadBytes)
+    if (d !== undefined) this.reinjected += d.payload.length
     return d
   }
 
@@ -450,6 +473,7 @@ export class Flow {
       bytesFromApp: this.send.appendedBytes,
       bytesToApp: this.recv.delivered,
       resentBytes: this.resent,
+      reinjectedBytes: this.reinjected,
       duplicateBytes: this.duplicates,
       reorderBytes: this.recv.heldBytes,
       sendBufferedBytes: this.send.bufferedBytes,

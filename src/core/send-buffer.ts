@@ -6,6 +6,11 @@
  * when a subflow dies, exactly the frames it carried and that are not acknowledged are sent
  * again (docs/protocol.md §7). Frames never span two application chunks, so payloads are views,
  * never copies.
+ *
+ * It also knows which frame holds the in-order point (the first byte the peer has not
+ * acknowledged), on which subflow and since when, so that a frame stuck in one subflow's loss
+ * recovery can be sent once more on another (head-of-line reinjection, MPTCP's opportunistic
+ * retransmission). The peer drops whichever copy arrives second.
  */
 
 /** A subflow's id within its trunk. */
@@ -27,6 +32,20 @@ export interface DataToSend {
   readonly resend: boolean
 }
 
+/** A range on the wire: when it was sent, and whether it was reinjected already. */
+interface InflightRange extends SendRange {
+  readonly sentAt: number
+  reinjected: boolean
+}
+
+/** The frame holding the in-order point, while it waits for the peer. */
+export interface StalledHead {
+  /** The subflow that carried it last. */
+  readonly subflow: SubflowId
+  /** When it was sent there (the clock the caller passed to `next`). */
+  readonly sentAt: number
+}
+
 interface Chunk {
   readonly offset: number
   data: Uint8Array
@@ -46,7 +65,7 @@ export class SendBuffer {
   private finSent = false
   private finAcked = false
   private readonly resends: SendRange[] = []
-  private readonly inflight = new Map<SubflowId, SendRange[]>()
+  private readonly inflight = new Map<SubflowId, InflightRange[]>()
   private readonly maxPayload: number
 
   /** `maxPayloadBytes`: the largest DATA payload to hand out. */
@@ -119,11 +138,16 @@ export class SendBuffer {
   }
 
   /**
-   * The next frame to send on `subflow`, within credit `limit` and at most `maxPayload` bytes
-   * (default: the buffer's maximum): re-sends first, then fresh data, then a bare FIN.
-   * Undefined when nothing can be sent.
+   * The next frame to send on `subflow` at time `now`, within credit `limit` and at most
+   * `maxPayload` bytes (default: the buffer's maximum): re-sends first, then fresh data, then a
+   * bare FIN. Undefined when nothing can be sent.
    */
-  next(limit: number, subflow: SubflowId, maxPayload = this.maxPayload): DataToSend | undefined {
+  next(
+    limit: number,
+    subflow: SubflowId,
+    maxPayload = this.maxPayload,
+    now = 0
+  ): DataToSend | undefined {
     while (this.resends.length > 0) {
       const r = this.resends[0]!
       const start = Math.max(r.start, this.ackedOffset)
@@ -133,7 +157,7 @@ export class SendBuffer {
       }
       if (start >= r.end) {
         this.resends.shift()
-        this.record(subflow, { start: r.end, end: r.end, fin: true })
+        this.record(subflow, { start: r.end, end: r.end, fin: true }, now)
         return { offset: r.end, payload: new Uint8Array(0), fin: true, resend: true }
       }
       const payload = this.slice(start, r.end, maxPayload)
@@ -141,7 +165,7 @@ export class SendBuffer {
       const fin = r.fin && end === r.end
       if (end === r.end) this.resends.shift()
       else this.resends[0] = { start: end, end: r.end, fin: r.fin }
-      this.record(subflow, { start, end, fin })
+      this.record(subflow, { start, end, fin }, now)
       return { offset: start, payload, fin, resend: true }
     }
     if (this.nextFresh < this.appended && this.nextFresh < limit) {
@@ -150,12 +174,12 @@ export class SendBuffer {
       this.nextFresh += payload.length
       const fin = this.finQueued && this.nextFresh === this.appended
       if (fin) this.finSent = true
-      this.record(subflow, { start, end: this.nextFresh, fin })
+      this.record(subflow, { start, end: this.nextFresh, fin }, now)
       return { offset: start, payload, fin, resend: false }
     }
     if (this.finQueued && !this.finSent && this.nextFresh === this.appended) {
       this.finSent = true
-      this.record(subflow, { start: this.appended, end: this.appended, fin: true })
+      this.record(subflow, { start: this.appended, end: this.appended, fin: true }, now)
       return { offset: this.appended, payload: new Uint8Array(0), fin: true, resend: false }
     }
     return undefined
@@ -205,6 +229,60 @@ export class SendBuffer {
     return bytes
   }
 
+  /**
+   * The frame holding the in-order point when the peer has not acknowledged it: the copy sent
+   * last, and when. Undefined when nothing is outstanding, when the head is queued for a re-send
+   * anyway, or when it was reinjected already (once per frame: a second copy on a lossy trunk
+   * would cost more than it saves).
+   */
+  stalledHead(): StalledHead | undefined {
+    const copies = this.headCopies()
+    if (copies.length === 0 || copies.some((c) => c.range.reinjected)) return undefined
+    let last = copies[0]!
+    for (const c of copies) if (c.range.sentAt > last.range.sentAt) last = c
+    return { subflow: last.subflow, sentAt: last.range.sentAt }
+  }
+
+  /**
+   * Send the head frame again on subflow `to` at `now`: the bytes from the in-order point to the
+   * end of the frame that holds it (at most `maxPayload`). Every copy of that frame counts as
+   * reinjected, so it is not sent a third time. Undefined when there is no stalled head.
+   */
+  reinjectHead(to: SubflowId, now: number, maxPayload = this.maxPayload): DataToSend | undefined {
+    const copies = this.headCopies()
+    if (copies.length === 0 || copies.some((c) => c.range.reinjected)) return undefined
+    for (const c of copies) c.range.reinjected = true
+    const r = copies[0]!.range
+    const start = this.ackedOffset
+    const payload = start < r.end ? this.slice(start, r.end, maxPayload) : new Uint8Array(0)
+    const end = start + payload.length
+    const fin = r.fin && end === r.end
+    this.record(to, { start, end, fin }, now).reinjected = true
+    return { offset: start, payload, fin, resend: true }
+  }
+
+  /** Every recorded copy of the frame that holds the in-order point. */
+  private headCopies(): { subflow: SubflowId; range: InflightRange }[] {
+    const at = this.ackedOffset
+    const finWaits = this.finSent && !this.finAcked && at === this.appended
+    if (at >= this.nextFresh && !finWaits) return []
+    // A head already queued for a re-send goes out anyway.
+    if (this.resends.some((r) => r.start <= at && (at < r.end || (r.fin && r.end === at)))) {
+      return []
+    }
+    const found: { subflow: SubflowId; range: InflightRange }[] = []
+    // A subflow's ranges are in the order they were sent, not by offset (re-sends come late).
+    for (const [subflow, ranges] of this.inflight) {
+      for (const range of ranges) {
+        if (range.start > at) continue
+        if (at < range.end || (range.fin && range.end === at && finWaits)) {
+          found.push({ subflow, range })
+        }
+      }
+    }
+    return found
+  }
+
   /** Everything not acknowledged is sent again (the peer lost its place, e.g. the OPEN was lost). */
   resendAll(): void {
     this.inflight.clear()
@@ -225,13 +303,15 @@ export class SendBuffer {
     return bytes
   }
 
-  private record(subflow: SubflowId, range: SendRange): void {
+  private record(subflow: SubflowId, range: SendRange, now: number): InflightRange {
     let list = this.inflight.get(subflow)
     if (list === undefined) {
       list = []
       this.inflight.set(subflow, list)
     }
-    list.push(range)
+    const entry: InflightRange = { ...range, sentAt: now, reinjected: false }
+    list.push(entry)
+    return entry
   }
 
   /** Bytes from `start`, up to `end`, `cap` bytes and the end of the chunk holding `start`. */

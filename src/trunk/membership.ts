@@ -89,6 +89,16 @@ export class Membership {
     return best
   }
 
+  /** The subflow with the second smallest queue, other than `first`. */
+  secondLeastQueued(first: Subflow): Subflow | undefined {
+    let best: Subflow | undefined
+    for (const s of this.list) {
+      if (s === first) continue
+      if (best === undefined || s.queuedBytes < best.queuedBytes) best = s
+    }
+    return best
+  }
+
   /** Smoothed RTT of the fastest subflow, ms; 0 before any sample. */
   minSrttMs(): number {
     let min = 0

@@ -37,6 +37,7 @@ import { Dispatcher } from './dispatch.js'
 import { FlowTable, type PeerParams } from './flow-table.js'
 import type { SubflowKeys } from './handshake.js'
 import { IdleReaper } from './idle.js'
+import { Reinjector } from './reinject.js'
 import { Membership } from './membership.js'
 import { Pump } from './pump.js'
 import { RateLoop, type RateProbe } from './rate-loop.js'
@@ -91,6 +92,7 @@ export class Trunk implements TrunkPort {
   private readonly acks = new AckBatch()
   private readonly dispatcher: Dispatcher
   private readonly idle: IdleReaper
+  private readonly reinjector: Reinjector
   private graceTimer: NodeJS.Timeout | undefined
   private closed = false
 
@@ -146,6 +148,12 @@ export class Trunk implements TrunkPort {
           : (frame) => {
               this.acceptOpen(frame, connect)
             }
+    })
+    this.reinjector = new Reinjector({
+      subflows: () => this.members.all,
+      flows: () => this.flows.values(),
+      queueLimitBytes: opts.settings.subflowQueueBytes,
+      counters: opts.counters
     })
     this.idle = new IdleReaper(
       opts.settings.idleTimeoutMs,
@@ -290,6 +298,7 @@ export class Trunk implements TrunkPort {
     this.pump.close()
     this.rate?.close()
     this.idle.close()
+    this.reinjector.close()
     for (const sub of [...this.members.all]) sub.goAway(reason, message)
   }
 
@@ -316,6 +325,15 @@ export class Trunk implements TrunkPort {
     if (sub === undefined) return // re-sent when a subflow comes (ACKs are cumulative)
     sub.writeFrame(frame)
     if (frame.type === 'reset') this.counters.inc('resets_sent')
+    else if (flow.peerSeen) {
+      // Credit must not wait behind a lost segment on one subflow: the ACK goes on a second
+      // one too (ACKs are cumulative, so a late copy changes nothing).
+      const second = this.members.secondLeastQueued(sub)
+      if (second !== undefined) {
+        second.writeFrame(frame)
+        this.counters.inc('acks_duplicated')
+      }
+    }
   }
 
   /** @inheritdoc */

@@ -14,7 +14,7 @@ import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { promisify } from 'node:util'
 import { queryStatus } from '../../src/app/control.js'
-import { COUNTER_SPECS } from '../../src/app/metrics.js'
+import { COUNTER_SPECS } from '../../src/app/metric-counters.js'
 import { httpGet, promtool, samples, types } from '../helpers/observe.js'
 import {
   freePort,

@@ -12,6 +12,7 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
+  statSync,
   writeFileSync
 } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -153,8 +154,72 @@ describe('install-units.sh', () => {
     assert.deepEqual(readdirSync(dest), [])
   })
 
+  test("--dry-run reads the values through the proxies' loader (0x50 is port 80) and touches nothing", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tandem-dry-conf-'))
+    const psk = join(dir, 'psk')
+    writeFileSync(psk, `${'ab'.repeat(32)}\n`, { mode: 0o644 })
+    const conf = join(dir, 'network.conf')
+    writeFileSync(
+      conf,
+      `[tx_proxy]\nlocal_port = 0x50\n[rx_proxy]\nmetrics_listen = [::1]:443\n[security]\npsk_file = ${psk}\n`
+    )
+    const dest = join(dir, 'units')
+    const r = spawnSync(
+      'sh',
+      [INSTALL, '--dest', dest, '--config', conf, '--dry-run', '--no-reload'],
+      { encoding: 'utf8' }
+    )
+    assert.equal(r.status, 0, r.stderr)
+    assert.match(
+      r.stdout,
+      /^would write .*tandem-tx-proxy\.service\.d\/50-low-port\.conf .*port\(s\) 80\)$/m
+    )
+    assert.match(
+      r.stdout,
+      /^would write .*tandem-rx-proxy\.service\.d\/50-low-port\.conf .*port\(s\) 443\)$/m
+    )
+    assert.match(r.stdout, new RegExp(`^would run: chown tandem:tandem ${psk}$`, 'm'))
+    assert.match(r.stdout, new RegExp(`^would run: chmod 600 ${psk}$`, 'm'))
+    assert.equal(existsSync(dest), false)
+    assert.equal(statSync(psk).mode & 0o777, 0o644)
+  })
+
+  test('a configuration the proxies refuse stops it before anything is installed, with their line', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tandem-bad-conf-'))
+    const conf = join(dir, 'network.conf')
+    writeFileSync(conf, '[tx_proxy]\nlocal_port = 80\nbogus = 1\n')
+    const dest = join(dir, 'units')
+    const r = spawnSync(
+      'sh',
+      [INSTALL, '--dest', dest, '--config', conf, '--no-user', '--no-reload'],
+      { encoding: 'utf8' }
+    )
+    assert.equal(r.status, 1, r.stderr)
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr)
+    assert.match(r.stderr, /tx_proxy\.bogus: unknown key/)
+    assert.equal(existsSync(dest), false)
+  })
+
+  test('a configuration not written yet: the units are installed, the drop-ins and the key left out, one warning', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tandem-no-conf-'))
+    const conf = join(dir, 'network.conf')
+    const dest = join(dir, 'units')
+    const r = spawnSync(
+      'sh',
+      [INSTALL, '--dest', dest, '--config', conf, '--dry-run', '--no-reload'],
+      { encoding: 'utf8' }
+    )
+    assert.equal(r.status, 0, r.stderr)
+    assert.equal(
+      r.stderr,
+      `install-units.sh: ${conf} does not exist yet: no low-port drop-ins, key left as it is; run this again once it does\n`
+    )
+    assert.match(r.stdout, /would install .*tandem-tx-proxy\.service/)
+    assert.doesNotMatch(r.stdout, /50-low-port|chown|chmod/)
+  })
+
   test('usage errors exit 2 with one line', () => {
-    for (const args of [['--bogus'], ['--dest'], ['--prefix', '']]) {
+    for (const args of [['--bogus'], ['--dest'], ['--prefix', ''], ['--config', '', '--dry-run']]) {
       const r = spawnSync('sh', [INSTALL, ...args], { encoding: 'utf8' })
       assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`)
       assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr)

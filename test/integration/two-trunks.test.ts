@@ -41,7 +41,11 @@ function trunk(role: 'tx' | 'rx', extra: Partial<TrunkOptions> = {}): Trunk {
 }
 
 /** A tx and an rx trunk joined by `subflows` subflows; rx hands each destination to the test. */
-async function trunkPair(subflows: number): Promise<{
+async function trunkPair(
+  subflows: number,
+  txExtra: Partial<TrunkOptions> = {},
+  rxExtra: Partial<TrunkOptions> = {}
+): Promise<{
   tx: Trunk
   rx: Trunk
   destinations: Promise<Socket>[]
@@ -55,6 +59,7 @@ async function trunkPair(subflows: number): Promise<{
   )
   const sockets: Socket[] = []
   const rx = trunk('rx', {
+    ...rxExtra,
     connect: async () => {
       const p = await socketPair()
       sockets.push(p.a, p.b)
@@ -63,7 +68,7 @@ async function trunkPair(subflows: number): Promise<{
       return p.b
     }
   })
-  const tx = trunk('tx')
+  const tx = trunk('tx', txExtra)
   const join = async (t: Trunk, r: Trunk): Promise<void> => {
     for (let i = 0; i < subflows; i++) {
       const p = await socketPair()
@@ -135,6 +140,34 @@ describe('two trunks in one process', () => {
       const r = await atDest
       assert.notEqual(r.ending, 'end')
       await until(() => t.rx.flowCount === 0)
+    } finally {
+      t.close()
+    }
+  })
+
+  it('a subflow that stops delivering without closing: the frames stuck on it are reinjected on another, sha256 equal', async () => {
+    const counters = new Counters()
+    // Pings would find the stuck subflow dead after ping_timeout_ms and re-send what it
+    // carried; with a long timeout only the reinjection can move the flow on.
+    const patient = { ...settings, pingTimeoutMs: 600_000 }
+    const t = await trunkPair(
+      2,
+      { counters, settings: patient, scheduler: createScheduler('round-robin') },
+      { settings: patient }
+    )
+    try {
+      const c = await client(t.tx)
+      const d = await t.destinations[0]!
+      const atDest = readAll(d)
+      // rx stops reading one subflow: whatever tx put there never arrives, and the socket
+      // stays open (a subflow deep in loss recovery looks like this from the flow's side).
+      t.rx.liveSubflows()[1]!.rawSocket.pause()
+      const sent = writeBytes(c, 2 * MiB, () => 16 * 1024)
+      const [sha, r] = await Promise.all([sent, atDest])
+      assert.equal(r.sha256, sha)
+      assert.equal(r.ending, 'end')
+      assert.ok(counters.get('frames_reinjected') > 0, 'no frame was reinjected')
+      assert.equal(t.tx.subflowCount, 2, 'the stuck subflow was not closed')
     } finally {
       t.close()
     }

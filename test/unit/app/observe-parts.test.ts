@@ -14,7 +14,8 @@ import { KEYS } from '../../../src/common/config/schema.js'
 import { TrunkWatch } from '../../../src/app/trunk-watch.js'
 import { PepError, PepErrorCodes } from '../../../src/common/errors.js'
 import { FakeClock } from '../../helpers/fake-clock.js'
-import { COUNTER_SPECS, ProxyMetrics } from '../../../src/app/metrics.js'
+import { COUNTER_SPECS } from '../../../src/app/metric-counters.js'
+import { ProxyMetrics } from '../../../src/app/metrics.js'
 import { promtool, samples } from '../../helpers/observe.js'
 
 /** A logger that keeps `level message` lines. */

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { readFileSync, statSync } from 'node:fs'
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { chmod, chown, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { createServer, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
@@ -204,10 +204,48 @@ describe('CLI conventions (built)', () => {
     )
     assert.ok(!open.stderr.includes(key) && !open.stdout.includes(key))
 
-    // The key must belong to the user the proxy runs as (its unit's User=).
+    // The user the proxy runs as (its unit's User=) must be able to read the config and the
+    // key: one line for each, naming the file, the user and what stops it.
     await chmod(psk, 0o600)
+    await chmod(dir, 0o700)
     const owner = await run(TX, ['check', '-c', ini, '--user', 'nobody'])
-    assert.match(owner.stderr, /^tx_proxy check: key: .*check\.psk does not belong to nobody/m)
+    assert.equal(owner.code, 1)
+    const lines = (prefix: string): string[] =>
+      owner.stderr.split('\n').filter((l) => l.startsWith(`tx_proxy check: ${prefix}: `))
+    for (const [prefix, file] of [
+      ['config', ini],
+      ['key', psk]
+    ] as const) {
+      const found = lines(prefix)
+      assert.equal(found.length, 1, owner.stderr)
+      assert.ok(
+        found[0]!.startsWith(
+          `tx_proxy check: ${prefix}: ${file} is not readable by nobody: it cannot enter ${dir} (owner `
+        ),
+        found[0]
+      )
+      assert.ok(found[0]!.endsWith(`, mode 0700): chmod o+x ${dir}`), found[0])
+    }
+    assert.ok(!owner.stderr.includes(key))
+    const nobody = await run(TX, ['check', '-c', ini, '--user', 'no-such-user-tandem'])
+    assert.match(nobody.stderr, /^tx_proxy check: user: no-such-user-tandem does not exist/m)
+    if (process.getuid?.() === 0) {
+      // Past the directory, a root-owned 0600 key is still not the proxy's to read.
+      await chmod(dir, 0o755)
+      const rootKey = await run(TX, ['check', '-c', ini, '--user', 'nobody'])
+      assert.doesNotMatch(rootKey.stderr, /check: config:/)
+      assert.match(
+        rootKey.stderr,
+        new RegExp(
+          `^tx_proxy check: key: ${psk} is not readable by nobody \\(owner root:root, mode 0600\\): chown nobody: ${psk} and chmod 600 ${psk}$`,
+          'm'
+        )
+      )
+      await chown(psk, 65534, 65534)
+      const given = await run(TX, ['check', '-c', ini, '--user', 'nobody'])
+      assert.doesNotMatch(given.stderr, /check: (key|config|user):/)
+      await chown(psk, 0, 0)
+    }
     const mine = await run(TX, [
       'check',
       '-c',
@@ -216,6 +254,16 @@ describe('CLI conventions (built)', () => {
       String(process.getuid?.() === 0 ? 'root' : process.env.USER)
     ])
     assert.doesNotMatch(mine.stderr, /tx_proxy check: key:/)
+    // A key written into the configuration makes the configuration as secret as a key file.
+    const inline = join(dir, 'inline.conf')
+    await writeFile(inline, `[security]\npsk = ${key}\n`, { mode: 0o644 })
+    const me = String(process.getuid?.() === 0 ? 'root' : process.env.USER)
+    const shared = await run(TX, ['check', '-c', inline, '--user', me])
+    assert.match(
+      shared.stderr,
+      /^tx_proxy check: key: security\.psk is set in .*inline\.conf, which group or others can read: /m
+    )
+    assert.ok(!shared.stderr.includes(key))
 
     await writeFile(ini, `[security]\npsk_file = ${psk}\n[interception]\nbogus = 1\n`)
     const unknown = await run(TX, ['check', '-c', ini])

@@ -1,0 +1,110 @@
+/**
+ * Head-of-line reinjection (MPTCP's opportunistic retransmission): a frame that holds a flow's
+ * in-order point is sent once more on another subflow when it has waited clearly longer than a
+ * round trip of the subflow that carries it, which means that subflow's TCP is recovering a lost
+ * segment (or worse, waiting for a retransmission timeout). Every frame behind it, already at
+ * the peer on other subflows, waits in the peer's reorder buffer until it comes; the copy on a
+ * subflow that is not in recovery usually arrives first. The peer drops whichever copy arrives
+ * second (counted as duplicate bytes there). At most one copy per frame.
+ */
+import type { Counters } from '../common/counters.js'
+import type { Flow } from '../core/flow.js'
+import type { Subflow } from './subflow.js'
+
+/** How often the flows are looked at, in ms. */
+export const REINJECT_CHECK_MS = 25
+
+/**
+ * A head frame is reinjected after REINJECT_RTT_FACTOR round trips of its subflow plus
+ * REINJECT_SLACK_MS: an ACK normally comes back within one round trip (ACKs are sent at once,
+ * on the least queued subflow); a fast retransmission takes a second one.
+ */
+export const REINJECT_RTT_FACTOR = 1.5
+export const REINJECT_SLACK_MS = 20
+
+/** Subflows whose queue holds more than this many times the queue limit take no reinjection. */
+const TARGET_QUEUE_FACTOR = 1
+
+/** What the reinjector reads and writes. */
+export interface ReinjectorOptions {
+  /** The live subflows. */
+  readonly subflows: () => readonly Subflow[]
+  /** The live flows. */
+  readonly flows: () => Iterable<Flow>
+  /** A subflow's queue limit, in bytes (`limits.subflow_queue_bytes`). */
+  readonly queueLimitBytes: number
+  readonly counters: Counters
+}
+
+/** How long a head frame may wait on `carrier` before it is reinjected, in ms. */
+export function reinjectAfterMs(carrierSrttMs: number, fastestSrttMs: number): number {
+  const rtt = carrierSrttMs > 0 ? carrierSrttMs : fastestSrttMs
+  return REINJECT_RTT_FACTOR * rtt + REINJECT_SLACK_MS
+}
+
+/**
+ * The subflow to reinject on: not the carrier, with room in its queue, the lowest RTT first
+ * (the copy should arrive soonest), then the emptiest queue.
+ */
+export function reinjectTarget(
+  carrier: number,
+  subflows: readonly Subflow[],
+  queueLimitBytes: number
+): Subflow | undefined {
+  let best: Subflow | undefined
+  for (const s of subflows) {
+    if (s.id === carrier || s.isClosed) continue
+    if (s.queuedBytes > TARGET_QUEUE_FACTOR * queueLimitBytes) continue
+    if (
+      best === undefined ||
+      s.srttMs < best.srttMs ||
+      (s.srttMs === best.srttMs && s.queuedBytes < best.queuedBytes)
+    ) {
+      best = s
+    }
+  }
+  return best
+}
+
+/** Looks at every flow every REINJECT_CHECK_MS and reinjects stalled head frames. */
+export class Reinjector {
+  private readonly timer: NodeJS.Timeout
+
+  constructor(private readonly opts: ReinjectorOptions) {
+    this.timer = setInterval(() => {
+      this.check()
+    }, REINJECT_CHECK_MS)
+    this.timer.unref()
+  }
+
+  /** One look at every flow; returns the frames reinjected. */
+  check(): number {
+    const subs = this.opts.subflows()
+    if (subs.length < 2) return 0
+    let fastest = 0
+    for (const s of subs)
+      if (s.srttMs > 0 && (fastest === 0 || s.srttMs < fastest)) fastest = s.srttMs
+    let n = 0
+    for (const flow of this.opts.flows()) {
+      const head = flow.stalledHead()
+      if (head === undefined) continue
+      const carrier = subs.find((s) => s.id === head.subflow)
+      if (head.waitedMs < reinjectAfterMs(carrier?.srttMs ?? 0, fastest)) continue
+      const to = reinjectTarget(head.subflow, subs, this.opts.queueLimitBytes)
+      if (to === undefined) continue
+      const d = flow.reinjectHead(to.id)
+      if (d === undefined) continue
+      to.writeData(flow.id, d)
+      flow.subflowsUsed.add(to.index)
+      this.opts.counters.inc('frames_reinjected')
+      this.opts.counters.inc('bytes_reinjected', d.payload.length)
+      n++
+    }
+    return n
+  }
+
+  /** Stop looking. */
+  close(): void {
+    clearInterval(this.timer)
+  }
+}
