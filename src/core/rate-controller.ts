@@ -18,7 +18,8 @@
  *            subflow's best recent burst, measured over its own interval, and their sum
  *            overstated a 100 Mbit/s link as 125.
  *   RTprop = min over the last MIN_RTT_WINDOW_MS of  min_i min_rtt_i           (min filter)
- *   rate   = link_rate              when the operator set it (it is known, not guessed),
+ *   rate   = link_rate × 0.95       when the operator set it (it is known, not guessed; the
+ *                                   share leaves room for the headers, LINK_PAYLOAD_SHARE),
  *            none                   while a learned path is in STARTUP (below),
  *            BtlBw * gain           once its pipe is full, the gain cycling like BBR's
  *                                   PROBE_BW through GAIN_CYCLE, one RTprop per phase: 1.25
@@ -74,6 +75,15 @@ export const MIN_TARGET_BYTES_PER_SEC = 250_000
  * PINGs, PONGs and ACK frames sitting in a socket for a moment are not a backlog.
  */
 export const BACKLOG_BYTES = 64 * 1024
+
+/**
+ * Share of a configured link rate the subflows are paced to, as a fraction. `link_rate` is what
+ * the link carries on the wire; pacing counts TCP payload, and every 1448-byte segment costs 52
+ * bytes of IP and TCP headers (with timestamps) besides, 3.5 %, so pacing at the link rate itself
+ * kept a standing queue at the bottleneck (a 600 ms path measured 1.3 s). The rest is margin
+ * for the link layer's own framing.
+ */
+export const LINK_PAYLOAD_SHARE = 0.95
 
 /** A round that raises BtlBw by less than this factor counts towards a full pipe (BBR's 1.25). */
 export const FULL_PIPE_GROWTH = 1.25
@@ -279,7 +289,7 @@ export class RateController {
     this.opts = opts
     this.stateValue = {
       targetBytesPerSec: 0,
-      estimateBytesPerSec: opts.linkRateBytesPerSec,
+      estimateBytesPerSec: Math.floor(opts.linkRateBytesPerSec * LINK_PAYLOAD_SHARE),
       kernelDeliveryBytesPerSec: 0,
       receiveBytesPerSec: 0,
       source: opts.linkRateBytesPerSec > 0 ? 'configured' : 'none',
@@ -387,8 +397,9 @@ export class RateController {
       const pathRtt = p.minRtt.best(now) ?? 0
       p.onRound(now, pathRtt, backlogged, learned)
       if (link > 0 || p.fullPipe) pacedPaths++
-      const pathEstimate = link > 0 ? link : learned
-      let pathTarget = link
+      const paced = Math.floor(link * LINK_PAYLOAD_SHARE)
+      const pathEstimate = link > 0 ? paced : learned
+      let pathTarget = paced
       if (link === 0 && p.fullPipe) {
         const phase = pathRtt > 0 ? Math.floor((now - p.fullPipeAtMs) / pathRtt) : 0
         const gain = GAIN_CYCLE[phase % GAIN_CYCLE.length] ?? 1

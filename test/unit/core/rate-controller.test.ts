@@ -8,6 +8,7 @@ import { describe, it } from 'node:test'
 import {
   GAIN_CYCLE,
   INFLIGHT_MARGIN,
+  LINK_PAYLOAD_SHARE,
   MIN_RTT_WINDOW_MS,
   RATE_WINDOW_MS,
   RateController,
@@ -112,39 +113,41 @@ describe('rate controller', () => {
     assert.equal(s.targetBytesPerSec, 0)
   })
 
-  it('link_rate: paced at the configured rate from the first sample, whatever the subflows deliver', () => {
+  it('link_rate: paced at the configured rate (less the headers) from the first sample, whatever the subflows deliver', () => {
     const clock = new FakeClock()
     const c = new RateController({ linkRateBytesPerSec: 100 * MBIT })
+    const paced = 100 * MBIT * LINK_PAYLOAD_SHARE
     let s = run(c, clock, { deliveredPerSec: 300 * MBIT, rttMs: 600 }, STEP_MS)
     assert.equal(s.source, 'configured')
-    assert.equal(s.targetBytesPerSec, 100 * MBIT)
-    assert.equal(sumPacing(s), 100 * MBIT)
+    assert.equal(s.targetBytesPerSec, paced)
+    assert.equal(sumPacing(s), paced)
     s = run(c, clock, { deliveredPerSec: 300 * MBIT, rttMs: 600 }, 5000)
-    assert.equal(s.targetBytesPerSec, 100 * MBIT, 'learning never lifts a configured rate')
-    assert.equal(s.estimateBytesPerSec, 100 * MBIT)
-    assert.equal(s.bdpBytes, 7_500_000)
-    assert.equal(s.inflightCapBytes, Math.ceil(7_500_000 * (1 + INFLIGHT_MARGIN)))
+    assert.equal(s.targetBytesPerSec, paced, 'learning never lifts a configured rate')
+    assert.equal(s.estimateBytesPerSec, paced)
+    assert.equal(s.bdpBytes, paced * 0.6)
+    assert.equal(s.inflightCapBytes, Math.ceil(paced * 0.6 * (1 + INFLIGHT_MARGIN)))
   })
 
   it('splits the rate evenly over the live subflows, and per path', () => {
     const clock = new FakeClock()
+    // 80 Mbit/s on the wire, 76 of payload.
     const c = new RateController({ linkRateBytesPerSec: 80 * MBIT })
     let s = run(c, clock, { deliveredPerSec: 0, rttMs: 50 }, STEP_MS)
     assert.deepEqual(
       s.subflows.map((p) => p.pacingBytesPerSec),
-      [20 * MBIT, 20 * MBIT, 20 * MBIT, 20 * MBIT]
+      [19 * MBIT, 19 * MBIT, 19 * MBIT, 19 * MBIT]
     )
     // One subflow fewer: the others take its share.
     s = run(c, clock, { deliveredPerSec: 0, rttMs: 50, paths: [3] }, STEP_MS)
     assert.equal(s.subflows.length, 3)
-    assert.ok(s.subflows.every((p) => p.pacingBytesPerSec === Math.floor((80 * MBIT) / 3)))
+    assert.ok(s.subflows.every((p) => p.pacingBytesPerSec === Math.floor((76 * MBIT) / 3)))
     // Two paths: link_rate is each path's bottleneck; each path's rate is split over its own.
     s = run(c, clock, { deliveredPerSec: 0, rttMs: 50, paths: [2, 4] }, STEP_MS)
     assert.deepEqual(
       s.subflows.map((p) => p.pacingBytesPerSec),
-      [40 * MBIT, 40 * MBIT, 20 * MBIT, 20 * MBIT, 20 * MBIT, 20 * MBIT]
+      [38 * MBIT, 38 * MBIT, 19 * MBIT, 19 * MBIT, 19 * MBIT, 19 * MBIT]
     )
-    assert.equal(s.targetBytesPerSec, 160 * MBIT)
+    assert.equal(s.targetBytesPerSec, 152 * MBIT)
   })
 
   it('min RTT: a lower sample wins at once, a higher one only after the old minimum leaves the window', () => {
@@ -159,7 +162,7 @@ describe('rate controller', () => {
     assert.equal(s.minRttMs, 550)
     s = run(c, clock, { deliveredPerSec: 0, rttMs: 700 }, 1000)
     assert.equal(s.minRttMs, 700)
-    assert.equal(s.bdpBytes, 10 * MBIT * 0.7)
+    assert.equal(s.bdpBytes, Math.round(10 * MBIT * LINK_PAYLOAD_SHARE * 0.7))
   })
 
   it('a warm trunk keeps its learned rate through idle time, and a new flow starts at it', () => {
@@ -204,7 +207,7 @@ describe('rate controller', () => {
   it('in-flight gate: refuses at the cap, and lets more go as the path drains at the estimated rate', () => {
     const clock = new FakeClock()
     const c = new RateController({ linkRateBytesPerSec: 100 * MBIT })
-    // BDP 7.5 MB, cap 9.375 MB; 4 subflows with 2.4 MB each in flight = 9.6 MB.
+    // BDP 7.125 MB (95 Mbit/s of payload), cap 8.9 MB; 4 subflows with 2.4 MB each = 9.6 MB.
     const s = run(
       c,
       clock,
@@ -214,9 +217,9 @@ describe('rate controller', () => {
     assert.equal(s.inFlightBytes, 9_600_000)
     const t = clock.now()
     assert.equal(c.admits(t, 0), false)
-    // 20 ms later the path drained 250 kB: room again, until about 25 kB more were sent.
-    assert.equal(c.admits(t + 20, 0), true)
-    assert.equal(c.admits(t + 20, 100_000), false)
+    // 60 ms later the path drained 712 kB: room again, until about 20 kB more were sent.
+    assert.equal(c.admits(t + 60, 0), true)
+    assert.equal(c.admits(t + 60, 100_000), false)
   })
 })
 
