@@ -50,6 +50,10 @@ export interface TcpInfo {
   readonly lost: number
   /** Segments sent and not yet acknowledged. */
   readonly unacked: number
+  /** Segments selectively acknowledged (received past a hole). */
+  readonly sacked: number
+  /** Retransmitted segments not yet acknowledged (`tcpi_retrans`). */
+  readonly retransOut: number
   /** Most recent delivery rate estimate, bytes per second (`tcpi_delivery_rate`). */
   readonly deliveryRate: number
   /** Bytes acknowledged by the peer over the connection's life. */
@@ -62,6 +66,8 @@ export interface TcpInfo {
   readonly pacingRate: number
   /** SO_MAX_PACING_RATE of the socket, bytes per second; 2^64 - 1 when uncapped. */
   readonly maxPacingRate: number
+  /** Segments delivered (cumulatively or selectively acknowledged) over the connection's life. */
+  readonly delivered: number
   /** Bytes sent over the connection's life, retransmissions included. */
   readonly bytesSent: number
   /** Bytes retransmitted over the connection's life. */

@@ -28,6 +28,8 @@ export interface SystemSpec {
   readonly plain?: boolean
   /** Tandem's trunk.frame_payload_bytes (default: the configuration's default). */
   readonly framePayload?: string
+  /** Tandem told the link's rate (trunk.link_rate = the bench's --rate) instead of learning it. */
+  readonly linkRate?: boolean
 }
 
 /** CPU seconds used so far by `pid` (utime + stime). */
@@ -65,9 +67,10 @@ export function systemsFrom(list: string): SystemSpec[] {
   return list.split(',').map((name) => {
     let m = /^direct-(cubic|bbr)$/.exec(name)
     if (m) return { name, kind: 'direct', congestion: m[1] as 'cubic' | 'bbr' }
-    // tandem-8-bbr, tandem-8-cubic-f16k; tandem-8-unset: no trunk.congestion in network.conf;
-    // tandem-8-unset-cubic-boxes: the same on boxes whose default congestion control is cubic.
-    m = /^tandem-(\d+)-(cubic|bbr|unset)(-cubic-boxes)?(?:-f(\d+k))?$/.exec(name)
+    // tandem-8-bbr, tandem-8-cubic-f16k (frame payload), tandem-8-bbr-link (link_rate set);
+    // tandem-8-unset: no trunk.congestion in network.conf; tandem-8-unset-cubic-boxes: the same
+    // on boxes whose default congestion control is cubic.
+    m = /^tandem-(\d+)-(cubic|bbr|unset)(-cubic-boxes)?(?:-f(\d+k))?(-link)?$/.exec(name)
     if (m)
       return {
         name,
@@ -75,7 +78,8 @@ export function systemsFrom(list: string): SystemSpec[] {
         congestion: m[2] as 'cubic' | 'bbr' | 'unset',
         subflows: Number(m[1]),
         ...(m[3] !== undefined ? { boxCongestion: 'cubic' as const } : {}),
-        ...(m[4] !== undefined ? { framePayload: m[4].replace('k', 'KiB') } : {})
+        ...(m[4] !== undefined ? { framePayload: m[4].replace('k', 'KiB') } : {}),
+        ...(m[5] !== undefined ? { linkRate: true } : {})
       }
     m = /^iperf3-P8-(cubic|bbr)$/.exec(name)
     if (m) return { name, kind: 'iperf3', congestion: m[1] as 'cubic' | 'bbr' }
@@ -321,7 +325,10 @@ async function runTandem(
     'limits.max_flow_window_bytes': String(Math.max(32 * 1048576, Math.ceil(8 * bdp))),
     'security.encrypt': sys.plain === true ? 'false' : 'true',
     'interception.transparent': 'false',
-    ...(sys.framePayload !== undefined ? { 'trunk.frame_payload_bytes': sys.framePayload } : {})
+    ...(sys.framePayload !== undefined ? { 'trunk.frame_payload_bytes': sys.framePayload } : {}),
+    ...(sys.linkRate === true && bed.link.rateMbit > 0
+      ? { 'trunk.link_rate': `${bed.link.rateMbit}mbit` }
+      : {})
   })
   const run = async (): Promise<Measured> => {
     const { tx, rx } = await bed.startProxies(conf, sys.subflows ?? 8)

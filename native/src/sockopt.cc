@@ -98,6 +98,8 @@ Napi::Value GetTcpInfo(const Napi::CallbackInfo& info) {
   out.Set("totalRetrans", Napi::Number::New(env, ti.tcpi_total_retrans));
   out.Set("lost", Napi::Number::New(env, ti.tcpi_lost));
   out.Set("unacked", Napi::Number::New(env, ti.tcpi_unacked));
+  out.Set("sacked", Napi::Number::New(env, ti.tcpi_sacked));
+  out.Set("retransOut", Napi::Number::New(env, ti.tcpi_retrans));
   // 64-bit counters become doubles: exact up to 2^53 bytes, far beyond any connection.
   out.Set("deliveryRate", Napi::Number::New(env, static_cast<double>(ti.tcpi_delivery_rate)));
   out.Set("bytesAcked", Napi::Number::New(env, static_cast<double>(ti.tcpi_bytes_acked)));
@@ -106,6 +108,7 @@ Napi::Value GetTcpInfo(const Napi::CallbackInfo& info) {
   // Pacing as the kernel applies it (the lower of the congestion control's and the cap).
   out.Set("pacingRate", Napi::Number::New(env, static_cast<double>(ti.tcpi_pacing_rate)));
   out.Set("maxPacingRate", Napi::Number::New(env, static_cast<double>(ti.tcpi_max_pacing_rate)));
+  out.Set("delivered", Napi::Number::New(env, ti.tcpi_delivered));
   out.Set("bytesSent", Napi::Number::New(env, static_cast<double>(ti.tcpi_bytes_sent)));
   out.Set("bytesRetrans", Napi::Number::New(env, static_cast<double>(ti.tcpi_bytes_retrans)));
   out.Set("deliveryRateAppLimited", Napi::Boolean::New(env, ti.tcpi_delivery_rate_app_limited != 0));

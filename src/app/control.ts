@@ -37,6 +37,8 @@ export interface SubflowStatus extends TrunkSubflowStatus {
   readonly tcpBytesSent?: number
   /** Bytes the kernel retransmitted over the connection's life (TCP_INFO). */
   readonly tcpBytesRetrans?: number
+  /** SO_MAX_PACING_RATE the trunk's rate controller set, bytes per second; 0: not paced. */
+  readonly pacingBps?: number
   /** Failed dials since this subflow was last up. */
   readonly failedDials?: number
   /** Backing off: the next dial starts in this many ms. */
@@ -115,6 +117,33 @@ export interface TrunkStatus {
   /** Dials that failed since the trunk was last up (tx). */
   readonly failedDials?: number
   readonly lastDialError?: DialError
+  /** The trunk's rate controller (absent when the trunk does not pace). */
+  readonly rate?: RateStatus
+}
+
+/** The rate controller's state for one trunk (core/rate-controller.ts). */
+export interface RateStatus {
+  /**
+   * Where the rate comes from: configured (trunk.link_rate), learned (from the subflows, pipe
+   * seen full), startup (learning, subflows not paced yet), none (nothing measured yet).
+   */
+  readonly source: 'configured' | 'learned' | 'startup' | 'none'
+  /** Sum of the subflows' pacing rates now, bytes per second; 0: not paced. */
+  readonly targetBps: number
+  /** Bottleneck rate estimate (configured, or learned without probing gain), bytes per second. */
+  readonly estimateBps: number
+  /** Highest rate the peer delivered to us lately, bytes per second. */
+  readonly receiveBps: number
+  /** Sum of the subflows' latest TCP_INFO delivery rates, bytes per second. */
+  readonly kernelDeliveryBps: number
+  /** Windowed minimum RTT, ms. */
+  readonly minRttMs: number
+  /** Bandwidth-delay product, bytes (flows' credit grows to twice this). */
+  readonly bdpBytes: number
+  /** In-flight cap, bytes; 0: none. */
+  readonly inflightCapBytes: number
+  /** Bytes in flight at the last sample. */
+  readonly inFlightBytes: number
 }
 
 /** What `status` answers. */

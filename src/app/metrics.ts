@@ -195,6 +195,23 @@ export class ProxyMetrics {
       ['mode', 'encrypted'],
       (t) => ({ mode: t.mode ?? 'static', encrypted: String(t.encrypted ?? false) })
     )
+    trunkGauge(
+      'tandem_trunk_rate_bytes_per_second',
+      'Sending rate the trunk paces its subflows to together (0: not paced); the source label says whether trunk.link_rate set it or it was learned',
+      (t) => t.rate?.targetBps ?? 0,
+      ['source'],
+      (t) => ({ source: t.rate?.source ?? 'none' })
+    )
+    trunkGauge(
+      'tandem_trunk_min_rtt_seconds',
+      'Windowed minimum RTT of the trunk (rate controller)',
+      (t) => (t.rate?.minRttMs ?? 0) / 1000
+    )
+    trunkGauge(
+      'tandem_trunk_bdp_bytes',
+      'Bandwidth-delay product the rate controller works with (flow credit grows to twice this)',
+      (t) => t.rate?.bdpBytes ?? 0
+    )
     trunkGauge('tandem_flows_active', 'Flows carried now', (t) => t.flows)
     trunkGauge(
       'tandem_subflows_up',
@@ -268,6 +285,12 @@ export class ProxyMetrics {
       'tandem_subflow_delivery_rate_bytes_per_second',
       'Latest delivery rate estimate of each subflow (TCP_INFO)',
       (f) => f.deliveryRateBps
+    )
+    subflowMetric(
+      'gauge',
+      'tandem_subflow_pacing_rate_bytes_per_second',
+      'SO_MAX_PACING_RATE the rate controller set on each subflow (0: not paced)',
+      (f) => f.pacingBps
     )
     subflowMetric(
       'gauge',

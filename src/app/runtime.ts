@@ -18,6 +18,7 @@ import {
   createSubflowTuner,
   deliveryRate,
   kernelUnsentBytes,
+  nativeRateProbe,
   setAbortiveClose,
   type SocketTuner
 } from '../trunk/tune.js'
@@ -105,7 +106,10 @@ export class ProxyRuntime {
     this.log = log
     this.budget = new MemoryBudget(config.limits.maxBufferedBytes)
     this.psk = loadPsk(config)
-    this.congestion = new SubflowCongestion(config.trunk.congestion, log)
+    // The trunk's rate controller paces the subflows whatever their congestion control.
+    this.congestion = new SubflowCongestion(config.trunk.congestion, log, undefined, {
+      tandemPaces: true
+    })
     this.tuner = createSubflowTuner(config, log, this.congestion)
   }
 
@@ -127,6 +131,7 @@ export class ProxyRuntime {
       tuneSocket: this.tuner,
       sampleRate: deliveryRate,
       kernelUnsent: kernelUnsentBytes,
+      rateProbe: nativeRateProbe,
       setAbortiveClose,
       ...extra
     }

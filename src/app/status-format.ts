@@ -3,7 +3,7 @@
  * control, last dial error), each subflow (state, RTT, cwnd, retransmits, congestion control) and the busiest flows as
  * client → destination with their bytes, rate, age and the subflows they used.
  */
-import type { FlowStatus, ProxyStatus, SubflowStatus, TrunkStatus } from './control.js'
+import type { FlowStatus, ProxyStatus, RateStatus, SubflowStatus, TrunkStatus } from './control.js'
 
 /** Bytes in binary units: 1.5 MiB. */
 export function human(bytes: number): string {
@@ -49,6 +49,7 @@ function subflowRows(subflows: readonly SubflowStatus[]): string[] {
       'cwnd',
       'retrans',
       'cc',
+      'pacing',
       'queued',
       'sent',
       'received'
@@ -88,12 +89,13 @@ function subflowRows(subflows: readonly SubflowStatus[]): string[] {
       f.cwndSegments !== undefined ? String(f.cwndSegments) : '-',
       retransCell(f),
       f.congestion ?? '-',
+      f.pacingBps !== undefined && f.pacingBps > 0 ? bitRate(f.pacingBps) : '-',
       human(f.queuedBytes),
       human(f.bytesSent),
       human(f.bytesReceived)
     ])
   }
-  return [...table(rows, new Set([0, 3, 4, 5, 6, 8, 9, 10])), ...notes]
+  return [...table(rows, new Set([0, 3, 4, 5, 6, 8, 9, 10, 11])), ...notes]
 }
 
 /** Retransmitted segments, and the share of the bytes sent they were (TCP_INFO), e.g. `42 (1.3 %)`. */
@@ -132,6 +134,20 @@ function flowRows(flows: readonly FlowStatus[]): string[] {
   return table(rows, new Set([3, 4, 5, 6]))
 }
 
+/** One line: the trunk's rate, where it comes from, min RTT, BDP and in-flight. */
+export function rateLine(r: RateStatus): string {
+  const what =
+    r.source === 'configured'
+      ? `${bitRate(r.targetBps)} configured (trunk.link_rate)`
+      : r.source === 'learned'
+        ? `${bitRate(r.targetBps)} learned (bottleneck estimate ${bitRate(r.estimateBps)})`
+        : r.source === 'startup'
+          ? `not paced yet, learning (estimate so far ${bitRate(r.estimateBps)})`
+          : 'not paced, nothing measured yet'
+  const cap = r.inflightCapBytes > 0 ? ` of ${human(r.inflightCapBytes)} cap` : ''
+  return `rate: ${what}; min RTT ${r.minRttMs.toFixed(1)} ms, BDP ${human(r.bdpBytes)}, in flight ${human(r.inFlightBytes)}${cap}; received at up to ${bitRate(r.receiveBps)}`
+}
+
 function trunkHeader(t: TrunkStatus): string {
   const up = t.subflows.filter((f) => (f.state ?? 'up') === 'up').length
   const enc =
@@ -163,6 +179,7 @@ export function formatStatus(s: ProxyStatus): string {
         `  congestion control: ${cc.label}${cc.reason !== undefined ? `; ${cc.reason}` : ''}`
       )
     }
+    if (t.rate !== undefined) lines.push(`  ${rateLine(t.rate)}`)
     for (const l of subflowRows(t.subflows)) lines.push(`  ${l}`)
     if (t.topFlows.length > 0) {
       if (t.flows > t.topFlows.length)

@@ -81,6 +81,7 @@ export class StatusView {
   /** One trunk, with its `top` busiest flows. */
   trunk(trunk: Trunk, ctx: TrunkContext, top = STATUS_TOP_FLOWS): TrunkStatus {
     const live = trunk.liveSubflows()
+    const rate = trunk.rateState()
     const subflows: SubflowStatus[] = live.map((s) => {
       const socket = s.rawSocket
       const slot = ctx.slots?.find((x) => x.index === s.index)
@@ -95,6 +96,7 @@ export class StatusView {
         srttMs: Math.round(s.srttMs * 10) / 10,
         ...(tcpFigures(socket) ?? {}),
         deliveryRateBps: s.rateBytesPerSec,
+        ...optional('pacingBps', rate?.subflows.find((p) => p.id === s.id)?.pacingBytesPerSec),
         queuedBytes: s.queuedBytes,
         bytesSent: s.bytesSent,
         bytesReceived: s.bytesReceived
@@ -132,6 +134,22 @@ export class StatusView {
       ...(ctx.watch !== undefined ? { failedDials: ctx.watch.failedDials } : {}),
       ...optional('lastDialError', lastDialError),
       subflows,
+      ...optional(
+        'rate',
+        rate === undefined
+          ? undefined
+          : {
+              source: rate.source,
+              targetBps: rate.targetBytesPerSec,
+              estimateBps: rate.estimateBytesPerSec,
+              receiveBps: rate.receiveBytesPerSec,
+              kernelDeliveryBps: rate.kernelDeliveryBytesPerSec,
+              minRttMs: Math.round(rate.minRttMs * 10) / 10,
+              bdpBytes: rate.bdpBytes,
+              inflightCapBytes: rate.inflightCapBytes,
+              inFlightBytes: rate.inFlightBytes
+            }
+      ),
       flows: trunk.flowCount,
       topFlows: flows.slice(0, top)
     }

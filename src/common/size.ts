@@ -41,3 +41,47 @@ export function parseByteSize(text: string): number | undefined {
   const bytes = Number(match[1]) * unit
   return Number.isSafeInteger(bytes) ? bytes : undefined
 }
+
+/** The rate rule in one line, for help texts and error messages. */
+export const RATE_RULE =
+  'bits per second with k, m, g (powers of 1000) and an optional bit or bit/s suffix, e.g. 100mbit, 1.5gbit, 20m; 0 or empty: learn it'
+
+/** Multipliers of rate prefixes (bits per second), keyed in lower case: network rates are decimal. */
+const RATE_UNITS: Readonly<Record<string, number>> = {
+  '': 1,
+  k: 1e3,
+  m: 1e6,
+  g: 1e9,
+  t: 1e12
+}
+
+/**
+ * `bps` and `B/s` are refused: tc reads `bps` as bytes per second and most people read `MB/s` as
+ * megabytes, so either would be a factor of 8 away from what someone meant.
+ */
+const RATE_PATTERN = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(?:bit|bits|bit\/s)?$/i
+
+/**
+ * Reads a link rate such as `100mbit`, `1.5Gbit`, `20M` or `800000` (bits per second, decimal
+ * prefixes as tc and iperf read them) by RATE_RULE. The empty string means 0 (learn it).
+ *
+ * @returns the rate in bytes per second (rounded down), or undefined when `text` is not one
+ */
+export function parseBitRate(text: string): number | undefined {
+  const trimmed = text.trim()
+  if (trimmed === '') return 0
+  const match = RATE_PATTERN.exec(trimmed)
+  const unit = match === null ? undefined : RATE_UNITS[match[2]!.toLowerCase()]
+  if (match === null || unit === undefined) return undefined
+  const bytes = Math.floor((Number(match[1]) * unit) / 8)
+  return Number.isSafeInteger(bytes) ? bytes : undefined
+}
+
+/** A rate in bytes per second as people read it: `100 Mbit/s`. */
+export function formatBitRate(bytesPerSec: number): string {
+  const bits = bytesPerSec * 8
+  if (bits >= 1e9) return `${(bits / 1e9).toFixed(2)} Gbit/s`
+  if (bits >= 1e6) return `${(bits / 1e6).toFixed(1)} Mbit/s`
+  if (bits >= 1e3) return `${(bits / 1e3).toFixed(0)} kbit/s`
+  return `${bits.toFixed(0)} bit/s`
+}

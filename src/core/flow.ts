@@ -68,6 +68,12 @@ export interface TrunkPort {
   now(): number
   /** Smoothed round-trip time of the trunk's fastest subflow, in ms; 0 before the first sample. */
   srttMs(): number
+  /**
+   * Credit a flow needs so that it never limits the trunk, in bytes: twice the rate
+   * controller's bandwidth-delay product (one BDP in flight, one more to cover a lost segment
+   * holding the in-order point for a round trip); 0 while unknown.
+   */
+  windowHintBytes(): number
   /** Count a flow error by its stable code (the flow resets itself). */
   countError(code: PepErrorCode): void
 }
@@ -542,6 +548,12 @@ export class Flow {
     if (grow && this.appWritable && this.window < this.opts.maxWindowBytes) {
       this.window = Math.min(this.opts.maxWindowBytes, this.window * 2)
     }
+    // The rate controller knows what the path holds: credit below twice its BDP would limit
+    // the flow, not the link, so the window goes straight there (a warm trunk's new flow at its
+    // first grant) instead of doubling once per epoch. Bounded by maxWindowBytes here and by
+    // the memory budget below (reserve grants only what is free).
+    const hint = Math.min(this.opts.maxWindowBytes, this.opts.trunk.windowHintBytes())
+    if (this.appWritable && hint > this.window) this.window = hint
     const target = delivered + this.window
     if (target <= this.recvLimit) return
     const granted = this.opts.budget.reserve(target - this.recvLimit)

@@ -35,6 +35,8 @@ export interface TrunkSettings {
   readonly redundantFirstBytes: number
   /** Flows idle this long are reset, in ms (0: never). */
   readonly idleTimeoutMs: number
+  /** Operator-set bottleneck rate, bytes per second (0: the rate controller learns it). */
+  readonly linkRateBytesPerSec: number
 }
 
 /** The trunk settings in a parsed config (the same for both roles). */
@@ -53,7 +55,8 @@ export function trunkSettings(config: Readonly<Config>): TrunkSettings {
     outageGraceMs: config.trunk.outageGraceMs,
     redundantPorts: config.trunk.redundantPorts,
     redundantFirstBytes: config.trunk.redundantFirstBytes,
-    idleTimeoutMs: config.limits.idleTimeoutMs
+    idleTimeoutMs: config.limits.idleTimeoutMs,
+    linkRateBytesPerSec: config.trunk.linkRateBytesPerSec
   }
 }
 

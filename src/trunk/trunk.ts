@@ -27,6 +27,7 @@ import type { Flow, TrunkPort } from '../core/flow.js'
 import type { MemoryBudget } from '../core/memory-budget.js'
 import { RedundancyPolicy } from '../core/redundancy.js'
 import type { Scheduler } from '../core/scheduler/scheduler.js'
+import type { RateState } from '../core/rate-controller.js'
 import { Sender } from '../core/sender.js'
 import { AckBatch } from './ack-batch.js'
 import { Admission } from './admission.js'
@@ -39,6 +40,7 @@ import { IdleReaper } from './idle.js'
 import { Reinjector } from './reinject.js'
 import { Membership } from './membership.js'
 import { Pump } from './pump.js'
+import { RateLoop, type RateProbe } from './rate-loop.js'
 import type { TrunkSettings } from './settings.js'
 import { flowTotals, type FlowTotals } from './status.js'
 import type { Subflow } from './subflow.js'
@@ -59,6 +61,11 @@ export interface TrunkOptions {
   readonly sampleRate?: (socket: Socket) => number
   /** Bytes a subflow socket holds in the kernel and has not sent (SIOCOUTQNSD), for schedulers. */
   readonly kernelUnsent?: (socket: Socket) => number
+  /**
+   * Reads TCP_INFO and sets SO_MAX_PACING_RATE for the trunk's rate controller. Without it the
+   * trunk neither samples nor paces (tests that run without the addon).
+   */
+  readonly rateProbe?: RateProbe
   /** Tunes each subflow socket as it joins (congestion control, NOTSENT_LOWAT, buffers). */
   readonly tuneSocket?: (socket: Socket) => void
   /** Sets an application socket's close to abortive or graceful (see `AppSocketOptions`). */
@@ -81,6 +88,7 @@ export class Trunk implements TrunkPort {
   private readonly redundancy: RedundancyPolicy<Flow>
   private readonly sender: Sender<Flow>
   private readonly pump: Pump
+  private readonly rate: RateLoop | undefined
   private readonly acks = new AckBatch()
   private readonly dispatcher: Dispatcher
   private readonly idle: IdleReaper
@@ -103,10 +111,20 @@ export class Trunk implements TrunkPort {
       ports: opts.settings.redundantPorts,
       firstBytes: opts.settings.redundantFirstBytes
     })
+    this.rate =
+      opts.rateProbe === undefined
+        ? undefined
+        : new RateLoop({
+            members: this.members,
+            probe: opts.rateProbe,
+            now: opts.now,
+            linkRateBytesPerSec: opts.settings.linkRateBytesPerSec
+          })
     this.sender = new Sender<Flow>({
       scheduler: opts.scheduler,
       redundancy: this.redundancy,
-      maxPayloadBytes: opts.settings.maxPayloadBytes
+      maxPayloadBytes: opts.settings.maxPayloadBytes,
+      gate: this.rate
     })
     this.pump = new Pump({
       members: this.members,
@@ -187,6 +205,16 @@ export class Trunk implements TrunkPort {
     return this.members.minSrttMs()
   }
 
+  /** Bytes a flow's credit should cover: 2 × the trunk's BDP, 0 while unknown (TrunkPort). */
+  windowHintBytes(): number {
+    return this.rate?.controller.windowHintBytes() ?? 0
+  }
+
+  /** The rate controller's last decision, or undefined when the trunk does not pace. */
+  rateState(): RateState | undefined {
+    return this.rate?.controller.state
+  }
+
   /** Add a subflow whose handshake just completed; `rest` are bytes that followed the hello. */
   addSubflow(
     socket: Socket,
@@ -203,6 +231,7 @@ export class Trunk implements TrunkPort {
     this.opts.tuneSocket?.(socket)
     const sub = this.members.join(socket, { index, pathId, weight, keys }, this)
     this.counters.inc('subflows_joined')
+    this.rate?.start()
     if (this.graceTimer) {
       clearTimeout(this.graceTimer)
       this.graceTimer = undefined
@@ -267,6 +296,7 @@ export class Trunk implements TrunkPort {
     this.closed = true
     if (this.graceTimer) clearTimeout(this.graceTimer)
     this.pump.close()
+    this.rate?.close()
     this.idle.close()
     this.reinjector.close()
     for (const sub of [...this.members.all]) sub.goAway(reason, message)

@@ -9,11 +9,13 @@ import type { SubflowCongestion } from './congestion.js'
 import type { Config } from '../common/config/config.js'
 import { isPepError } from '../common/errors.js'
 import type { Logger } from '../common/log/logger.js'
+import type { RateProbe } from './rate-loop.js'
 import {
   getTcpInfo,
   getUnsentBytes,
   nativeConstants,
   setLinger,
+  setMaxPacingRate,
   setSockOptInt,
   socketFd
 } from '../../native/index.js'
@@ -91,4 +93,31 @@ export function kernelUnsentBytes(socket: Socket): number {
 /** Delivery rate of a subflow socket from TCP_INFO, bytes per second. */
 export function deliveryRate(socket: Socket): number {
   return getTcpInfo(socketFd(socket)).deliveryRate
+}
+
+/** Microseconds per millisecond (TCP_INFO times are in microseconds). */
+const US_PER_MS = 1000
+
+/** The rate controller's probe on real sockets: TCP_INFO in, SO_MAX_PACING_RATE out. */
+export const nativeRateProbe: RateProbe = {
+  read(socket) {
+    const i = getTcpInfo(socketFd(socket))
+    return {
+      deliveryRateBytesPerSec: i.deliveryRate,
+      minRttMs: i.minRttUs / US_PER_MS,
+      srttMs: i.rttUs / US_PER_MS,
+      // The kernel's packets in flight (tcp_packets_in_flight): segments past a hole that the
+      // peer selectively acknowledged, or that are marked lost, are no longer in the network.
+      unackedBytes: Math.max(0, i.unacked - i.sacked - i.lost + i.retransOut) * i.sndMss,
+      // Delivered segments count what the peer SACKed too, as BBR's rate samples do: bytes_acked
+      // jumps by everything past a hole when a retransmission fills it, and a rate measured on
+      // it overstated the link by half.
+      deliveredBytes: i.delivered * i.sndMss,
+      retransmits: i.totalRetrans,
+      notsentBytes: i.notsentBytes
+    }
+  },
+  setPacing(socket, bytesPerSec) {
+    setMaxPacingRate(socketFd(socket), bytesPerSec)
+  }
 }

@@ -122,6 +122,13 @@ export class FakeTrunkPort implements TrunkPort {
     return this.rttMs
   }
 
+  /** The rate controller's credit hint as flows see it (0: no estimate yet). */
+  windowHint = 0
+
+  windowHintBytes(): number {
+    return this.windowHint
+  }
+
   /** Flow errors counted, by code. */
   readonly errors: string[] = []
 

@@ -13,7 +13,7 @@ import {
   type Subnet
 } from '../policy.js'
 import { KEYS, SCHEDULER_NAMES, type KeySpec, type SchedulerName } from './schema.js'
-import { parseByteSize, SIZE_RULE } from '../size.js'
+import { formatBitRate, parseBitRate, parseByteSize, RATE_RULE, SIZE_RULE } from '../size.js'
 
 /** A host and port from `host:port` or `[v6]:port`. */
 export interface HostPort {
@@ -156,6 +156,8 @@ export interface Config {
     readonly pingTimeoutMs: number
     readonly outageGraceMs: number
     readonly congestion: string
+    /** Operator-set bottleneck rate, bytes per second (0: learn it). */
+    readonly linkRateBytesPerSec: number
     readonly notsentLowatBytes: number
     readonly socketBufferBytes: number
     readonly shutdownGraceMs: number
@@ -244,6 +246,8 @@ function describe(spec: KeySpec): string {
       return 'host:port or [ipv6]:port, or empty'
     case 'enum':
       return `one of ${t.values.join(', ')}`
+    case 'rate':
+      return `a rate (${RATE_RULE})`
   }
 }
 
@@ -287,6 +291,17 @@ export function parseValue(spec: KeySpec, text: string): number | string | HostP
     case 'enum':
       if (!t.values.includes(value)) throw bad()
       return value
+    case 'rate': {
+      const n = parseBitRate(value)
+      if (n === undefined) throw bad()
+      if (n !== 0 && (n < t.minBytesPerSec || n > t.maxBytesPerSec)) {
+        throw new ConfigError(
+          name,
+          `expected 0 (learn) or a rate from ${formatBitRate(t.minBytesPerSec)} to ${formatBitRate(t.maxBytesPerSec)}, got ${JSON.stringify(text)}`
+        )
+      }
+      return n
+    }
   }
 }
 
@@ -355,6 +370,7 @@ export function buildConfig(raw: RawValues): Readonly<Config> {
       pingTimeoutMs: num('trunk.ping_timeout_ms'),
       outageGraceMs: num('trunk.outage_grace_ms'),
       congestion: str('trunk.congestion'),
+      linkRateBytesPerSec: num('trunk.link_rate'),
       notsentLowatBytes: num('trunk.notsent_lowat_bytes'),
       socketBufferBytes: num('trunk.socket_buffer_bytes'),
       shutdownGraceMs: num('trunk.shutdown_grace_ms')

@@ -11,6 +11,8 @@ export type KeyType =
   | { readonly kind: 'host' }
   | { readonly kind: 'endpoint'; readonly optional: true }
   | { readonly kind: 'enum'; readonly values: readonly string[] }
+  /** A link rate in bits per second (common/size.ts RATE_RULE), held as bytes per second. */
+  | { readonly kind: 'rate'; readonly minBytesPerSec: number; readonly maxBytesPerSec: number }
 
 /** Names accepted by `[trunk] scheduler`: the one list (core/scheduler/index.ts maps each to a class). */
 export const SCHEDULER_NAMES = [
@@ -263,6 +265,15 @@ export const KEYS: readonly KeySpec[] = [
     type: { kind: 'string' },
     default: 'auto',
     doc: 'congestion control of every subflow (TCP_CONGESTION): auto = bbr where the kernel has it, else the system default; system (or empty) = the system default; or a name (bbr, cubic, reno...)'
+  },
+  {
+    section: 'trunk',
+    key: 'link_rate',
+    // At least 100 kbit/s, so that every one of up to 256 subflows gets a pace of a byte per
+    // second or more; at most 1 Tbit/s.
+    type: { kind: 'rate', minBytesPerSec: 12_500, maxBytesPerSec: 125_000_000_000 },
+    default: '',
+    doc: 'rate of the bottleneck between the boxes, e.g. 100mbit (k, m, g: powers of 1000); the trunk paces its subflows to it together (empty or 0: learn it from the subflows\u2019 delivery rates)'
   },
   {
     section: 'trunk',

@@ -131,6 +131,8 @@ function badValues(spec: KeySpec): readonly string[] {
       ]
     case 'string':
       return BAD_TEXT[nameOf(spec)] ?? []
+    case 'rate':
+      return ['fast', '-1mbit', '100 apples', '1e3', '10kbit', '2tbit', '100mbyte', 'mbit']
   }
 }
 
@@ -248,6 +250,28 @@ describe('config: numbers', () => {
     assert.equal(build({ 'tx_proxy.local_port': '1' }).tx.localPort, 1)
     assert.equal(build({ 'tx_proxy.local_port': '65535' }).tx.localPort, 65535)
     assert.equal(build({ 'limits.max_flows': '1000000' }).limits.maxFlows, 1_000_000)
+  })
+})
+
+describe('config: link rate', () => {
+  it('reads bits per second with decimal prefixes, as tc and iperf do, into bytes per second', () => {
+    const rate = (text: string): number =>
+      build({ 'trunk.link_rate': text }).trunk.linkRateBytesPerSec
+    assert.equal(build().trunk.linkRateBytesPerSec, 0, 'empty by default: learn it')
+    assert.equal(rate('0'), 0)
+    assert.equal(rate('100mbit'), 12_500_000)
+    assert.equal(rate('100Mbit'), 12_500_000)
+    assert.equal(rate('1.5gbit'), 187_500_000)
+    assert.equal(rate('20M'), 2_500_000)
+    assert.equal(rate('512kbit/s'), 64_000)
+    assert.equal(rate('800000'), 100_000)
+  })
+
+  it('refuses a bad or out-of-range rate with a ConfigError naming the key', () => {
+    // bps and B/s are refused: tc reads bps as bytes, people read MB/s as megabytes.
+    for (const bad of ['fast', '100 MB/s', '100mbps', '-5mbit', '50kbit', '2tbit']) {
+      assertConfigError(() => build({ 'trunk.link_rate': bad }), 'trunk.link_rate')
+    }
   })
 })
 

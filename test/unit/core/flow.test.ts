@@ -693,6 +693,45 @@ describe('Flow: credit and backpressure', () => {
     assert.ok(p.acceptor.flow.stats().windowBytes >= 8000)
   })
 
+  it("the receive window goes to twice the rate controller's BDP at the first grant, within the maximum and the budget", () => {
+    const p = new Pair({ windowBytes: 4000, maxWindowBytes: 64_000, attach: false })
+    // A warm trunk: the controller knows the path (credit hint = 2 × BDP = 48 000 bytes).
+    p.acceptor.trunk.windowHint = 48_000
+    p.attachAcceptor()
+    assert.equal(p.acceptor.flow.stats().windowBytes, 48_000)
+    // The first ACK grants the whole window, not the hello's 4000 bytes.
+    const ack = p.acceptor.trunk.control.find((f) => f.type === 'ack')
+    assert.ok(ack !== undefined && ack.type === 'ack')
+    assert.equal(ack.limit, 48_000)
+    // A hint beyond max_flow_window_bytes is cut to it.
+    p.acceptor.trunk.windowHint = 1_000_000
+    p.acceptor.flow.onData({
+      type: 'data',
+      flowId: FLOW_ID,
+      offset: 0,
+      fin: false,
+      payload: patternBytes(1000, 1)
+    })
+    assert.equal(p.acceptor.flow.stats().windowBytes, 64_000)
+  })
+
+  it('the credit hint is bounded by the memory budget: the flow waits for it rather than over-granting', () => {
+    const budget = new CheckedBudget(20_000)
+    const p = new Pair({
+      windowBytes: 4000,
+      maxWindowBytes: 64_000,
+      attach: false,
+      acceptorBudget: budget
+    })
+    p.acceptor.trunk.windowHint = 48_000
+    p.attachAcceptor()
+    const ack = p.acceptor.trunk.control.find((f) => f.type === 'ack')
+    assert.ok(ack !== undefined && ack.type === 'ack')
+    assert.ok(ack.limit <= 20_000, `granted ${ack.limit}`)
+    assert.ok(budget.used <= budget.capBytes)
+    assert.ok(p.acceptor.trunk.budgetWaits.length > 0)
+  })
+
   it('the receive window stays when the application is slower than the window allows', () => {
     const p = new Pair({ windowBytes: 4000, maxWindowBytes: 64_000 })
     p.acceptor.trunk.rttMs = 100

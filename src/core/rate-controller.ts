@@ -1,0 +1,460 @@
+/**
+ * One sending-rate decision per trunk. Pure: the trunk samples its subflows (TCP_INFO) and
+ * hands the figures in with the time; this file keeps no clock and makes no syscall.
+ *
+ * Why: a trunk's N subflows share one bottleneck, but each runs its own congestion control.
+ * Eight BBR senders that know nothing of one another each probe for the whole pipe (STARTUP at
+ * a pacing gain of 2.89), overfill the bottleneck queue and lose to tail drops far more than
+ * the link's own loss; cubic senders halve on every random loss. One estimate of the path,
+ * shared by all subflows, caps what they send together.
+ *
+ * The model is BBR's (Cardwell et al., "BBR: Congestion-Based Congestion Control", ACM Queue
+ * 2016), applied to the sum of the subflows instead of one connection:
+ *
+ *   BtlBw  = max over the last RATE_WINDOW_MS of  the path's delivery rate       (max filter)
+ *            where the delivery rate is the bytes the subflows delivered (tcpi_delivered,
+ *            SACKed segments included, as BBR counts them) over the last
+ *            max(RTprop, MIN_RATE_INTERVAL_MS), summed over the path. Not the sum of each subflow's tcpi_delivery_rate: each is that
+ *            subflow's best recent burst, measured over its own interval, and their sum
+ *            overstated a 100 Mbit/s link as 125.
+ *   RTprop = min over the last MIN_RTT_WINDOW_MS of  min_i min_rtt_i           (min filter)
+ *   rate   = link_rate × 0.95       when the operator set it (it is known, not guessed; the
+ *                                   share leaves room for the headers, LINK_PAYLOAD_SHARE),
+ *            none                   while a learned path is in STARTUP (below),
+ *            BtlBw * gain           once its pipe is full, the gain cycling like BBR's
+ *                                   PROBE_BW through GAIN_CYCLE, one RTprop per phase: 1.25
+ *                                   lets the estimate grow (a sender paced at exactly its
+ *                                   estimate never measures more), 0.75 drains the queue
+ *                                   the probe built, then 1 for six rounds
+ *   BDP    = rate_estimate * RTprop, with rate_estimate = link_rate or BtlBw (per path, summed)
+ *   pacing_i      = rate / live subflows of the path              (see `split` for why even)
+ *   inflight cap  = BDP * (1 + INFLIGHT_MARGIN)
+ *
+ * STARTUP (learned rate only): the subflows run unpaced, each under its own congestion control,
+ * as before, while the trunk's BtlBw still grows. A path leaves STARTUP when, as in BBR, three
+ * rounds (of one min RTT each) in a row raised BtlBw by less than FULL_PIPE_GROWTH, counting
+ * only rounds in which the trunk had a backlog (bytes unsent in some subflow): a trunk that is
+ * idle, or whose flows wait for credit, has not shown what the path carries. Capping from the
+ * first byte instead, at PROBE_GAIN × BtlBw, would grow the rate 1.25× per round trip: 25 round
+ * trips (15 s at 600 ms) to fill a 100 Mbit/s pipe from a PING's delivery rate.
+ *
+ * Each path (a set of subflows over one physical route) has its own estimate; the trunk's
+ * figures are the sums over its paths (RTprop: the smallest). `link_rate` is the rate of each
+ * path's bottleneck.
+ *
+ * Warm trunk: the estimates are never cleared when flows end or the trunk goes idle. Samples
+ * taken without a backlog count only when they beat the estimate (BBR's rule for app-limited
+ * samples), and a filter always keeps its newest sample, so an idle trunk keeps its BtlBw
+ * however long it idles. A new flow therefore starts at the learned rate, and its credit is
+ * sized from the learned BDP.
+ *
+ * What it does not do (yet): BBR's periodic drain of the queue (PROBE_RTT) and its gain
+ * cycling; the kernel's own congestion control still runs inside each subflow under the cap.
+ */
+
+/** Window of the bottleneck-rate max filter, in ms: about ten round trips of a GEO hop. */
+export const RATE_WINDOW_MS = 10_000
+
+/** Window of the min-RTT filter, in ms (BBR's 10 s). */
+export const MIN_RTT_WINDOW_MS = 10_000
+
+/** Pacing gains over BtlBw, one RTprop each, once a learned path's pipe is full (BBR's PROBE_BW). */
+export const GAIN_CYCLE: readonly number[] = [1.25, 0.75, 1, 1, 1, 1, 1, 1]
+
+/** Shortest interval a delivery rate is measured over, in ms: ACKs come in clumps. */
+export const MIN_RATE_INTERVAL_MS = 200
+
+/**
+ * Least trunk rate ever set, in bytes per second (2 Mbit/s): the subflows also carry credit
+ * updates and PINGs, which must never wait behind a pace learned from a trickle.
+ */
+export const MIN_TARGET_BYTES_PER_SEC = 250_000
+
+/**
+ * Unsent bytes on a path above which a round counts as backlogged, in bytes: one full frame.
+ * PINGs, PONGs and ACK frames sitting in a socket for a moment are not a backlog.
+ */
+export const BACKLOG_BYTES = 64 * 1024
+
+/**
+ * Share of a configured link rate the subflows are paced to, as a fraction. `link_rate` is what
+ * the link carries on the wire; pacing counts TCP payload, and every 1448-byte segment costs 52
+ * bytes of IP and TCP headers (with timestamps) besides, 3.5 %, so pacing at the link rate itself
+ * kept a standing queue at the bottleneck (a 600 ms path measured 1.3 s). The rest is margin
+ * for the link layer's own framing.
+ */
+export const LINK_PAYLOAD_SHARE = 0.95
+
+/** A round that raises BtlBw by less than this factor counts towards a full pipe (BBR's 1.25). */
+export const FULL_PIPE_GROWTH = 1.25
+
+/** Rounds in a row without FULL_PIPE_GROWTH after which the pipe is full (BBR's 3). */
+export const FULL_PIPE_ROUNDS = 3
+
+/** In-flight allowed above one BDP, as a fraction: room for ACK aggregation and jitter. */
+export const INFLIGHT_MARGIN = 0.25
+
+/**
+ * Samples below this rate are ignored by the max filter, in bytes per second: an idle subflow
+ * reports 0 or a trickle of PINGs, and recording them would only push real samples out.
+ */
+const IDLE_RATE_BYTES_PER_SEC = 1000
+
+/** One subflow's figures at one sample round (from TCP_INFO and the subflow's own counters). */
+export interface SubflowRateSample {
+  /** The subflow's id in the trunk. */
+  readonly id: number
+  /** Path the subflow runs over. */
+  readonly pathId: number
+  /** Latest delivery rate estimate (tcpi_delivery_rate), bytes per second (status only). */
+  readonly deliveryRateBytesPerSec: number
+  /** Bytes delivered since the previous sample (tcpi_delivered delta, SACKed included). */
+  readonly deliveredBytes: number
+  /** Lowest RTT the kernel saw (tcpi_min_rtt), ms; 0 when unknown. */
+  readonly minRttMs: number
+  /** Smoothed RTT (tcpi_rtt), ms; 0 when unknown. */
+  readonly srttMs: number
+  /** Bytes sent and not acknowledged plus bytes queued and not sent, in bytes. */
+  readonly inFlightBytes: number
+  /** Segments retransmitted over the connection's life (tcpi_total_retrans). */
+  readonly retransmits: number
+  /** Bytes received from the peer since the previous sample, for the receive-side estimate. */
+  readonly receivedBytes: number
+  /** Bytes written to the subflow and not sent yet (user space and kernel), in bytes. */
+  readonly unsentBytes: number
+}
+
+/** Settings of a controller. */
+export interface RateControllerOptions {
+  /** Operator-set rate of each path's bottleneck, bytes per second; 0: learn it. */
+  readonly linkRateBytesPerSec: number
+}
+
+/**
+ * Where the trunk's rate comes from: the operator, the subflows once the pipe was seen full,
+ * the subflows while still starting up (not paced yet), or nowhere yet.
+ */
+export type RateSource = 'configured' | 'learned' | 'startup' | 'none'
+
+/** The controller's decision for one subflow. */
+export interface SubflowPacing {
+  readonly id: number
+  /** SO_MAX_PACING_RATE to set, bytes per second; 0: do not pace (no estimate yet). */
+  readonly pacingBytesPerSec: number
+}
+
+/** What the controller decided, and on what. */
+export interface RateState {
+  /** The trunk's sending rate (sum of the pacing rates), bytes per second; 0: no estimate. */
+  readonly targetBytesPerSec: number
+  /** The bottleneck estimate without probing headroom, bytes per second; 0: unknown. */
+  readonly estimateBytesPerSec: number
+  /** Sum of the subflows' latest tcpi_delivery_rate, bytes per second (for comparison). */
+  readonly kernelDeliveryBytesPerSec: number
+  /** Highest rate at which the peer delivered to us lately, bytes per second (receive side). */
+  readonly receiveBytesPerSec: number
+  readonly source: RateSource
+  /** Windowed minimum RTT, ms; 0: unknown. */
+  readonly minRttMs: number
+  /** Bandwidth-delay product of our sending, bytes: the estimate × min RTT. */
+  readonly bdpBytes: number
+  /** Bandwidth-delay product of what the peer sends us, bytes: the receive estimate × min RTT. */
+  readonly receiveBdpBytes: number
+  /** Most bytes the trunk should keep in flight, bytes; 0: no cap (no estimate yet). */
+  readonly inflightCapBytes: number
+  /** Bytes in flight at the last sample, summed over subflows. */
+  readonly inFlightBytes: number
+  /** Retransmitted segments over the subflows' lives, summed. */
+  readonly retransmits: number
+  /** Per-subflow pacing, in subflow id order. */
+  readonly subflows: readonly SubflowPacing[]
+}
+
+interface Sample {
+  readonly t: number
+  readonly v: number
+}
+
+/**
+ * A windowed extreme filter over (time, value) samples: a monotonic deque, so `best` is O(1)
+ * and `add` amortised O(1). `better(a, b)` is true when a beats b (max: a >= b, min: a <= b).
+ */
+export class WindowedFilter {
+  private readonly samples: Sample[] = []
+
+  constructor(
+    private readonly windowMs: number,
+    private readonly better: (a: number, b: number) => boolean
+  ) {}
+
+  /** Record `v` at `t`. */
+  add(t: number, v: number): void {
+    while (this.samples.length > 0 && this.better(v, this.samples[this.samples.length - 1]!.v)) {
+      this.samples.pop()
+    }
+    this.samples.push({ t, v })
+    this.expire(t)
+  }
+
+  /**
+   * The best sample newer than the window at `now`; the newest one when all are older (an idle
+   * trunk keeps what it learned); undefined before any sample.
+   */
+  best(now: number): number | undefined {
+    this.expire(now)
+    return this.samples[0]?.v
+  }
+
+  private expire(now: number): void {
+    // Keep at least one sample: a warm trunk that went quiet keeps its last estimate.
+    while (this.samples.length > 1 && now - this.samples[0]!.t > this.windowMs) this.samples.shift()
+  }
+}
+
+/**
+ * A cumulative byte count sampled over time, read as a rate over a trailing interval. Keeps
+ * only the samples the longest interval asked for needs.
+ */
+export class IntervalRate {
+  private readonly points: Sample[] = []
+  private total = 0
+
+  /** `bytes` more were counted by `t`. */
+  add(t: number, bytes: number): void {
+    this.total += bytes
+    this.points.push({ t, v: this.total })
+  }
+
+  /**
+   * Bytes per second over the last `intervalMs` at `now` (measured from the newest sample at
+   * least that old), or undefined while the history is shorter than the interval.
+   */
+  rate(now: number, intervalMs: number): number | undefined {
+    // Drop points older than the one that spans the interval.
+    while (this.points.length > 1 && now - this.points[1]!.t >= intervalMs) this.points.shift()
+    const from = this.points[0]
+    if (from === undefined || now - from.t < intervalMs || now === from.t) return undefined
+    return ((this.total - from.v) * 1000) / (now - from.t)
+  }
+}
+
+/** One path's filters and its STARTUP state. */
+class PathEstimate {
+  readonly delivered = new IntervalRate()
+  readonly received = new IntervalRate()
+  /** When the pipe was first seen full (the gain cycle's phase counts from here), ms. */
+  fullPipeAtMs = 0
+  readonly rate = new WindowedFilter(RATE_WINDOW_MS, (a, b) => a >= b)
+  readonly receive = new WindowedFilter(RATE_WINDOW_MS, (a, b) => a >= b)
+  readonly minRtt = new WindowedFilter(MIN_RTT_WINDOW_MS, (a, b) => a <= b)
+  /** True once three backlogged rounds in a row did not raise BtlBw much. */
+  fullPipe = false
+  /** BtlBw at the last round that raised it by FULL_PIPE_GROWTH, bytes per second. */
+  private fullBw = 0
+  private fullBwRounds = 0
+  private roundStartMs: number | undefined
+  /** Some sample of this round had a backlog. */
+  private roundBacklogged = false
+
+  /** Account one sample for full-pipe detection. */
+  onRound(now: number, rttMs: number, backlogged: boolean, bw: number): void {
+    if (this.fullPipe) return
+    this.roundBacklogged ||= backlogged
+    if (this.roundStartMs === undefined) this.roundStartMs = now
+    if (rttMs <= 0 || now - this.roundStartMs < rttMs) return
+    // A round ended.
+    if (bw >= this.fullBw * FULL_PIPE_GROWTH) {
+      this.fullBw = bw
+      this.fullBwRounds = 0
+    } else if (this.roundBacklogged) {
+      this.fullBwRounds++
+      if (this.fullBwRounds >= FULL_PIPE_ROUNDS) {
+        this.fullPipe = true
+        this.fullPipeAtMs = now
+      }
+    }
+    this.roundStartMs = now
+    this.roundBacklogged = false
+  }
+}
+
+/** One trunk's rate controller. */
+export class RateController {
+  private readonly opts: RateControllerOptions
+  private readonly paths = new Map<number, PathEstimate>()
+  private lastSampleMs: number | undefined
+  private stateValue: RateState
+
+  constructor(opts: RateControllerOptions) {
+    this.opts = opts
+    this.stateValue = {
+      targetBytesPerSec: 0,
+      estimateBytesPerSec: Math.floor(opts.linkRateBytesPerSec * LINK_PAYLOAD_SHARE),
+      kernelDeliveryBytesPerSec: 0,
+      receiveBytesPerSec: 0,
+      source: opts.linkRateBytesPerSec > 0 ? 'configured' : 'none',
+      minRttMs: 0,
+      bdpBytes: 0,
+      receiveBdpBytes: 0,
+      inflightCapBytes: 0,
+      inFlightBytes: 0,
+      retransmits: 0,
+      subflows: []
+    }
+  }
+
+  /** The last decision. */
+  get state(): RateState {
+    return this.stateValue
+  }
+
+  /**
+   * Bytes a flow's credit should cover, or 0 while unknown: twice the larger BDP. Credit is
+   * granted by the receiver, whose own subflows may carry little (an upload): it judges by the
+   * rate it receives at as well as by the rate it sends at, and, when set, by link_rate.
+   */
+  windowHintBytes(): number {
+    return 2 * Math.max(this.stateValue.bdpBytes, this.stateValue.receiveBdpBytes)
+  }
+
+  /**
+   * May more leave at `now`? The bytes in flight are projected from the last sample: plus what
+   * left since (`sentSinceSampleBytes`), minus what the path drained since at the estimated
+   * rate (a fluid model; the next sample corrects it). No cap while the BDP is unknown.
+   */
+  admits(now: number, sentSinceSampleBytes: number): boolean {
+    const st = this.stateValue
+    if (st.inflightCapBytes === 0 || this.lastSampleMs === undefined) return true
+    const drained = (st.estimateBytesPerSec * Math.max(0, now - this.lastSampleMs)) / 1000
+    const projected = Math.max(0, st.inFlightBytes - drained) + sentSinceSampleBytes
+    return projected < st.inflightCapBytes
+  }
+
+  /**
+   * One sample round: every live subflow's figures at `now` (ms). Returns the new decision.
+   * Subflows not listed are gone; their paths keep their estimates (a warm trunk).
+   */
+  onSample(now: number, subflows: readonly SubflowRateSample[]): RateState {
+    this.lastSampleMs = now
+    const byPath = new Map<number, SubflowRateSample[]>()
+    for (const s of subflows) {
+      const list = byPath.get(s.pathId)
+      if (list === undefined) byPath.set(s.pathId, [s])
+      else list.push(s)
+    }
+    const link = this.opts.linkRateBytesPerSec
+    let target = 0
+    let kernelSum = 0
+    let estimate = 0
+    let receive = 0
+    let minRtt = 0
+    let bdp = 0
+    let receiveBdp = 0
+    let inFlight = 0
+    let retransmits = 0
+    let pacedPaths = 0
+    const pacing: SubflowPacing[] = []
+    for (const [pathId, list] of byPath) {
+      let p = this.paths.get(pathId)
+      if (p === undefined) {
+        p = new PathEstimate()
+        this.paths.set(pathId, p)
+      }
+      let sum = 0
+      let delivered = 0
+      let received = 0
+      let unsent = 0
+      let rtt = Infinity
+      for (const s of list) {
+        sum += s.deliveryRateBytesPerSec
+        delivered += s.deliveredBytes
+        unsent += s.unsentBytes
+        received += s.receivedBytes
+        const r = s.minRttMs > 0 ? s.minRttMs : s.srttMs
+        if (r > 0 && r < rtt) rtt = r
+        inFlight += s.inFlightBytes
+        retransmits += s.retransmits
+      }
+      if (rtt !== Infinity) p.minRtt.add(now, rtt)
+      const interval = Math.max(MIN_RATE_INTERVAL_MS, p.minRtt.best(now) ?? 0)
+      p.delivered.add(now, delivered)
+      p.received.add(now, received)
+      const bw = p.delivered.rate(now, interval)
+      const backlogged = unsent >= BACKLOG_BYTES
+      // As BBR does with app-limited samples: a path with nothing waiting shows what it was
+      // given, not what it carries, so such a sample only counts when it beats the estimate.
+      // An idle trunk thus keeps what it learned (a warm trunk) however long it idles.
+      if (
+        bw !== undefined &&
+        bw >= IDLE_RATE_BYTES_PER_SEC &&
+        (backlogged || bw >= (p.rate.best(now) ?? 0))
+      ) {
+        p.rate.add(now, bw)
+      }
+      const rx = p.received.rate(now, interval)
+      if (rx !== undefined && rx >= IDLE_RATE_BYTES_PER_SEC) p.receive.add(now, rx)
+      const learned = p.rate.best(now) ?? 0
+      const pathRtt = p.minRtt.best(now) ?? 0
+      p.onRound(now, pathRtt, backlogged, learned)
+      if (link > 0 || p.fullPipe) pacedPaths++
+      const paced = Math.floor(link * LINK_PAYLOAD_SHARE)
+      const pathEstimate = link > 0 ? paced : learned
+      let pathTarget = paced
+      if (link === 0 && p.fullPipe) {
+        const phase = pathRtt > 0 ? Math.floor((now - p.fullPipeAtMs) / pathRtt) : 0
+        const gain = GAIN_CYCLE[phase % GAIN_CYCLE.length] ?? 1
+        pathTarget = Math.max(MIN_TARGET_BYTES_PER_SEC, learned * gain)
+      }
+      const pathReceive = p.receive.best(now) ?? 0
+      target += pathTarget
+      kernelSum += sum
+      estimate += pathEstimate
+      receive += pathReceive
+      if (pathRtt > 0 && (minRtt === 0 || pathRtt < minRtt)) minRtt = pathRtt
+      bdp += (pathEstimate * pathRtt) / 1000
+      receiveBdp += (pathReceive * pathRtt) / 1000
+      for (const share of split(pathTarget, list)) pacing.push(share)
+    }
+    pacing.sort((a, b) => a.id - b.id)
+    const source: RateSource =
+      link > 0 ? 'configured' : pacedPaths > 0 ? 'learned' : estimate > 0 ? 'startup' : 'none'
+    this.stateValue = {
+      targetBytesPerSec: Math.round(target),
+      estimateBytesPerSec: Math.round(estimate),
+      kernelDeliveryBytesPerSec: Math.round(kernelSum),
+      receiveBytesPerSec: Math.round(receive),
+      source,
+      minRttMs: minRtt,
+      bdpBytes: Math.round(bdp),
+      receiveBdpBytes: Math.round(receiveBdp),
+      // Only the send side's own BDP caps what we send: the receive estimate is the peer's.
+      // No cap while a path starts up (its subflows are not paced either).
+      inflightCapBytes:
+        target > 0 && bdp > 0 && pacedPaths === byPath.size
+          ? Math.ceil(Math.round(bdp) * (1 + INFLIGHT_MARGIN))
+          : 0,
+      inFlightBytes: inFlight,
+      retransmits,
+      subflows: pacing
+    }
+    return this.stateValue
+  }
+}
+
+/**
+ * The path's rate split over its live subflows: evenly. Not in proportion to the load the
+ * scheduler gives each: the scheduler moves load to the subflows whose sockets take more, and
+ * a paced socket takes no more than its pace, so a proportional split feeds back on itself (a
+ * subflow given less pace gets less load, then less pace) until one subflow carries the trunk.
+ * An even split is the fixed point of that loop when the trunk is busy (every subflow
+ * backlogged, each at rate/N). When only part of the trunk is busy the idle subflows' shares go
+ * unused; the scheduler then spreads even one flow over several subflows, because each paced
+ * socket backs up (TCP_NOTSENT_LOWAT) and stops taking frames.
+ * Rounded down, so the sum never exceeds the rate (a rate is at least 1 byte/s per subflow:
+ * config allows no link rate that small, and learned rates below the idle floor are ignored).
+ */
+function split(rate: number, list: readonly SubflowRateSample[]): SubflowPacing[] {
+  if (rate <= 0) return list.map((s) => ({ id: s.id, pacingBytesPerSec: 0 }))
+  const share = Math.max(1, Math.floor(rate / list.length))
+  return list.map((s) => ({ id: s.id, pacingBytesPerSec: share }))
+}

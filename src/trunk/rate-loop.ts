@@ -1,0 +1,163 @@
+/**
+ * The I/O side of the trunk's rate controller (core/rate-controller.ts): every
+ * RATE_SAMPLE_MS it reads each subflow's TCP_INFO, hands the figures to the controller, and
+ * applies the decision with SO_MAX_PACING_RATE on each subflow socket. It is also the trunk's
+ * `SendGate`: the sender asks it before each frame whether the in-flight cap has room.
+ */
+import type { Socket } from 'node:net'
+import { RateController, type RateState, type SubflowRateSample } from '../core/rate-controller.js'
+import type { SendGate } from '../core/sender.js'
+import type { Membership } from './membership.js'
+import type { Subflow } from './subflow.js'
+
+/**
+ * How often the subflows are sampled, in ms: several samples per round trip of a long link
+ * (the kernel's delivery rate is itself a per-RTT figure), and a few getsockopt calls per
+ * subflow per second are nothing against the data path.
+ */
+export const RATE_SAMPLE_MS = 100
+
+/** After a refused frame, the sender tries again this much later, in ms. */
+const GATE_RETRY_MS = 5
+
+/**
+ * A new pacing rate is applied only when it differs from the one set by more than this
+ * fraction: the estimate moves a little at every sample, and the socket need not follow each.
+ */
+const PACING_CHANGE_FRACTION = 0.02
+
+/** One subflow socket's figures (TCP_INFO), as the loop needs them. */
+export interface TcpRateFigures {
+  /** tcpi_delivery_rate, bytes per second. */
+  readonly deliveryRateBytesPerSec: number
+  /** tcpi_min_rtt, ms. */
+  readonly minRttMs: number
+  /** tcpi_rtt, ms. */
+  readonly srttMs: number
+  /** Bytes in the network: sent, not acknowledged, not SACKed, not lost (plus retransmissions). */
+  readonly unackedBytes: number
+  /** Bytes delivered over the connection's life (tcpi_delivered × MSS; SACKed ones included). */
+  readonly deliveredBytes: number
+  /** tcpi_total_retrans, segments. */
+  readonly retransmits: number
+  /** Bytes written and not yet sent by the kernel (tcpi_notsent_bytes). */
+  readonly notsentBytes: number
+}
+
+/** What the loop does to sockets; the runtime passes the native one, tests a fake. */
+export interface RateProbe {
+  /** TCP_INFO figures of a subflow socket. Throws when the socket is closing. */
+  read(socket: Socket): TcpRateFigures
+  /** SO_MAX_PACING_RATE, bytes per second; 0 lifts the cap. Throws when the socket is closing. */
+  setPacing(socket: Socket, bytesPerSec: number): void
+}
+
+/** The sampling loop of one trunk. */
+export class RateLoop implements SendGate {
+  readonly controller: RateController
+  private readonly members: Membership
+  private readonly probe: RateProbe
+  private readonly now: () => number
+  private readonly applied = new WeakMap<Subflow, number>()
+  private readonly lastReceived = new WeakMap<Subflow, number>()
+  private readonly lastDelivered = new WeakMap<Subflow, number>()
+  private sentSinceSample = 0
+  private timer: NodeJS.Timeout | undefined
+
+  constructor(opts: {
+    members: Membership
+    probe: RateProbe
+    now: () => number
+    linkRateBytesPerSec: number
+  }) {
+    this.members = opts.members
+    this.probe = opts.probe
+    this.now = opts.now
+    this.controller = new RateController({ linkRateBytesPerSec: opts.linkRateBytesPerSec })
+  }
+
+  /** Sample every RATE_SAMPLE_MS from now on. */
+  start(): void {
+    if (this.timer !== undefined) return
+    this.timer = setInterval(() => {
+      this.sample()
+    }, RATE_SAMPLE_MS)
+    this.timer.unref()
+  }
+
+  /** Stop sampling. */
+  close(): void {
+    if (this.timer !== undefined) clearInterval(this.timer)
+    this.timer = undefined
+  }
+
+  /** One round: read every subflow, decide, set each socket's pacing. Returns the decision. */
+  sample(): RateState {
+    const now = this.now()
+    const samples: SubflowRateSample[] = []
+    const live: Subflow[] = []
+    for (const s of this.members.all) {
+      if (s.isClosed) continue
+      let f: TcpRateFigures
+      try {
+        f = this.probe.read(s.rawSocket)
+      } catch {
+        continue // closing: its 'close' event follows
+      }
+      const before = this.lastReceived.get(s) ?? s.bytesReceived
+      this.lastReceived.set(s, s.bytesReceived)
+      // A subflow's first sample counts nothing: what it delivered before is history.
+      const deliveredBefore = this.lastDelivered.get(s) ?? f.deliveredBytes
+      this.lastDelivered.set(s, f.deliveredBytes)
+      live.push(s)
+      samples.push({
+        id: s.id,
+        pathId: s.pathId,
+        deliveryRateBytesPerSec: f.deliveryRateBytesPerSec,
+        deliveredBytes: Math.max(0, f.deliveredBytes - deliveredBefore),
+        minRttMs: f.minRttMs,
+        srttMs: f.srttMs,
+        inFlightBytes: f.unackedBytes,
+        retransmits: f.retransmits,
+        receivedBytes: s.bytesReceived - before,
+        unsentBytes: f.notsentBytes + s.queuedBytes
+      })
+    }
+    const state = this.controller.onSample(now, samples)
+    this.sentSinceSample = 0
+    for (const s of live) {
+      const rate = state.subflows.find((p) => p.id === s.id)?.pacingBytesPerSec ?? 0
+      const prev = this.applied.get(s)
+      if (prev !== undefined && !changed(prev, rate)) continue
+      try {
+        this.probe.setPacing(s.rawSocket, rate)
+        this.applied.set(s, rate)
+      } catch {
+        // closing: nothing to pace
+      }
+    }
+    return state
+  }
+
+  // ---- SendGate ----------------------------------------------------------------------------
+
+  /** @inheritdoc */
+  admits(_bytes: number, now: number): boolean {
+    return this.controller.admits(now, this.sentSinceSample)
+  }
+
+  /** @inheritdoc */
+  onSent(bytes: number): void {
+    this.sentSinceSample += bytes
+  }
+
+  /** @inheritdoc */
+  retryInMs(): number {
+    return GATE_RETRY_MS
+  }
+}
+
+function changed(prev: number, next: number): boolean {
+  if (prev === 0 || next === 0) return prev !== next
+  return Math.abs(next - prev) > prev * PACING_CHANGE_FRACTION
+}

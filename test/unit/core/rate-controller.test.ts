@@ -1,0 +1,238 @@
+/**
+ * The trunk's rate controller (core/rate-controller.ts) driven with a fake clock: STARTUP and
+ * learning, the link_rate cap, the min-RTT window, the split over subflows, the in-flight gate,
+ * a warm trunk keeping its estimate, and the credit hint from the receive side.
+ */
+import assert from 'node:assert/strict'
+import { describe, it } from 'node:test'
+import {
+  GAIN_CYCLE,
+  INFLIGHT_MARGIN,
+  LINK_PAYLOAD_SHARE,
+  MIN_RTT_WINDOW_MS,
+  RATE_WINDOW_MS,
+  RateController,
+  WindowedFilter,
+  type SubflowRateSample
+} from '../../../src/core/rate-controller.js'
+import { FakeClock } from '../../helpers/fake-clock.js'
+
+const STEP_MS = 100
+const MBIT = 125_000
+
+interface Link {
+  /** Subflows on each path: `paths[i]` subflows on path i. */
+  readonly paths?: readonly number[]
+  /** Bytes per second the whole trunk delivers (split evenly over the subflows). */
+  readonly deliveredPerSec: number
+  readonly rttMs: number
+  /** Unsent bytes per subflow (a backlog from 64 KiB over the path). */
+  readonly unsentPerSubflow?: number
+  /** Bytes per second received from the peer (split evenly). */
+  readonly receivedPerSec?: number
+  readonly inFlightPerSubflow?: number
+}
+
+/** Feed `ms` of sample rounds of `link` to `c`; returns the last decision. */
+function run(c: RateController, clock: FakeClock, link: Link, ms: number) {
+  const paths = link.paths ?? [4]
+  const n = paths.reduce((a, b) => a + b, 0)
+  let state = c.state
+  for (let t = 0; t < ms; t += STEP_MS) {
+    clock.advance(STEP_MS)
+    const samples: SubflowRateSample[] = []
+    let id = 1
+    paths.forEach((count, pathId) => {
+      for (let i = 0; i < count; i++) {
+        samples.push({
+          id: id++,
+          pathId,
+          deliveryRateBytesPerSec: link.deliveredPerSec / n,
+          deliveredBytes: (link.deliveredPerSec / n) * (STEP_MS / 1000),
+          minRttMs: link.rttMs,
+          srttMs: link.rttMs,
+          inFlightBytes: link.inFlightPerSubflow ?? 0,
+          retransmits: 0,
+          receivedBytes: ((link.receivedPerSec ?? 0) / n) * (STEP_MS / 1000),
+          unsentBytes: link.unsentPerSubflow ?? 64 * 1024
+        })
+      }
+    })
+    state = c.onSample(clock.now(), samples)
+  }
+  return state
+}
+
+const sumPacing = (s: { subflows: readonly { pacingBytesPerSec: number }[] }): number =>
+  s.subflows.reduce((a, p) => a + p.pacingBytesPerSec, 0)
+
+describe('rate controller', () => {
+  it('starts with nothing and paces nothing', () => {
+    const c = new RateController({ linkRateBytesPerSec: 0 })
+    assert.equal(c.state.source, 'none')
+    assert.equal(c.state.targetBytesPerSec, 0)
+    assert.equal(c.windowHintBytes(), 0)
+    assert.ok(c.admits(0, 1e9))
+  })
+
+  it('learns: STARTUP unpaced while the rate grows, then paced at the learned rate with the gain cycle', () => {
+    const clock = new FakeClock()
+    const c = new RateController({ linkRateBytesPerSec: 0 })
+    // Growing: each 600 ms round doubles the delivery rate: the pipe is not full.
+    let rate = 1 * MBIT
+    let s = c.state
+    for (let i = 0; i < 6; i++) {
+      s = run(c, clock, { deliveredPerSec: rate, rttMs: 600 }, 600)
+      rate *= 2
+    }
+    assert.equal(s.source, 'startup')
+    assert.equal(s.targetBytesPerSec, 0, 'not paced in STARTUP')
+    assert.ok(s.subflows.every((p) => p.pacingBytesPerSec === 0))
+    assert.ok(s.estimateBytesPerSec > 16 * MBIT, 'the estimate follows the growth')
+    // Flat at 100 Mbit/s: once the measured rate has caught up (a rate is measured over a
+    // round), three backlogged rounds without growth fill the pipe.
+    s = run(c, clock, { deliveredPerSec: 100 * MBIT, rttMs: 600 }, 6 * 600)
+    assert.equal(s.source, 'learned')
+    assert.ok(Math.abs(s.estimateBytesPerSec - 100 * MBIT) < MBIT, `${s.estimateBytesPerSec}`)
+    assert.equal(s.minRttMs, 600)
+    assert.ok(Math.abs(s.bdpBytes - 7_500_000) < 100_000, `${s.bdpBytes}`)
+    // Over a whole gain cycle the pace goes through 1.25, 0.75 and 1 times the estimate.
+    const gains = new Set<number>()
+    for (let i = 0; i < GAIN_CYCLE.length * 6; i++) {
+      s = run(c, clock, { deliveredPerSec: 100 * MBIT, rttMs: 600 }, STEP_MS)
+      gains.add(Math.round((s.targetBytesPerSec / s.estimateBytesPerSec) * 100) / 100)
+    }
+    assert.deepEqual([...gains].sort(), [0.75, 1, 1.25])
+  })
+
+  it('stays in STARTUP while the trunk has no backlog (an idle or credit-starved trunk has not shown the pipe)', () => {
+    const clock = new FakeClock()
+    const c = new RateController({ linkRateBytesPerSec: 0 })
+    const s = run(c, clock, { deliveredPerSec: 20 * MBIT, rttMs: 600, unsentPerSubflow: 0 }, 20_000)
+    assert.equal(s.source, 'startup')
+    assert.equal(s.targetBytesPerSec, 0)
+  })
+
+  it('link_rate: paced at the configured rate (less the headers) from the first sample, whatever the subflows deliver', () => {
+    const clock = new FakeClock()
+    const c = new RateController({ linkRateBytesPerSec: 100 * MBIT })
+    const paced = 100 * MBIT * LINK_PAYLOAD_SHARE
+    let s = run(c, clock, { deliveredPerSec: 300 * MBIT, rttMs: 600 }, STEP_MS)
+    assert.equal(s.source, 'configured')
+    assert.equal(s.targetBytesPerSec, paced)
+    assert.equal(sumPacing(s), paced)
+    s = run(c, clock, { deliveredPerSec: 300 * MBIT, rttMs: 600 }, 5000)
+    assert.equal(s.targetBytesPerSec, paced, 'learning never lifts a configured rate')
+    assert.equal(s.estimateBytesPerSec, paced)
+    assert.equal(s.bdpBytes, paced * 0.6)
+    assert.equal(s.inflightCapBytes, Math.ceil(paced * 0.6 * (1 + INFLIGHT_MARGIN)))
+  })
+
+  it('splits the rate evenly over the live subflows, and per path', () => {
+    const clock = new FakeClock()
+    // 80 Mbit/s on the wire, 76 of payload.
+    const c = new RateController({ linkRateBytesPerSec: 80 * MBIT })
+    let s = run(c, clock, { deliveredPerSec: 0, rttMs: 50 }, STEP_MS)
+    assert.deepEqual(
+      s.subflows.map((p) => p.pacingBytesPerSec),
+      [19 * MBIT, 19 * MBIT, 19 * MBIT, 19 * MBIT]
+    )
+    // One subflow fewer: the others take its share.
+    s = run(c, clock, { deliveredPerSec: 0, rttMs: 50, paths: [3] }, STEP_MS)
+    assert.equal(s.subflows.length, 3)
+    assert.ok(s.subflows.every((p) => p.pacingBytesPerSec === Math.floor((76 * MBIT) / 3)))
+    // Two paths: link_rate is each path's bottleneck; each path's rate is split over its own.
+    s = run(c, clock, { deliveredPerSec: 0, rttMs: 50, paths: [2, 4] }, STEP_MS)
+    assert.deepEqual(
+      s.subflows.map((p) => p.pacingBytesPerSec),
+      [38 * MBIT, 38 * MBIT, 19 * MBIT, 19 * MBIT, 19 * MBIT, 19 * MBIT]
+    )
+    assert.equal(s.targetBytesPerSec, 152 * MBIT)
+  })
+
+  it('min RTT: a lower sample wins at once, a higher one only after the old minimum leaves the window', () => {
+    const clock = new FakeClock()
+    const c = new RateController({ linkRateBytesPerSec: 10 * MBIT })
+    let s = run(c, clock, { deliveredPerSec: 0, rttMs: 600 }, 1000)
+    assert.equal(s.minRttMs, 600)
+    s = run(c, clock, { deliveredPerSec: 0, rttMs: 550 }, STEP_MS)
+    assert.equal(s.minRttMs, 550)
+    // The path moved: 700 ms from now on. The 550 ms sample holds for MIN_RTT_WINDOW_MS.
+    s = run(c, clock, { deliveredPerSec: 0, rttMs: 700 }, MIN_RTT_WINDOW_MS - 500)
+    assert.equal(s.minRttMs, 550)
+    s = run(c, clock, { deliveredPerSec: 0, rttMs: 700 }, 1000)
+    assert.equal(s.minRttMs, 700)
+    assert.equal(s.bdpBytes, Math.round(10 * MBIT * LINK_PAYLOAD_SHARE * 0.7))
+  })
+
+  it('a warm trunk keeps its learned rate through idle time, and a new flow starts at it', () => {
+    const clock = new FakeClock()
+    const c = new RateController({ linkRateBytesPerSec: 0 })
+    run(c, clock, { deliveredPerSec: 50 * MBIT, rttMs: 200 }, 5000)
+    const learned = c.state
+    assert.equal(learned.source, 'learned')
+    // A minute without flows: PINGs only, nothing unsent.
+    const idle = run(
+      c,
+      clock,
+      { deliveredPerSec: 2000, rttMs: 200, unsentPerSubflow: 0 },
+      3 * RATE_WINDOW_MS
+    )
+    assert.equal(idle.source, 'learned')
+    assert.ok(Math.abs(idle.estimateBytesPerSec - 50 * MBIT) < MBIT, `${idle.estimateBytesPerSec}`)
+    assert.ok(idle.targetBytesPerSec >= 0.75 * 50 * MBIT)
+    // The next flow's credit is sized from the learned BDP at once.
+    assert.ok(c.windowHintBytes() >= 2 * 50 * MBIT * 0.2 * 0.99)
+    // A backlogged trunk at a lower rate for longer than the window does lower the estimate.
+    const lower = run(c, clock, { deliveredPerSec: 20 * MBIT, rttMs: 200 }, RATE_WINDOW_MS + 1000)
+    assert.ok(
+      Math.abs(lower.estimateBytesPerSec - 20 * MBIT) < MBIT,
+      `${lower.estimateBytesPerSec}`
+    )
+  })
+
+  it('credit hint: twice the larger of the send and the receive BDP (an upload seen from the receiver)', () => {
+    const clock = new FakeClock()
+    const c = new RateController({ linkRateBytesPerSec: 0 })
+    const s = run(
+      c,
+      clock,
+      { deliveredPerSec: 2000, rttMs: 600, unsentPerSubflow: 0, receivedPerSec: 90 * MBIT },
+      3000
+    )
+    assert.ok(Math.abs(s.receiveBytesPerSec - 90 * MBIT) < MBIT, `${s.receiveBytesPerSec}`)
+    assert.ok(Math.abs(c.windowHintBytes() - 2 * 90 * MBIT * 0.6) < 2 * MBIT)
+  })
+
+  it('in-flight gate: refuses at the cap, and lets more go as the path drains at the estimated rate', () => {
+    const clock = new FakeClock()
+    const c = new RateController({ linkRateBytesPerSec: 100 * MBIT })
+    // BDP 7.125 MB (95 Mbit/s of payload), cap 8.9 MB; 4 subflows with 2.4 MB each = 9.6 MB.
+    const s = run(
+      c,
+      clock,
+      { deliveredPerSec: 100 * MBIT, rttMs: 600, inFlightPerSubflow: 2_400_000 },
+      STEP_MS
+    )
+    assert.equal(s.inFlightBytes, 9_600_000)
+    const t = clock.now()
+    assert.equal(c.admits(t, 0), false)
+    // 60 ms later the path drained 712 kB: room again, until about 20 kB more were sent.
+    assert.equal(c.admits(t + 60, 0), true)
+    assert.equal(c.admits(t + 60, 100_000), false)
+  })
+})
+
+describe('windowed filter', () => {
+  it('max: the best sample within the window, the newest when all are older', () => {
+    const f = new WindowedFilter(1000, (a, b) => a >= b)
+    assert.equal(f.best(0), undefined)
+    f.add(0, 5)
+    f.add(100, 3)
+    assert.equal(f.best(100), 5)
+    assert.equal(f.best(1050), 3, 'the 5 left the window')
+    assert.equal(f.best(99_999), 3, 'the newest is kept however old')
+    f.add(100_000, 1)
+    assert.equal(f.best(100_000), 1)
+  })
+})
