@@ -17,6 +17,7 @@ import {
   type ResetFrame
 } from '../common/wire/frame.js'
 import type { MemoryBudget } from './memory-budget.js'
+import { ReceiveWindow } from './receive-window.js'
 import { ReorderBuffer } from './reorder-buffer.js'
 import { SendBuffer, type DataToSend, type SubflowId } from './send-buffer.js'
 
@@ -163,8 +164,8 @@ export class Flow {
   private peerSeenValue: boolean
   private peerLimit: number
   private recvLimit: number
-  /** Current receive window (grows, see `maxWindowBytes`). */
-  private window: number
+  /** Current receive window (grows, see `maxWindowBytes` and core/receive-window.ts). */
+  private readonly window: ReceiveWindow
   private lastAckReceived = 0
   private lastAckLimit: number
   private lastAckFin = false
@@ -176,9 +177,6 @@ export class Flow {
   /** Frame-size ramp: when we last sent, and the send offset where this burst began. */
   private lastSendMs = -Infinity
   private burstStart = 0
-  /** Auto-tuning epoch: when it began and what had been delivered then. */
-  private epochStartMs: number
-  private epochDelivered = 0
   private resent = 0
   private reinjected = 0
   private duplicates = 0
@@ -198,12 +196,11 @@ export class Flow {
     this.recv = new ReorderBuffer(opts.maxReorderSegments)
     this.peerLimit = opts.peerWindowBytes
     this.recvLimit = opts.localWindowBytes
-    this.window = opts.localWindowBytes
     this.lastAckLimit = opts.localWindowBytes
     this.peerSeenValue = !opts.opener
     this.stateValue = opts.opener ? 'open' : 'connecting'
     this.startedMs = opts.trunk.now()
-    this.epochStartMs = this.startedMs
+    this.window = new ReceiveWindow(opts.localWindowBytes, opts.maxWindowBytes, this.startedMs)
     this.lastActivity = this.startedMs
     // The initial credit is granted implicitly by the hello; account it against the global cap.
     opts.budget.force(opts.localWindowBytes)
@@ -426,7 +423,7 @@ export class Flow {
     if (this.done) return
     const received = this.recv.received
     const fin = this.recv.finReceived
-    const window = this.window
+    const window = this.window.bytes
     if (
       !this.ackedOnce ||
       this.ackMaybeLost ||
@@ -477,7 +474,7 @@ export class Flow {
       duplicateBytes: this.duplicates,
       reorderBytes: this.recv.heldBytes,
       sendBufferedBytes: this.send.bufferedBytes,
-      windowBytes: this.window,
+      windowBytes: this.window.bytes,
       creditStalls: this.stalls,
       ageMs: this.opts.trunk.now() - this.startedMs
     }
@@ -530,31 +527,16 @@ export class Flow {
   /** Raise the peer's limit to delivered + window, as far as the global budget allows. */
   private grantCredit(): void {
     const delivered = this.recv.delivered
-    // Credit outstanding is (limit - delivered); it shrank by what was delivered since last time.
-    // Grow while the application keeps up and either reordering holds half the window (a lossy
-    // subflow's recovery stalls the in-order point) or the window limits the rate. The receiver
-    // cannot see the sender wait for credit, so it times itself (quic-go's auto-tuning): when the
-    // application took half the window in under two round trips, credit runs out before the
-    // next grant can arrive, and a long fat pipe idles.
-    let grow = this.recv.heldBytes >= this.window / 2
-    const inEpoch = delivered - this.epochDelivered
-    if (inEpoch >= this.window / 2) {
-      const now = this.opts.trunk.now()
-      const rtt = this.opts.trunk.srttMs()
-      if (rtt > 0 && now - this.epochStartMs < (4 * inEpoch * rtt) / this.window) grow = true
-      this.epochStartMs = now
-      this.epochDelivered = delivered
-    }
-    if (grow && this.appWritable && this.window < this.opts.maxWindowBytes) {
-      this.window = Math.min(this.opts.maxWindowBytes, this.window * 2)
-    }
-    // The rate controller knows what the path holds: credit below twice its BDP would limit
-    // the flow, not the link, so the window goes straight there (a warm trunk's new flow at its
-    // first grant) instead of doubling once per epoch. Bounded by maxWindowBytes here and by
-    // the memory budget below (reserve grants only what is free).
-    const hint = Math.min(this.opts.maxWindowBytes, this.opts.trunk.windowHintBytes())
-    if (this.appWritable && hint > this.window) this.window = hint
-    const target = delivered + this.window
+    const t = this.opts.trunk
+    const window = this.window.update(
+      delivered,
+      this.recv.heldBytes,
+      this.appWritable,
+      t.now(),
+      t.srttMs(),
+      t.windowHintBytes()
+    )
+    const target = delivered + window
     if (target <= this.recvLimit) return
     const granted = this.opts.budget.reserve(target - this.recvLimit)
     this.recvLimit += granted

@@ -1,4 +1,8 @@
-/** The idle timeout: flows with no byte either way for `idleTimeoutMs` are reset. */
+/**
+ * The trunk's two clocks of inactivity: the idle timeout (flows with no byte either way for
+ * `idleTimeoutMs` are reset) and the outage grace (with no subflow left, flows survive
+ * `outageGraceMs`, then the trunk is lost).
+ */
 import { ResetReason } from '../common/wire/frame.js'
 import type { Flow } from '../core/flow.js'
 import { IDLE_CHECK_MAX_MS } from './settings.js'
@@ -35,5 +39,33 @@ export class IdleReaper {
   /** Stop checking. */
   close(): void {
     if (this.timer !== undefined) clearInterval(this.timer)
+  }
+}
+
+/** The outage grace: `onExpired` runs once `graceMs` after `start`, unless cancelled. */
+export class OutageGrace {
+  private timer: NodeJS.Timeout | undefined
+
+  constructor(
+    private readonly graceMs: number,
+    private readonly onExpired: () => void
+  ) {}
+
+  /** The last subflow is gone: start the grace (once). */
+  start(): void {
+    if (this.timer !== undefined) return
+    this.timer = setTimeout(() => {
+      this.timer = undefined
+      this.onExpired()
+    }, this.graceMs)
+    this.timer.unref()
+  }
+
+  /** A subflow is back, or the trunk closes; true when a grace was running. */
+  cancel(): boolean {
+    if (this.timer === undefined) return false
+    clearTimeout(this.timer)
+    this.timer = undefined
+    return true
   }
 }

@@ -52,6 +52,18 @@ export interface RateProbe {
   setPacing(socket: Socket, bytesPerSec: number): void
 }
 
+/** A trunk's rate loop over `members`, or undefined when it has no probe (tests without the addon). */
+export function rateLoopFor(
+  members: Membership,
+  probe: RateProbe | undefined,
+  now: () => number,
+  linkRateBytesPerSec: number
+): RateLoop | undefined {
+  return probe === undefined
+    ? undefined
+    : new RateLoop({ members, probe, now, linkRateBytesPerSec })
+}
+
 /** The sampling loop of one trunk. */
 export class RateLoop implements SendGate {
   readonly controller: RateController

@@ -24,9 +24,8 @@ import {
   type ResetReasonCode
 } from '../common/wire/frame.js'
 import type { Flow, TrunkPort } from '../core/flow.js'
-import type { MemoryBudget } from '../core/memory-budget.js'
+import type { TrunkOptions } from './options.js'
 import { RedundancyPolicy } from '../core/redundancy.js'
-import type { Scheduler } from '../core/scheduler/scheduler.js'
 import type { RateState } from '../core/rate-controller.js'
 import { Sender } from '../core/sender.js'
 import { AckBatch } from './ack-batch.js'
@@ -36,43 +35,16 @@ import { ConnectFailed, type Connector } from './connector.js'
 import { Dispatcher } from './dispatch.js'
 import { FlowTable, type PeerParams } from './flow-table.js'
 import type { SubflowKeys } from './handshake.js'
-import { IdleReaper } from './idle.js'
+import { IdleReaper, OutageGrace } from './idle.js'
 import { Reinjector } from './reinject.js'
 import { Membership } from './membership.js'
 import { Pump } from './pump.js'
-import { RateLoop, type RateProbe } from './rate-loop.js'
+import { rateLoopFor, type RateLoop } from './rate-loop.js'
 import type { TrunkSettings } from './settings.js'
 import { flowTotals, type FlowTotals } from './status.js'
 import type { Subflow } from './subflow.js'
 
-/** Everything a trunk is given. */
-export interface TrunkOptions {
-  readonly role: 'tx' | 'rx'
-  readonly trunkId: Uint8Array
-  readonly settings: TrunkSettings
-  readonly scheduler: Scheduler
-  readonly budget: MemoryBudget
-  readonly counters: Counters
-  readonly log: Logger
-  readonly now: () => number
-  /** rx: connects each flow the peer opens. Without it the trunk refuses OPENs. */
-  readonly connect?: Connector
-  /** Delivery rate of a subflow socket in bytes/s (TCP_INFO), for the weighted scheduler. */
-  readonly sampleRate?: (socket: Socket) => number
-  /** Bytes a subflow socket holds in the kernel and has not sent (SIOCOUTQNSD), for schedulers. */
-  readonly kernelUnsent?: (socket: Socket) => number
-  /**
-   * Reads TCP_INFO and sets SO_MAX_PACING_RATE for the trunk's rate controller. Without it the
-   * trunk neither samples nor paces (tests that run without the addon).
-   */
-  readonly rateProbe?: RateProbe
-  /** Tunes each subflow socket as it joins (congestion control, NOTSENT_LOWAT, buffers). */
-  readonly tuneSocket?: (socket: Socket) => void
-  /** Sets an application socket's close to abortive or graceful (see `AppSocketOptions`). */
-  readonly setAbortiveClose?: (socket: Socket, abortive: boolean) => void
-  /** The trunk has no subflow left and its grace ran out (its flows were reset). */
-  readonly onLost?: (trunk: Trunk) => void
-}
+export type { TrunkOptions } from './options.js'
 
 /** Subflows plus flows between one pair of proxies. */
 export class Trunk implements TrunkPort {
@@ -93,7 +65,7 @@ export class Trunk implements TrunkPort {
   private readonly dispatcher: Dispatcher
   private readonly idle: IdleReaper
   private readonly reinjector: Reinjector
-  private graceTimer: NodeJS.Timeout | undefined
+  private readonly grace: OutageGrace
   private closed = false
 
   constructor(opts: TrunkOptions) {
@@ -111,15 +83,8 @@ export class Trunk implements TrunkPort {
       ports: opts.settings.redundantPorts,
       firstBytes: opts.settings.redundantFirstBytes
     })
-    this.rate =
-      opts.rateProbe === undefined
-        ? undefined
-        : new RateLoop({
-            members: this.members,
-            probe: opts.rateProbe,
-            now: opts.now,
-            linkRateBytesPerSec: opts.settings.linkRateBytesPerSec
-          })
+    const link = opts.settings.linkRateBytesPerSec
+    this.rate = rateLoopFor(this.members, opts.rateProbe, opts.now, link)
     this.sender = new Sender<Flow>({
       scheduler: opts.scheduler,
       redundancy: this.redundancy,
@@ -154,6 +119,15 @@ export class Trunk implements TrunkPort {
       flows: () => this.flows.values(),
       queueLimitBytes: opts.settings.subflowQueueBytes,
       counters: opts.counters
+    })
+    this.grace = new OutageGrace(opts.settings.outageGraceMs, () => {
+      if (this.members.size > 0) return
+      this.log.warn(
+        `trunk lost: no subflow for ${this.settings.outageGraceMs} ms, resetting ${this.flows.size} flow(s)`
+      )
+      this.counters.inc('trunk_outages')
+      this.resetAllFlows(ResetReason.TRUNK_LOST, 'no subflow left')
+      this.opts.onLost?.(this)
     })
     this.idle = new IdleReaper(
       opts.settings.idleTimeoutMs,
@@ -232,9 +206,7 @@ export class Trunk implements TrunkPort {
     const sub = this.members.join(socket, { index, pathId, weight, keys }, this)
     this.counters.inc('subflows_joined')
     this.rate?.start()
-    if (this.graceTimer) {
-      clearTimeout(this.graceTimer)
-      this.graceTimer = undefined
+    if (this.grace.cancel()) {
       this.log.info('trunk back after an outage', { subflows: this.members.size })
     }
     this.log.info('subflow up', { subflow: sub.id, index, remote: sub.remote })
@@ -263,7 +235,7 @@ export class Trunk implements TrunkPort {
     this.flows.logOpen(flowId, dst, src)
     this.attachApp(flow, socket)
     this.pump.announce(flow)
-    if (this.members.size === 0) this.startGraceIfIdle()
+    if (this.members.size === 0 && !this.closed) this.grace.start()
     return flow
   }
 
@@ -294,7 +266,7 @@ export class Trunk implements TrunkPort {
     if (this.closed) return
     this.resetAllFlows(reason, message)
     this.closed = true
-    if (this.graceTimer) clearTimeout(this.graceTimer)
+    this.grace.cancel()
     this.pump.close()
     this.rate?.close()
     this.idle.close()
@@ -325,15 +297,12 @@ export class Trunk implements TrunkPort {
     if (sub === undefined) return // re-sent when a subflow comes (ACKs are cumulative)
     sub.writeFrame(frame)
     if (frame.type === 'reset') this.counters.inc('resets_sent')
-    else if (flow.peerSeen) {
-      // Credit must not wait behind a lost segment on one subflow: the ACK goes on a second
-      // one too (ACKs are cumulative, so a late copy changes nothing).
-      const second = this.members.secondLeastQueued(sub)
-      if (second !== undefined) {
-        second.writeFrame(frame)
-        this.counters.inc('acks_duplicated')
-      }
-    }
+    // Credit must not wait behind a lost segment on one subflow: an ACK goes on a second one
+    // too (ACKs are cumulative, so a late copy changes nothing).
+    const second =
+      frame.type === 'ack' && flow.peerSeen ? this.members.secondLeastQueued(sub) : undefined
+    second?.writeFrame(frame)
+    if (second !== undefined) this.counters.inc('acks_duplicated')
   }
 
   /** @inheritdoc */
@@ -390,7 +359,7 @@ export class Trunk implements TrunkPort {
       this.pump.announce(flow)
     }
     this.acks.flush()
-    if (this.members.size === 0) this.startGraceIfIdle()
+    if (this.members.size === 0 && !this.closed) this.grace.start()
     this.pump.schedule()
   }
 
@@ -425,21 +394,5 @@ export class Trunk implements TrunkPort {
       }
     })
     if (app !== undefined) this.acks.flush()
-  }
-
-  /** No subflow is left: flows survive `outageGraceMs`, then they are reset and the trunk is lost. */
-  private startGraceIfIdle(): void {
-    if (this.graceTimer || this.closed) return
-    this.graceTimer = setTimeout(() => {
-      this.graceTimer = undefined
-      if (this.members.size > 0) return
-      this.log.warn(
-        `trunk lost: no subflow for ${this.settings.outageGraceMs} ms, resetting ${this.flows.size} flow(s)`
-      )
-      this.counters.inc('trunk_outages')
-      this.resetAllFlows(ResetReason.TRUNK_LOST, 'no subflow left')
-      this.opts.onLost?.(this)
-    }, this.settings.outageGraceMs)
-    this.graceTimer.unref()
   }
 }
