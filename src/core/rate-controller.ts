@@ -95,6 +95,13 @@ export const FULL_PIPE_ROUNDS = 3
 export const INFLIGHT_MARGIN = 0.25
 
 /**
+ * The in-flight cap is never below this many bytes per live subflow (the default largest frame
+ * body): on a short path (a LAN, loopback) the BDP is a few kilobytes, and a cap below a frame
+ * per subflow would let one frame out at a time, like BBR's floor of four packets of cwnd.
+ */
+export const MIN_INFLIGHT_PER_SUBFLOW_BYTES = 256 * 1024
+
+/**
  * Samples below this rate are ignored by the max filter, in bytes per second: an idle subflow
  * reports 0 or a trickle of PINGs, and recording them would only push real samples out.
  */
@@ -431,7 +438,10 @@ export class RateController {
       // No cap while a path starts up (its subflows are not paced either).
       inflightCapBytes:
         target > 0 && bdp > 0 && pacedPaths === byPath.size
-          ? Math.ceil(Math.round(bdp) * (1 + INFLIGHT_MARGIN))
+          ? Math.max(
+              MIN_INFLIGHT_PER_SUBFLOW_BYTES * subflows.length,
+              Math.ceil(Math.round(bdp) * (1 + INFLIGHT_MARGIN))
+            )
           : 0,
       inFlightBytes: inFlight,
       retransmits,

@@ -9,6 +9,7 @@ import {
   GAIN_CYCLE,
   INFLIGHT_MARGIN,
   LINK_PAYLOAD_SHARE,
+  MIN_INFLIGHT_PER_SUBFLOW_BYTES,
   MIN_RTT_WINDOW_MS,
   RATE_WINDOW_MS,
   RateController,
@@ -126,6 +127,15 @@ describe('rate controller', () => {
     assert.equal(s.estimateBytesPerSec, paced)
     assert.equal(s.bdpBytes, paced * 0.6)
     assert.equal(s.inflightCapBytes, Math.ceil(paced * 0.6 * (1 + INFLIGHT_MARGIN)))
+  })
+
+  it('a short path (loopback, a LAN): the in-flight cap never falls below a frame per subflow', () => {
+    const clock = new FakeClock()
+    // 1.4 Gbit/s at 0.05 ms: the BDP is under 9 KB, less than one frame.
+    const c = new RateController({ linkRateBytesPerSec: 1400 * MBIT })
+    const s = run(c, clock, { deliveredPerSec: 1400 * MBIT, rttMs: 0.05 }, 1000)
+    assert.ok(s.bdpBytes < 10_000)
+    assert.equal(s.inflightCapBytes, 4 * MIN_INFLIGHT_PER_SUBFLOW_BYTES)
   })
 
   it('splits the rate evenly over the live subflows, and per path', () => {
