@@ -154,6 +154,7 @@ export class ProxyRuntime {
         serveMetrics(m, registry)
       )
     }
+    this.congestion.announce()
   }
 
   /** Status snapshot for the control socket and metrics. */

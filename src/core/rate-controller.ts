@@ -333,7 +333,9 @@ export class RateController {
     const st = this.stateValue
     if (st.inflightCapBytes === 0 || this.lastSampleMs === undefined) return true
     const drained = (st.estimateBytesPerSec * Math.max(0, now - this.lastSampleMs)) / 1000
-    const projected = Math.max(0, st.inFlightBytes - drained) + sentSinceSampleBytes
+    // What left since the sample drains too: counting it whole until the next sample would cap
+    // the trunk at one in-flight cap per sample interval (10 MB/s with a 1 MiB cap).
+    const projected = Math.max(0, st.inFlightBytes + sentSinceSampleBytes - drained)
     return projected < st.inflightCapBytes
   }
 

@@ -74,10 +74,17 @@ export class SubflowCongestion {
     private readonly set: SetCongestion = setCongestion
   ) {
     this.choice = chooseCongestion(setting, system, opts)
+  }
+
+  /**
+   * Log the decision: one line, a warning for a fallback. Called once the proxy is up, so that
+   * a proxy that cannot start says only why it cannot.
+   */
+  announce(): void {
     const why = this.choice.reason !== undefined ? `: ${this.choice.reason}` : ''
     const line = `subflow congestion control: ${this.choice.label}${why}`
-    if (this.choice.source === 'auto-fallback') log.warn(line)
-    else log.info(line)
+    if (this.choice.source === 'auto-fallback') this.log.warn(line)
+    else this.log.info(line)
   }
 
   /** The decision as it stands. */

@@ -98,7 +98,10 @@ describe('subflow congestion control, unconfigured', { timeout: 60_000 }, () => 
       pair.txControl
     ])
     assert.ok(stdout.includes(`  congestion control: ${EXPECTED.label}`), stdout)
-    assert.match(stdout, /subflow\s+path\s+state\s+rtt ms\s+tcp rtt\s+cwnd\s+retrans\s+cc\s+queued/)
+    assert.match(
+      stdout,
+      /subflow\s+path\s+state\s+rtt ms\s+tcp rtt\s+cwnd\s+retrans\s+cc\s+pacing\s+queued/
+    )
     const rows = stdout.split('\n').filter((l) => /^\s+\d\s+default\s+up\s/.test(l))
     assert.equal(rows.length, 3, stdout)
     for (const r of rows) assert.ok(r.includes(` ${EXPECTED.algorithm ?? '-'} `), r)

@@ -202,12 +202,13 @@ function recordingLog(): { log: Logger; lines: string[] } {
 }
 
 describe('SubflowCongestion (the edge, with a fake setter)', () => {
-  it('logs the choice once at start and sets it on every subflow', () => {
+  it('logs the choice once when announced (at start, once the proxy is up) and sets it on every subflow', () => {
     const { log, lines } = recordingLog()
     const set: [number, string][] = []
     const cc = new SubflowCongestion('auto', log, DEBIAN_WITH_BBR, {}, (fd, name) => {
       set.push([fd, name])
     })
+    cc.announce()
     cc.apply(7)
     cc.apply(8)
     assert.deepEqual(set, [
@@ -222,6 +223,7 @@ describe('SubflowCongestion (the edge, with a fake setter)', () => {
     const cc = new SubflowCongestion('auto', log, DEBIAN_NO_BBR, {}, () => {
       assert.fail('nothing to set')
     })
+    cc.announce()
     cc.apply(7)
     assert.equal(lines.length, 1)
     assert.match(
@@ -237,6 +239,7 @@ describe('SubflowCongestion (the edge, with a fake setter)', () => {
       calls++
       throw new NativeError('setsockopt(TCP_CONGESTION): Operation not permitted', 1)
     })
+    cc.announce()
     cc.apply(7)
     cc.apply(8)
     assert.equal(calls, 1)

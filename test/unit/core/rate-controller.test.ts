@@ -231,6 +231,22 @@ describe('rate controller', () => {
     assert.equal(c.admits(t + 60, 0), true)
     assert.equal(c.admits(t + 60, 100_000), false)
   })
+
+  it('in-flight gate: sending at the estimated rate is never held back between two samples', () => {
+    const clock = new FakeClock()
+    const c = new RateController({ linkRateBytesPerSec: 100 * MBIT })
+    const s = run(
+      c,
+      clock,
+      { deliveredPerSec: 100 * MBIT, rttMs: 50, inFlightPerSubflow: 100_000 },
+      STEP_MS
+    )
+    const t = clock.now()
+    // Over a whole sample interval, 1 ms steps at the estimated rate: every step admitted.
+    const perMs = s.estimateBytesPerSec / 1000
+    for (let ms = 1; ms < STEP_MS; ms++)
+      assert.equal(c.admits(t + ms, perMs * ms), true, `at ${ms} ms`)
+  })
 })
 
 describe('windowed filter', () => {
