@@ -6,6 +6,7 @@
 import type { Socket } from 'node:net'
 import { getCongestion, getTcpInfo, socketFd } from '../../native/index.js'
 import { formatEndpoint } from '../common/endpoint.js'
+import { normalizeAddress } from '../common/ip.js'
 import type { Endpoint } from '../common/wire/frame.js'
 import type { Flow } from '../core/flow.js'
 import type { Trunk } from '../trunk/trunk.js'
@@ -60,8 +61,7 @@ export function tcpFigures(socket: Socket): TcpFigures | undefined {
 function address(host: string | undefined, port: number | undefined): string | undefined {
   if (host === undefined || port === undefined) return undefined
   // A dual-stack socket's IPv4 peer, without the ::ffff: prefix.
-  const v4 = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(host)
-  return formatEndpoint({ address: v4 ? v4[1]! : host, port })
+  return formatEndpoint({ address: normalizeAddress(host).address, port })
 }
 
 interface RateSample {

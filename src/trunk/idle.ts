@@ -6,10 +6,11 @@
 import { ResetReason } from '../common/wire/frame.js'
 import type { Flow } from '../core/flow.js'
 import { IDLE_CHECK_MAX_MS } from './settings.js'
+import { Ticker } from './ticker.js'
 
 /** A timer that resets idle flows; none when the timeout is 0. */
 export class IdleReaper {
-  private readonly timer: NodeJS.Timeout | undefined
+  private readonly ticker: Ticker | undefined
 
   /**
    * @param flows the live flows, read at each check
@@ -22,23 +23,19 @@ export class IdleReaper {
     onIdle: (flow: Flow) => void
   ) {
     if (idleTimeoutMs <= 0) return
-    this.timer = setInterval(
-      () => {
-        const t = now()
-        for (const flow of [...flows()]) {
-          if (flow.idleMs(t) <= idleTimeoutMs) continue
-          onIdle(flow)
-          flow.abort(ResetReason.IDLE_TIMEOUT, `no byte either way for ${idleTimeoutMs} ms`)
-        }
-      },
-      Math.min(IDLE_CHECK_MAX_MS, idleTimeoutMs)
-    )
-    this.timer.unref()
+    this.ticker = new Ticker(Math.min(IDLE_CHECK_MAX_MS, idleTimeoutMs), () => {
+      const t = now()
+      for (const flow of [...flows()]) {
+        if (flow.idleMs(t) <= idleTimeoutMs) continue
+        onIdle(flow)
+        flow.abort(ResetReason.IDLE_TIMEOUT, `no byte either way for ${idleTimeoutMs} ms`)
+      }
+    }).start()
   }
 
   /** Stop checking. */
   close(): void {
-    if (this.timer !== undefined) clearInterval(this.timer)
+    this.ticker?.stop()
   }
 }
 

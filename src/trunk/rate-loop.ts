@@ -9,6 +9,7 @@ import { RateController, type RateState, type SubflowRateSample } from '../core/
 import type { SendGate } from '../core/sender.js'
 import type { Membership } from './membership.js'
 import type { Subflow } from './subflow.js'
+import { Ticker } from './ticker.js'
 
 /**
  * How often the subflows are sampled, in ms: several samples per round trip of a long link
@@ -74,7 +75,9 @@ export class RateLoop implements SendGate {
   private readonly lastReceived = new WeakMap<Subflow, number>()
   private readonly lastDelivered = new WeakMap<Subflow, number>()
   private sentSinceSample = 0
-  private timer: NodeJS.Timeout | undefined
+  private readonly ticker = new Ticker(RATE_SAMPLE_MS, () => {
+    this.sample()
+  })
 
   constructor(opts: {
     members: Membership
@@ -90,17 +93,12 @@ export class RateLoop implements SendGate {
 
   /** Sample every RATE_SAMPLE_MS from now on. */
   start(): void {
-    if (this.timer !== undefined) return
-    this.timer = setInterval(() => {
-      this.sample()
-    }, RATE_SAMPLE_MS)
-    this.timer.unref()
+    this.ticker.start()
   }
 
   /** Stop sampling. */
   close(): void {
-    if (this.timer !== undefined) clearInterval(this.timer)
-    this.timer = undefined
+    this.ticker.stop()
   }
 
   /** One round: read every subflow, decide, set each socket's pacing. Returns the decision. */

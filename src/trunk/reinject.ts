@@ -10,6 +10,7 @@
 import type { Counters } from '../common/counters.js'
 import type { Flow } from '../core/flow.js'
 import type { Subflow } from './subflow.js'
+import { Ticker } from './ticker.js'
 
 /** How often the flows are looked at, in ms. */
 export const REINJECT_CHECK_MS = 25
@@ -68,13 +69,12 @@ export function reinjectTarget(
 
 /** Looks at every flow every REINJECT_CHECK_MS and reinjects stalled head frames. */
 export class Reinjector {
-  private readonly timer: NodeJS.Timeout
+  private readonly ticker: Ticker
 
   constructor(private readonly opts: ReinjectorOptions) {
-    this.timer = setInterval(() => {
+    this.ticker = new Ticker(REINJECT_CHECK_MS, () => {
       this.check()
-    }, REINJECT_CHECK_MS)
-    this.timer.unref()
+    }).start()
   }
 
   /** One look at every flow; returns the frames reinjected. */
@@ -105,6 +105,6 @@ export class Reinjector {
 
   /** Stop looking. */
   close(): void {
-    clearInterval(this.timer)
+    this.ticker.stop()
   }
 }

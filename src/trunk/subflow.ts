@@ -11,6 +11,7 @@ import type { DataToSend } from '../core/send-buffer.js'
 import { RecordOpener, RecordSealer } from '../common/wire/record.js'
 import { FRAME_HEADER_LENGTH } from '../common/wire/frame.js'
 import type { SubflowKeys } from './handshake.js'
+import { Ticker } from './ticker.js'
 
 /** Weight of a new RTT sample in the smoothed RTT (RFC 6298's alpha, 1/8). */
 const SRTT_GAIN = 1 / 8
@@ -68,7 +69,7 @@ export class Subflow {
   private readonly events: SubflowEvents
   private readonly opts: SubflowOptions
   private lastReceivedMs: number
-  private pingTimer: NodeJS.Timeout | undefined
+  private readonly pinger: Ticker
   private closed = false
   private closing = false
 
@@ -102,10 +103,9 @@ export class Subflow {
     socket.on('close', () => {
       this.close('socket closed', undefined)
     })
-    this.pingTimer = setInterval(() => {
+    this.pinger = new Ticker(opts.pingIntervalMs, () => {
       this.onPingTimer()
-    }, opts.pingIntervalMs)
-    this.pingTimer.unref()
+    }).start()
     // The handshake paused the socket so that no frame is read before these listeners exist.
     socket.resume()
   }
@@ -181,8 +181,7 @@ export class Subflow {
   close(why: string, error: ProtocolError | undefined): void {
     if (this.closed) return
     this.closed = true
-    if (this.pingTimer) clearInterval(this.pingTimer)
-    this.pingTimer = undefined
+    this.pinger.stop()
     if (!this.socket.destroyed) this.socket.resetAndDestroy()
     this.events.onClosed(this, why, error)
   }
