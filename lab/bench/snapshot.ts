@@ -6,11 +6,12 @@
  *   - `tx-status.txt`, `rx-status.txt`, `tx-status.json` (the proxies' own `status` command);
  *   - `tx-metrics.txt`, `rx-metrics.txt` (a scrape of each) and `promtool.txt` (`promtool check
  *     metrics` on each scrape);
+ *   - `ss.txt` (`ss -tin` of the subflows on both boxes; the wan box's qdiscs, NFQUEUE and iptables counters), `rx-status.json`;
  *   - `health.txt` (`/healthz` and `/readyz` of each box).
  * Then it lets the flow finish, checks sha256 at dst and prints one line with the rate.
  *
  *   node dist/lab/bench/snapshot.js [--rtt 600] [--loss 1] [--rate 100] [--seconds 40] [--at 20]
- *     [--out DIR]
+ *     [--set KEY=VALUE ...] [--out DIR]
  *
  * Namespaces are named `tsnap<pid>-N` and removed on every exit path.
  */
@@ -46,6 +47,12 @@ async function main(): Promise<number> {
     .option('subflows', { type: 'number', default: 8 })
     .option('seconds', { type: 'number', default: 40, describe: 'length of the transfer' })
     .option('at', { type: 'number', default: 20, describe: 'seconds into it to take the snapshot' })
+    .option('set', {
+      type: 'string',
+      array: true,
+      default: [],
+      describe: 'KEY=VALUE configuration overrides (repeatable)'
+    })
     .option('out', {
       type: 'string',
       default: 'dist/snapshot',
@@ -71,7 +78,10 @@ async function main(): Promise<number> {
       'tx_proxy.subflows': String(args.subflows),
       'tx_proxy.metrics_listen': METRICS,
       'rx_proxy.metrics_listen': METRICS,
-      'interception.transparent': 'false'
+      'interception.transparent': 'false',
+      ...Object.fromEntries(
+        args.set.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])
+      )
     })
     const recv = startIn(
       bed.topo.ns.dst,
@@ -130,6 +140,15 @@ async function main(): Promise<number> {
         health.push(`${role}_proxy ${path}: ${r.trim()}`)
       }
     }
+    writeFileSync(
+      join(out, 'ss.txt'),
+      `tx box, the subflows:\n${inNs(bed.topo.ns.tx.name, ['ss', '-tin', 'dport', '=', ':6000'])}\n` +
+        `rx box, the subflows:\n${inNs(bed.topo.ns.rx.name, ['ss', '-tin', 'sport', '=', ':6000'])}\n` +
+        `wan box, the link's queues:\n${inNs(bed.topo.ns.wan.name, ['tc', '-s', 'qdisc'])}\n` +
+        `${inNs(bed.topo.ns.wan.name, ['cat', '/proc/net/netfilter/nfnetlink_queue'])}\n` +
+        inNs(bed.topo.ns.wan.name, ['iptables-save', '-c'])
+    )
+    writeFileSync(join(out, 'rx-status.json'), cli('rx', ['--json']))
     writeFileSync(join(out, 'promtool.txt'), `${promtool.join('\n')}\n`)
     writeFileSync(join(out, 'health.txt'), `${health.join('\n')}\n`)
     const sent = await sending
