@@ -173,6 +173,10 @@ export class StatusView {
       rateToAppBps: Math.round(rateTo),
       resentBytes: st.resentBytes,
       ageMs: Math.round(st.ageMs),
+      windowBytes: st.windowBytes,
+      reorderBytes: st.reorderBytes,
+      sendBufferedBytes: st.sendBufferedBytes,
+      creditStalls: st.creditStalls,
       subflowsUsed: [...f.subflowsUsed].sort((a, b) => a - b)
     }
   }

@@ -24,6 +24,13 @@ export interface FlowStatus {
   readonly bytesToApp: number
   readonly resentBytes: number
   readonly ageMs: number
+  /** The credit this side grants the peer now (its receive window), in bytes. */
+  readonly windowBytes?: number
+  /** Bytes waiting in the reorder buffer and in the send buffer. */
+  readonly reorderBytes?: number
+  readonly sendBufferedBytes?: number
+  /** Times the flow had bytes to send and no credit. */
+  readonly creditStalls?: number
 }
 
 /** Sums over flows (live ones here; the proxy adds closed ones from its counters). */
