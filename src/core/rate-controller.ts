@@ -27,14 +27,18 @@
  *                                   estimate never measures more), 0.75 drains the queue
  *                                   the probe built, then 1 for six rounds
  *   BDP    = rate_estimate * RTprop, with rate_estimate = link_rate or BtlBw (per path, summed)
- *   pacing_i      = rate / live subflows of the path              (see `split` for why even)
- *   inflight cap  = BDP * (1 + INFLIGHT_MARGIN)
+ *   pacing_i      = rate / live subflows of the path              (see `split` for why even),
+ *                   times PACING_HEADROOM on a learned path (the cap then holds the total)
+ *   inflight cap  = BDP * (1 + INFLIGHT_MARGIN), or BDP * STARTUP_INFLIGHT_GAIN in STARTUP
  *
  * STARTUP (learned rate only): the subflows run unpaced, each under its own congestion control,
- * as before, while the trunk's BtlBw still grows. A path leaves STARTUP when, as in BBR, three
- * rounds (of one min RTT each) in a row raised BtlBw by less than FULL_PIPE_GROWTH, counting
- * only rounds in which the trunk had a backlog (bytes unsent in some subflow): a trunk that is
- * idle, or whose flows wait for credit, has not shown what the path carries. Capping from the
+ * while the trunk's BtlBw still grows; only the in-flight cap (two BDPs of what was learned so
+ * far) keeps their overshoot within the bottleneck's queue when the pipe fills. A path leaves
+ * STARTUP when, as in BBR, three rounds (of one min RTT each) in a row raised BtlBw by less
+ * than FULL_PIPE_GROWTH, counting only rounds in which the trunk had a backlog (bytes unsent in
+ * some subflow): a trunk that is idle, or whose flows wait for credit, has not shown what the
+ * path carries. It also leaves when the subflows' RTT stood above STARTUP_EXIT_RTT_RATIO times
+ * the min RTT through a whole backlogged round (the queue is building: HyStart's signal). Capping from the
  * first byte instead, at PROBE_GAIN × BtlBw, would grow the rate 1.25× per round trip: 25 round
  * trips (15 s at 600 ms) to fill a 100 Mbit/s pipe from a PING's delivery rate.
  *
@@ -93,6 +97,36 @@ export const FULL_PIPE_ROUNDS = 3
 
 /** In-flight allowed above one BDP, as a fraction: room for ACK aggregation and jitter. */
 export const INFLIGHT_MARGIN = 0.25
+
+/**
+ * In-flight cap while a learned path starts up, in BDPs of the BtlBw learned so far. The
+ * subflows are not paced then, and each one's own STARTUP (BBR's cwnd gain 2.89, or slow start)
+ * overshot the whole trunk past the bottleneck's queue when the pipe filled: on a 600 ms, 1 %
+ * link with a one-BDP queue, 4,083 packets were tail-dropped within two seconds (against 1,700
+ * random drops over the 25 s transfer), and their recovery stalled the flow's in-order point.
+ * Two BDPs still let the trunk's rate grow about 1.6x per round trip (the estimate lags about
+ * one and a half round trips behind the sending rate), and bound the queue the trunk can build
+ * to one BDP when the pipe fills.
+ */
+export const STARTUP_INFLIGHT_GAIN = 2
+
+/**
+ * Each subflow's pace, as a multiple of its even share of the path's rate. The in-flight cap,
+ * not the pace, holds the trunk to its rate: a subflow whose own congestion control sends less
+ * than its share (a BBR whose estimate fell after a loss burst climbs back 1.25x per eight
+ * round trips, 5 s at 600 ms) left that share unused, the delivered rate fell below the pace,
+ * and the learned rate followed it down (99 to 86 Mbit/s over 20 s on a 100 Mbit/s, 600 ms
+ * link). With the headroom the others take up the slack, the delivered rate stays at the link's,
+ * and the queue the cap allows (its margin, a quarter of the BDP) stays well inside 1.5 RTT.
+ */
+export const PACING_HEADROOM = 1.25
+
+/**
+ * A backlogged STARTUP round whose subflows' median smoothed RTT is this many times the path's
+ * min RTT ends STARTUP at once (HyStart's delay signal): the queue is building, so the pipe is
+ * full, and the pace that follows drains it before it overflows.
+ */
+export const STARTUP_EXIT_RTT_RATIO = 1.25
 
 /**
  * The in-flight cap is never below this many bytes per live subflow (the default largest frame
@@ -262,15 +296,26 @@ class PathEstimate {
   private roundStartMs: number | undefined
   /** Some sample of this round had a backlog. */
   private roundBacklogged = false
+  /** Every sample of this round saw the subflows' RTT above STARTUP_EXIT_RTT_RATIO. */
+  private roundQueueing = true
 
-  /** Account one sample for full-pipe detection. */
-  onRound(now: number, rttMs: number, backlogged: boolean, bw: number): void {
+  /**
+   * Account one sample for full-pipe detection. `queueing`: the subflows' median smoothed RTT
+   * is above STARTUP_EXIT_RTT_RATIO times the min RTT at this sample.
+   */
+  onRound(now: number, rttMs: number, backlogged: boolean, bw: number, queueing: boolean): void {
     if (this.fullPipe) return
     this.roundBacklogged ||= backlogged
+    this.roundQueueing &&= queueing
     if (this.roundStartMs === undefined) this.roundStartMs = now
     if (rttMs <= 0 || now - this.roundStartMs < rttMs) return
-    // A round ended.
-    if (bw >= this.fullBw * FULL_PIPE_GROWTH) {
+    // A round ended. A queue that stood through the whole backlogged round means the pipe is
+    // full (a burst's queue drains within the round, and must not end STARTUP at a low rate:
+    // at 600 ms the gain cycle needs 5 s for each 1.25x it climbs back).
+    if (this.roundBacklogged && this.roundQueueing && bw > 0) {
+      this.fullPipe = true
+      this.fullPipeAtMs = now
+    } else if (bw >= this.fullBw * FULL_PIPE_GROWTH) {
       this.fullBw = bw
       this.fullBwRounds = 0
     } else if (this.roundBacklogged) {
@@ -282,6 +327,7 @@ class PathEstimate {
     }
     this.roundStartMs = now
     this.roundBacklogged = false
+    this.roundQueueing = true
   }
 }
 
@@ -358,6 +404,7 @@ export class RateController {
     let receive = 0
     let minRtt = 0
     let bdp = 0
+    let capBdp = 0
     let receiveBdp = 0
     let inFlight = 0
     let retransmits = 0
@@ -374,7 +421,9 @@ export class RateController {
       let received = 0
       let unsent = 0
       let rtt = Infinity
+      const srtts: number[] = []
       for (const s of list) {
+        if (s.srttMs > 0) srtts.push(s.srttMs)
         sum += s.deliveryRateBytesPerSec
         delivered += s.deliveredBytes
         unsent += s.unsentBytes
@@ -404,7 +453,15 @@ export class RateController {
       if (rx !== undefined && rx >= IDLE_RATE_BYTES_PER_SEC) p.receive.add(now, rx)
       const learned = p.rate.best(now) ?? 0
       const pathRtt = p.minRtt.best(now) ?? 0
-      p.onRound(now, pathRtt, backlogged, learned)
+      srtts.sort((a, b) => a - b)
+      const medianSrtt = srtts[Math.floor(srtts.length / 2)] ?? 0
+      p.onRound(
+        now,
+        pathRtt,
+        backlogged,
+        learned,
+        pathRtt > 0 && medianSrtt > pathRtt * STARTUP_EXIT_RTT_RATIO
+      )
       if (link > 0 || p.fullPipe) pacedPaths++
       const paced = Math.floor(link * LINK_PAYLOAD_SHARE)
       const pathEstimate = link > 0 ? paced : learned
@@ -421,8 +478,14 @@ export class RateController {
       receive += pathReceive
       if (pathRtt > 0 && (minRtt === 0 || pathRtt < minRtt)) minRtt = pathRtt
       bdp += (pathEstimate * pathRtt) / 1000
+      capBdp +=
+        ((link > 0 || p.fullPipe ? 1 + INFLIGHT_MARGIN : STARTUP_INFLIGHT_GAIN) *
+          pathEstimate *
+          pathRtt) /
+        1000
       receiveBdp += (pathReceive * pathRtt) / 1000
-      for (const share of split(pathTarget, list)) pacing.push(share)
+      for (const share of split(link > 0 ? pathTarget : pathTarget * PACING_HEADROOM, list))
+        pacing.push(share)
     }
     pacing.sort((a, b) => a.id - b.id)
     const source: RateSource =
@@ -437,14 +500,10 @@ export class RateController {
       bdpBytes: Math.round(bdp),
       receiveBdpBytes: Math.round(receiveBdp),
       // Only the send side's own BDP caps what we send: the receive estimate is the peer's.
-      // No cap while a path starts up (its subflows are not paced either).
+      // A paced path may have one BDP and the margin in flight, a path in STARTUP two BDPs of
+      // what it learned so far; no cap before anything was learned.
       inflightCapBytes:
-        target > 0 && bdp > 0 && pacedPaths === byPath.size
-          ? Math.max(
-              MIN_INFLIGHT_PER_SUBFLOW_BYTES * subflows.length,
-              Math.ceil(Math.round(bdp) * (1 + INFLIGHT_MARGIN))
-            )
-          : 0,
+        bdp > 0 ? Math.max(MIN_INFLIGHT_PER_SUBFLOW_BYTES * subflows.length, Math.ceil(capBdp)) : 0,
       inFlightBytes: inFlight,
       retransmits,
       subflows: pacing

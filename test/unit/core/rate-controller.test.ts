@@ -11,8 +11,11 @@ import {
   LINK_PAYLOAD_SHARE,
   MIN_INFLIGHT_PER_SUBFLOW_BYTES,
   MIN_RTT_WINDOW_MS,
+  PACING_HEADROOM,
   RATE_WINDOW_MS,
   RateController,
+  STARTUP_EXIT_RTT_RATIO,
+  STARTUP_INFLIGHT_GAIN,
   WindowedFilter,
   type SubflowRateSample
 } from '../../../src/core/rate-controller.js'
@@ -27,6 +30,8 @@ interface Link {
   /** Bytes per second the whole trunk delivers (split evenly over the subflows). */
   readonly deliveredPerSec: number
   readonly rttMs: number
+  /** The subflows' smoothed RTT (a queue adds to it), ms; rttMs when not given. */
+  readonly srttMs?: number
   /** Unsent bytes per subflow (a backlog from 64 KiB over the path). */
   readonly unsentPerSubflow?: number
   /** Bytes per second received from the peer (split evenly). */
@@ -51,7 +56,7 @@ function run(c: RateController, clock: FakeClock, link: Link, ms: number) {
           deliveryRateBytesPerSec: link.deliveredPerSec / n,
           deliveredBytes: (link.deliveredPerSec / n) * (STEP_MS / 1000),
           minRttMs: link.rttMs,
-          srttMs: link.rttMs,
+          srttMs: link.srttMs ?? link.rttMs,
           inFlightBytes: link.inFlightPerSubflow ?? 0,
           retransmits: 0,
           receivedBytes: ((link.receivedPerSec ?? 0) / n) * (STEP_MS / 1000),
@@ -104,6 +109,59 @@ describe('rate controller', () => {
       gains.add(Math.round((s.targetBytesPerSec / s.estimateBytesPerSec) * 100) / 100)
     }
     assert.deepEqual([...gains].sort(), [0.75, 1, 1.25])
+  })
+
+  it('STARTUP: in flight is capped at two BDPs of what was learned so far', () => {
+    const clock = new FakeClock()
+    const c = new RateController({ linkRateBytesPerSec: 0 })
+    let rate = 10 * MBIT
+    let s = c.state
+    for (let i = 0; i < 4; i++) {
+      s = run(c, clock, { deliveredPerSec: rate, rttMs: 600 }, 600)
+      rate *= 2
+    }
+    assert.equal(s.source, 'startup')
+    assert.equal(STARTUP_INFLIGHT_GAIN, 2)
+    assert.ok(s.bdpBytes > 4 * MIN_INFLIGHT_PER_SUBFLOW_BYTES, `${s.bdpBytes}`)
+    const cap = (s.estimateBytesPerSec * 600 * STARTUP_INFLIGHT_GAIN) / 1000
+    assert.ok(Math.abs(s.inflightCapBytes - cap) <= 2, `${s.inflightCapBytes} vs ${cap}`)
+    // Paced once the pipe is full: the cap falls to one BDP and the margin.
+    s = run(c, clock, { deliveredPerSec: rate, rttMs: 600 }, 6 * 600)
+    assert.equal(s.source, 'learned')
+    assert.equal(s.inflightCapBytes, Math.ceil(s.bdpBytes * (1 + INFLIGHT_MARGIN)))
+  })
+
+  it('STARTUP ends when a queue stands through a whole backlogged round, not for a burst', () => {
+    const clock = new FakeClock()
+    const c = new RateController({ linkRateBytesPerSec: 0 })
+    const queued = 600 * (STARTUP_EXIT_RTT_RATIO + 0.1)
+    // The rate doubles every round (STARTUP's own rule would go on), and each round has a
+    // 200 ms burst of queueing: still STARTUP.
+    let rate = 5 * MBIT
+    let s = c.state
+    for (let i = 0; i < 4; i++) {
+      s = run(c, clock, { deliveredPerSec: rate, rttMs: 600 }, 400)
+      s = run(c, clock, { deliveredPerSec: rate, rttMs: 600, srttMs: queued }, 200)
+      rate *= 2
+    }
+    assert.equal(s.source, 'startup', 'a burst is not a full pipe')
+    // A queue through a whole round: the pipe is full at what was learned, long before
+    // three rounds without growth would say so.
+    s = run(c, clock, { deliveredPerSec: rate, rttMs: 600, srttMs: queued }, 1300)
+    assert.equal(s.source, 'learned')
+    assert.ok(s.targetBytesPerSec > 0)
+  })
+
+  it('a learned rate paces each subflow at its share times the headroom; a configured one at its share', () => {
+    const clock = new FakeClock()
+    const learned = new RateController({ linkRateBytesPerSec: 0 })
+    let s = run(learned, clock, { deliveredPerSec: 80 * MBIT, rttMs: 600 }, 10_000)
+    assert.equal(s.source, 'learned')
+    const share = Math.floor((s.targetBytesPerSec * PACING_HEADROOM) / 4)
+    for (const p of s.subflows) assert.ok(Math.abs(p.pacingBytesPerSec - share) <= 1)
+    const configured = new RateController({ linkRateBytesPerSec: 100 * MBIT })
+    s = run(configured, clock, { deliveredPerSec: 80 * MBIT, rttMs: 600 }, 1000)
+    assert.equal(sumPacing(s), s.targetBytesPerSec)
   })
 
   it('stays in STARTUP while the trunk has no backlog (an idle or credit-starved trunk has not shown the pipe)', () => {
