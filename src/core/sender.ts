@@ -79,7 +79,8 @@ export interface RoundResult {
   readonly retryInMs: number | undefined
 }
 
-type MutableView = { -readonly [K in keyof SubflowView]: SubflowView[K] }
+/** A subflow's view that a round owns and updates in place as it writes. */
+export type RoundView = { -readonly [K in keyof SubflowView]: SubflowView[K] }
 
 /** One trunk's sender. */
 export class Sender<F extends SenderFlow> {
@@ -111,15 +112,16 @@ export class Sender<F extends SenderFlow> {
 
   /**
    * Give frames to subflows until no flow can send or no subflow takes more. `subflows` is the
-   * trunk's snapshot of every live subflow, sorted by id.
+   * trunk's snapshot of every live subflow, sorted by id, made for this round: the round owns
+   * these views and refreshes a written subflow's view in place (no copy of its own).
    */
-  round(subflows: readonly SubflowView[], now: number, io: SendIo<F>): RoundResult {
+  round(subflows: RoundView[], now: number, io: SendIo<F>): RoundResult {
     let retryInMs: number | undefined
     if (subflows.length === 0) return { retryInMs }
     const { scheduler, redundancy, maxPayloadBytes, gate } = this.opts
-    // The round's own copies: a write refreshes the written subflow's view in place, so the
-    // scheduler sees its queue grow, and both lists below stay in step.
-    const all: MutableView[] = subflows.map((v) => ({ ...v }))
+    // A write refreshes the written subflow's view in place, so the scheduler sees its queue
+    // grow, and both lists below stay in step.
+    const all = subflows
     const byId = new Map(all.map((v) => [v.id, v]))
     const refresh = (id: SubflowId): void => {
       const target = byId.get(id)

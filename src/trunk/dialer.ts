@@ -85,8 +85,6 @@ export class Dialer {
   private readonly lookup: (host: string, family: 0 | 4 | 6) => Promise<string>
   private everConnected = false
   private stopped = false
-  /** The last dial failure, one line (for status); undefined after a success. */
-  lastError: string | undefined
 
   constructor(opts: DialerOptions) {
     this.opts = opts
@@ -152,7 +150,6 @@ export class Dialer {
     }
     const { trunk, counters, log, observer } = this.opts
     this.attempts.set(index, 0)
-    this.lastError = undefined
     observer?.dialSucceeded(index, hs.keys !== undefined)
     if ((hs.peer.flags & REPLY_FLAG_TRUNK_NEW) !== 0 && this.everConnected) {
       // Only flows the old peer may have known are lost; flows opened during the outage, whose
@@ -186,7 +183,7 @@ export class Dialer {
     // A refused or unreachable connect is a dial failure, not a failed handshake.
     if (!unreached(err)) counters.inc(`handshake_failures_${code ?? 'error'}`)
     if (code === PepErrorCodes.AUTH_FAILED) counters.inc('auth_failures')
-    this.lastError = `subflow ${index} (path ${path.name}) to ${path.peerIp}:${path.peerPort}: ${message}`
+    const line = `subflow ${index} (path ${path.name}) to ${path.peerIp}:${path.peerPort}: ${message}`
     const n = this.attempts.get(index) ?? 0
     if (code === PepErrorCodes.HANDSHAKE_TAMPERED) {
       // A changed handshake is an attack: always a line (a flood: the first ten, then every
@@ -194,7 +191,7 @@ export class Dialer {
       counters.inc('handshake_attacks')
       const a = counters.get('handshake_attacks')
       if (a <= ATTACK_LOG_FIRST || (a & (a - 1)) === 0) {
-        log.warn(this.lastError, { handshake_attacks: a })
+        log.warn(line, { handshake_attacks: a })
       }
     } else if (
       observer === undefined &&
@@ -202,7 +199,7 @@ export class Dialer {
     ) {
       // The first failure of a slot is logged, then its repeats are quiet, except the two that
       // need a human (another version, a wrong key).
-      log.warn(this.lastError)
+      log.warn(line)
     }
     const delay = this.redial(index)
     observer?.dialFailed(index, err, delay)

@@ -5,6 +5,7 @@
  */
 import type { Socket } from 'node:net'
 import type { SubflowView } from '../core/scheduler/scheduler.js'
+import type { RoundView } from '../core/sender.js'
 import type { SubflowId } from '../core/send-buffer.js'
 import type { SubflowKeys } from './handshake.js'
 import type { TrunkSettings } from './settings.js'
@@ -106,8 +107,8 @@ export class Membership {
     return min
   }
 
-  /** Views of every live subflow, for one sending round. */
-  snapshot(): SubflowView[] {
+  /** Fresh views of every live subflow, for one sending round (which updates them in place). */
+  snapshot(): RoundView[] {
     return this.list.map((s) => this.viewOf(s))
   }
 
