@@ -322,7 +322,10 @@ async function runTandem(
   const conf = bed.config(sys.name, {
     'tx_proxy.subflows': String(sys.subflows ?? 8),
     ...(sys.congestion !== 'unset' ? { 'trunk.congestion': sys.congestion } : {}),
-    'limits.max_flow_window_bytes': String(Math.max(32 * 1048576, Math.ceil(8 * bdp))),
+    // The README's advice for long links (8 BDPs of credit); an unconfigured row takes none of it.
+    ...(sys.congestion !== 'unset'
+      ? { 'limits.max_flow_window_bytes': String(Math.max(32 * 1048576, Math.ceil(8 * bdp))) }
+      : {}),
     'security.encrypt': sys.plain === true ? 'false' : 'true',
     'interception.transparent': 'false',
     ...(sys.framePayload !== undefined ? { 'trunk.frame_payload_bytes': sys.framePayload } : {}),
