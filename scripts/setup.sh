@@ -28,6 +28,9 @@ have g++ || need="$need g++"
 have systemd-analyze || need="$need systemd"
 have make || need="$need make"
 have python3 || need="$need python3"
+# nft: the transparent-interception rules (iptables/apply.sh) and their tests; installed here so
+# that apply.sh never has to install it at run time.
+have nft || need="$need nftables"
 # promtool (Debian's prometheus package) lints a real scrape in the metrics tests.
 have promtool || need="$need prometheus"
 pkg_missing libnetfilter-queue-dev && need="$need libnetfilter-queue-dev"
