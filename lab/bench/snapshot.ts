@@ -23,7 +23,13 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import yargs from 'yargs'
 import { hideBin } from 'yargs/helpers'
 
-import { createImpairedTestbed, dist, runIn, startIn, type NsProcess } from '../testbed/impaired.js'
+import {
+  createImpairedTestbed,
+  dist,
+  runIn,
+  startReceive,
+  type NsProcess
+} from '../testbed/impaired.js'
 import { TOPOLOGY_ADDRESSES as A } from '../testbed/topology.js'
 
 const METRICS = '127.0.0.1:9464'
@@ -83,13 +89,8 @@ async function main(): Promise<number> {
         args.set.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])
       )
     })
-    const recv = startIn(
-      bed.topo.ns.dst,
-      [dist('tools/receive.js'), '--port', '5201', '--json', '--quiet'],
-      'receive'
-    )
+    const recv = await startReceive(bed, 5201)
     procs.push(recv)
-    await recv.waitFor(/listening on/)
     await bed.startProxies(conf, args.subflows)
     const started = performance.now()
     const sending = runIn(

@@ -5,7 +5,14 @@
 import { readFileSync, writeFileSync } from 'node:fs'
 
 import { queryStatus, type ProxyStatus } from '../../src/app/control.js'
-import { dist, runIn, startIn, type ImpairedTestbed, type NsProcess } from '../testbed/impaired.js'
+import {
+  dist,
+  runIn,
+  startIn,
+  startReceive,
+  type ImpairedTestbed,
+  type NsProcess
+} from '../testbed/impaired.js'
 import { TOPOLOGY_ADDRESSES as A } from '../testbed/topology.js'
 import { median } from './median.js'
 
@@ -165,24 +172,7 @@ export async function startReceiver(
   seconds: number,
   wrap: readonly string[] = []
 ): Promise<NsProcess> {
-  const p = startIn(
-    bed.topo.ns.dst,
-    [
-      ...wrap,
-      process.execPath,
-      dist('tools/receive.js'),
-      '--port',
-      String(port),
-      '--keep-listening',
-      '--json',
-      '--quiet',
-      '--stop-after',
-      String(seconds)
-    ],
-    'receive'
-  )
-  await p.waitFor(/listening on/)
-  return p
+  return startReceive(bed, port, ['--keep-listening', '--stop-after', String(seconds)], wrap)
 }
 
 /** The receivers of one link: 5201 for direct TCP, Tandem and kcptun; 5203 for MPTCP. */

@@ -157,5 +157,26 @@ export async function createImpairedTestbed(
   }
 }
 
+/**
+ * `receive` in the dst box on `port`, one JSON report per connection on stdout (`options` adds
+ * to its arguments; `wrap` runs it under another program, e.g. mptcpize); resolves once it
+ * listens.
+ */
+export async function startReceive(
+  bed: ImpairedTestbed,
+  port: number,
+  options: readonly string[] = [],
+  wrap: readonly string[] = []
+): Promise<NsProcess> {
+  const argv = [dist('tools/receive.js'), '--port', String(port), '--json', '--quiet', ...options]
+  const p = startIn(
+    bed.topo.ns.dst,
+    wrap.length > 0 ? [...wrap, process.execPath, ...argv] : argv,
+    'receive'
+  )
+  await p.waitFor(/listening on/)
+  return p
+}
+
 export { runIn, startIn, dist }
 export type { NsProcess }

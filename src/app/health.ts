@@ -3,6 +3,7 @@
  * its event loop is not stuck, `/readyz` says it can carry flows now. The loop is watched by a
  * timer that measures how late it fires (the lag every callback of the process suffers).
  */
+import { Ticker } from '../trunk/ticker.js'
 
 /** How often the loop monitor ticks, in ms. */
 const TICK_MS = 100
@@ -11,7 +12,9 @@ const WINDOW_MS = 10_000
 
 /** Measures event-loop lag: how late a periodic timer fires. */
 export class LoopMonitor {
-  private timer: NodeJS.Timeout | undefined
+  private readonly ticker = new Ticker(TICK_MS, () => {
+    this.tick()
+  })
   /** When the next tick is due; undefined before the first. */
   private expected: number | undefined
   /** Worst lag per one-second bucket of the last WINDOW_MS, [bucket, lagMs]. */
@@ -22,17 +25,13 @@ export class LoopMonitor {
 
   /** Start ticking (the timer does not keep the process alive). */
   start(): void {
-    if (this.timer !== undefined) return
+    if (this.ticker.running) return
     this.expected = this.now() + TICK_MS
-    this.timer = setInterval(() => {
-      this.tick()
-    }, TICK_MS)
-    this.timer.unref()
+    this.ticker.start()
   }
 
   stop(): void {
-    if (this.timer !== undefined) clearInterval(this.timer)
-    this.timer = undefined
+    this.ticker.stop()
   }
 
   /** Record one tick (public for tests with a fake clock). */
@@ -54,7 +53,7 @@ export class LoopMonitor {
   maxLagMs(): number {
     const t = this.now()
     const current =
-      this.timer === undefined || this.expected === undefined ? 0 : Math.max(0, t - this.expected)
+      !this.ticker.running || this.expected === undefined ? 0 : Math.max(0, t - this.expected)
     let max = current
     for (const [bucket, lag] of this.buckets) {
       if ((bucket + 1) * 1000 >= t - WINDOW_MS && lag > max) max = lag

@@ -13,6 +13,7 @@ import { loadConfig } from '../common/config/load.js'
 import { ConfigError, errorMessage, isPepError } from '../common/errors.js'
 import type { Logger } from '../common/log/logger.js'
 import { createLogger, stderrIsJournal } from '../common/log/winston.js'
+import { Ticker } from '../trunk/ticker.js'
 import type { HealthAnswer } from './health.js'
 import { describeChange, diffConfig, fileValues, RELOADED_BY_MAIN } from './reload.js'
 import { ServiceNotifier, waitUntilReady } from './systemd.js'
@@ -160,10 +161,7 @@ export const READY_WAIT_MS = 10_000
  * READY=1 once the proxy is ready or after READY_WAIT_MS, the watchdog, and a STATUS= line that
  * follows readiness (what `systemctl status` shows).
  */
-function reportToSystemd(
-  notifier: ServiceNotifier,
-  running: Stoppable
-): NodeJS.Timeout | undefined {
+function reportToSystemd(notifier: ServiceNotifier, running: Stoppable): Ticker | undefined {
   if (!notifier.enabled) return undefined
   notifier.startWatchdog()
   const readiness = (): HealthAnswer => running.readiness?.() ?? { ok: true, detail: 'ready' }
@@ -175,14 +173,12 @@ function reportToSystemd(
     )
   })
   let last = ''
-  const timer = setInterval(() => {
+  return new Ticker(2000, () => {
     if (!notifier.isReady) return
     const detail = readiness().detail
     if (detail !== last) notifier.status(detail)
     last = detail
-  }, 2000)
-  timer.unref()
-  return timer
+  }).start()
 }
 
 /** Run `start` as program `role`; never throws, never prints a stack for a user mistake. */
@@ -266,7 +262,7 @@ export async function runMain(
     const onSignal = (signal: string, graceMs: number): void => {
       if (stopping) return
       stopping = true
-      if (statusTimer !== undefined) clearInterval(statusTimer)
+      statusTimer?.stop()
       notifier.stopping(`stopping (${signal})`)
       log.info(`${signal}: stopping${graceMs > 0 ? `, flows get ${graceMs} ms to finish` : ''}`)
       running.stop(graceMs).then(

@@ -5,6 +5,7 @@
  */
 import { sdNotify } from '../../native/index.js'
 import { errorMessage } from '../common/errors.js'
+import { Ticker } from '../trunk/ticker.js'
 import type { Logger } from '../common/log/logger.js'
 
 /** Sends one notification datagram (the native addon; tests pass their own). */
@@ -32,7 +33,7 @@ export function watchdogIntervalMs(env: NotifyEnv, pid: number): number | undefi
 export class ServiceNotifier {
   private readonly socketPath: string | undefined
   private readonly watchdogMs: number | undefined
-  private watchdogTimer: NodeJS.Timeout | undefined
+  private watchdog: Ticker | undefined
   private failed = false
   private readyValue = false
 
@@ -80,22 +81,18 @@ export class ServiceNotifier {
    * than WatchdogSec stops the keep-alives, and systemd kills and restarts the service.
    */
   startWatchdog(): void {
-    if (this.watchdogMs === undefined || this.watchdogTimer !== undefined) return
+    if (this.watchdogMs === undefined || this.watchdog !== undefined) return
     this.notify('WATCHDOG=1')
-    this.watchdogTimer = setInterval(
-      () => {
-        this.notify('WATCHDOG=1')
-      },
-      Math.max(1, Math.floor(this.watchdogMs / 2))
-    )
-    // The keep-alive alone must not keep a stopping process alive.
-    this.watchdogTimer.unref()
+    // Unref'd: the keep-alive alone must not keep a stopping process alive.
+    this.watchdog = new Ticker(Math.max(1, Math.floor(this.watchdogMs / 2)), () => {
+      this.notify('WATCHDOG=1')
+    }).start()
   }
 
   /** Stop the keep-alives (on shutdown). */
   stopWatchdog(): void {
-    if (this.watchdogTimer !== undefined) clearInterval(this.watchdogTimer)
-    this.watchdogTimer = undefined
+    this.watchdog?.stop()
+    this.watchdog = undefined
   }
 
   private notify(message: string): void {

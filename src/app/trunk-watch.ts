@@ -4,6 +4,7 @@
  * subflow per retry), the state of each subflow slot, and the last dial error with its time.
  */
 import { errorMessage, isPepError } from '../common/errors.js'
+import { Ticker } from '../trunk/ticker.js'
 import type { Logger } from '../common/log/logger.js'
 import type { DialError, SubflowState } from './control.js'
 
@@ -47,7 +48,9 @@ export class TrunkWatch {
   private readonly reported = new Set<string>()
   private lastError: DialError | undefined
   private encryptedValue: boolean | undefined
-  private timer: NodeJS.Timeout | undefined
+  private readonly ticker = new Ticker(1000, () => {
+    this.check()
+  })
 
   constructor(
     private readonly peer: string,
@@ -67,15 +70,11 @@ export class TrunkWatch {
 
   /** Check the trunk every second too: a GOAWAY or a lost subflow is not a dial event. */
   start(): void {
-    this.timer ??= setInterval(() => {
-      this.check()
-    }, 1000)
-    this.timer.unref()
+    this.ticker.start()
   }
 
   stop(): void {
-    if (this.timer !== undefined) clearInterval(this.timer)
-    this.timer = undefined
+    this.ticker.stop()
   }
 
   /** Subflow `index` starts a dial. */

@@ -38,9 +38,10 @@
  * than FULL_PIPE_GROWTH, counting only rounds in which the trunk had a backlog (bytes unsent in
  * some subflow): a trunk that is idle, or whose flows wait for credit, has not shown what the
  * path carries. It also leaves when the subflows' RTT stood above STARTUP_EXIT_RTT_RATIO times
- * the min RTT through a whole backlogged round (the queue is building: HyStart's signal). Capping from the
- * first byte instead, at PROBE_GAIN × BtlBw, would grow the rate 1.25× per round trip: 25 round
- * trips (15 s at 600 ms) to fill a 100 Mbit/s pipe from a PING's delivery rate.
+ * the min RTT through a whole backlogged round (the queue is building: HyStart's signal).
+ * Capping from the first byte instead, at PROBE_GAIN × BtlBw, would grow the rate 1.25× per
+ * round trip: 25 round trips (15 s at 600 ms) to fill a 100 Mbit/s pipe from a PING's delivery
+ * rate.
  *
  * Each path (a set of subflows over one physical route) has its own estimate; the trunk's
  * figures are the sums over its paths (RTprop: the smallest). `link_rate` is the rate of each

@@ -111,17 +111,16 @@ export class Sender<F extends SenderFlow> {
   }
 
   /**
-   * Give frames to subflows until no flow can send or no subflow takes more. `subflows` is the
+   * Give frames to subflows until no flow can send or no subflow takes more. `all` is the
    * trunk's snapshot of every live subflow, sorted by id, made for this round: the round owns
    * these views and refreshes a written subflow's view in place (no copy of its own).
    */
-  round(subflows: RoundView[], now: number, io: SendIo<F>): RoundResult {
+  round(all: RoundView[], now: number, io: SendIo<F>): RoundResult {
     let retryInMs: number | undefined
-    if (subflows.length === 0) return { retryInMs }
+    if (all.length === 0) return { retryInMs }
     const { scheduler, redundancy, maxPayloadBytes, gate } = this.opts
     // A write refreshes the written subflow's view in place, so the scheduler sees its queue
     // grow, and both lists below stay in step.
-    const all = subflows
     const byId = new Map(all.map((v) => [v.id, v]))
     const refresh = (id: SubflowId): void => {
       const target = byId.get(id)

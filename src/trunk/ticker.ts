@@ -1,6 +1,8 @@
 /**
- * A repeating timer of the trunk layer (pings, idle checks, reinjection, rate samples): started
- * once, stopped any number of times, and unref'd so that it never keeps a process alive.
+ * The proxies' one repeating timer: pings, idle checks, reinjection and rate samples here, the
+ * trunk watch, the loop monitor, the systemd watchdog and status in app/. Started once, stopped
+ * any number of times, and unref'd so that it never keeps a process alive. It lives in trunk/
+ * because common/ and core/ keep no time.
  */
 export class Ticker {
   private timer: NodeJS.Timeout | undefined
@@ -9,6 +11,11 @@ export class Ticker {
     private readonly everyMs: number,
     private readonly tick: () => void
   ) {}
+
+  /** Ticking now (started and not stopped). */
+  get running(): boolean {
+    return this.timer !== undefined
+  }
 
   /** Tick every `everyMs` from now on (a second start changes nothing). */
   start(): this {

@@ -17,7 +17,7 @@ import {
   createImpairedTestbed,
   dist,
   runIn,
-  startIn,
+  startReceive,
   type NsProcess
 } from '../../lab/testbed/impaired.js'
 import { netnsUnavailableReason } from '../helpers/netns.js'
@@ -51,13 +51,8 @@ describe('a 600 ms, 1 % link', { skip: skipReason(), timeout: 90_000 }, () => {
       'tx_proxy.subflows': String(SUBFLOWS),
       'interception.transparent': 'false'
     })
-    const recv = startIn(
-      bed.topo.ns.dst,
-      [dist('tools/receive.js'), '--port', '5201', '--json', '--quiet'],
-      'receive'
-    )
+    const recv = await startReceive(bed, 5201)
     procs.push(recv)
-    await recv.waitFor(/listening on/)
     await bed.startProxies(conf, SUBFLOWS)
 
     const started = performance.now()

@@ -69,6 +69,20 @@ function run(c: RateController, clock: FakeClock, link: Link, ms: number) {
   return state
 }
 
+/**
+ * `rounds` 600 ms rounds whose delivery rate doubles each round from `from` (the pipe is not
+ * full); returns the last decision and the rate the next round would have.
+ */
+function grow(c: RateController, clock: FakeClock, from: number, rounds: number) {
+  let rate = from
+  let state = c.state
+  for (let i = 0; i < rounds; i++) {
+    state = run(c, clock, { deliveredPerSec: rate, rttMs: 600 }, 600)
+    rate *= 2
+  }
+  return { state, rate }
+}
+
 const sumPacing = (s: { subflows: readonly { pacingBytesPerSec: number }[] }): number =>
   s.subflows.reduce((a, p) => a + p.pacingBytesPerSec, 0)
 
@@ -85,12 +99,7 @@ describe('rate controller', () => {
     const clock = new FakeClock()
     const c = new RateController({ linkRateBytesPerSec: 0 })
     // Growing: each 600 ms round doubles the delivery rate: the pipe is not full.
-    let rate = 1 * MBIT
-    let s = c.state
-    for (let i = 0; i < 6; i++) {
-      s = run(c, clock, { deliveredPerSec: rate, rttMs: 600 }, 600)
-      rate *= 2
-    }
+    let s = grow(c, clock, 1 * MBIT, 6).state
     assert.equal(s.source, 'startup')
     assert.equal(s.targetBytesPerSec, 0, 'not paced in STARTUP')
     assert.ok(s.subflows.every((p) => p.pacingBytesPerSec === 0))
@@ -114,19 +123,15 @@ describe('rate controller', () => {
   it('STARTUP: in flight is capped at two BDPs of what was learned so far', () => {
     const clock = new FakeClock()
     const c = new RateController({ linkRateBytesPerSec: 0 })
-    let rate = 10 * MBIT
-    let s = c.state
-    for (let i = 0; i < 4; i++) {
-      s = run(c, clock, { deliveredPerSec: rate, rttMs: 600 }, 600)
-      rate *= 2
-    }
+    const grown = grow(c, clock, 10 * MBIT, 4)
+    let s = grown.state
     assert.equal(s.source, 'startup')
     assert.equal(STARTUP_INFLIGHT_GAIN, 2)
     assert.ok(s.bdpBytes > 4 * MIN_INFLIGHT_PER_SUBFLOW_BYTES, `${s.bdpBytes}`)
     const cap = (s.estimateBytesPerSec * 600 * STARTUP_INFLIGHT_GAIN) / 1000
     assert.ok(Math.abs(s.inflightCapBytes - cap) <= 2, `${s.inflightCapBytes} vs ${cap}`)
     // Paced once the pipe is full: the cap falls to one BDP and the margin.
-    s = run(c, clock, { deliveredPerSec: rate, rttMs: 600 }, 6 * 600)
+    s = run(c, clock, { deliveredPerSec: grown.rate, rttMs: 600 }, 6 * 600)
     assert.equal(s.source, 'learned')
     assert.equal(s.inflightCapBytes, Math.ceil(s.bdpBytes * (1 + INFLIGHT_MARGIN)))
   })
