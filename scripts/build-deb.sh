@@ -70,9 +70,14 @@ cp -R dist/src dist/native "$lib/dist/"
 rm -rf "$lib/dist/src/tools"
 find "$lib/dist" \( -name '*.map' -o -name '*.d.ts' \) -exec rm -f {} +
 cp "$addon" "$lib/native/build/Release/"
+# Tandem's congestion control (scripts/tandem-cc.sh), where this machine could build it.
+if [ -f native/build/bpf/tandem_cc.bpf.o ]; then
+  mkdir -p "$lib/native/build/bpf"
+  cp native/build/bpf/tandem_cc.bpf.o "$lib/native/build/bpf/"
+fi
 cp tx_proxy rx_proxy bridge-setup.sh "$lib/"
 cp iptables/*.sh "$lib/iptables/"
-cp scripts/tune-box.sh "$lib/scripts/"
+cp scripts/tune-box.sh scripts/tandem-cc.sh "$lib/scripts/"
 for hook in scripts/tune-hook.sh scripts/tune-persist.sh; do
   [ ! -f "$hook" ] || cp "$hook" "$lib/scripts/"
 done

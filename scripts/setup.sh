@@ -34,6 +34,11 @@ have nft || need="$need nftables"
 # promtool (Debian's prometheus package) lints a real scrape in the metrics tests.
 have promtool || need="$need prometheus"
 pkg_missing libnetfilter-queue-dev && need="$need libnetfilter-queue-dev"
+# Tandem's congestion control for the subflows (native/bpf, scripts/tandem-cc.sh): clang
+# compiles it, libbpf-dev has its headers, bpftool reads the kernel's BTF and registers it.
+have clang || need="$need clang"
+have bpftool || need="$need bpftool"
+pkg_missing libbpf-dev && need="$need libbpf-dev"
 if [ "$bench" = true ]; then
   have iperf3 || need="$need iperf3"
   have kcptun-client || need="$need kcptun"
@@ -73,5 +78,10 @@ if [ ! -f node_modules/.package-lock.json ] || [ -n "$(find package-lock.json -n
   npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 fi
 sh scripts/build-native.sh
+# Tandem's congestion control registered for now only (as tcp_bbr above: a registration lasts
+# until reboot; scripts/tune-box.sh registers it on a box, and again at each boot).
+if [ "$(id -u)" -eq 0 ]; then
+  sh scripts/tandem-cc.sh register >&2 || echo "setup: tandem congestion control not registered: subflows use bbr" >&2
+fi
 npm run --silent build
 echo "setup: ready" >&2

@@ -11,12 +11,15 @@
 #     with 100 segments in flight instead of 10, so the first flows do not crawl.
 #   - the tcp_bbr module loaded: trunk.congestion = auto (the default) puts the subflows on bbr
 #     where the kernel offers it, and a stock Debian kernel offers it only once it is loaded.
+#   - Tandem's own congestion control registered (scripts/tandem-cc.sh register, where it was
+#     built): auto prefers it to bbr, since it leaves the rate to the trunk's controller.
 # What survives a reboot:
 #   - the sysctls go to ROOT/etc/sysctl.d/90-tandem.conf (systemd-sysctl loads it at boot);
 #   - tcp_bbr goes to ROOT/etc/modules-load.d/tandem.conf (systemd-modules-load loads it);
 #   - the route (PEER DEV) goes to ROOT/etc/tandem/route-tuning. A route dies with its device,
 #     so tandem-route-tuning@DEV.service (deploy/systemd), bound to the device, runs
-#     `tune-box.sh --routes --dev DEV` each time DEV appears (boot, br0 re-created).
+#     `tune-box.sh --routes --dev DEV` each time DEV appears (boot, br0 re-created);
+#   - the congestion control is registered again by that same --routes run.
 # Usage: scripts/tune-box.sh [--peer ADDRESS] [--dev br0] [--root DIR] [--no-persist]
 #        scripts/tune-box.sh --routes [--dev br0] [--wait SECONDS] [--root DIR]
 #   --root DIR     write the two files under DIR and change nothing on the running system
@@ -77,7 +80,7 @@ while [ $# -gt 0 ]; do
       shift
       ;;
     -h | --help)
-      sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'
+      sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     *) usage_die "unknown argument $1 (see --help)" ;;
@@ -110,9 +113,21 @@ apply_route() {
   ip "$fam" route replace "$1" dev "$2" $ROUTE_OPTS
 }
 
+# register_cc: Tandem's congestion control (scripts/tandem-cc.sh), where it was built; its
+# absence is not an error (the proxies then put the subflows on bbr and say so).
+register_cc() {
+  grep -qw tandem /proc/sys/net/ipv4/tcp_available_congestion_control 2>/dev/null && return 0
+  if err=$(sh "$(dirname "$0")/tandem-cc.sh" register 2>&1 >/dev/null); then
+    echo "$PROG: registered the tandem congestion control"
+  else
+    echo "$PROG: warning: tandem congestion control not registered ($(printf '%s' "$err" | tail -n 1)): the subflows use bbr" >&2
+  fi
+}
+
 # --- --routes: what the unit runs when the device appears ---------------------------------
 if [ "$routes_only" = yes ]; then
   [ "$(id -u)" -eq 0 ] || die "needs root (ip route)"
+  register_cc
   if [ ! -f "$ROUTE_FILE" ]; then
     echo "$PROG: no $ROUTE_FILE: no route to tune"
     exit 0
@@ -163,6 +178,7 @@ if [ -z "$root" ]; then
       echo "$PROG: warning: could not load tcp_bbr: the subflows keep the box's default congestion control" >&2
     fi
   fi
+  register_cc
 fi
 
 # --- persist --------------------------------------------------------------------------------

@@ -3,17 +3,24 @@
  * trunk's edge (trunk/congestion.ts) reads what the kernel offers, asks `chooseCongestion` and
  * sets the answer on every subflow; `status` and the start log print the answer's label.
  *
- * Why bbr by default: each subflow is a TCP connection across the bad link, and a loss-based
- * controller (cubic, the Debian default) halves its window at every random loss, so at 1 % loss
- * and 50 ms a cubic subflow moves a few Mbit/s (Mathis) and eight of them stay far below the
- * link; bbr subflows fill it. A box whose kernel lacks bbr keeps its own default, and says so.
+ * Why not the box's default: each subflow is a TCP connection across the bad link, and a
+ * loss-based controller (cubic, the Debian default) halves its window at every random loss, so
+ * at 1 % loss and 50 ms a cubic subflow moves a few Mbit/s (Mathis) and eight of them stay far
+ * below the link; bbr subflows fill it. Better still is Tandem's own algorithm, `tandem`
+ * (native/bpf/tandem_cc.bpf.c, registered by scripts/tandem-cc.sh), which leaves the rate to
+ * the trunk's rate controller: bbr's own PROBE_RTT and its window clamp after a loss cost a
+ * 600 ms trunk a tenth of its goodput. It has no congestion control of its own, so `auto` takes
+ * it only where the trunk paces the subflows. A box whose kernel has neither keeps its own
+ * default, and says so.
  */
 
-/** `trunk.congestion = auto`: bbr where the kernel has it, else the system default. */
+/** `trunk.congestion = auto`: tandem or bbr where the kernel has them, else the system default. */
 export const CONGESTION_AUTO = 'auto'
 /** `trunk.congestion = system` (or empty): leave every subflow on the system default. */
 export const CONGESTION_SYSTEM = 'system'
-/** What `auto` picks when the kernel offers it. */
+/** What `auto` picks when the kernel offers it and the trunk paces its subflows. */
+export const TANDEM_CONGESTION = 'tandem'
+/** What `auto` picks otherwise, when the kernel offers it. */
 export const PREFERRED_CONGESTION = 'bbr'
 
 /**
@@ -79,9 +86,9 @@ export function parseCongestionList(text: string | undefined): string[] | undefi
  * The subflows' congestion control for `setting` on a kernel described by `system`:
  * - a name: that name (whether the kernel takes it shows per subflow in `status`);
  * - `system` or empty: nothing is set, the subflows keep the system default;
- * - `auto`: bbr when the kernel offers it and this process may set it (it is allowed, or the
- *   process holds CAP_NET_ADMIN, or it is the default already), else the system default, with
- *   the reason in `reason`.
+ * - `auto`: the first of `autoCandidates` the kernel offers and this process may set (it is
+ *   allowed, or the process holds CAP_NET_ADMIN, or it is the default already), else the
+ *   system default, with the reason bbr could not be had in `reason`.
  */
 export function chooseCongestion(
   setting: string,
@@ -102,39 +109,62 @@ export function chooseCongestion(
   if (setting !== CONGESTION_AUTO) {
     return { setting, set: setting, algorithm: setting, source: 'configured', label: setting }
   }
-  const want = PREFERRED_CONGESTION
-  const why = whyUnusable(want, system)
-  if (why === undefined) {
-    return {
-      setting,
-      // Already every socket's default: nothing to set (and nothing that could be refused).
-      set: systemDefault === want ? undefined : want,
-      algorithm: want,
-      source: 'auto',
-      label: `${want} (auto)`
-    }
+  const want = autoCandidates(opts).find((name) => whyUnusable(name, system) === undefined)
+  if (want !== undefined) return autoChoice(setting, want, systemDefault)
+  return autoFallback(
+    setting,
+    systemDefault,
+    whyUnusable(PREFERRED_CONGESTION, system) ?? 'bbr is not usable',
+    opts
+  )
+}
+
+/**
+ * What `auto` tries, best first: tandem only where the trunk paces the subflows (it has no
+ * congestion control of its own), then bbr.
+ */
+export function autoCandidates(opts: ChooseOptions = {}): readonly string[] {
+  return opts.tandemPaces === true
+    ? [TANDEM_CONGESTION, PREFERRED_CONGESTION]
+    : [PREFERRED_CONGESTION]
+}
+
+function autoChoice(
+  setting: string,
+  want: string,
+  systemDefault: string | undefined
+): CongestionChoice {
+  return {
+    setting,
+    // Already every socket's default: nothing to set (and nothing that could be refused).
+    set: systemDefault === want ? undefined : want,
+    algorithm: want,
+    source: 'auto',
+    label: `${want} (auto)`
   }
-  return autoFallback(setting, systemDefault, why, opts)
 }
 
 /**
  * The choice once setting `choice.set` on a subflow failed with `failure` (the error's text):
- * for `auto`, the system default with the reason; a configured name stays what was asked for
- * (the operator chose it; `status` shows what the subflows really run).
+ * for `auto`, the next candidate the kernel offers (bbr after tandem), else the system default,
+ * with the reason; a configured name stays what was asked for (the operator chose it; `status`
+ * shows what the subflows really run).
  */
 export function afterRefusal(
   choice: CongestionChoice,
   failure: string,
-  systemDefault: string | undefined,
+  system: CongestionSystem,
   opts: ChooseOptions = {}
 ): CongestionChoice {
   if (choice.source !== 'auto' || choice.set === undefined) return choice
-  return autoFallback(
-    choice.setting,
-    systemDefault,
-    `setting ${choice.set} on a subflow failed: ${failure}`,
-    opts
-  )
+  const reason = `setting ${choice.set} on a subflow failed: ${failure}`
+  const candidates = autoCandidates(opts)
+  const next = candidates
+    .slice(candidates.indexOf(choice.set) + 1)
+    .find((name) => whyUnusable(name, system) === undefined)
+  if (next !== undefined)
+    return { ...autoChoice(choice.setting, next, system.systemDefault), reason }
+  return autoFallback(choice.setting, system.systemDefault, reason, opts)
 }
 
 function autoFallback(

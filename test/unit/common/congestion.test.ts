@@ -28,6 +28,13 @@ const DEBIAN_WITH_BBR: CongestionSystem = {
   systemDefault: 'cubic',
   netAdmin: true
 }
+/** A box set up by tune-box.sh: bbr loaded and Tandem's congestion control registered. */
+const TUNED_BOX: CongestionSystem = {
+  available: ['reno', 'cubic', 'bbr', 'tandem'],
+  allowed: ['reno', 'cubic'],
+  systemDefault: 'cubic',
+  netAdmin: true
+}
 /** A stock Debian box before tcp_bbr is loaded. */
 const DEBIAN_NO_BBR: CongestionSystem = {
   available: ['reno', 'cubic'],
@@ -146,9 +153,50 @@ describe('chooseCongestion: system and configured names', () => {
   })
 })
 
+describe('chooseCongestion: auto and tandem', () => {
+  it('takes tandem where the kernel offers it and the trunk paces the subflows', () => {
+    const c = chooseCongestion('auto', TUNED_BOX, { tandemPaces: true })
+    assert.deepEqual(
+      { set: c.set, algorithm: c.algorithm, source: c.source, label: c.label },
+      { set: 'tandem', algorithm: 'tandem', source: 'auto', label: 'tandem (auto)' }
+    )
+  })
+
+  it('never takes tandem without the trunk’s pacing (it has no congestion control of its own)', () => {
+    assert.equal(chooseCongestion('auto', TUNED_BOX).set, 'bbr')
+    assert.equal(chooseCongestion('auto', TUNED_BOX, { tandemPaces: false }).set, 'bbr')
+  })
+
+  it('takes bbr where tandem is not registered, or not allowed', () => {
+    assert.equal(
+      chooseCongestion('auto', DEBIAN_WITH_BBR, { tandemPaces: true }).label,
+      'bbr (auto)'
+    )
+    const c = chooseCongestion(
+      'auto',
+      { ...TUNED_BOX, allowed: ['reno', 'cubic', 'bbr'], netAdmin: false },
+      { tandemPaces: true }
+    )
+    assert.equal(c.label, 'bbr (auto)')
+  })
+
+  it('a refused tandem gives bbr, and a refused bbr the system default', () => {
+    const opts = { tandemPaces: true }
+    const first = chooseCongestion('auto', TUNED_BOX, opts)
+    const second = afterRefusal(first, 'ENOENT', TUNED_BOX, opts)
+    assert.equal(second.set, 'bbr')
+    assert.equal(second.source, 'auto')
+    assert.equal(second.reason, 'setting tandem on a subflow failed: ENOENT')
+    const third = afterRefusal(second, 'EPERM', TUNED_BOX, opts)
+    assert.equal(third.set, undefined)
+    assert.equal(third.source, 'auto-fallback')
+    assert.equal(third.algorithm, 'cubic')
+  })
+})
+
 describe('afterRefusal', () => {
   it('auto falls back to the system default with the kernel’s error', () => {
-    const c = afterRefusal(chooseCongestion('auto', DEBIAN_WITH_BBR), 'EPERM', 'cubic')
+    const c = afterRefusal(chooseCongestion('auto', DEBIAN_WITH_BBR), 'EPERM', DEBIAN_WITH_BBR)
     assert.equal(c.set, undefined)
     assert.equal(c.algorithm, 'cubic')
     assert.equal(c.source, 'auto-fallback')
@@ -157,9 +205,9 @@ describe('afterRefusal', () => {
 
   it('a configured name and a fallback stay as they are', () => {
     const configured = chooseCongestion('cubic', DEBIAN_WITH_BBR)
-    assert.equal(afterRefusal(configured, 'ENOENT', 'cubic'), configured)
+    assert.equal(afterRefusal(configured, 'ENOENT', DEBIAN_WITH_BBR), configured)
     const fallback = chooseCongestion('auto', DEBIAN_NO_BBR)
-    assert.equal(afterRefusal(fallback, 'EPERM', 'cubic'), fallback)
+    assert.equal(afterRefusal(fallback, 'EPERM', DEBIAN_NO_BBR), fallback)
   })
 })
 
@@ -249,6 +297,25 @@ describe('SubflowCongestion (the edge, with a fake setter)', () => {
       lines[1] ?? '',
       /^warn subflow congestion control: cubic \(bbr not available.*Operation not permitted/
     )
+  })
+
+  it('a subflow that refuses tandem is put on bbr at once, and so are the next ones', () => {
+    const { log, lines } = recordingLog()
+    const set: [number, string][] = []
+    const cc = new SubflowCongestion('auto', log, TUNED_BOX, { tandemPaces: true }, (fd, name) => {
+      if (name === 'tandem') throw new NativeError('setsockopt(TCP_CONGESTION): No such file', 2)
+      set.push([fd, name])
+    })
+    cc.apply(7)
+    cc.apply(8)
+    assert.deepEqual(set, [
+      [7, 'bbr'],
+      [8, 'bbr']
+    ])
+    assert.equal(cc.current.label, 'bbr (auto)')
+    assert.deepEqual(lines, [
+      'warn subflow congestion control: bbr (auto): setting tandem on a subflow failed: setsockopt(TCP_CONGESTION): No such file'
+    ])
   })
 
   it('a refused configured name is warned about once and still tried', () => {

@@ -36,6 +36,7 @@ describe('usage errors exit 2 in every script', () => {
   it('lists the scripts it checks', () => {
     assert.ok(SCRIPTS.includes('scripts/tune-box.sh'), SCRIPTS.join(' '))
     assert.ok(SCRIPTS.includes('scripts/setup.sh'), SCRIPTS.join(' '))
+    assert.ok(SCRIPTS.includes('scripts/tandem-cc.sh'), SCRIPTS.join(' '))
   })
 
   for (const script of SCRIPTS) {
@@ -58,7 +59,10 @@ describe('usage errors exit 2 in every script', () => {
     ['iptables/apply.sh', ['--family', '5']],
     ['iptables/rules.sh', ['--family', '5']],
     ['scripts/tune-box.sh', ['--peer']],
-    ['scripts/tune-box.sh', ['--peer', 'not an address']]
+    ['scripts/tune-box.sh', ['--peer', 'not an address']],
+    ['scripts/tandem-cc.sh', []],
+    ['scripts/tandem-cc.sh', ['build', 'register']],
+    ['scripts/tandem-cc.sh', ['status', '--object']]
   ]
   for (const [script, args] of missingValue) {
     it(`${script} ${args.join(' ')}: exit 2, one line`, () => {

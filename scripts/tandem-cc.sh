@@ -1,0 +1,118 @@
+#!/bin/sh
+# Tandem's own congestion control for the subflows (native/bpf/tandem_cc.bpf.c): a BPF
+# struct_ops program that leaves the sending rate to the trunk's rate controller. With it
+# registered, trunk.congestion = auto puts the subflows on "tandem"; without it, on bbr.
+# Usage: scripts/tandem-cc.sh build       compile native/build/bpf/tandem_cc.bpf.o (clang,
+#                                         bpftool and the kernel's BTF; not fatal without them)
+#        scripts/tandem-cc.sh register    register it with the kernel (root); nothing to do
+#                                         when the kernel offers "tandem" already
+#        scripts/tandem-cc.sh unregister  remove it (root); sockets on it keep it until closed
+#        scripts/tandem-cc.sh status      say whether the kernel offers it
+#   --object FILE   the compiled program (default native/build/bpf/tandem_cc.bpf.o)
+# A registration lasts until reboot or unregister: scripts/tune-box.sh registers it on a box,
+# and its --routes run (tandem-route-tuning@DEV.service, at boot) registers it again.
+# Exit status: 0 done, 1 failed, 2 usage error, 3 build tools or kernel support missing.
+set -eu
+PROG=tandem-cc.sh
+NAME=tandem
+here=$(cd "$(dirname "$0")/.." && pwd)
+object=$here/native/build/bpf/tandem_cc.bpf.o
+source_file=$here/native/bpf/tandem_cc.bpf.c
+AVAILABLE=/proc/sys/net/ipv4/tcp_available_congestion_control
+BTF=/sys/kernel/btf/vmlinux
+
+usage_die() {
+  echo "$PROG: $*" >&2
+  exit 2
+}
+die() {
+  echo "$PROG: $*" >&2
+  exit 1
+}
+
+cmd=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    build | register | unregister | status)
+      [ -z "$cmd" ] || usage_die "one command at a time (got $cmd and $1)"
+      cmd=$1
+      shift
+      ;;
+    --object)
+      [ $# -ge 2 ] || usage_die "--object needs a file (see --help)"
+      object=$2
+      shift 2
+      ;;
+    -h | --help)
+      sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+      exit 0
+      ;;
+    *) usage_die "unknown argument $1 (see --help)" ;;
+  esac
+done
+[ -n "$cmd" ] || usage_die "a command is needed: build, register, unregister or status (see --help)"
+
+offered() {
+  grep -qw "$NAME" "$AVAILABLE" 2>/dev/null
+}
+
+case $cmd in
+  build)
+    for tool in clang bpftool; do
+      if ! command -v "$tool" >/dev/null 2>&1; then
+        echo "$PROG: not built: $tool is missing (scripts/setup.sh installs it); the subflows will use bbr" >&2
+        exit 3
+      fi
+    done
+    if [ ! -r "$BTF" ]; then
+      echo "$PROG: not built: the kernel has no BTF ($BTF); the subflows will use bbr" >&2
+      exit 3
+    fi
+    out=$(dirname "$object")
+    mkdir -p "$out"
+    bpftool btf dump file "$BTF" format c >"$out/vmlinux.h.tmp"
+    mv "$out/vmlinux.h.tmp" "$out/vmlinux.h"
+    clang -O2 -g -Wall -target bpf -I "$out" -c "$source_file" -o "$object.tmp"
+    mv "$object.tmp" "$object"
+    echo "$PROG: built $object" >&2
+    ;;
+  register)
+    if offered; then
+      echo "$PROG: the kernel offers $NAME already"
+      exit 0
+    fi
+    [ "$(id -u)" -eq 0 ] || die "needs root (bpftool struct_ops register)"
+    command -v bpftool >/dev/null 2>&1 || {
+      echo "$PROG: not registered: bpftool is missing; the subflows will use bbr" >&2
+      exit 3
+    }
+    [ -f "$object" ] || {
+      echo "$PROG: not registered: no $object (run scripts/tandem-cc.sh build); the subflows will use bbr" >&2
+      exit 3
+    }
+    if ! out=$(bpftool struct_ops register "$object" 2>&1); then
+      die "bpftool struct_ops register $object failed: $(printf '%s' "$out" | tail -n 1)"
+    fi
+    offered || die "registered, but $AVAILABLE does not list $NAME"
+    echo "$PROG: registered $NAME (net.ipv4.tcp_available_congestion_control: $(cat "$AVAILABLE"))"
+    ;;
+  unregister)
+    if ! offered; then
+      echo "$PROG: $NAME is not registered"
+      exit 0
+    fi
+    [ "$(id -u)" -eq 0 ] || die "needs root (bpftool struct_ops unregister)"
+    command -v bpftool >/dev/null 2>&1 || die "bpftool is missing"
+    if ! out=$(bpftool struct_ops unregister name "$NAME" 2>&1); then
+      die "bpftool struct_ops unregister name $NAME failed: $(printf '%s' "$out" | tail -n 1)"
+    fi
+    echo "$PROG: unregistered $NAME"
+    ;;
+  status)
+    if offered; then
+      echo "$PROG: the kernel offers $NAME"
+    else
+      echo "$PROG: $NAME is not registered (the subflows use bbr)"
+    fi
+    ;;
+esac
