@@ -34,6 +34,8 @@ import { markdown, type BenchRow, type ShortFlowRow } from './report.js'
 import { shortFlows } from './short-flows.js'
 import {
   runOnce,
+  runTandemSession,
+  type Measured,
   setupMptcp,
   startReceiver,
   systemsFrom,
@@ -67,7 +69,7 @@ function parseArgs(argv: readonly string[]) {
     })
     .option('core', {
       type: 'string',
-      default: 'direct-cubic,direct-bbr,tandem-8-bbr,iperf3-P8-cubic,kcptun,mptcp-4-cubic',
+      default: 'direct-cubic,direct-bbr,tandem-8-unset,iperf3-P8-cubic,kcptun,mptcp-4-cubic',
       describe: 'systems measured --runs times; the others (the subflow sweep) --sweep-runs times'
     })
     .option('sweep-runs', {
@@ -82,7 +84,7 @@ function parseArgs(argv: readonly string[]) {
     .option('systems', {
       type: 'string',
       describe:
-        "comma-separated systems: direct-{cubic,bbr}, tandem-N-{bbr,cubic,unset}[-cubic-boxes][-fNk] (unset: no trunk.congestion; -cubic-boxes: both boxes default to cubic), iperf3-P8-{cubic,bbr}, kcptun, mptcp-4-{cubic,bbr}; 'none' for no bulk transfers"
+        "comma-separated systems: direct-{cubic,bbr}, tandem-N-{bbr,cubic,tandem,unset}[-cubic-boxes][-fNk] (unset: no trunk.congestion; -cubic-boxes: both boxes default to cubic), iperf3-P8-{cubic,bbr}, kcptun, mptcp-4-{cubic,bbr}; 'none' for no bulk transfers"
     })
     .option('short', { type: 'boolean', default: true, describe: 'also time short flows' })
     .option('short-congestion', {
@@ -132,8 +134,8 @@ function planFrom(args: ReturnType<typeof parseArgs>): BenchPlan {
   const quick = args.quick
   const runs = args.runs ?? (quick ? 1 : 3)
   const defaultSystems = quick
-    ? 'direct-cubic,direct-bbr,tandem-8-bbr,tandem-8-cubic,iperf3-P8-cubic,kcptun,mptcp-4-cubic'
-    : 'direct-cubic,direct-bbr,tandem-1-bbr,tandem-2-bbr,tandem-4-bbr,tandem-8-bbr,tandem-16-bbr,tandem-1-cubic,tandem-2-cubic,tandem-4-cubic,tandem-8-cubic,tandem-16-cubic,iperf3-P8-cubic,kcptun,mptcp-4-cubic'
+    ? 'direct-cubic,direct-bbr,tandem-8-unset,tandem-8-bbr,iperf3-P8-cubic,kcptun,mptcp-4-cubic'
+    : 'direct-cubic,direct-bbr,tandem-8-unset,tandem-8-unset-cubic-boxes,tandem-1-bbr,tandem-2-bbr,tandem-4-bbr,tandem-8-bbr,tandem-16-bbr,tandem-1-cubic,tandem-2-cubic,tandem-4-cubic,tandem-8-cubic,tandem-16-cubic,iperf3-P8-cubic,kcptun,mptcp-4-cubic'
   return {
     quick,
     rtts: (args.rtt ?? (quick ? '50' : '50,200,600')).split(',').map(Number),
@@ -206,14 +208,26 @@ async function measureSystem(
   const cpu: { tx: number; rx: number }[] = []
   const trunk: TrunkFigures[] = []
   let note: string | undefined
-  for (let i = 0; i < runs; i++) {
-    try {
-      const r = await runOnce(bed, receivers, sys, seconds)
-      samples.push(r.mbit)
-      if (r.cpu !== undefined) cpu.push(r.cpu)
-      if (r.trunk !== undefined) trunk.push(r.trunk)
-    } catch (err) {
-      note = errorMessage(err).slice(0, 80)
+  let cold: number | undefined
+  const add = (r: Measured): void => {
+    samples.push(r.mbit)
+    if (r.cpu !== undefined) cpu.push(r.cpu)
+    if (r.trunk !== undefined) trunk.push(r.trunk)
+  }
+  if (sys.kind === 'tandem') {
+    // One pair per row and link: its first flow meets a cold trunk (reported apart), the
+    // measured ones the warm trunk a deployed pair gives every flow after its first.
+    const r = await runTandemSession(bed, receivers, sys, seconds, runs)
+    cold = r.cold?.mbit
+    r.warm.forEach(add)
+    if (r.error !== undefined) note = r.error.slice(0, 80)
+  } else {
+    for (let i = 0; i < runs; i++) {
+      try {
+        add(await runOnce(bed, receivers, sys, seconds))
+      } catch (err) {
+        note = errorMessage(err).slice(0, 80)
+      }
     }
   }
   const g = samples.length > 0 ? median(samples) : undefined
@@ -222,13 +236,15 @@ async function measureSystem(
     figures.retransPercent === undefined
       ? ''
       : `  retrans ${figures.retransPercent.toFixed(2)} %, subflow rtt ${figures.subflowRttMs?.toFixed(0) ?? '?'} ms, ${figures.congestion ?? '?'} [${figures.subflowCongestion?.join(',') ?? ''}]`
+  const coldNote = cold !== undefined ? `  first flow (cold trunk) ${cold.toFixed(1)}` : ''
   process.stderr.write(
-    `   ${sys.name.padEnd(18)} ${g === undefined ? (note !== undefined ? `failed: ${note}` : 'failed') : `${g.toFixed(1)} Mbit/s`}  [${samples.map((x) => x.toFixed(1)).join(', ')}]${trunkNote}\n`
+    `   ${sys.name.padEnd(18)} ${g === undefined ? (note !== undefined ? `failed: ${note}` : 'failed') : `${g.toFixed(1)} Mbit/s`}  [${samples.map((x) => x.toFixed(1)).join(', ')}]${trunkNote}${coldNote}\n`
   )
   return {
     ...base,
     goodputMbit: g,
     runs: samples,
+    ...(cold !== undefined ? { coldGoodputMbit: cold } : {}),
     ...figures,
     ...(cpu.length > 0
       ? {
@@ -393,7 +409,7 @@ function metaLine(plan: BenchPlan, started: Date, given: readonly string[]): str
   const bulk =
     plan.systems.length === 0
       ? 'no bulk transfers'
-      : `bulk transfers of ${secondsList}, goodput counted at the receiver; ${plan.runs} run(s) per cell (median) for ${[...plan.core].join(', ')}, ${plan.sweepRuns} for the others`
+      : `bulk transfers of ${secondsList}, goodput counted at the receiver; Tandem rows: one pair per link, its first flow on a cold trunk reported apart, the measured flows on the warm trunk it left; ${plan.runs} run(s) per cell (median) for ${[...plan.core].join(', ')}, ${plan.sweepRuns} for the others`
   const commandArgs = given.length > 0 ? ` -- ${given.join(' ')}` : ''
   return `Tandem benchmark, ${started.toISOString()}, ${plan.quick ? 'quick mode' : 'full mode'}: ${bulk}; command: npm run bench${commandArgs}`
 }

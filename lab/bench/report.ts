@@ -10,6 +10,11 @@ export interface BenchRow {
   /** Median goodput, Mbit/s; undefined when the system could not run. */
   readonly goodputMbit: number | undefined
   readonly runs: readonly number[]
+  /**
+   * Tandem: the goodput of the pair's first flow, on a cold trunk (nothing learned yet); the
+   * runs above are the flows after it, on the warm trunk.
+   */
+  readonly coldGoodputMbit?: number
   /** CPU seconds per GB moved, both proxies (Tandem: tx_proxy + rx_proxy; kcptun: client + server). */
   readonly cpuSecondsPerGB?: number
   /** The same for the sending-side proxy (tx_proxy, kcptun client) alone. */
@@ -101,14 +106,14 @@ export function markdown(
 export function trunkTable(rows: readonly BenchRow[]): string {
   const withTrunk = rows.filter((r) => r.retransPercent !== undefined)
   if (withTrunk.length === 0) return ''
-  let out = `\nTandem's subflows (tx_proxy's status --json, TCP_INFO): retransmitted share of the bytes they sent, and their RTT under full load (median near the end of the run) against the path's RTT:\n\n| system | link | goodput | retransmitted | subflow RTT under load | congestion control |\n|---|---|---:|---:|---:|---|\n`
+  let out = `\nTandem's subflows (tx_proxy's status --json, TCP_INFO): retransmitted share of the bytes they sent, and their RTT under full load (median near the end of the run) against the path's RTT:\n\n| system | link | goodput | first flow (cold trunk) | retransmitted | subflow RTT under load | congestion control |\n|---|---|---:|---:|---:|---:|---|\n`
   for (const r of withTrunk) {
     const rtt =
       r.subflowRttMs === undefined
         ? '–'
         : `${r.subflowRttMs.toFixed(0)} ms${r.rttMs > 0 ? ` (${(r.subflowRttMs / r.rttMs).toFixed(2)}×)` : ''}`
     const cc = `${r.congestion ?? '?'}; subflows ran ${r.subflowCongestion?.join(', ') ?? '?'}`
-    out += `| ${r.system} | ${r.rttMs} ms, ${r.lossPercent} % | ${r.goodputMbit?.toFixed(1) ?? '–'} | ${(r.retransPercent ?? 0).toFixed(2)} % | ${rtt} | ${cc} |\n`
+    out += `| ${r.system} | ${r.rttMs} ms, ${r.lossPercent} % | ${r.goodputMbit?.toFixed(1) ?? '–'} | ${r.coldGoodputMbit?.toFixed(1) ?? '–'} | ${(r.retransPercent ?? 0).toFixed(2)} % | ${rtt} | ${cc} |\n`
   }
   return out
 }

@@ -2,6 +2,7 @@
  * The systems the benchmark compares and one bulk transfer of each over the impaired testbed:
  * direct TCP, Tandem, iperf3 -P 8, kcptun and kernel MPTCP, with the proxies' CPU per GB.
  */
+import { errorMessage } from '../../src/common/errors.js'
 import { readFileSync, writeFileSync } from 'node:fs'
 
 import { queryStatus, type ProxyStatus } from '../../src/app/control.js'
@@ -24,7 +25,7 @@ export interface SystemSpec {
    * The congestion control of the system's connections; for Tandem, `trunk.congestion`, where
    * `unset` leaves the key out of network.conf (what an operator who never heard of it runs).
    */
-  readonly congestion: 'cubic' | 'bbr' | 'unset'
+  readonly congestion: 'cubic' | 'bbr' | 'unset' | 'tandem'
   /**
    * Tandem only: the boxes' own default congestion control (net.ipv4.tcp_congestion_control
    * in the tx and rx namespaces) for this run, as on a stock Debian box; default: the testbed's.
@@ -77,12 +78,12 @@ export function systemsFrom(list: string): SystemSpec[] {
     // tandem-8-bbr, tandem-8-cubic-f16k (frame payload), tandem-8-bbr-link (link_rate set);
     // tandem-8-unset: no trunk.congestion in network.conf; tandem-8-unset-cubic-boxes: the same
     // on boxes whose default congestion control is cubic.
-    m = /^tandem-(\d+)-(cubic|bbr|unset)(-cubic-boxes)?(?:-f(\d+k))?(-link)?$/.exec(name)
+    m = /^tandem-(\d+)-(cubic|bbr|unset|tandem)(-cubic-boxes)?(?:-f(\d+k))?(-link)?$/.exec(name)
     if (m)
       return {
         name,
         kind: 'tandem',
-        congestion: m[2] as 'cubic' | 'bbr' | 'unset',
+        congestion: m[2] as 'cubic' | 'bbr' | 'unset' | 'tandem',
         subflows: Number(m[1]),
         ...(m[3] !== undefined ? { boxCongestion: 'cubic' as const } : {}),
         ...(m[4] !== undefined ? { framePayload: m[4].replace('k', 'KiB') } : {}),
@@ -219,6 +220,10 @@ async function withTrunkFigures(
   seconds: number,
   transfer: () => Promise<{ mbit: number; cpu?: { tx: number; rx: number } }>
 ): Promise<Measured> {
+  // The counters are the subflows' lives: a warm trunk carried earlier runs.
+  const before = upSubflows(await queryStatus(control, 3000).catch(() => undefined))
+  const sentBefore = before.reduce((a, f) => a + (f.tcpBytesSent ?? 0), 0)
+  const retransBefore = before.reduce((a, f) => a + (f.tcpBytesRetrans ?? 0), 0)
   const t0 = performance.now()
   const from = rttMs + RTT_WINDOW_FROM * seconds * 1000
   const to = rttMs + seconds * 1000
@@ -243,9 +248,9 @@ async function withTrunkFigures(
   }
   const end = await queryStatus(control, 3000).catch(() => undefined)
   const subflows = upSubflows(end)
-  const sent = subflows.reduce((a, f) => a + (f.tcpBytesSent ?? 0), 0)
-  const retrans = subflows.reduce((a, f) => a + (f.tcpBytesRetrans ?? 0), 0)
-  if (end === undefined || sent === 0) return measured
+  const sent = subflows.reduce((a, f) => a + (f.tcpBytesSent ?? 0), 0) - sentBefore
+  const retrans = subflows.reduce((a, f) => a + (f.tcpBytesRetrans ?? 0), 0) - retransBefore
+  if (end === undefined || sent <= 0) return measured
   return {
     ...measured,
     trunk: {
@@ -297,23 +302,19 @@ async function withBoxCongestion<T>(
   }
 }
 
-/** Tandem: proxies started for this run, a stream through them, CPU of both proxies. */
-async function runTandem(
-  bed: ImpairedTestbed,
-  receivers: Receivers,
-  sys: SystemSpec,
-  seconds: number
-): Promise<Measured> {
+/** Tandem's network.conf for a bench row on `bed`. */
+function tandemConfig(bed: ImpairedTestbed, sys: SystemSpec): string {
   const bdp =
     ((bed.link.rateMbit > 0 ? bed.link.rateMbit : 1000) *
       1e6 *
       Math.max(0.05, bed.link.rttMs / 1000)) /
     8
-  const conf = bed.config(sys.name, {
+  const configured = sys.congestion !== 'unset'
+  return bed.config(sys.name, {
     'tx_proxy.subflows': String(sys.subflows ?? 8),
-    ...(sys.congestion !== 'unset' ? { 'trunk.congestion': sys.congestion } : {}),
+    ...(configured ? { 'trunk.congestion': sys.congestion } : {}),
     // The README's advice for long links (8 BDPs of credit); an unconfigured row takes none of it.
-    ...(sys.congestion !== 'unset'
+    ...(configured
       ? { 'limits.max_flow_window_bytes': String(Math.max(32 * 1048576, Math.ceil(8 * bdp))) }
       : {}),
     'security.encrypt': sys.plain === true ? 'false' : 'true',
@@ -323,24 +324,77 @@ async function runTandem(
       ? { 'trunk.link_rate': `${bed.link.rateMbit}mbit` }
       : {})
   })
-  const run = async (): Promise<Measured> => {
+}
+
+/** Tandem: proxies started for this run, a stream through them, CPU of both proxies. */
+async function runTandem(
+  bed: ImpairedTestbed,
+  receivers: Receivers,
+  sys: SystemSpec,
+  seconds: number
+): Promise<Measured> {
+  const r = await runTandemSession(bed, receivers, sys, seconds, 0)
+  if (r.cold === undefined) throw new Error(r.error ?? 'Tandem run failed')
+  return r.cold
+}
+
+/** What one Tandem pair measured on one link: its first flow, then the flows after it. */
+export interface TandemSession {
+  /** The first transfer, on a cold trunk (no rate learned yet); undefined when it failed. */
+  readonly cold: Measured | undefined
+  /** The transfers after it, on the warm trunk the first one left. */
+  readonly warm: readonly Measured[]
+  /** The last failure's message, if any. */
+  readonly error?: string
+}
+
+/**
+ * One Tandem pair, started once, carrying `1 + warmRuns` transfers one after the other: the
+ * first on a cold trunk (the pair just started, nothing learned), then `warmRuns` on the warm
+ * trunk, as every flow after the first meets it on a deployed pair (its proxies run for days
+ * and keep the rate they learned). Each transfer has its own CPU and trunk figures.
+ */
+export async function runTandemSession(
+  bed: ImpairedTestbed,
+  receivers: Receivers,
+  sys: SystemSpec,
+  seconds: number,
+  warmRuns: number
+): Promise<TandemSession> {
+  const conf = tandemConfig(bed, sys)
+  const session = async (): Promise<TandemSession> => {
     const { tx, rx } = await bed.startProxies(conf, sys.subflows ?? 8)
-    try {
-      return await withTrunkFigures(
-        bed.controlSocket(sys.name, 'tx'),
-        bed.link.rttMs,
-        seconds,
-        () =>
-          withCpu(tx, rx, seconds, () =>
-            streamGoodput(bed, receivers.main, A.dst.v4, 5201, seconds, 'cubic')
-          )
+    const one = (): Promise<Measured> =>
+      withTrunkFigures(bed.controlSocket(sys.name, 'tx'), bed.link.rttMs, seconds, () =>
+        withCpu(tx, rx, seconds, () =>
+          streamGoodput(bed, receivers.main, A.dst.v4, 5201, seconds, 'cubic')
+        )
       )
+    let cold: Measured | undefined
+    const warm: Measured[] = []
+    let error: string | undefined
+    try {
+      try {
+        cold = await one()
+      } catch (err) {
+        error = errorMessage(err)
+      }
+      for (let i = 0; i < warmRuns; i++) {
+        try {
+          warm.push(await one())
+        } catch (err) {
+          error = errorMessage(err)
+        }
+      }
     } finally {
       await tx.stop()
       await rx.stop()
     }
+    return { cold, warm, ...(error !== undefined ? { error } : {}) }
   }
-  return sys.boxCongestion !== undefined ? withBoxCongestion(bed, sys.boxCongestion, run) : run()
+  return sys.boxCongestion !== undefined
+    ? withBoxCongestion(bed, sys.boxCongestion, session)
+    : session()
 }
 
 /** iperf3 -P 8 from src to dst, its own server (goodput as iperf3 counts it at the receiver). */

@@ -134,7 +134,23 @@ export const STARTUP_EXIT_RTT_RATIO = 1.25
  * body): on a short path (a LAN, loopback) the BDP is a few kilobytes, and a cap below a frame
  * per subflow would let one frame out at a time, like BBR's floor of four packets of cwnd.
  */
-export const MIN_INFLIGHT_PER_SUBFLOW_BYTES = 256 * 1024
+export const MIN_INFLIGHT_PER_SUBFLOW_BYTES = 64 * 1024
+
+/**
+ * A subflow whose congestion window is at most this many segments sends next to nothing: BBR
+ * holds its cwnd at 4 in PROBE_RTT, for 200 ms and a round trip once its in-flight drained
+ * (about a second at 600 ms), whenever its min RTT went 10 s without a lower sample, which on a
+ * loaded trunk is every 10 s; an RTO drops any cwnd to 1. Its share of the pace goes to the
+ * others meanwhile (`split`): paced at rate/N each, the other N-1 could not carry the rate, and
+ * subflows that entered PROBE_RTT together (they were all last refreshed by one idle spell)
+ * took the trunk from 97 Mbit/s to 30 for a second and a half on a 600 ms link.
+ */
+export const COLLAPSED_CWND_SEGMENTS = 4
+
+/** True when a subflow's congestion window says it can send next to nothing (0: unknown). */
+export function cwndCollapsed(cwndSegments: number | undefined): boolean {
+  return cwndSegments !== undefined && cwndSegments > 0 && cwndSegments <= COLLAPSED_CWND_SEGMENTS
+}
 
 /**
  * Samples below this rate are ignored by the max filter, in bytes per second: an idle subflow
@@ -164,6 +180,8 @@ export interface SubflowRateSample {
   readonly receivedBytes: number
   /** Bytes written to the subflow and not sent yet (user space and kernel), in bytes. */
   readonly unsentBytes: number
+  /** Congestion window (tcpi_snd_cwnd), segments; undefined or 0 when unknown. */
+  readonly cwndSegments?: number
 }
 
 /** Settings of a controller. */
@@ -522,11 +540,16 @@ export class RateController {
  * backlogged, each at rate/N). When only part of the trunk is busy the idle subflows' shares go
  * unused; the scheduler then spreads even one flow over several subflows, because each paced
  * socket backs up (TCP_NOTSENT_LOWAT) and stops taking frames.
- * Rounded down, so the sum never exceeds the rate (a rate is at least 1 byte/s per subflow:
- * config allows no link rate that small, and learned rates below the idle floor are ignored).
+ * Subflows whose cwnd collapsed (COLLAPSED_CWND_SEGMENTS: PROBE_RTT, an RTO) take no share:
+ * the rate is split over the others, and a collapsed subflow is paced like them, so it sends at
+ * their pace when its window comes back (the next sample splits evenly again).
+ * Rounded down, so the sum over the subflows that can send never exceeds the rate (a rate is at
+ * least 1 byte/s per subflow: config allows no link rate that small, and learned rates below
+ * the idle floor are ignored).
  */
 function split(rate: number, list: readonly SubflowRateSample[]): SubflowPacing[] {
   if (rate <= 0) return list.map((s) => ({ id: s.id, pacingBytesPerSec: 0 }))
-  const share = Math.max(1, Math.floor(rate / list.length))
+  const sending = list.filter((s) => !cwndCollapsed(s.cwndSegments)).length
+  const share = Math.max(1, Math.floor(rate / (sending > 0 ? sending : list.length)))
   return list.map((s) => ({ id: s.id, pacingBytesPerSec: share }))
 }

@@ -43,6 +43,8 @@ export interface TcpRateFigures {
   readonly retransmits: number
   /** Bytes written and not yet sent by the kernel (tcpi_notsent_bytes). */
   readonly notsentBytes: number
+  /** tcpi_snd_cwnd, segments. */
+  readonly cwndSegments: number
 }
 
 /** What the loop does to sockets; the runtime passes the native one, tests a fake. */
@@ -120,6 +122,7 @@ export class RateLoop implements SendGate {
       const deliveredBefore = this.lastDelivered.get(s) ?? f.deliveredBytes
       this.lastDelivered.set(s, f.deliveredBytes)
       live.push(s)
+      s.noteTcp(f.srttMs, f.cwndSegments)
       samples.push({
         id: s.id,
         pathId: s.pathId,
@@ -130,7 +133,8 @@ export class RateLoop implements SendGate {
         inFlightBytes: f.unackedBytes,
         retransmits: f.retransmits,
         receivedBytes: s.bytesReceived - before,
-        unsentBytes: f.notsentBytes + s.queuedBytes
+        unsentBytes: f.notsentBytes + s.queuedBytes,
+        cwndSegments: f.cwndSegments
       })
     }
     const state = this.controller.onSample(now, samples)

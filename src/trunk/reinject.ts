@@ -9,6 +9,7 @@
  */
 import type { Counters } from '../common/counters.js'
 import type { Flow } from '../core/flow.js'
+import { cwndCollapsed } from '../core/rate-controller.js'
 import type { Subflow } from './subflow.js'
 import { Ticker } from './ticker.js'
 
@@ -37,14 +38,27 @@ export interface ReinjectorOptions {
   readonly counters: Counters
 }
 
-/** How long a head frame may wait on `carrier` before it is reinjected, in ms. */
-export function reinjectAfterMs(carrierSrttMs: number, fastestSrttMs: number): number {
+/**
+ * How long a head frame may wait on its carrier before it is reinjected, in ms: by default
+ * REINJECT_RTT_FACTOR round trips of the carrier's PING (which already include the queues and
+ * the carrier's own loss recoveries, so a normal fast retransmission is not second-guessed).
+ * When the carrier's cwnd collapsed (`collapsedTcpSrttMs` > 0: PROBE_RTT, an RTO), one round
+ * trip of its TCP: the frame was due by then, and the carrier will send next to nothing, its
+ * retransmissions included, for about another round trip.
+ */
+export function reinjectAfterMs(
+  carrierSrttMs: number,
+  fastestSrttMs: number,
+  collapsedTcpSrttMs = 0
+): number {
+  if (collapsedTcpSrttMs > 0) return collapsedTcpSrttMs + REINJECT_SLACK_MS
   const rtt = carrierSrttMs > 0 ? carrierSrttMs : fastestSrttMs
   return REINJECT_RTT_FACTOR * rtt + REINJECT_SLACK_MS
 }
 
 /**
- * The subflow to reinject on: not the carrier, with room in its queue, the lowest RTT first
+ * The subflow to reinject on: not the carrier, not one whose cwnd collapsed, with room in its
+ * queue, the lowest RTT first
  * (the copy should arrive soonest), then the emptiest queue.
  */
 export function reinjectTarget(
@@ -54,7 +68,7 @@ export function reinjectTarget(
 ): Subflow | undefined {
   let best: Subflow | undefined
   for (const s of subflows) {
-    if (s.id === carrier || s.isClosed) continue
+    if (s.id === carrier || s.isClosed || cwndCollapsed(s.cwndSegments)) continue
     if (s.queuedBytes > TARGET_QUEUE_FACTOR * queueLimitBytes) continue
     if (
       best === undefined ||
@@ -89,7 +103,9 @@ export class Reinjector {
       const head = flow.stalledHead()
       if (head === undefined) continue
       const carrier = subs.find((s) => s.id === head.subflow)
-      if (head.waitedMs < reinjectAfterMs(carrier?.srttMs ?? 0, fastest)) continue
+      const collapsedRtt =
+        carrier !== undefined && cwndCollapsed(carrier.cwndSegments) ? carrier.tcpSrttMs : 0
+      if (head.waitedMs < reinjectAfterMs(carrier?.srttMs ?? 0, fastest, collapsedRtt)) continue
       const to = reinjectTarget(head.subflow, subs, this.opts.queueLimitBytes)
       if (to === undefined) continue
       const d = flow.reinjectHead(to.id)

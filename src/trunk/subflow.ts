@@ -55,7 +55,12 @@ export class Subflow {
   readonly id: number
   readonly index: number
   readonly pathId: number
+  /** Round-trip time of PING to PONG through the whole subflow (queues, TCP recovery), ms. */
   srttMs = 0
+  /** The kernel's smoothed RTT of the socket (tcpi_rtt), ms; 0 until the rate loop read it. */
+  tcpSrttMs = 0
+  /** The socket's congestion window (tcpi_snd_cwnd), segments; 0 until the rate loop read it. */
+  cwndSegments = 0
   /** Delivery rate from TCP_INFO, bytes per second; 0 until sampled. */
   rateBytesPerSec = 0
   readonly weight: number
@@ -184,6 +189,12 @@ export class Subflow {
     this.pinger.stop()
     if (!this.socket.destroyed) this.socket.resetAndDestroy()
     this.events.onClosed(this, why, error)
+  }
+
+  /** Record what the rate loop read from TCP_INFO. */
+  noteTcp(srttMs: number, cwndSegments: number): void {
+    this.tcpSrttMs = srttMs
+    this.cwndSegments = cwndSegments
   }
 
   /** Record a PONG. */

@@ -114,7 +114,8 @@ export const nativeRateProbe: RateProbe = {
       // it overstated the link by half.
       deliveredBytes: i.delivered * i.sndMss,
       retransmits: i.totalRetrans,
-      notsentBytes: i.notsentBytes
+      notsentBytes: i.notsentBytes,
+      cwndSegments: i.sndCwnd
     }
   },
   setPacing(socket, bytesPerSec) {

@@ -10,6 +10,7 @@ import {
   INFLIGHT_MARGIN,
   LINK_PAYLOAD_SHARE,
   MIN_INFLIGHT_PER_SUBFLOW_BYTES,
+  cwndCollapsed,
   MIN_RTT_WINDOW_MS,
   PACING_HEADROOM,
   RATE_WINDOW_MS,
@@ -37,6 +38,8 @@ interface Link {
   /** Bytes per second received from the peer (split evenly). */
   readonly receivedPerSec?: number
   readonly inFlightPerSubflow?: number
+  /** Ids of subflows whose cwnd collapsed to 4 segments (PROBE_RTT); the others have 1000. */
+  readonly collapsed?: readonly number[]
 }
 
 /** Feed `ms` of sample rounds of `link` to `c`; returns the last decision. */
@@ -60,7 +63,8 @@ function run(c: RateController, clock: FakeClock, link: Link, ms: number) {
           inFlightBytes: link.inFlightPerSubflow ?? 0,
           retransmits: 0,
           receivedBytes: ((link.receivedPerSec ?? 0) / n) * (STEP_MS / 1000),
-          unsentBytes: link.unsentPerSubflow ?? 64 * 1024
+          unsentBytes: link.unsentPerSubflow ?? 64 * 1024,
+          cwndSegments: link.collapsed?.includes(id - 1) === true ? 4 : 1000
         })
       }
     })
@@ -221,6 +225,38 @@ describe('rate controller', () => {
       [38 * MBIT, 38 * MBIT, 19 * MBIT, 19 * MBIT, 19 * MBIT, 19 * MBIT]
     )
     assert.equal(s.targetBytesPerSec, 152 * MBIT)
+  })
+
+  it('a subflow whose cwnd collapsed (PROBE_RTT, an RTO) takes no share: the others carry the rate', () => {
+    const clock = new FakeClock()
+    const c = new RateController({ linkRateBytesPerSec: 80 * MBIT })
+    // Subflows 1 and 2 in PROBE_RTT: 76 Mbit/s of payload over the other two.
+    let s = run(c, clock, { deliveredPerSec: 0, rttMs: 50, collapsed: [1, 2] }, STEP_MS)
+    assert.deepEqual(
+      s.subflows.map((p) => p.pacingBytesPerSec),
+      [38 * MBIT, 38 * MBIT, 38 * MBIT, 38 * MBIT]
+    )
+    // Back from PROBE_RTT: an even split again.
+    s = run(c, clock, { deliveredPerSec: 0, rttMs: 50 }, STEP_MS)
+    assert.ok(s.subflows.every((p) => p.pacingBytesPerSec === 19 * MBIT))
+    // All collapsed (an outage): still an even split, nothing is divided by zero.
+    s = run(c, clock, { deliveredPerSec: 0, rttMs: 50, collapsed: [1, 2, 3, 4] }, STEP_MS)
+    assert.ok(s.subflows.every((p) => p.pacingBytesPerSec === 19 * MBIT))
+    assert.equal(cwndCollapsed(4), true)
+    assert.equal(cwndCollapsed(1), true)
+    assert.equal(cwndCollapsed(5), false)
+    assert.equal(cwndCollapsed(0), false) // unknown
+    assert.equal(cwndCollapsed(undefined), false)
+  })
+
+  it('a 50 ms path with eight subflows: the cap is the BDP and its margin, not the per-subflow floor', () => {
+    const clock = new FakeClock()
+    // 100 Mbit/s at 50 ms: a BDP of 594 KB, less than eight frame-sized floors of 256 KiB
+    // (the floor once was), which kept a standing queue of two BDPs at the bottleneck.
+    const c = new RateController({ linkRateBytesPerSec: 100 * MBIT })
+    const s = run(c, clock, { deliveredPerSec: 95 * MBIT, rttMs: 50, paths: [8] }, 1000)
+    assert.equal(s.inflightCapBytes, Math.ceil(1.25 * s.bdpBytes))
+    assert.ok(s.inflightCapBytes > 8 * MIN_INFLIGHT_PER_SUBFLOW_BYTES)
   })
 
   it('min RTT: a lower sample wins at once, a higher one only after the old minimum leaves the window', () => {

@@ -147,6 +147,12 @@ describe('Reinjector: when and where', () => {
     assert.equal(reinjectAfterMs(0, 100), 170) // no sample yet: the fastest subflow's
   })
 
+  it('a carrier whose cwnd collapsed (PROBE_RTT, an RTO): one round trip of its TCP', () => {
+    // PING round trip 1500 ms (queues, recovery), TCP's own 700 ms: 720, not 2270.
+    assert.equal(reinjectAfterMs(1500, 600, 700), 720)
+    assert.equal(reinjectAfterMs(1500, 600, 0), 2270)
+  })
+
   it('picks another subflow with room, the fastest first, then the emptiest', () => {
     const sub = (id: number, srttMs: number, queuedBytes: number): Subflow =>
       ({ id, srttMs, queuedBytes, isClosed: false }) as unknown as Subflow
@@ -154,5 +160,13 @@ describe('Reinjector: when and where', () => {
     assert.equal(reinjectTarget(1, subs, 65536)?.id, 3) // 4 is full, 1 is the carrier
     assert.equal(reinjectTarget(3, subs, 65536)?.id, 1)
     assert.equal(reinjectTarget(1, [sub(1, 100, 0)], 65536), undefined)
+  })
+
+  it('never picks a subflow whose cwnd collapsed', () => {
+    const sub = (id: number, srttMs: number, cwndSegments: number): Subflow =>
+      ({ id, srttMs, cwndSegments, queuedBytes: 0, isClosed: false }) as unknown as Subflow
+    const subs = [sub(1, 100, 2000), sub(2, 50, 4), sub(3, 80, 1)]
+    assert.equal(reinjectTarget(3, subs, 65536)?.id, 1) // 2 is faster but in PROBE_RTT
+    assert.equal(reinjectTarget(1, subs, 65536), undefined)
   })
 })
