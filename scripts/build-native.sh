@@ -52,7 +52,8 @@ fi
 node "$NODE_GYP" rebuild --loglevel=warn --directory native "$@"
 echo "build-native: built native/build/Release/tandem_native.node" >&2
 # Tandem's congestion control for the subflows (BPF): not fatal when the machine cannot build
-# it (no clang, bpftool or kernel BTF: exit 3, and the subflows use bbr); a failed compile is.
+# it (no clang, bpftool or kernel BTF: exit 3; only trunk.congestion = tandem needs it); a failed
+# compile is.
 status=0
 sh scripts/tandem-cc.sh build || status=$?
 [ "$status" -eq 0 ] || [ "$status" -eq 3 ] || exit "$status"

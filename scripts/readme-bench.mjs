@@ -27,11 +27,14 @@ const pretty = (system) => {
   let m = /^direct-(\w+)$/.exec(system)
   if (m) return `direct TCP, ${m[1]}`
   m = /^tandem-(\d+)-unset(-cubic-boxes)?$/.exec(system)
-  if (m) return `Tandem, ${m[1]} subflows, unconfigured${m[2] ? ', boxes defaulting to cubic' : ''}`
+  if (m) {
+    if (system === 'tandem-8-unset') return '**Tandem, 8 subflows, default configuration**'
+    return `Tandem, ${m[1]} subflows, unconfigured${m[2] ? ', boxes defaulting to cubic' : ''}`
+  }
   m = /^tandem-(\d+)-(\w+)$/.exec(system)
   if (m) {
     const name = `Tandem, ${m[1]} ${m[2]} subflow${m[1] === '1' ? '' : 's'}`
-    return system === 'tandem-8-bbr' ? `**${name}**` : name
+    return name
   }
   m = /^tandem-(\d+)-(\w+) \(warm trunk\)$/.exec(system)
   if (m) return `Tandem, ${m[1]} ${m[2]} subflows (warm trunk)`

@@ -81,7 +81,7 @@ sh scripts/build-native.sh
 # Tandem's congestion control registered for now only (as tcp_bbr above: a registration lasts
 # until reboot; scripts/tune-box.sh registers it on a box, and again at each boot).
 if [ "$(id -u)" -eq 0 ]; then
-  sh scripts/tandem-cc.sh register >&2 || echo "setup: tandem congestion control not registered: subflows use bbr" >&2
+  sh scripts/tandem-cc.sh register >&2 || echo "setup: tandem congestion control not registered (only trunk.congestion = tandem needs it)" >&2
 fi
 npm run --silent build
 echo "setup: ready" >&2

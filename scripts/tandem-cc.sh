@@ -1,7 +1,7 @@
 #!/bin/sh
 # Tandem's own congestion control for the subflows (native/bpf/tandem_cc.bpf.c): a BPF
-# struct_ops program that leaves the sending rate to the trunk's rate controller. With it
-# registered, trunk.congestion = auto puts the subflows on "tandem"; without it, on bbr.
+# struct_ops program that leaves the sending rate to the trunk's rate controller. Registered,
+# it is what trunk.congestion = tandem sets (opt-in; auto keeps bbr).
 # Usage: scripts/tandem-cc.sh build       compile native/build/bpf/tandem_cc.bpf.o (clang,
 #                                         bpftool and the kernel's BTF; not fatal without them)
 #        scripts/tandem-cc.sh register    register it with the kernel (root); nothing to do
@@ -60,12 +60,12 @@ case $cmd in
   build)
     for tool in clang bpftool; do
       if ! command -v "$tool" >/dev/null 2>&1; then
-        echo "$PROG: not built: $tool is missing (scripts/setup.sh installs it); the subflows will use bbr" >&2
+        echo "$PROG: not built: $tool is missing (scripts/setup.sh installs it); trunk.congestion = tandem will be refused" >&2
         exit 3
       fi
     done
     if [ ! -r "$BTF" ]; then
-      echo "$PROG: not built: the kernel has no BTF ($BTF); the subflows will use bbr" >&2
+      echo "$PROG: not built: the kernel has no BTF ($BTF); trunk.congestion = tandem will be refused" >&2
       exit 3
     fi
     out=$(dirname "$object")
@@ -83,11 +83,11 @@ case $cmd in
     fi
     [ "$(id -u)" -eq 0 ] || die "needs root (bpftool struct_ops register)"
     command -v bpftool >/dev/null 2>&1 || {
-      echo "$PROG: not registered: bpftool is missing; the subflows will use bbr" >&2
+      echo "$PROG: not registered: bpftool is missing; trunk.congestion = tandem will be refused" >&2
       exit 3
     }
     [ -f "$object" ] || {
-      echo "$PROG: not registered: no $object (run scripts/tandem-cc.sh build); the subflows will use bbr" >&2
+      echo "$PROG: not registered: no $object (run scripts/tandem-cc.sh build); trunk.congestion = tandem will be refused" >&2
       exit 3
     }
     if ! out=$(bpftool struct_ops register "$object" 2>&1); then

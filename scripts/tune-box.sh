@@ -12,7 +12,7 @@
 #   - the tcp_bbr module loaded: trunk.congestion = auto (the default) puts the subflows on bbr
 #     where the kernel offers it, and a stock Debian kernel offers it only once it is loaded.
 #   - Tandem's own congestion control registered (scripts/tandem-cc.sh register, where it was
-#     built): auto prefers it to bbr, since it leaves the rate to the trunk's controller.
+#     built), for trunk.congestion = tandem (opt-in; auto keeps bbr).
 # What survives a reboot:
 #   - the sysctls go to ROOT/etc/sysctl.d/90-tandem.conf (systemd-sysctl loads it at boot);
 #   - tcp_bbr goes to ROOT/etc/modules-load.d/tandem.conf (systemd-modules-load loads it);
@@ -114,13 +114,13 @@ apply_route() {
 }
 
 # register_cc: Tandem's congestion control (scripts/tandem-cc.sh), where it was built; its
-# absence is not an error (the proxies then put the subflows on bbr and say so).
+# absence is not an error (only trunk.congestion = tandem needs it; auto takes bbr).
 register_cc() {
   grep -qw tandem /proc/sys/net/ipv4/tcp_available_congestion_control 2>/dev/null && return 0
   if err=$(sh "$(dirname "$0")/tandem-cc.sh" register 2>&1 >/dev/null); then
     echo "$PROG: registered the tandem congestion control"
   else
-    echo "$PROG: warning: tandem congestion control not registered ($(printf '%s' "$err" | tail -n 1)): the subflows use bbr" >&2
+    echo "$PROG: warning: tandem congestion control not registered ($(printf '%s' "$err" | tail -n 1)): trunk.congestion = tandem is refused" >&2
   fi
 }
 

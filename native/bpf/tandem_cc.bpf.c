@@ -2,8 +2,9 @@
 /*
  * "tandem": the congestion control of a trunk's subflows, as a BPF struct_ops program
  * (Linux 5.6 and later, with BTF). Built by scripts/tandem-cc.sh build, registered with the
- * kernel by scripts/tandem-cc.sh register; trunk.congestion = auto picks it where the kernel
- * offers it, and bbr elsewhere.
+ * kernel by scripts/tandem-cc.sh register; trunk.congestion = tandem sets it (opt-in: auto keeps
+ * bbr, since one bench run showed it no better than bbr on a warm 600 ms trunk and worse on a
+ * cold one).
  *
  * Why: a trunk's subflows share one bottleneck, and the trunk's rate controller
  * (src/core/rate-controller.ts) already decides how fast they send together: it paces each
@@ -24,7 +25,7 @@
  *   - the socket paces at twice its window per RTT (as Linux does in slow start) until the
  *     trunk sets a lower SO_MAX_PACING_RATE, which always wins.
  * A subflow on this algorithm must therefore only ever be used under the trunk's rate
- * controller, which is what `auto` guarantees: a socket without it would have no congestion
+ * controller, which every Tandem trunk runs: a socket without it would have no congestion
  * control at all.
  */
 #include "vmlinux.h"

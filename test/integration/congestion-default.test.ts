@@ -2,8 +2,8 @@
  * The subflows' congestion control on a real pair over loopback, with no configuration at all:
  * `trunk.congestion` defaults to auto, each proxy logs its choice once at start, `status` (human
  * and --json) shows the trunk's choice and each subflow's own (TCP_CONGESTION read back from the
- * socket), and where the kernel offers tandem (scripts/tandem-cc.sh) or bbr the subflows of both
- * proxies really run it.
+ * socket), and where the kernel offers bbr the subflows of both proxies really run it (also where
+ * Tandem's own `tandem` is registered: it is opt-in).
  * `system` leaves them on the kernel's default.
  */
 import assert from 'node:assert/strict'
@@ -22,7 +22,6 @@ const execFileP = promisify(execFile)
 
 /** What this machine offers a process like the proxies (same namespace, same privileges). */
 const SYSTEM = readCongestionSystem()
-// The proxies' trunks pace their subflows, so auto may take tandem where it is registered.
 const EXPECTED = chooseCongestion('auto', SYSTEM, { tandemPaces: true })
 
 async function startSink(): Promise<{ server: Server; port: number }> {
@@ -75,17 +74,17 @@ describe('subflow congestion control, unconfigured', { timeout: 60_000 }, () => 
   })
 
   test(
-    'where the kernel offers tandem or bbr, the subflows run it by default',
+    'where the kernel offers bbr, the subflows run bbr by default',
     {
       skip:
         EXPECTED.source === 'auto'
           ? false
-          : `neither tandem nor bbr is usable here: ${EXPECTED.reason ?? 'unknown'}`
+          : `bbr is not usable here: ${EXPECTED.reason ?? 'unknown'}`
     },
     async () => {
       const s = await queryStatus(pair.txControl)
       const t = s.trunks[0]!
-      const want = SYSTEM.available?.includes('tandem') === true ? 'tandem' : 'bbr'
+      const want = 'bbr'
       assert.equal(t.congestion?.label, `${want} (auto)`)
       assert.deepEqual(
         t.subflows.map((f) => f.congestion),

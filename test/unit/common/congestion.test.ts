@@ -154,43 +154,18 @@ describe('chooseCongestion: system and configured names', () => {
 })
 
 describe('chooseCongestion: auto and tandem', () => {
-  it('takes tandem where the kernel offers it and the trunk paces the subflows', () => {
+  it('auto takes bbr even where tandem is registered (tandem is opt-in)', () => {
     const c = chooseCongestion('auto', TUNED_BOX, { tandemPaces: true })
+    assert.equal(c.label, 'bbr (auto)')
+    assert.equal(c.set, 'bbr')
+  })
+
+  it('tandem by name is set as configured', () => {
+    const c = chooseCongestion('tandem', TUNED_BOX, { tandemPaces: true })
     assert.deepEqual(
       { set: c.set, algorithm: c.algorithm, source: c.source, label: c.label },
-      { set: 'tandem', algorithm: 'tandem', source: 'auto', label: 'tandem (auto)' }
+      { set: 'tandem', algorithm: 'tandem', source: 'configured', label: 'tandem' }
     )
-  })
-
-  it('never takes tandem without the trunk’s pacing (it has no congestion control of its own)', () => {
-    assert.equal(chooseCongestion('auto', TUNED_BOX).set, 'bbr')
-    assert.equal(chooseCongestion('auto', TUNED_BOX, { tandemPaces: false }).set, 'bbr')
-  })
-
-  it('takes bbr where tandem is not registered, or not allowed', () => {
-    assert.equal(
-      chooseCongestion('auto', DEBIAN_WITH_BBR, { tandemPaces: true }).label,
-      'bbr (auto)'
-    )
-    const c = chooseCongestion(
-      'auto',
-      { ...TUNED_BOX, allowed: ['reno', 'cubic', 'bbr'], netAdmin: false },
-      { tandemPaces: true }
-    )
-    assert.equal(c.label, 'bbr (auto)')
-  })
-
-  it('a refused tandem gives bbr, and a refused bbr the system default', () => {
-    const opts = { tandemPaces: true }
-    const first = chooseCongestion('auto', TUNED_BOX, opts)
-    const second = afterRefusal(first, 'ENOENT', TUNED_BOX, opts)
-    assert.equal(second.set, 'bbr')
-    assert.equal(second.source, 'auto')
-    assert.equal(second.reason, 'setting tandem on a subflow failed: ENOENT')
-    const third = afterRefusal(second, 'EPERM', TUNED_BOX, opts)
-    assert.equal(third.set, undefined)
-    assert.equal(third.source, 'auto-fallback')
-    assert.equal(third.algorithm, 'cubic')
   })
 })
 
@@ -297,25 +272,6 @@ describe('SubflowCongestion (the edge, with a fake setter)', () => {
       lines[1] ?? '',
       /^warn subflow congestion control: cubic \(bbr not available.*Operation not permitted/
     )
-  })
-
-  it('a subflow that refuses tandem is put on bbr at once, and so are the next ones', () => {
-    const { log, lines } = recordingLog()
-    const set: [number, string][] = []
-    const cc = new SubflowCongestion('auto', log, TUNED_BOX, { tandemPaces: true }, (fd, name) => {
-      if (name === 'tandem') throw new NativeError('setsockopt(TCP_CONGESTION): No such file', 2)
-      set.push([fd, name])
-    })
-    cc.apply(7)
-    cc.apply(8)
-    assert.deepEqual(set, [
-      [7, 'bbr'],
-      [8, 'bbr']
-    ])
-    assert.equal(cc.current.label, 'bbr (auto)')
-    assert.deepEqual(lines, [
-      'warn subflow congestion control: bbr (auto): setting tandem on a subflow failed: setsockopt(TCP_CONGESTION): No such file'
-    ])
   })
 
   it('a refused configured name is warned about once and still tried', () => {

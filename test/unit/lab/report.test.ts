@@ -44,10 +44,11 @@ describe('bench systems', () => {
 })
 
 describe('bench report: the trunk table', () => {
-  it('lists Tandem rows with the retransmitted share and the RTT against the path', () => {
+  it('lists Tandem rows with the first flow on a cold trunk, the retransmitted share and the RTT against the path', () => {
     const rows = [
       row('direct-bbr', { goodputMbit: 36.3 }),
       row('tandem-8-bbr', {
+        coldGoodputMbit: 31.5,
         retransPercent: 17.25,
         subflowRttMs: 1800,
         congestion: 'bbr',
@@ -57,7 +58,7 @@ describe('bench report: the trunk table', () => {
     const table = trunkTable(rows)
     assert.match(
       table,
-      /\| tandem-8-bbr \| 600 ms, 1 % \| 40\.3 \| 17\.25 % \| 1800 ms \(3\.00×\) \| bbr; subflows ran bbr \|/
+      /\| tandem-8-bbr \| 600 ms, 1 % \| 40\.3 \| 31\.5 \| 17\.25 % \| 1800 ms \(3\.00×\) \| bbr; subflows ran bbr \|/
     )
     assert.doesNotMatch(table, /direct-bbr/)
     assert.ok(markdown(rows, [], 'meta').includes(table))
