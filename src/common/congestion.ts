@@ -11,7 +11,7 @@
  * scripts/tandem-cc.sh), which leaves the rate to the trunk's rate controller, is opt-in
  * (`trunk.congestion = tandem`): on a warm 600 ms trunk it did as well as bbr, on a cold one
  * (a pair's first flow) worse (57.6 against 72.9 Mbit/s in one bench run), so it is not what
- * `auto` picks (`autoCandidates`).
+ * `auto` picks.
  */
 
 /** `trunk.congestion = auto`: bbr where the kernel has it, else the system default. */
@@ -84,9 +84,9 @@ export function parseCongestionList(text: string | undefined): string[] | undefi
  * The subflows' congestion control for `setting` on a kernel described by `system`:
  * - a name: that name (whether the kernel takes it shows per subflow in `status`);
  * - `system` or empty: nothing is set, the subflows keep the system default;
- * - `auto`: the first of `autoCandidates` the kernel offers and this process may set (it is
- *   allowed, or the process holds CAP_NET_ADMIN, or it is the default already), else the
- *   system default, with the reason bbr could not be had in `reason`.
+ * - `auto`: bbr when the kernel offers it and this process may set it (it is allowed, or the
+ *   process holds CAP_NET_ADMIN, or it is the default already), else the system default, with
+ *   the reason in `reason`. Never tandem (see the top of this file).
  */
 export function chooseCongestion(
   setting: string,
@@ -107,61 +107,39 @@ export function chooseCongestion(
   if (setting !== CONGESTION_AUTO) {
     return { setting, set: setting, algorithm: setting, source: 'configured', label: setting }
   }
-  const want = autoCandidates().find((name) => whyUnusable(name, system) === undefined)
-  if (want !== undefined) return autoChoice(setting, want, systemDefault)
-  return autoFallback(
-    setting,
-    systemDefault,
-    whyUnusable(PREFERRED_CONGESTION, system) ?? 'bbr is not usable',
-    opts
-  )
-}
-
-/**
- * What `auto` tries, best first: bbr. Not tandem: it has no congestion control of its own, and
- * the bench did not show it ahead of bbr under the trunk's pacing (see the top of this file).
- * A refused configured tandem stays asked for, as any configured name.
- */
-export function autoCandidates(): readonly string[] {
-  return [PREFERRED_CONGESTION]
-}
-
-function autoChoice(
-  setting: string,
-  want: string,
-  systemDefault: string | undefined
-): CongestionChoice {
-  return {
-    setting,
-    // Already every socket's default: nothing to set (and nothing that could be refused).
-    set: systemDefault === want ? undefined : want,
-    algorithm: want,
-    source: 'auto',
-    label: `${want} (auto)`
+  const want = PREFERRED_CONGESTION
+  const why = whyUnusable(want, system)
+  if (why === undefined) {
+    return {
+      setting,
+      // Already every socket's default: nothing to set (and nothing that could be refused).
+      set: systemDefault === want ? undefined : want,
+      algorithm: want,
+      source: 'auto',
+      label: `${want} (auto)`
+    }
   }
+  return autoFallback(setting, systemDefault, why, opts)
 }
 
 /**
  * The choice once setting `choice.set` on a subflow failed with `failure` (the error's text):
- * for `auto`, the next candidate the kernel offers (bbr after tandem), else the system default,
- * with the reason; a configured name stays what was asked for (the operator chose it; `status`
- * shows what the subflows really run).
+ * for `auto`, the system default with the reason; a configured name stays what was asked for
+ * (the operator chose it; `status` shows what the subflows really run).
  */
 export function afterRefusal(
   choice: CongestionChoice,
   failure: string,
-  system: CongestionSystem,
+  systemDefault: string | undefined,
   opts: ChooseOptions = {}
 ): CongestionChoice {
   if (choice.source !== 'auto' || choice.set === undefined) return choice
-  const reason = `setting ${choice.set} on a subflow failed: ${failure}`
-  const candidates = autoCandidates()
-  const next = candidates
-    .slice(candidates.indexOf(choice.set) + 1)
-    .find((name) => whyUnusable(name, system) === undefined)
-  if (next !== undefined)
-    return { ...autoChoice(choice.setting, next, system.systemDefault), reason }
-  return autoFallback(choice.setting, system.systemDefault, reason, opts)
+  return autoFallback(
+    choice.setting,
+    systemDefault,
+    `setting ${choice.set} on a subflow failed: ${failure}`,
+    opts
+  )
 }
 
 function autoFallback(

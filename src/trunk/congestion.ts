@@ -100,7 +100,7 @@ export class SubflowCongestion {
       this.set(fd, name)
     } catch (err) {
       const message = errorMessage(err)
-      const next = afterRefusal(this.choice, message, this.system, this.opts)
+      const next = afterRefusal(this.choice, message, this.system.systemDefault, this.opts)
       if (next === this.choice) {
         // A configured name: the operator asked for it, so it stays asked for; warned once,
         // and `status` shows what each subflow really runs.
@@ -111,8 +111,6 @@ export class SubflowCongestion {
       }
       this.choice = next
       this.log.warn(`subflow congestion control: ${next.label}: ${next.reason ?? message}`)
-      // The next candidate (bbr after tandem) for this subflow too.
-      this.apply(fd)
     }
   }
 }
