@@ -29,7 +29,9 @@
  *   BDP    = rate_estimate * RTprop, with rate_estimate = link_rate or BtlBw (per path, summed)
  *   pacing_i      = rate / live subflows of the path              (see `split` for why even),
  *                   times PACING_HEADROOM on a learned path (the cap then holds the total)
- *   inflight cap  = BDP * (1 + INFLIGHT_MARGIN), or BDP * STARTUP_INFLIGHT_GAIN in STARTUP
+ *   inflight cap  = BDP * (1 + INFLIGHT_MARGIN), or BDP * STARTUP_INFLIGHT_GAIN in STARTUP,
+ *                   and never below a floor per live subflow (larger in STARTUP: the floor is
+ *                   an idle trunk's first flight)
  *
  * STARTUP (learned rate only): the subflows run unpaced, each under its own congestion control,
  * while the trunk's BtlBw still grows; only the in-flight cap (two BDPs of what was learned so
@@ -135,6 +137,16 @@ export const STARTUP_EXIT_RTT_RATIO = 1.25
  * per subflow would let one frame out at a time, like BBR's floor of four packets of cwnd.
  */
 export const MIN_INFLIGHT_PER_SUBFLOW_BYTES = 64 * 1024
+
+/**
+ * The floor per live subflow while its path is in STARTUP (a learned rate, the pipe not yet
+ * seen full). An idle trunk has learned only its RTT (from PINGs), so its cap is the floor, and
+ * the floor is the trunk's first flight: with 64 KiB for each of 8 subflows a 1 MB reply needed
+ * two round trips (1.04 s at 600 ms), with 256 KiB one (0.80 s). Once the pipe is full the
+ * 64 KiB floor applies again: at 50 ms eight 256 KiB floors are more than two BDPs, and they
+ * kept that queue standing at the bottleneck.
+ */
+export const STARTUP_MIN_INFLIGHT_PER_SUBFLOW_BYTES = 256 * 1024
 
 /**
  * A subflow whose congestion window is at most this many segments sends next to nothing: BBR
@@ -428,6 +440,7 @@ export class RateController {
     let inFlight = 0
     let retransmits = 0
     let pacedPaths = 0
+    let floor = 0
     const pacing: SubflowPacing[] = []
     for (const [pathId, list] of byPath) {
       let p = this.paths.get(pathId)
@@ -481,7 +494,11 @@ export class RateController {
         learned,
         pathRtt > 0 && medianSrtt > pathRtt * STARTUP_EXIT_RTT_RATIO
       )
-      if (link > 0 || p.fullPipe) pacedPaths++
+      const pathPaced = link > 0 || p.fullPipe
+      if (pathPaced) pacedPaths++
+      floor +=
+        (pathPaced ? MIN_INFLIGHT_PER_SUBFLOW_BYTES : STARTUP_MIN_INFLIGHT_PER_SUBFLOW_BYTES) *
+        list.length
       const paced = Math.floor(link * LINK_PAYLOAD_SHARE)
       const pathEstimate = link > 0 ? paced : learned
       let pathTarget = paced
@@ -498,7 +515,7 @@ export class RateController {
       if (pathRtt > 0 && (minRtt === 0 || pathRtt < minRtt)) minRtt = pathRtt
       bdp += (pathEstimate * pathRtt) / 1000
       capBdp +=
-        ((link > 0 || p.fullPipe ? 1 + INFLIGHT_MARGIN : STARTUP_INFLIGHT_GAIN) *
+        ((pathPaced ? 1 + INFLIGHT_MARGIN : STARTUP_INFLIGHT_GAIN) *
           pathEstimate *
           pathRtt) /
         1000
@@ -520,9 +537,8 @@ export class RateController {
       receiveBdpBytes: Math.round(receiveBdp),
       // Only the send side's own BDP caps what we send: the receive estimate is the peer's.
       // A paced path may have one BDP and the margin in flight, a path in STARTUP two BDPs of
-      // what it learned so far; no cap before anything was learned.
-      inflightCapBytes:
-        bdp > 0 ? Math.max(MIN_INFLIGHT_PER_SUBFLOW_BYTES * subflows.length, Math.ceil(capBdp)) : 0,
+      // what it learned so far, each at least its floor; no cap before anything was learned.
+      inflightCapBytes: bdp > 0 ? Math.max(floor, Math.ceil(capBdp)) : 0,
       inFlightBytes: inFlight,
       retransmits,
       subflows: pacing

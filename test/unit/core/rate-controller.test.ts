@@ -17,6 +17,7 @@ import {
   RateController,
   STARTUP_EXIT_RTT_RATIO,
   STARTUP_INFLIGHT_GAIN,
+  STARTUP_MIN_INFLIGHT_PER_SUBFLOW_BYTES,
   WindowedFilter,
   type SubflowRateSample
 } from '../../../src/core/rate-controller.js'
@@ -247,6 +248,32 @@ describe('rate controller', () => {
     assert.equal(cwndCollapsed(5), false)
     assert.equal(cwndCollapsed(0), false) // unknown
     assert.equal(cwndCollapsed(undefined), false)
+  })
+
+  it('an idle trunk (RTT from PINGs, no rate): the STARTUP floor is its first flight, the small floor once the pipe is full', () => {
+    const clock = new FakeClock()
+    const c = new RateController({ linkRateBytesPerSec: 0 })
+    // Idle at 600 ms: PINGs deliver a trickle, nothing waits.
+    let s = run(
+      c,
+      clock,
+      { deliveredPerSec: 2000, rttMs: 600, unsentPerSubflow: 0, paths: [8] },
+      3000
+    )
+    assert.equal(s.source, 'startup')
+    assert.equal(s.inflightCapBytes, 8 * STARTUP_MIN_INFLIGHT_PER_SUBFLOW_BYTES)
+    assert.ok(s.inflightCapBytes > 1_000_000, 'a 1 MB reply leaves in one flight')
+    // A busy 50 ms path fills: paced, and its floor is the small one (the cap is 1.25 BDP).
+    const d = new RateController({ linkRateBytesPerSec: 0 })
+    s = run(d, clock, { deliveredPerSec: 95 * MBIT, rttMs: 50, paths: [8] }, 3000)
+    assert.equal(s.source, 'learned')
+    assert.equal(s.inflightCapBytes, Math.ceil(1.25 * s.bdpBytes))
+    assert.ok(s.inflightCapBytes < 8 * STARTUP_MIN_INFLIGHT_PER_SUBFLOW_BYTES)
+    // A tiny-BDP path once full: the small floor.
+    const e = new RateController({ linkRateBytesPerSec: 0 })
+    s = run(e, clock, { deliveredPerSec: 1000 * MBIT, rttMs: 0.1, paths: [8] }, 3000)
+    assert.equal(s.source, 'learned')
+    assert.equal(s.inflightCapBytes, 8 * MIN_INFLIGHT_PER_SUBFLOW_BYTES)
   })
 
   it('a 50 ms path with eight subflows: the cap is the BDP and its margin, not the per-subflow floor', () => {
