@@ -1,12 +1,14 @@
 // Put a benchmark run into the README (npm run docs:bench [-- results/bench-....json]): the goodput
 // table, Tandem's subflow figures (retransmitted share, RTT under load), CPU per GB, short flows, the clean-link ceiling and the two-path rows, between the
-// <!-- bench:begin --> and <!-- bench:end --> markers, and the run's plot as docs/bench.svg.
-// The figures are the run's own; nothing is typed in by hand.
+// <!-- bench:begin --> and <!-- bench:end --> markers; the first round's and the satellite issue's
+// targets, met or not (lab/bench/targets.ts), between <!-- targets:begin --> and <!-- targets:end -->;
+// and the run's plot as docs/bench.svg. The figures are the run's own; nothing is typed in by hand.
 import { readFileSync, writeFileSync } from 'node:fs'
 import { median } from '../dist/lab/bench/median.js'
 import { pathBenchMarkdown } from '../dist/lab/bench/paths.js'
 import { renderPlot } from '../dist/lab/bench/plot.js'
 import { trunkTable } from '../dist/lab/bench/report.js'
+import { targetsMarkdown } from '../dist/lab/bench/targets.js'
 
 const root = new URL('../', import.meta.url)
 const argv = process.argv.slice(2)
@@ -141,12 +143,18 @@ if (run.paths)
   out.push('**Two paths between the boxes:**', '', pathBenchMarkdown(run.paths).trim(), '')
 
 const readme = new URL('README.md', root)
-const text = readFileSync(readme, 'utf8')
-const begin = '<!-- bench:begin -->'
-const end = '<!-- bench:end -->'
-const i = text.indexOf(begin)
-const j = text.indexOf(end)
-if (i < 0 || j < i) throw new Error('README: bench markers not found')
-writeFileSync(readme, `${text.slice(0, i + begin.length)}\n${out.join('\n')}\n${text.slice(j)}`)
+// Each marked block is replaced whole; both must be there before anything is written.
+const fill = (text, name, body) => {
+  const begin = `<!-- ${name}:begin -->`
+  const end = `<!-- ${name}:end -->`
+  const i = text.indexOf(begin)
+  const j = text.indexOf(end)
+  if (i < 0 || j < i) throw new Error(`README: ${name} markers not found`)
+  return `${text.slice(0, i + begin.length)}\n${body}\n${text.slice(j)}`
+}
+let text = readFileSync(readme, 'utf8')
+text = fill(text, 'bench', out.join('\n'))
+text = fill(text, 'targets', targetsMarkdown(run))
+writeFileSync(readme, text)
 writeFileSync(new URL('docs/bench.svg', root), renderPlot(run.rows))
 process.stderr.write(`docs:bench: README and docs/bench.svg from ${file}\n`)
