@@ -515,10 +515,7 @@ export class RateController {
       if (pathRtt > 0 && (minRtt === 0 || pathRtt < minRtt)) minRtt = pathRtt
       bdp += (pathEstimate * pathRtt) / 1000
       capBdp +=
-        ((pathPaced ? 1 + INFLIGHT_MARGIN : STARTUP_INFLIGHT_GAIN) *
-          pathEstimate *
-          pathRtt) /
-        1000
+        ((pathPaced ? 1 + INFLIGHT_MARGIN : STARTUP_INFLIGHT_GAIN) * pathEstimate * pathRtt) / 1000
       receiveBdp += (pathReceive * pathRtt) / 1000
       for (const share of split(link > 0 ? pathTarget : pathTarget * PACING_HEADROOM, list))
         pacing.push(share)
