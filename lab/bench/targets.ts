@@ -5,6 +5,7 @@
  * (a partial or a --quick run) is "not measured in this run", never met or missed.
  */
 import type { BenchRow, ShortFlowRow } from './report.js'
+import { systemsFrom, type SystemSpec } from './systems.js'
 
 // The first round's brief (the benchmark's original targets).
 /** First round: at 50 ms with 0.5–2 % loss, the best Tandem row reaches this, Mbit/s. */
@@ -129,11 +130,20 @@ function nonEmpty<T>(xs: readonly T[]): readonly T[] {
 
 /** A system's name in a result: "8 bbr subflows", "the default configuration". */
 function systemLabel(system: string): string {
-  const m = /^tandem-(\d+)-(\w+)(-cubic-boxes)?(?: \(warm trunk\))?$/.exec(system)
-  if (m === null) return system.replace(/^direct-/, 'direct ')
-  if (m[2] === 'unset')
-    return m[3] === undefined ? 'the default configuration' : `${m[1]!} subflows on cubic boxes`
-  return `${m[1]!} ${m[2]!} subflows`
+  const name = system.replace(/ \(warm trunk\)$/, '')
+  let spec: SystemSpec | undefined
+  try {
+    spec = systemsFrom(name)[0]
+  } catch {
+    return system // a name this bench no longer knows
+  }
+  if (spec === undefined || spec.kind !== 'tandem') return name.replace(/^direct-/, 'direct ')
+  const n = String(spec.subflows ?? '?')
+  if (spec.congestion === 'unset')
+    return spec.boxCongestion === undefined
+      ? 'the default configuration'
+      : `${n} subflows on cubic boxes`
+  return `${n} ${spec.congestion} subflows`
 }
 
 /** Finds a run's figures; each getter throws NotMeasured when the run lacks it. */
