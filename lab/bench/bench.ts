@@ -31,6 +31,7 @@ import { median } from './median.js'
 import { pathBenchMarkdown, runPathBench, type PathBenchResult } from './paths.js'
 import { renderPlot } from './plot.js'
 import { markdown, type BenchRow, type ShortFlowRow } from './report.js'
+import { shortTandemSpec } from './short-flow.js'
 import { shortFlows } from './short-flows.js'
 import {
   runOnce,
@@ -90,7 +91,8 @@ function parseArgs(argv: readonly string[]) {
     .option('short-congestion', {
       type: 'string',
       default: 'bbr,cubic',
-      describe: 'subflow congestion controls for the short-flow Tandem rows'
+      describe:
+        "subflow congestion controls for the short-flow Tandem rows; CC-rN{k,m} also sends each flow's first N bytes on two subflows (trunk.redundant_first_bytes)"
     })
     .option('ceiling', {
       type: 'boolean',
@@ -146,7 +148,10 @@ function planFrom(args: ReturnType<typeof parseArgs>): BenchPlan {
     core: new Set(args.core.split(',')),
     systems: systemsFrom(args.systems ?? defaultSystems),
     short: args.short,
-    shortCongestions: args.shortCongestion.split(','),
+    shortCongestions: args.shortCongestion.split(',').map((spec) => {
+      shortTandemSpec(spec) // a malformed row is refused before any link is built
+      return spec
+    }),
     secondsFor: (rttMs) => args.seconds ?? (quick ? 12 : rttMs <= 50 ? 8 : rttMs <= 200 ? 10 : 15)
   }
 }

@@ -27,3 +27,18 @@ export function parseShortSample(output: string): ShortSample {
     return { ttfbMs: null, completionMs: null }
   }
 }
+
+/**
+ * A short-flow Tandem row: a subflow congestion control, optionally with `-rN{k,m}` for
+ * trunk.redundant_first_bytes (`bbr-r1m`: every flow sends its first MiB on two subflows).
+ */
+export function shortTandemSpec(spec: string): {
+  congestion: string
+  redundantFirstBytes?: number
+} {
+  const m = /^([a-z]+)(?:-r(\d+)([km]))?$/.exec(spec)
+  if (m === null) throw new Error(`short-flow row ${spec}: expected CC or CC-rN{k,m}, e.g. bbr-r1m`)
+  const [, congestion = '', n, unit] = m
+  if (n === undefined) return { congestion }
+  return { congestion, redundantFirstBytes: Number(n) * (unit === 'm' ? 1024 * 1024 : 1024) }
+}

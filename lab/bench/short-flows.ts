@@ -3,7 +3,12 @@
 import { dist, runIn, startIn, type ImpairedTestbed } from '../testbed/impaired.js'
 import { TOPOLOGY_ADDRESSES as A } from '../testbed/topology.js'
 import { medianOrNull } from './median.js'
-import { parseShortSample, SHORT_FLOW_TIMEOUT_MS, type ShortSample } from './short-flow.js'
+import {
+  parseShortSample,
+  shortTandemSpec,
+  SHORT_FLOW_TIMEOUT_MS,
+  type ShortSample
+} from './short-flow.js'
 import type { ShortFlowRow } from './report.js'
 
 /** Short flows: request/response through the warm trunk vs direct. */
@@ -66,16 +71,20 @@ export async function shortFlows(
   try {
     await measure('direct-cubic', 'cubic')
     await measure('direct-bbr', 'bbr')
-    for (const congestion of tandemCongestions) {
-      const conf = bed.config(`short-${congestion}`, {
+    for (const spec of tandemCongestions) {
+      const { congestion, redundantFirstBytes } = shortTandemSpec(spec)
+      const conf = bed.config(`short-${spec}`, {
         'tx_proxy.subflows': '8',
         'trunk.congestion': congestion,
-        'interception.transparent': 'false'
+        'interception.transparent': 'false',
+        ...(redundantFirstBytes === undefined
+          ? {}
+          : { 'trunk.redundant_first_bytes': String(redundantFirstBytes) })
       })
       const { tx, rx } = await bed.startProxies(conf, 8)
       try {
         await new Promise((r) => setTimeout(r, 2000)) // a warm trunk: connected and idle
-        await measure(`tandem-8-${congestion} (warm trunk)`, 'cubic')
+        await measure(`tandem-8-${spec} (warm trunk)`, 'cubic')
       } finally {
         await tx.stop()
         await rx.stop()

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { median, medianOrNull } from '../../../lab/bench/median.js'
-import { parseShortSample } from '../../../lab/bench/short-flow.js'
+import { parseShortSample, shortTandemSpec } from '../../../lab/bench/short-flow.js'
 
 test('a finished download gives its first-byte and completion times', () => {
   const out =
@@ -30,4 +30,17 @@ test('runs that did not finish rank above every finished one in the median', () 
   assert.equal(medianOrNull([]), null)
   assert.ok(Number.isNaN(median([])))
   assert.equal(median([5, 1, 3, 2]), 2.5)
+})
+
+test('a short-flow Tandem row names its congestion control and, with -rN, its redundant head', () => {
+  assert.deepEqual(shortTandemSpec('bbr'), { congestion: 'bbr' })
+  assert.deepEqual(shortTandemSpec('tandem-r1m'), {
+    congestion: 'tandem',
+    redundantFirstBytes: 1024 * 1024
+  })
+  assert.deepEqual(shortTandemSpec('cubic-r256k'), {
+    congestion: 'cubic',
+    redundantFirstBytes: 256 * 1024
+  })
+  assert.throws(() => shortTandemSpec('bbr-x1'), /expected CC or CC-rN\{k,m\}/)
 })
