@@ -20,7 +20,8 @@
  *   RTprop = min over the last MIN_RTT_WINDOW_MS of  min_i min_rtt_i           (min filter)
  *   rate   = link_rate × 0.95       when the operator set it (it is known, not guessed; the
  *                                   share leaves room for the headers, LINK_PAYLOAD_SHARE),
- *            none                   while a learned path is in STARTUP (below),
+ *            BtlBw * STARTUP_INFLIGHT_GAIN   while a learned path is in STARTUP (below) and
+                                   its cap is above its floor; none below that,
  *            BtlBw * gain           once its pipe is full, the gain cycling like BBR's
  *                                   PROBE_BW through GAIN_CYCLE, one RTprop per phase: 1.25
  *                                   lets the estimate grow (a sender paced at exactly its
@@ -33,17 +34,22 @@
  *                   and never below a floor per live subflow (larger in STARTUP: the floor is
  *                   an idle trunk's first flight)
  *
- * STARTUP (learned rate only): the subflows run unpaced, each under its own congestion control,
- * while the trunk's BtlBw still grows; only the in-flight cap (two BDPs of what was learned so
- * far) keeps their overshoot within the bottleneck's queue when the pipe fills. A path leaves
- * STARTUP when, as in BBR, three rounds (of one min RTT each) in a row raised BtlBw by less
- * than FULL_PIPE_GROWTH, counting only rounds in which the trunk had a backlog (bytes unsent in
- * some subflow): a trunk that is idle, or whose flows wait for credit, has not shown what the
- * path carries. It also leaves when the subflows' RTT stood above STARTUP_EXIT_RTT_RATIO times
- * the min RTT through a whole backlogged round (the queue is building: HyStart's signal).
- * Capping from the first byte instead, at PROBE_GAIN × BtlBw, would grow the rate 1.25× per
- * round trip: 25 round trips (15 s at 600 ms) to fill a 100 Mbit/s pipe from a PING's delivery
- * rate.
+ * STARTUP (learned rate only): each subflow runs under its own congestion control while the
+ * trunk's BtlBw still grows; the in-flight cap (two BDPs of what was learned so far) keeps
+ * their overshoot within the bottleneck's queue when the pipe fills, and the trunk is paced at
+ * the rate that cap allows (two BtlBw), so the cap's bytes leave spread over the round trip
+ * instead of in bursts. A burst queues at the bottleneck for a moment and raises the RTT the
+ * exit rule below reads: unpaced, subflows with no congestion control of their own (`tandem`)
+ * ended STARTUP at about 22 Mbit/s on a 100 Mbit/s, 600 ms link. While the cap is the floor
+ * (an idle or just-started trunk) nothing is paced: the floor is a first flight, and a short
+ * reply leaves at once. A path leaves STARTUP when, as in BBR, three rounds (of one min RTT
+ * each) in a row raised BtlBw by less than FULL_PIPE_GROWTH, counting only rounds in which the
+ * trunk had a backlog (bytes unsent in some subflow): a trunk that is idle, or whose flows wait
+ * for credit, has not shown what the path carries. It also leaves when the subflows' RTT stood
+ * above STARTUP_EXIT_RTT_RATIO times the min RTT through a whole backlogged round (the queue is
+ * building: HyStart's signal). Capping from the first byte instead, at PROBE_GAIN × BtlBw,
+ * would grow the rate 1.25× per round trip: 25 round trips (15 s at 600 ms) to fill a
+ * 100 Mbit/s pipe from a PING's delivery rate.
  *
  * Each path (a set of subflows over one physical route) has its own estimate; the trunk's
  * figures are the sums over its paths (RTprop: the smallest). `link_rate` is the rate of each
@@ -497,9 +503,10 @@ export class RateController {
       )
       const pathPaced = link > 0 || p.fullPipe
       if (pathPaced) pacedPaths++
-      floor +=
+      const pathFloor =
         (pathPaced ? MIN_INFLIGHT_PER_SUBFLOW_BYTES : STARTUP_MIN_INFLIGHT_PER_SUBFLOW_BYTES) *
         list.length
+      floor += pathFloor
       const paced = Math.floor(link * LINK_PAYLOAD_SHARE)
       const pathEstimate = link > 0 ? paced : learned
       let pathTarget = paced
@@ -507,6 +514,10 @@ export class RateController {
         const phase = pathRtt > 0 ? Math.floor((now - p.fullPipeAtMs) / pathRtt) : 0
         const gain = GAIN_CYCLE[phase % GAIN_CYCLE.length] ?? 1
         pathTarget = Math.max(MIN_TARGET_BYTES_PER_SEC, learned * gain)
+      } else if (link === 0 && (STARTUP_INFLIGHT_GAIN * learned * pathRtt) / 1000 > pathFloor) {
+        // STARTUP past its floor: paced at the rate its in-flight cap allows (see
+        // STARTUP_INFLIGHT_GAIN), so that the cap's bytes leave spread over the round trip.
+        pathTarget = STARTUP_INFLIGHT_GAIN * learned
       }
       const pathReceive = p.receive.best(now) ?? 0
       target += pathTarget

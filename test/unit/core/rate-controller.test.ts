@@ -100,15 +100,21 @@ describe('rate controller', () => {
     assert.ok(c.admits(0, 1e9))
   })
 
-  it('learns: STARTUP unpaced while the rate grows, then paced at the learned rate with the gain cycle', () => {
+  it('learns: STARTUP paced at what its cap allows while the rate grows, then paced at the learned rate with the gain cycle', () => {
     const clock = new FakeClock()
     const c = new RateController({ linkRateBytesPerSec: 0 })
     // Growing: each 600 ms round doubles the delivery rate: the pipe is not full.
     let s = grow(c, clock, 1 * MBIT, 6).state
     assert.equal(s.source, 'startup')
-    assert.equal(s.targetBytesPerSec, 0, 'not paced in STARTUP')
-    assert.ok(s.subflows.every((p) => p.pacingBytesPerSec === 0))
     assert.ok(s.estimateBytesPerSec > 16 * MBIT, 'the estimate follows the growth')
+    // Past its floor, STARTUP is paced at the rate its cap allows (two BtlBw), so the cap's
+    // bytes leave spread over the round trip; each subflow gets its share and the headroom.
+    assert.ok(s.inflightCapBytes > 4 * STARTUP_MIN_INFLIGHT_PER_SUBFLOW_BYTES)
+    assert.equal(s.targetBytesPerSec, STARTUP_INFLIGHT_GAIN * s.estimateBytesPerSec)
+    for (const p of s.subflows) {
+      const share = (STARTUP_INFLIGHT_GAIN * s.estimateBytesPerSec * PACING_HEADROOM) / 4
+      assert.ok(Math.abs(p.pacingBytesPerSec - share) <= 1, `${p.pacingBytesPerSec} vs ${share}`)
+    }
     // Flat at 100 Mbit/s: once the measured rate has caught up (a rate is measured over a
     // round), three backlogged rounds without growth fill the pipe.
     s = run(c, clock, { deliveredPerSec: 100 * MBIT, rttMs: 600 }, 6 * 600)
@@ -179,7 +185,18 @@ describe('rate controller', () => {
     const c = new RateController({ linkRateBytesPerSec: 0 })
     const s = run(c, clock, { deliveredPerSec: 20 * MBIT, rttMs: 600, unsentPerSubflow: 0 }, 20_000)
     assert.equal(s.source, 'startup')
+    assert.equal(s.targetBytesPerSec, STARTUP_INFLIGHT_GAIN * s.estimateBytesPerSec)
+  })
+
+  it('STARTUP below its floor is not paced: the floor is a first flight, and it leaves at once', () => {
+    const clock = new FakeClock()
+    const c = new RateController({ linkRateBytesPerSec: 0 })
+    // 1 Mbit/s learned at 600 ms: two BDPs (150 KB) are far below 4 × 256 KiB.
+    const s = run(c, clock, { deliveredPerSec: 1 * MBIT, rttMs: 600, unsentPerSubflow: 0 }, 3000)
+    assert.equal(s.source, 'startup')
+    assert.equal(s.inflightCapBytes, 4 * STARTUP_MIN_INFLIGHT_PER_SUBFLOW_BYTES)
     assert.equal(s.targetBytesPerSec, 0)
+    assert.ok(s.subflows.every((p) => p.pacingBytesPerSec === 0))
   })
 
   it('link_rate: paced at the configured rate (less the headers) from the first sample, whatever the subflows deliver', () => {
