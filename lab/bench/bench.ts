@@ -94,6 +94,12 @@ function parseArgs(argv: readonly string[]) {
       describe:
         "subflow congestion controls for the short-flow Tandem rows; CC-rN{k,m} also sends each flow's first N bytes on two subflows (trunk.redundant_first_bytes)"
     })
+    .option('short-direct', {
+      type: 'boolean',
+      default: true,
+      describe:
+        'also time short flows over direct TCP (cubic, bbr): false to compare Tandem rows only'
+    })
     .option('ceiling', {
       type: 'boolean',
       default: true,
@@ -128,6 +134,7 @@ interface BenchPlan {
   readonly systems: readonly SystemSpec[]
   readonly short: boolean
   readonly shortCongestions: readonly string[]
+  readonly shortDirect: boolean
   /** Bulk transfer length at `rttMs`, s: long enough to leave slow start (about ten RTTs). */
   secondsFor(rttMs: number): number
 }
@@ -148,6 +155,7 @@ function planFrom(args: ReturnType<typeof parseArgs>): BenchPlan {
     core: new Set(args.core.split(',')),
     systems: systemsFrom(args.systems ?? defaultSystems),
     short: args.short,
+    shortDirect: args.shortDirect,
     shortCongestions: args.shortCongestion.split(',').map((spec) => {
       shortTandemSpec(spec) // a malformed row is refused before any link is built
       return spec
@@ -320,7 +328,13 @@ async function measureLink(
     const shortLosses = plan.losses.includes(1) ? [0, 1] : [plan.losses[plan.losses.length - 1]]
     if (plan.short && shortLosses.includes(lossPercent)) {
       out.short.push(
-        ...(await shortFlows(bed, SHORT_FLOW_SIZES, Math.max(1, plan.runs), plan.shortCongestions))
+        ...(await shortFlows(
+          bed,
+          SHORT_FLOW_SIZES,
+          Math.max(1, plan.runs),
+          plan.shortCongestions,
+          plan.shortDirect
+        ))
       )
     }
     const stats = bed.emulator

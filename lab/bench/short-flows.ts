@@ -16,7 +16,8 @@ export async function shortFlows(
   bed: ImpairedTestbed,
   sizes: readonly number[],
   runs: number,
-  tandemCongestions: readonly string[]
+  tandemCongestions: readonly string[],
+  direct = true
 ): Promise<ShortFlowRow[]> {
   const rows: ShortFlowRow[] = []
   const server = startIn(
@@ -69,8 +70,10 @@ export async function shortFlows(
     }
   }
   try {
-    await measure('direct-cubic', 'cubic')
-    await measure('direct-bbr', 'bbr')
+    if (direct) {
+      await measure('direct-cubic', 'cubic')
+      await measure('direct-bbr', 'bbr')
+    }
     for (const spec of tandemCongestions) {
       const { congestion, redundantFirstBytes } = shortTandemSpec(spec)
       const conf = bed.config(`short-${spec}`, {
