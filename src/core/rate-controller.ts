@@ -32,7 +32,7 @@
  *                   times PACING_HEADROOM on a learned path (the cap then holds the total)
  *   inflight cap  = BDP * (1 + INFLIGHT_MARGIN), or BDP * STARTUP_INFLIGHT_GAIN in STARTUP,
  *                   and never below a floor per live subflow (larger in STARTUP: the floor is
- *                   an idle trunk's first flight)
+ *                   an idle trunk's first flight) nor below MIN_INFLIGHT_TIME_MS of the rate
  *
  * STARTUP (learned rate only): each subflow runs under its own congestion control while the
  * trunk's BtlBw still grows; the in-flight cap (two BDPs of what was learned so far) keeps
@@ -143,6 +143,18 @@ export const STARTUP_EXIT_RTT_RATIO = 1.25
  * per subflow would let one frame out at a time, like BBR's floor of four packets of cwnd.
  */
 export const MIN_INFLIGHT_PER_SUBFLOW_BYTES = 64 * 1024
+
+/**
+ * The in-flight cap is never below this much time at the path's estimated rate, in ms: the
+ * proxy does not refill its subflows the moment an ACK frees room (a Node event-loop turn, a
+ * garbage collection, the other box's turn to read), and on a path whose BDP is a few kilobytes
+ * (a LAN, the bench's clean link) a cap of one BDP, or of one frame per subflow, left the pipe
+ * empty between refills: eight 64 KiB floors held a clean veth link to 450-650 Mbit/s where a
+ * 2 MiB cap gave 650-800 (the bench's ceiling, both run side by side). A path whose BDP is
+ * larger than this (50 ms at 100 Mbit/s: 600 KB against 250 KB) is not affected, and the queue
+ * it allows is at most this long.
+ */
+export const MIN_INFLIGHT_TIME_MS = 20
 
 /**
  * The floor per live subflow while its path is in STARTUP (a learned rate, the pipe not yet
@@ -503,12 +515,14 @@ export class RateController {
       )
       const pathPaced = link > 0 || p.fullPipe
       if (pathPaced) pacedPaths++
-      const pathFloor =
-        (pathPaced ? MIN_INFLIGHT_PER_SUBFLOW_BYTES : STARTUP_MIN_INFLIGHT_PER_SUBFLOW_BYTES) *
-        list.length
-      floor += pathFloor
       const paced = Math.floor(link * LINK_PAYLOAD_SHARE)
       const pathEstimate = link > 0 ? paced : learned
+      const pathFloor = Math.max(
+        (pathPaced ? MIN_INFLIGHT_PER_SUBFLOW_BYTES : STARTUP_MIN_INFLIGHT_PER_SUBFLOW_BYTES) *
+          list.length,
+        (pathEstimate * MIN_INFLIGHT_TIME_MS) / 1000
+      )
+      floor += pathFloor
       let pathTarget = paced
       if (link === 0 && p.fullPipe) {
         const phase = pathRtt > 0 ? Math.floor((now - p.fullPipeAtMs) / pathRtt) : 0

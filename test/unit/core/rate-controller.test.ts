@@ -10,6 +10,7 @@ import {
   INFLIGHT_MARGIN,
   LINK_PAYLOAD_SHARE,
   MIN_INFLIGHT_PER_SUBFLOW_BYTES,
+  MIN_INFLIGHT_TIME_MS,
   cwndCollapsed,
   MIN_RTT_WINDOW_MS,
   PACING_HEADROOM,
@@ -214,13 +215,21 @@ describe('rate controller', () => {
     assert.equal(s.inflightCapBytes, Math.ceil(paced * 0.6 * (1 + INFLIGHT_MARGIN)))
   })
 
-  it('a short path (loopback, a LAN): the in-flight cap never falls below a frame per subflow', () => {
+  it('a short path (loopback, a LAN): the in-flight cap never falls below a frame per subflow, nor below MIN_INFLIGHT_TIME_MS of the rate', () => {
     const clock = new FakeClock()
-    // 1.4 Gbit/s at 0.05 ms: the BDP is under 9 KB, less than one frame.
-    const c = new RateController({ linkRateBytesPerSec: 1400 * MBIT })
-    const s = run(c, clock, { deliveredPerSec: 1400 * MBIT, rttMs: 0.05 }, 1000)
-    assert.ok(s.bdpBytes < 10_000)
+    // 10 Mbit/s at 0.05 ms: the BDP is 63 bytes, far less than one frame.
+    const c = new RateController({ linkRateBytesPerSec: 10 * MBIT })
+    let s = run(c, clock, { deliveredPerSec: 10 * MBIT, rttMs: 0.05 }, 1000)
+    assert.ok(s.bdpBytes < 100)
     assert.equal(s.inflightCapBytes, 4 * MIN_INFLIGHT_PER_SUBFLOW_BYTES)
+    // 1.4 Gbit/s at 0.05 ms: the BDP is under 9 KB; the cap is 20 ms of the rate (3.3 MB).
+    const d = new RateController({ linkRateBytesPerSec: 1400 * MBIT })
+    s = run(d, clock, { deliveredPerSec: 1400 * MBIT, rttMs: 0.05 }, 1000)
+    assert.ok(s.bdpBytes < 10_000)
+    assert.equal(
+      s.inflightCapBytes,
+      Math.ceil((s.estimateBytesPerSec * MIN_INFLIGHT_TIME_MS) / 1000)
+    )
   })
 
   it('splits the rate evenly over the live subflows, and per path', () => {
@@ -286,11 +295,21 @@ describe('rate controller', () => {
     assert.equal(s.source, 'learned')
     assert.equal(s.inflightCapBytes, Math.ceil(1.25 * s.bdpBytes))
     assert.ok(s.inflightCapBytes < 8 * STARTUP_MIN_INFLIGHT_PER_SUBFLOW_BYTES)
-    // A tiny-BDP path once full: the small floor.
+    // A tiny-BDP path once full: the small floor at a low rate, MIN_INFLIGHT_TIME_MS of the
+    // rate at a high one (the proxy does not refill its subflows the instant room frees).
     const e = new RateController({ linkRateBytesPerSec: 0 })
-    s = run(e, clock, { deliveredPerSec: 1000 * MBIT, rttMs: 0.1, paths: [8] }, 3000)
+    s = run(e, clock, { deliveredPerSec: 10 * MBIT, rttMs: 0.1, paths: [8] }, 3000)
     assert.equal(s.source, 'learned')
     assert.equal(s.inflightCapBytes, 8 * MIN_INFLIGHT_PER_SUBFLOW_BYTES)
+    const f = new RateController({ linkRateBytesPerSec: 0 })
+    s = run(f, clock, { deliveredPerSec: 1000 * MBIT, rttMs: 0.1, paths: [8] }, 3000)
+    assert.equal(s.source, 'learned')
+    const timeFloor = Math.ceil((s.estimateBytesPerSec * MIN_INFLIGHT_TIME_MS) / 1000)
+    assert.ok(timeFloor > 8 * MIN_INFLIGHT_PER_SUBFLOW_BYTES)
+    assert.ok(
+      Math.abs(s.inflightCapBytes - timeFloor) <= 1,
+      `${s.inflightCapBytes} vs ${timeFloor}`
+    )
   })
 
   it('a 50 ms path with eight subflows: the cap is the BDP and its margin, not the per-subflow floor', () => {
