@@ -15,6 +15,7 @@ import { createScheduler } from '../core/scheduler/index.js'
 import { trunkSettings } from '../trunk/settings.js'
 import type { Trunk, TrunkOptions } from '../trunk/trunk.js'
 import {
+  createLongPathTuner,
   createSubflowTuner,
   deliveryRate,
   kernelUnsentBytes,
@@ -96,6 +97,7 @@ export class ProxyRuntime {
   /** The subflows' congestion control: decided (and logged) once, shown by `status`. */
   readonly congestion: SubflowCongestion
   private readonly tuner: SocketTuner
+  private readonly longPathTuner: SocketTuner
   private readonly view = new StatusView()
   private control: Server | undefined
   private metrics: HttpServer | undefined
@@ -111,6 +113,7 @@ export class ProxyRuntime {
       tandemPaces: true
     })
     this.tuner = createSubflowTuner(config, log, this.congestion)
+    this.longPathTuner = createLongPathTuner(this.congestion)
   }
 
   /** Options for a new trunk of this proxy; `extra` adds the role's own (connect, onLost). */
@@ -129,6 +132,7 @@ export class ProxyRuntime {
       log,
       now: () => performance.now(),
       tuneSocket: this.tuner,
+      tuneLongPath: this.longPathTuner,
       sampleRate: deliveryRate,
       kernelUnsent: kernelUnsentBytes,
       rateProbe: nativeRateProbe,

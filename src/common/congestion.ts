@@ -8,10 +8,14 @@
  * at 1 % loss and 50 ms a cubic subflow moves a few Mbit/s (Mathis) and eight of them stay far
  * below the link; bbr subflows fill it. A box whose kernel lacks bbr keeps its own default,
  * and says so. Tandem's own algorithm, `tandem` (native/bpf/tandem_cc.bpf.c, registered by
- * scripts/tandem-cc.sh), which leaves the rate to the trunk's rate controller, is opt-in
- * (`trunk.congestion = tandem`): on a warm 600 ms trunk it did as well as bbr, on a cold one
- * (a pair's first flow) worse (57.6 against 72.9 Mbit/s in one bench run), so it is not what
- * `auto` picks.
+ * scripts/tandem-cc.sh), which leaves the rate to the trunk's rate controller, is where `auto`
+ * moves the subflows of a long path (min RTT from LONG_PATH_RTT_MS): at 600 ms it has neither
+ * bbr's loss-recovery clamp at each new flow nor its PROBE_RTT, and in four bench runs
+ * alternating with bbr its warm flows gave 85.0, 82.6, 87.6 and 87.8 Mbit/s at 1 % loss each
+ * way (bbr 80.3, 85.2, 82.2, 83.7) and 82.1, 83.2, 81.6, 82.9 at 2 % (bbr 78.6, 78.6, 75.3,
+ * 78.1). At 50 ms it was level with bbr or a little behind (89.2 / 91.1 / 89.6 / 88.7 against
+ * 90.5 / 90.6 / 90.0 / 89.9 at 0 / 0.5 / 1 / 2 %) and retransmitted more, at 200 ms mixed,
+ * so shorter paths keep bbr.
  */
 
 /** `trunk.congestion = auto`: bbr where the kernel has it, else the system default. */
@@ -20,6 +24,14 @@ export const CONGESTION_AUTO = 'auto'
 export const CONGESTION_SYSTEM = 'system'
 /** What `auto` picks when the kernel offers it. */
 export const PREFERRED_CONGESTION = 'bbr'
+/** What `auto` moves a long path's subflows to, where it is registered and the trunk paces. */
+export const LONG_PATH_CONGESTION = 'tandem'
+/**
+ * A trunk whose min RTT is at least this, in ms, is a long path (a GEO satellite hop: 600 ms):
+ * `auto` moves its subflows to LONG_PATH_CONGESTION. There bbr's loss recovery and PROBE_RTT
+ * cost whole round trips; on shorter paths tandem did no better than bbr (see the top).
+ */
+export const LONG_PATH_RTT_MS = 300
 
 /**
  * Longest congestion control name, in bytes: TCP_CA_NAME_MAX (16) in the kernel, less its NUL.
@@ -54,6 +66,11 @@ export interface CongestionChoice {
   readonly label: string
   /** Why auto did not get bbr, with what to do about it (auto-fallback only). */
   readonly reason?: string
+  /**
+   * `auto`: the algorithm for the subflows of a trunk whose min RTT reaches LONG_PATH_RTT_MS
+   * (set when the trunk learns it); undefined: such subflows stay on `set`.
+   */
+  readonly longPath?: string
 }
 
 /** Options of the decision that depend on the rest of the trunk. */
@@ -86,7 +103,9 @@ export function parseCongestionList(text: string | undefined): string[] | undefi
  * - `system` or empty: nothing is set, the subflows keep the system default;
  * - `auto`: bbr when the kernel offers it and this process may set it (it is allowed, or the
  *   process holds CAP_NET_ADMIN, or it is the default already), else the system default, with
- *   the reason in `reason`. Never tandem (see the top of this file).
+ *   the reason in `reason`; and `longPath` = tandem where the kernel offers it and the trunk
+ *   paces (`opts.tandemPaces`: tandem has no congestion control of its own), for trunks whose
+ *   min RTT reaches LONG_PATH_RTT_MS.
  */
 export function chooseCongestion(
   setting: string,
@@ -109,17 +128,36 @@ export function chooseCongestion(
   }
   const want = PREFERRED_CONGESTION
   const why = whyUnusable(want, system)
-  if (why === undefined) {
-    return {
-      setting,
-      // Already every socket's default: nothing to set (and nothing that could be refused).
-      set: systemDefault === want ? undefined : want,
-      algorithm: want,
-      source: 'auto',
-      label: `${want} (auto)`
-    }
-  }
-  return autoFallback(setting, systemDefault, why, opts)
+  const longPath =
+    opts.tandemPaces === true && whyUnusable(LONG_PATH_CONGESTION, system) === undefined
+      ? LONG_PATH_CONGESTION
+      : undefined
+  const choice: CongestionChoice =
+    why === undefined
+      ? {
+          setting,
+          // Already every socket's default: nothing to set (and nothing that could be refused).
+          set: systemDefault === want ? undefined : want,
+          algorithm: want,
+          source: 'auto',
+          label: `${want} (auto)`
+        }
+      : autoFallback(setting, systemDefault, why, opts)
+  return longPath === undefined
+    ? choice
+    : { ...choice, longPath, label: `${choice.label}${longPathNote(longPath)}` }
+}
+
+/** What the label says of a long-path algorithm. */
+function longPathNote(name: string): string {
+  return `; ${name} from ${LONG_PATH_RTT_MS} ms RTT`
+}
+
+/** The choice once the kernel refused its long-path algorithm: long paths stay on `set`. */
+export function withoutLongPath(choice: CongestionChoice): CongestionChoice {
+  if (choice.longPath === undefined) return choice
+  const { longPath, ...rest } = choice
+  return { ...rest, label: choice.label.replace(longPathNote(longPath), '') }
 }
 
 /**
@@ -134,12 +172,19 @@ export function afterRefusal(
   opts: ChooseOptions = {}
 ): CongestionChoice {
   if (choice.source !== 'auto' || choice.set === undefined) return choice
-  return autoFallback(
+  const fallback = autoFallback(
     choice.setting,
     systemDefault,
     `setting ${choice.set} on a subflow failed: ${failure}`,
     opts
   )
+  return choice.longPath === undefined
+    ? fallback
+    : {
+        ...fallback,
+        longPath: choice.longPath,
+        label: `${fallback.label}${longPathNote(choice.longPath)}`
+      }
 }
 
 function autoFallback(

@@ -1,8 +1,9 @@
 /**
  * The subflows' congestion control at the I/O edge: reads what the kernel offers (the
  * net.ipv4 congestion sysctls and whether this process holds CAP_NET_ADMIN), decides with
- * common/congestion.ts, sets the answer on each subflow, and falls back to the system default
- * when the kernel refuses it on a real socket (a stale module list, a seccomp or LSM rule).
+ * common/congestion.ts, sets the answer on each subflow (and, once a trunk turns out to be a long
+ * path, the long-path algorithm on its subflows), and falls back to the system default when the
+ * kernel refuses it on a real socket (a stale module list, a seccomp or LSM rule).
  */
 import { readFileSync } from 'node:fs'
 import {
@@ -11,7 +12,8 @@ import {
   parseCongestionList,
   type ChooseOptions,
   type CongestionChoice,
-  type CongestionSystem
+  type CongestionSystem,
+  withoutLongPath
 } from '../common/congestion.js'
 import { errorMessage } from '../common/errors.js'
 import type { Logger } from '../common/log/logger.js'
@@ -111,6 +113,24 @@ export class SubflowCongestion {
       }
       this.choice = next
       this.log.warn(`subflow congestion control: ${next.label}: ${next.reason ?? message}`)
+    }
+  }
+
+  /**
+   * Moves the subflow on `fd`, of a trunk whose min RTT reached LONG_PATH_RTT_MS, to the
+   * long-path algorithm (auto: tandem), when there is one. A refusal is warned about once, and
+   * long paths then stay where `apply` put them.
+   */
+  applyLongPath(fd: number): void {
+    const name = this.choice.longPath
+    if (name === undefined) return
+    try {
+      this.set(fd, name)
+    } catch (err) {
+      this.choice = withoutLongPath(this.choice)
+      this.log.warn(
+        `subflow congestion control: ${name} refused on a long path: ${errorMessage(err)}; its subflows stay on ${this.choice.algorithm ?? 'the system default'}`
+      )
     }
   }
 }

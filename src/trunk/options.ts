@@ -35,6 +35,11 @@ export interface TrunkOptions {
   readonly rateProbe?: RateProbe
   /** Tunes each subflow socket as it joins (congestion control, NOTSENT_LOWAT, buffers). */
   readonly tuneSocket?: (socket: Socket) => void
+  /**
+   * Tunes a subflow socket of a trunk whose min RTT reached LONG_PATH_RTT_MS (the long-path
+   * congestion control); called once per subflow by the rate loop.
+   */
+  readonly tuneLongPath?: (socket: Socket) => void
   /** Sets an application socket's close to abortive or graceful (see `AppSocketOptions`). */
   readonly setAbortiveClose?: (socket: Socket, abortive: boolean) => void
   /** The trunk has no subflow left and its grace ran out (its flows were reset). */

@@ -1,10 +1,13 @@
 /**
  * The I/O side of the trunk's rate controller (core/rate-controller.ts): every
  * RATE_SAMPLE_MS it reads each subflow's TCP_INFO, hands the figures to the controller, and
- * applies the decision with SO_MAX_PACING_RATE on each subflow socket. It is also the trunk's
- * `SendGate`: the sender asks it before each frame whether the in-flight cap has room.
+ * applies the decision with SO_MAX_PACING_RATE on each subflow socket. Once the trunk's min RTT
+ * says it is a long path it hands each subflow once to `onLongPath` (trunk.congestion = auto
+ * then moves it to tandem). It is also the trunk's `SendGate`: the sender asks it before each
+ * frame whether the in-flight cap has room.
  */
 import type { Socket } from 'node:net'
+import { LONG_PATH_RTT_MS } from '../common/congestion.js'
 import { RateController, type RateState, type SubflowRateSample } from '../core/rate-controller.js'
 import type { SendGate } from '../core/sender.js'
 import type { Membership } from './membership.js'
@@ -60,11 +63,12 @@ export function rateLoopFor(
   members: Membership,
   probe: RateProbe | undefined,
   now: () => number,
-  linkRateBytesPerSec: number
+  linkRateBytesPerSec: number,
+  onLongPath?: (socket: Socket) => void
 ): RateLoop | undefined {
   return probe === undefined
     ? undefined
-    : new RateLoop({ members, probe, now, linkRateBytesPerSec })
+    : new RateLoop({ members, probe, now, linkRateBytesPerSec, onLongPath })
 }
 
 /** The sampling loop of one trunk. */
@@ -77,6 +81,9 @@ export class RateLoop implements SendGate {
   private readonly lastReceived = new WeakMap<Subflow, number>()
   private readonly lastDelivered = new WeakMap<Subflow, number>()
   private sentSinceSample = 0
+  private readonly onLongPath: ((socket: Socket) => void) | undefined
+  /** Subflows handed to `onLongPath` already. */
+  private readonly longPath = new WeakSet<Subflow>()
   private readonly ticker = new Ticker(RATE_SAMPLE_MS, () => {
     this.sample()
   })
@@ -86,10 +93,13 @@ export class RateLoop implements SendGate {
     probe: RateProbe
     now: () => number
     linkRateBytesPerSec: number
+    /** Called once per subflow when the trunk's min RTT reaches LONG_PATH_RTT_MS. */
+    onLongPath?: ((socket: Socket) => void) | undefined
   }) {
     this.members = opts.members
     this.probe = opts.probe
     this.now = opts.now
+    this.onLongPath = opts.onLongPath
     this.controller = new RateController({ linkRateBytesPerSec: opts.linkRateBytesPerSec })
   }
 
@@ -139,7 +149,12 @@ export class RateLoop implements SendGate {
     }
     const state = this.controller.onSample(now, samples)
     this.sentSinceSample = 0
+    const longPath = this.onLongPath !== undefined && state.minRttMs >= LONG_PATH_RTT_MS
     for (const s of live) {
+      if (longPath && !this.longPath.has(s)) {
+        this.longPath.add(s)
+        this.onLongPath?.(s.rawSocket)
+      }
       const rate = state.subflows.find((p) => p.id === s.id)?.pacingBytesPerSec ?? 0
       const prev = this.applied.get(s)
       if (prev !== undefined && !changed(prev, rate)) continue

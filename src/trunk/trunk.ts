@@ -84,7 +84,7 @@ export class Trunk implements TrunkPort {
       firstBytes: opts.settings.redundantFirstBytes
     })
     const link = opts.settings.linkRateBytesPerSec
-    this.rate = rateLoopFor(this.members, opts.rateProbe, opts.now, link)
+    this.rate = rateLoopFor(this.members, opts.rateProbe, opts.now, link, opts.tuneLongPath)
     this.sender = new Sender<Flow>({
       scheduler: opts.scheduler,
       redundancy: this.redundancy,

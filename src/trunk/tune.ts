@@ -73,6 +73,23 @@ export function createSubflowTuner(
 }
 
 /**
+ * The tuner for a subflow of a trunk that turned out to be a long path (LONG_PATH_RTT_MS): its
+ * long-path congestion control, when `congestion` has one (trunk.congestion = auto and tandem
+ * registered). A socket that is closing is left alone.
+ */
+export function createLongPathTuner(congestion: SubflowCongestion): SocketTuner {
+  return (socket: Socket): void => {
+    let fd: number
+    try {
+      fd = socketFd(socket)
+    } catch {
+      return // closing: its 'close' event follows
+    }
+    congestion.applyLongPath(fd)
+  }
+}
+
+/**
  * SO_LINGER for application sockets: abortive (RST on close, also when the process dies) while
  * a flow runs, graceful once the flow's FIN was handed over. Failures are ignored: a socket
  * that is already gone needs no linger.

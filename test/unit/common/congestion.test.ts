@@ -13,7 +13,9 @@ import {
   afterRefusal,
   chooseCongestion,
   isCongestionSetting,
+  LONG_PATH_RTT_MS,
   parseCongestionList,
+  withoutLongPath,
   type CongestionSystem
 } from '../../../src/common/congestion.js'
 import { loadConfig } from '../../../src/common/config/load.js'
@@ -154,10 +156,32 @@ describe('chooseCongestion: system and configured names', () => {
 })
 
 describe('chooseCongestion: auto and tandem', () => {
-  it('auto takes bbr even where tandem is registered (tandem is opt-in)', () => {
+  it('auto takes bbr, and tandem for long paths where it is registered and the trunk paces', () => {
     const c = chooseCongestion('auto', TUNED_BOX, { tandemPaces: true })
-    assert.equal(c.label, 'bbr (auto)')
+    assert.equal(c.label, `bbr (auto); tandem from ${LONG_PATH_RTT_MS} ms RTT`)
     assert.equal(c.set, 'bbr')
+    assert.equal(c.longPath, 'tandem')
+    // Without the trunk's pacing tandem would have no congestion control at all.
+    assert.equal(chooseCongestion('auto', TUNED_BOX).longPath, undefined)
+    // Not registered (no BTF, no clang): bbr everywhere, as the label says.
+    const plain = chooseCongestion('auto', DEBIAN_WITH_BBR, { tandemPaces: true })
+    assert.equal(plain.longPath, undefined)
+    assert.equal(plain.label, 'bbr (auto)')
+    // Configured names and `system` have no long-path algorithm.
+    assert.equal(chooseCongestion('bbr', TUNED_BOX, { tandemPaces: true }).longPath, undefined)
+    assert.equal(chooseCongestion('system', TUNED_BOX, { tandemPaces: true }).longPath, undefined)
+  })
+
+  it('a refused long-path algorithm is dropped, label and all; a refused bbr keeps it', () => {
+    const c = chooseCongestion('auto', TUNED_BOX, { tandemPaces: true })
+    const dropped = withoutLongPath(c)
+    assert.equal(dropped.longPath, undefined)
+    assert.equal(dropped.label, 'bbr (auto)')
+    assert.equal(dropped.set, 'bbr')
+    const fallback = afterRefusal(c, 'EPERM', 'cubic', { tandemPaces: true })
+    assert.equal(fallback.source, 'auto-fallback')
+    assert.equal(fallback.longPath, 'tandem')
+    assert.match(fallback.label, /^cubic \(bbr not available: Tandem paces itself\); tandem from/)
   })
 
   it('tandem by name is set as configured', () => {
@@ -272,6 +296,34 @@ describe('SubflowCongestion (the edge, with a fake setter)', () => {
       lines[1] ?? '',
       /^warn subflow congestion control: cubic \(bbr not available.*Operation not permitted/
     )
+  })
+
+  it('moves a long path to tandem; a refusal is warned about once and long paths stay on bbr', () => {
+    const { log, lines } = recordingLog()
+    const set: [number, string][] = []
+    let refuse = false
+    const cc = new SubflowCongestion('auto', log, TUNED_BOX, { tandemPaces: true }, (fd, name) => {
+      if (refuse && name === 'tandem') {
+        throw new NativeError('setsockopt(TCP_CONGESTION): No such file or directory', 2)
+      }
+      set.push([fd, name])
+    })
+    cc.apply(7)
+    cc.applyLongPath(7)
+    refuse = true // unregistered since the start
+    cc.apply(8)
+    cc.applyLongPath(8)
+    cc.applyLongPath(9)
+    assert.deepEqual(set, [
+      [7, 'bbr'],
+      [7, 'tandem'],
+      [8, 'bbr']
+    ])
+    assert.equal(cc.current.longPath, undefined)
+    assert.equal(cc.current.label, 'bbr (auto)')
+    assert.deepEqual(lines, [
+      'warn subflow congestion control: tandem refused on a long path: setsockopt(TCP_CONGESTION): No such file or directory; its subflows stay on bbr'
+    ])
   })
 
   it('a refused configured name is warned about once and still tried', () => {

@@ -1,0 +1,128 @@
+/**
+ * trunk.congestion = auto on a long path: a trunk whose min RTT reaches LONG_PATH_RTT_MS hands
+ * each subflow once to its long-path tuner, which puts the socket on tandem (where the kernel
+ * offers it: scripts/tandem-cc.sh register); a shorter trunk never does. Real loopback sockets;
+ * the probe reports the RTT of the path under test (loopback has none), the rest is the
+ * kernel's (TCP_CONGESTION read back).
+ */
+import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
+import type { Socket } from 'node:net'
+import { describe, it } from 'node:test'
+
+import { getCongestion, socketFd } from '../../native/index.js'
+import { LONG_PATH_RTT_MS } from '../../src/common/congestion.js'
+import { buildConfig } from '../../src/common/config/config.js'
+import { Counters } from '../../src/common/counters.js'
+import { silentLogger } from '../../src/common/log/logger.js'
+import { ResetReason } from '../../src/common/wire/frame.js'
+import { MemoryBudget } from '../../src/core/memory-budget.js'
+import { createScheduler } from '../../src/core/scheduler/index.js'
+import { readCongestionSystem, SubflowCongestion } from '../../src/trunk/congestion.js'
+import { RATE_SAMPLE_MS, type RateProbe } from '../../src/trunk/rate-loop.js'
+import { trunkSettings } from '../../src/trunk/settings.js'
+import { Trunk } from '../../src/trunk/trunk.js'
+import { createLongPathTuner, createSubflowTuner, nativeRateProbe } from '../../src/trunk/tune.js'
+import { socketPair } from '../helpers/socket-pair.js'
+
+const SUBFLOWS = 3
+
+/** The kernel's figures, but the RTT of a path of `rttMs`. */
+function probeAt(rttMs: number): RateProbe {
+  return {
+    read: (s) => ({ ...nativeRateProbe.read(s), minRttMs: rttMs, srttMs: rttMs }),
+    setPacing: (s, rate) => {
+      nativeRateProbe.setPacing(s, rate)
+    }
+  }
+}
+
+async function trunkAt(
+  rttMs: number,
+  tuneLongPath: (socket: Socket) => void,
+  tuneSocket?: (socket: Socket) => void
+): Promise<{ tx: Trunk; rx: Trunk; stop: () => void }> {
+  const settings = trunkSettings(buildConfig(new Map()))
+  const make = (role: 'tx' | 'rx', long?: (socket: Socket) => void): Trunk =>
+    new Trunk({
+      role,
+      trunkId: randomBytes(16),
+      settings,
+      scheduler: createScheduler('min-rtt'),
+      budget: new MemoryBudget(64 << 20),
+      counters: new Counters(),
+      log: silentLogger,
+      now: () => performance.now(),
+      rateProbe: probeAt(rttMs),
+      ...(long === undefined ? {} : { tuneLongPath: long })
+    })
+  const tx = make('tx', tuneLongPath)
+  const rx = make('rx')
+  const peer = { flowWindowBytes: 4 << 20, maxFrameBodyBytes: 256 << 10 }
+  const sockets: Socket[] = []
+  for (let i = 0; i < SUBFLOWS; i++) {
+    const p = await socketPair()
+    sockets.push(p.a, p.b)
+    tuneSocket?.(p.a)
+    tx.addSubflow(p.a, peer, i, 0, new Uint8Array(0))
+    rx.addSubflow(p.b, peer, i, 0, new Uint8Array(0))
+  }
+  return {
+    tx,
+    rx,
+    stop: () => {
+      tx.close(ResetReason.SHUTDOWN, 'test over')
+      rx.close(ResetReason.SHUTDOWN, 'test over')
+      for (const s of sockets) s.destroy()
+    }
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
+
+describe('auto on a long path', () => {
+  it(`a trunk at ${LONG_PATH_RTT_MS} ms hands each subflow once to the long-path tuner; at 50 ms never`, async () => {
+    for (const [rtt, expected] of [
+      [600, SUBFLOWS],
+      [50, 0]
+    ] as const) {
+      const seen: Socket[] = []
+      const t = await trunkAt(rtt, (s) => seen.push(s))
+      try {
+        await sleep(RATE_SAMPLE_MS * 6)
+        assert.equal(seen.length, expected, `at ${rtt} ms`)
+        assert.equal(new Set(seen).size, seen.length, 'each subflow once')
+      } finally {
+        t.stop()
+      }
+    }
+  })
+
+  const system = readCongestionSystem()
+  const canTandem = system.available?.includes('tandem') === true && system.netAdmin
+  it(
+    'with tandem registered, the subflows start on bbr and a 600 ms trunk moves them to tandem',
+    { skip: canTandem ? false : 'tandem is not registered here (scripts/tandem-cc.sh register)' },
+    async () => {
+      const congestion = new SubflowCongestion('auto', silentLogger, system, {
+        tandemPaces: true
+      })
+      assert.equal(congestion.current.longPath, 'tandem')
+      const tune = createSubflowTuner(buildConfig(new Map()), silentLogger, congestion)
+      const t = await trunkAt(600, createLongPathTuner(congestion), tune)
+      try {
+        const cc = (): string[] =>
+          t.tx.liveSubflows().map((s) => getCongestion(socketFd(s.rawSocket)))
+        const before = cc()
+        assert.ok(
+          before.every((c) => c === 'bbr' || c === system.systemDefault),
+          before.join()
+        )
+        await sleep(RATE_SAMPLE_MS * 6)
+        assert.deepEqual(cc(), Array<string>(SUBFLOWS).fill('tandem'))
+      } finally {
+        t.stop()
+      }
+    }
+  )
+})
