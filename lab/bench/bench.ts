@@ -90,7 +90,7 @@ function parseArgs(argv: readonly string[]) {
     .option('short', { type: 'boolean', default: true, describe: 'also time short flows' })
     .option('short-congestion', {
       type: 'string',
-      default: 'bbr,cubic',
+      default: 'auto,bbr,cubic',
       describe:
         "subflow congestion controls for the short-flow Tandem rows; CC-rN{k,m} also sends each flow's first N bytes on two subflows (trunk.redundant_first_bytes)"
     })

@@ -57,8 +57,20 @@ const DEFAULT_SUBFLOWS = 8
 const DEFAULT = `tandem-${DEFAULT_SUBFLOWS}-unset`
 /** The same, on boxes whose own default congestion control is cubic. */
 const CUBIC_BOXES = `${DEFAULT}-cubic-boxes`
-/** The short-flow rows' Tandem: the default configuration picks bbr on the bench's boxes. */
-const SHORT_TANDEM = `tandem-${DEFAULT_SUBFLOWS}-bbr (warm trunk)`
+/**
+ * The short-flow rows' Tandem: the default configuration (`--short-congestion auto`), or, in
+ * runs made before the bench had that row, 8 bbr subflows (what it picked on the bench's boxes).
+ */
+const SHORT_TANDEMS = [
+  `tandem-${DEFAULT_SUBFLOWS}-auto (warm trunk)`,
+  `tandem-${DEFAULT_SUBFLOWS}-bbr (warm trunk)`
+] as const
+
+/** The short-flow Tandem row `run` has (SHORT_TANDEMS, in order); the first when it has none. */
+function shortTandem(run: TargetRun): string {
+  const names = new Set((run.short ?? []).map((r) => r.system))
+  return SHORT_TANDEMS.find((n) => names.has(n)) ?? SHORT_TANDEMS[0]
+}
 /** The other systems Tandem is to be ahead of at 50 ms, and their names in the table. */
 const RIVALS: readonly (readonly [string, string])[] = [
   ['kcptun', 'kcptun'],
@@ -131,6 +143,7 @@ function nonEmpty<T>(xs: readonly T[]): readonly T[] {
 /** A system's name in a result: "8 bbr subflows", "the default configuration". */
 function systemLabel(system: string): string {
   const name = system.replace(/ \(warm trunk\)$/, '')
+  if (name === `tandem-${DEFAULT_SUBFLOWS}-auto`) return 'the default configuration'
   let spec: SystemSpec | undefined
   try {
     spec = systemsFrom(name)[0]
@@ -407,11 +420,11 @@ export function satelliteTargets(run: TargetRun): TargetResult[] {
           need(f.short(system, 600, 1, bytes).find((r) => r.system === system))
         const shown = (r: ShortFlowRow): string =>
           r.completionMs === null ? `> ${r.timeoutMs / 1000}` : secs(r.completionMs)
-        const tandem = SAT_DOWNLOADS.map((d) => one(SHORT_TANDEM, d.bytes))
+        const tandem = SAT_DOWNLOADS.map((d) => one(shortTandem(run), d.bytes))
         // Direct bbr is for comparison only: the row stands without it.
         const direct = optional(() => SAT_DOWNLOADS.map((d) => shown(one('direct-bbr', d.bytes))))
         return {
-          result: `${tandem.map(shown).join(' / ')} s (${systemLabel(SHORT_TANDEM)}${direct === undefined ? '' : `; direct bbr ${direct.join(' / ')} s`})`,
+          result: `${tandem.map(shown).join(' / ')} s (${systemLabel(shortTandem(run))}${direct === undefined ? '' : `; direct bbr ${direct.join(' / ')} s`})`,
           met: tandem.every(
             (r, i) => r.completionMs !== null && r.completionMs <= SAT_DOWNLOADS[i]!.ms
           )
@@ -443,7 +456,7 @@ export function targetsMarkdown(run: TargetRun): string {
       (t) => `| ${t.figure}: ${t.target} | ${cellText(t)} | ${metText(t)} |`
     ),
     '',
-    `**Targets of the satellite issue**, against the same run (Tandem's default configuration, ${runs.length > 0 ? `median of ${runs.join('–')} flows ` : ''}on a warm trunk; the short flows use ${systemLabel(SHORT_TANDEM)}):`,
+    `**Targets of the satellite issue**, against the same run (Tandem's default configuration, ${runs.length > 0 ? `median of ${runs.join('–')} flows ` : ''}on a warm trunk; the short flows use ${systemLabel(shortTandem(run))}):`,
     '',
     '| figure | target | this run | met |',
     '|---|---|---|---|',

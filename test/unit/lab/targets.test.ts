@@ -172,6 +172,22 @@ describe('bench targets: the satellite issue', () => {
     assert.equal(downloads.met, true)
     assert.equal(downloads.result, '0.70 / 0.95 / 2.40 s (8 bbr subflows)')
   })
+
+  it('judges the downloads on the default configuration where the run has that row', () => {
+    const withAuto: TargetRun = {
+      ...run,
+      short: [
+        ...(run.short ?? []),
+        short('tandem-8-auto (warm trunk)', 600, 1, 100_000, 690),
+        short('tandem-8-auto (warm trunk)', 600, 1, 1_000_000, 1490),
+        short('tandem-8-auto (warm trunk)', 600, 1, 10_000_000, 3080)
+      ]
+    }
+    const downloads = find(satelliteTargets(withAuto), '600 ms, 1 %: 100 KB / 1 MB / 10 MB')
+    assert.equal(downloads.met, false)
+    assert.equal(downloads.result, '0.69 / 1.49 / 3.08 s (the default configuration)')
+    assert.match(targetsMarkdown(withAuto), /the short flows use the default configuration\):/)
+  })
 })
 
 describe('bench targets: a partial run', () => {
