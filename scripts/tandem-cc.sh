@@ -1,7 +1,8 @@
 #!/bin/sh
 # Tandem's own congestion control for the subflows (native/bpf/tandem_cc.bpf.c): a BPF
-# struct_ops program that leaves the sending rate to the trunk's rate controller. Registered,
-# it is what trunk.congestion = tandem sets (opt-in; auto keeps bbr).
+# struct_ops program that leaves the sending rate to the trunk's rate controller. Registered, it
+# is where trunk.congestion = auto puts a long path's subflows (min RTT 300 ms or more), and
+# trunk.congestion = tandem every path's.
 # Usage: scripts/tandem-cc.sh build       compile native/build/bpf/tandem_cc.bpf.o (clang,
 #                                         bpftool and the kernel's BTF; not fatal without them)
 #        scripts/tandem-cc.sh register    register it with the kernel (root); nothing to do

@@ -2,9 +2,9 @@
 /*
  * "tandem": the congestion control of a trunk's subflows, as a BPF struct_ops program
  * (Linux 5.6 and later, with BTF). Built by scripts/tandem-cc.sh build, registered with the
- * kernel by scripts/tandem-cc.sh register; trunk.congestion = tandem sets it (opt-in: auto keeps
- * bbr, since one bench run showed it no better than bbr on a warm 600 ms trunk and worse on a
- * cold one).
+ * kernel by scripts/tandem-cc.sh register; trunk.congestion = auto moves the subflows of a
+ * trunk whose min RTT reaches 300 ms to it (shorter paths keep bbr: there it did no better),
+ * trunk.congestion = tandem sets it on every path.
  *
  * Why: a trunk's subflows share one bottleneck, and the trunk's rate controller
  * (src/core/rate-controller.ts) already decides how fast they send together: it paces each
