@@ -6,24 +6,17 @@
  * kernel's (TCP_CONGESTION read back).
  */
 import assert from 'node:assert/strict'
-import { randomBytes } from 'node:crypto'
 import type { Socket } from 'node:net'
 import { describe, it } from 'node:test'
 
 import { getCongestion, socketFd } from '../../native/index.js'
 import { LONG_PATH_RTT_MS } from '../../src/common/congestion.js'
 import { buildConfig } from '../../src/common/config/config.js'
-import { Counters } from '../../src/common/counters.js'
 import { silentLogger } from '../../src/common/log/logger.js'
-import { ResetReason } from '../../src/common/wire/frame.js'
-import { MemoryBudget } from '../../src/core/memory-budget.js'
-import { createScheduler } from '../../src/core/scheduler/index.js'
 import { readCongestionSystem, SubflowCongestion } from '../../src/trunk/congestion.js'
 import { RATE_SAMPLE_MS, type RateProbe } from '../../src/trunk/rate-loop.js'
-import { trunkSettings } from '../../src/trunk/settings.js'
-import { Trunk } from '../../src/trunk/trunk.js'
 import { createLongPathTuner, createSubflowTuner, nativeRateProbe } from '../../src/trunk/tune.js'
-import { socketPair } from '../helpers/socket-pair.js'
+import { loopbackTrunks, type LoopbackTrunks } from '../helpers/trunks.js'
 
 const SUBFLOWS = 3
 
@@ -40,42 +33,14 @@ function probeAt(rttMs: number): RateProbe {
 async function trunkAt(
   rttMs: number,
   tuneLongPath: (socket: Socket) => void,
-  tuneSocket?: (socket: Socket) => void
-): Promise<{ tx: Trunk; rx: Trunk; stop: () => void }> {
-  const settings = trunkSettings(buildConfig(new Map()))
-  const make = (role: 'tx' | 'rx', long?: (socket: Socket) => void): Trunk =>
-    new Trunk({
-      role,
-      trunkId: randomBytes(16),
-      settings,
-      scheduler: createScheduler('min-rtt'),
-      budget: new MemoryBudget(64 << 20),
-      counters: new Counters(),
-      log: silentLogger,
-      now: () => performance.now(),
-      rateProbe: probeAt(rttMs),
-      ...(long === undefined ? {} : { tuneLongPath: long })
-    })
-  const tx = make('tx', tuneLongPath)
-  const rx = make('rx')
-  const peer = { flowWindowBytes: 4 << 20, maxFrameBodyBytes: 256 << 10 }
-  const sockets: Socket[] = []
-  for (let i = 0; i < SUBFLOWS; i++) {
-    const p = await socketPair()
-    sockets.push(p.a, p.b)
-    tuneSocket?.(p.a)
-    tx.addSubflow(p.a, peer, i, 0, new Uint8Array(0))
-    rx.addSubflow(p.b, peer, i, 0, new Uint8Array(0))
-  }
-  return {
-    tx,
-    rx,
-    stop: () => {
-      tx.close(ResetReason.SHUTDOWN, 'test over')
-      rx.close(ResetReason.SHUTDOWN, 'test over')
-      for (const s of sockets) s.destroy()
-    }
-  }
+  tuneTx?: (socket: Socket) => void
+): Promise<LoopbackTrunks> {
+  return loopbackTrunks({
+    subflows: SUBFLOWS,
+    tx: { rateProbe: probeAt(rttMs), tuneLongPath },
+    rx: { rateProbe: probeAt(rttMs) },
+    ...(tuneTx === undefined ? {} : { tuneTx })
+  })
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
@@ -93,7 +58,7 @@ describe('auto on a long path', () => {
         assert.equal(seen.length, expected, `at ${rtt} ms`)
         assert.equal(new Set(seen).size, seen.length, 'each subflow once')
       } finally {
-        t.stop()
+        t.close()
       }
     }
   })
@@ -121,7 +86,7 @@ describe('auto on a long path', () => {
         await sleep(RATE_SAMPLE_MS * 6)
         assert.deepEqual(cc(), Array<string>(SUBFLOWS).fill('tandem'))
       } finally {
-        t.stop()
+        t.close()
       }
     }
   )
