@@ -29,6 +29,7 @@ import {
   subflowSockets,
   wallMs,
   type ActiveFault,
+  type SubflowSocket,
   type KillMethod
 } from '../../lab/testbed/faults.js'
 import { netnsUnavailableReason } from '../helpers/netns.js'
@@ -45,13 +46,19 @@ const BOUND_MS = 3000
 /** Errors a reset shows up as at a socket (read: ECONNRESET; write after it: EPIPE). */
 const RESET_CODES = ['ECONNRESET', 'EPIPE']
 
-/** Subflows tx_proxy has up now, per path id (0: a, 1: b). */
-async function subflowsUp(conf: TwoPathConfig): Promise<{ total: number; perPath: number[] }> {
+/**
+ * Subflows tx_proxy has up now (its hello done; `status` also lists the slots still dialling or
+ * in their handshake), per path id (0: a, 1: b), and their local `address:port`s.
+ */
+async function subflowsUp(
+  conf: TwoPathConfig
+): Promise<{ total: number; perPath: number[]; locals: Set<string> }> {
   const s = await queryStatus(conf.txControl)
-  const subs = s.trunks[0]?.subflows ?? []
+  const subs = (s.trunks[0]?.subflows ?? []).filter((x) => x.state === 'up')
   return {
     total: subs.length,
-    perPath: [0, 1].map((p) => subs.filter((x) => x.pathId === p).length)
+    perPath: [0, 1].map((p) => subs.filter((x) => x.pathId === p).length),
+    locals: new Set(subs.flatMap((x) => (x.local === undefined ? [] : [x.local])))
   }
 }
 
@@ -136,15 +143,19 @@ describe('resilience: one flow over four subflows on two paths', () => {
         const path: PathName = (i + Math.floor(i / KILL_METHODS.length)) % 2 === 0 ? 'a' : 'b'
         const local = path === 'a' ? '192.168.2.201' : '10.9.0.1'
         // The path's subflows may still be re-dialling after the previous fault: wait for one
-        // (within the same bound the recovery has) rather than fail on an empty list.
-        let sockets = (await subflowSockets(bed.ns.tx, TWO_PATH_RX_PORT)).filter(
-          (s) => s.localAddress === local
-        )
+        // that is up (within the same bound the recovery has) rather than fail on an empty list.
+        // A socket still in its hello is not a subflow yet: killing it is a failed dial, not a
+        // lost subflow, and the kill would go unnoticed.
+        const upOnPath = async (): Promise<SubflowSocket[]> => {
+          const up = (await subflowsUp(conf)).locals
+          return (await subflowSockets(bed.ns.tx, TWO_PATH_RX_PORT)).filter(
+            (s) => s.localAddress === local && up.has(`${s.localAddress}:${s.localPort}`)
+          )
+        }
+        let sockets = await upOnPath()
         for (const until = wallMs() + BOUND_MS; sockets.length === 0 && wallMs() < until;) {
           await new Promise((r) => setTimeout(r, 50))
-          sockets = (await subflowSockets(bed.ns.tx, TWO_PATH_RX_PORT)).filter(
-            (s) => s.localAddress === local
-          )
+          sockets = await upOnPath()
         }
         const victim = sockets[i % Math.max(1, sockets.length)]
         assert.ok(victim !== undefined, `no subflow socket on path ${path} to kill`)
