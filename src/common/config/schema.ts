@@ -307,7 +307,7 @@ export const KEYS: readonly KeySpec[] = [
     section: 'trunk',
     key: 'redundant_first_bytes',
     type: int(0, 1 * GiB),
-    default: String(256 * KiB),
+    default: '0',
     doc: 'every flow sends its first N bytes on two subflows (a lost segment then rarely holds a short reply for a round trip), then uses the scheduler (0: off)'
   },
   // [limits]
