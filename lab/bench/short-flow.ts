@@ -34,11 +34,12 @@ export function parseShortSample(output: string): ShortSample {
  */
 export function shortTandemSpec(spec: string): {
   congestion: string
-  redundantFirstBytes?: number
+  /** trunk.redundant_first_bytes as the configuration spells sizes (`1MiB`), for it to parse. */
+  redundantFirstBytes?: string
 } {
   const m = /^([a-z]+)(?:-r(\d+)([km]))?$/.exec(spec)
   if (m === null) throw new Error(`short-flow row ${spec}: expected CC or CC-rN{k,m}, e.g. bbr-r1m`)
   const [, congestion = '', n, unit] = m
   if (n === undefined) return { congestion }
-  return { congestion, redundantFirstBytes: Number(n) * (unit === 'm' ? 1024 * 1024 : 1024) }
+  return { congestion, redundantFirstBytes: `${n}${unit === 'm' ? 'MiB' : 'KiB'}` }
 }

@@ -82,7 +82,7 @@ export async function shortFlows(
         'interception.transparent': 'false',
         ...(redundantFirstBytes === undefined
           ? {}
-          : { 'trunk.redundant_first_bytes': String(redundantFirstBytes) })
+          : { 'trunk.redundant_first_bytes': redundantFirstBytes })
       })
       const { tx, rx } = await bed.startProxies(conf, 8)
       try {

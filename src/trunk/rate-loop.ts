@@ -83,7 +83,7 @@ export class RateLoop implements SendGate {
   private sentSinceSample = 0
   private readonly onLongPath: ((socket: Socket) => void) | undefined
   /** Subflows handed to `onLongPath` already. */
-  private readonly longPath = new WeakSet<Subflow>()
+  private readonly handedOver = new WeakSet<Subflow>()
   private readonly ticker = new Ticker(RATE_SAMPLE_MS, () => {
     this.sample()
   })
@@ -149,10 +149,10 @@ export class RateLoop implements SendGate {
     }
     const state = this.controller.onSample(now, samples)
     this.sentSinceSample = 0
-    const longPath = this.onLongPath !== undefined && state.minRttMs >= LONG_PATH_RTT_MS
+    const isLongPath = this.onLongPath !== undefined && state.minRttMs >= LONG_PATH_RTT_MS
     for (const s of live) {
-      if (longPath && !this.longPath.has(s)) {
-        this.longPath.add(s)
+      if (isLongPath && !this.handedOver.has(s)) {
+        this.handedOver.add(s)
         this.onLongPath?.(s.rawSocket)
       }
       const rate = state.subflows.find((p) => p.id === s.id)?.pacingBytesPerSec ?? 0

@@ -36,11 +36,11 @@ test('a short-flow Tandem row names its congestion control and, with -rN, its re
   assert.deepEqual(shortTandemSpec('bbr'), { congestion: 'bbr' })
   assert.deepEqual(shortTandemSpec('tandem-r1m'), {
     congestion: 'tandem',
-    redundantFirstBytes: 1024 * 1024
+    redundantFirstBytes: '1MiB'
   })
   assert.deepEqual(shortTandemSpec('cubic-r256k'), {
     congestion: 'cubic',
-    redundantFirstBytes: 256 * 1024
+    redundantFirstBytes: '256KiB'
   })
   assert.throws(() => shortTandemSpec('bbr-x1'), /expected CC or CC-rN\{k,m\}/)
 })
