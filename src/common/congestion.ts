@@ -62,8 +62,13 @@ export interface CongestionChoice {
   /** The algorithm the subflows are expected to run; undefined when the kernel did not say. */
   readonly algorithm: string | undefined
   readonly source: CongestionSource
-  /** One phrase for people: `bbr (auto)`, `cubic (bbr not available: ...)`. */
+  /**
+   * One phrase for people: `bbr (auto)`, `cubic (bbr not available: ...)`, with
+   * `; tandem from 300 ms RTT` when there is a long-path algorithm (built by `withLongPath`).
+   */
   readonly label: string
+  /** The label without the long-path phrase. */
+  readonly baseLabel: string
   /** Why auto did not get bbr, with what to do about it (auto-fallback only). */
   readonly reason?: string
   /**
@@ -115,16 +120,25 @@ export function chooseCongestion(
   const systemDefault = system.systemDefault
   const defaultName = systemDefault ?? 'the system default'
   if (setting === '' || setting === CONGESTION_SYSTEM) {
+    const label = `${defaultName} (system default)`
     return {
       setting: CONGESTION_SYSTEM,
       set: undefined,
       algorithm: systemDefault,
       source: 'system',
-      label: `${defaultName} (system default)`
+      label,
+      baseLabel: label
     }
   }
   if (setting !== CONGESTION_AUTO) {
-    return { setting, set: setting, algorithm: setting, source: 'configured', label: setting }
+    return {
+      setting,
+      set: setting,
+      algorithm: setting,
+      source: 'configured',
+      label: setting,
+      baseLabel: setting
+    }
   }
   const want = PREFERRED_CONGESTION
   const why = whyUnusable(want, system)
@@ -140,24 +154,26 @@ export function chooseCongestion(
           set: systemDefault === want ? undefined : want,
           algorithm: want,
           source: 'auto',
-          label: `${want} (auto)`
+          label: `${want} (auto)`,
+          baseLabel: `${want} (auto)`
         }
       : autoFallback(setting, systemDefault, why, opts)
-  return longPath === undefined
-    ? choice
-    : { ...choice, longPath, label: `${choice.label}${longPathNote(longPath)}` }
+  return longPath === undefined ? choice : withLongPath(choice, longPath)
 }
 
-/** What the label says of a long-path algorithm. */
-function longPathNote(name: string): string {
-  return `; ${name} from ${LONG_PATH_RTT_MS} ms RTT`
+/** `choice` with `longPath` as its long-path algorithm, and the label saying so. */
+function withLongPath(choice: CongestionChoice, longPath: string): CongestionChoice {
+  return {
+    ...choice,
+    longPath,
+    label: `${choice.baseLabel}; ${longPath} from ${LONG_PATH_RTT_MS} ms RTT`
+  }
 }
 
 /** The choice once the kernel refused its long-path algorithm: long paths stay on `set`. */
 export function withoutLongPath(choice: CongestionChoice): CongestionChoice {
-  if (choice.longPath === undefined) return choice
   const { longPath, ...rest } = choice
-  return { ...rest, label: choice.label.replace(longPathNote(longPath), '') }
+  return longPath === undefined ? choice : { ...rest, label: rest.baseLabel }
 }
 
 /**
@@ -178,13 +194,7 @@ export function afterRefusal(
     `setting ${choice.set} on a subflow failed: ${failure}`,
     opts
   )
-  return choice.longPath === undefined
-    ? fallback
-    : {
-        ...fallback,
-        longPath: choice.longPath,
-        label: `${fallback.label}${longPathNote(choice.longPath)}`
-      }
+  return choice.longPath === undefined ? fallback : withLongPath(fallback, choice.longPath)
 }
 
 function autoFallback(
@@ -195,12 +205,14 @@ function autoFallback(
 ): CongestionChoice {
   const then =
     opts.tandemPaces === true ? 'Tandem paces itself' : 'the system default, not paced by Tandem'
+  const label = `${systemDefault ?? 'system default'} (${PREFERRED_CONGESTION} not available: ${then})`
   return {
     setting,
     set: undefined,
     algorithm: systemDefault,
     source: 'auto-fallback',
-    label: `${systemDefault ?? 'system default'} (${PREFERRED_CONGESTION} not available: ${then})`,
+    label,
+    baseLabel: label,
     reason
   }
 }
