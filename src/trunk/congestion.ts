@@ -98,22 +98,19 @@ export class SubflowCongestion {
   apply(fd: number): void {
     const name = this.choice.set
     if (name === undefined) return
-    try {
-      this.set(fd, name)
-    } catch (err) {
-      const message = errorMessage(err)
-      const next = afterRefusal(this.choice, message, this.system.systemDefault, this.opts)
-      if (next === this.choice) {
-        // A configured name: the operator asked for it, so it stays asked for; warned once,
-        // and `status` shows what each subflow really runs.
-        if (this.refusedOnce) return
-        this.refusedOnce = true
-        this.log.warn(`subflow congestion control ${name} refused: ${message}`)
-        return
-      }
-      this.choice = next
-      this.log.warn(`subflow congestion control: ${next.label}: ${next.reason ?? message}`)
+    const message = this.trySet(fd, name)
+    if (message === undefined) return
+    const next = afterRefusal(this.choice, message, this.system.systemDefault, this.opts)
+    if (next === this.choice) {
+      // A configured name: the operator asked for it, so it stays asked for; warned once,
+      // and `status` shows what each subflow really runs.
+      if (this.refusedOnce) return
+      this.refusedOnce = true
+      this.log.warn(`subflow congestion control ${name} refused: ${message}`)
+      return
     }
+    this.choice = next
+    this.log.warn(`subflow congestion control: ${next.label}: ${next.reason ?? message}`)
   }
 
   /**
@@ -124,13 +121,21 @@ export class SubflowCongestion {
   applyLongPath(fd: number): void {
     const name = this.choice.longPath
     if (name === undefined) return
+    const message = this.trySet(fd, name)
+    if (message === undefined) return
+    this.choice = withoutLongPath(this.choice)
+    this.log.warn(
+      `subflow congestion control: ${name} refused on a long path: ${message}; its subflows stay on ${this.choice.algorithm ?? 'the system default'}`
+    )
+  }
+
+  /** Sets `name` on `fd`; the kernel's refusal as text, or undefined when it took it. */
+  private trySet(fd: number, name: string): string | undefined {
     try {
       this.set(fd, name)
+      return undefined
     } catch (err) {
-      this.choice = withoutLongPath(this.choice)
-      this.log.warn(
-        `subflow congestion control: ${name} refused on a long path: ${errorMessage(err)}; its subflows stay on ${this.choice.algorithm ?? 'the system default'}`
-      )
+      return errorMessage(err)
     }
   }
 }
