@@ -68,7 +68,7 @@ for (const s of systems) {
     if (r === undefined) return '–'
     if (r.goodputMbit === undefined || r.goodputMbit === null) return r.note ?? 'failed'
     const v = r.goodputMbit.toFixed(1)
-    return s === 'tandem-8-bbr' ? `**${v}**` : v
+    return s === 'tandem-8-unset' ? `**${v}**` : v
   })
   out.push(`| ${pretty(s)} | ${runs} | ${cells.join(' | ')} |`)
 }
