@@ -11,6 +11,37 @@ import {
 } from './short-flow.js'
 import type { ShortFlowRow } from './report.js'
 
+/**
+ * One `./rr one-shot` download of `bytes` from dst's rr server (port 5210) to src, the request
+ * sent with `congestion`.
+ */
+export async function oneShot(
+  bed: ImpairedTestbed,
+  bytes: number,
+  congestion: string
+): Promise<ShortSample> {
+  const r = await runIn(
+    bed.topo.ns.src,
+    [
+      process.execPath,
+      dist('tools/rr.js'),
+      'one-shot',
+      '--host',
+      A.dst.v4,
+      '--port',
+      '5210',
+      '--bytes',
+      String(bytes),
+      '--congestion',
+      congestion,
+      '--timeout',
+      String(SHORT_FLOW_TIMEOUT_MS / 1000)
+    ],
+    SHORT_FLOW_TIMEOUT_MS + 30_000
+  )
+  return parseShortSample(r.output)
+}
+
 /** Short flows: request/response through the warm trunk vs direct. */
 export async function shortFlows(
   bed: ImpairedTestbed,
@@ -26,28 +57,8 @@ export async function shortFlows(
     'rr-server'
   )
   await server.waitFor(/listening/)
-  const once = async (bytes: number, congestion: string): Promise<ShortSample> => {
-    const r = await runIn(
-      bed.topo.ns.src,
-      [
-        process.execPath,
-        dist('tools/rr.js'),
-        'one-shot',
-        '--host',
-        A.dst.v4,
-        '--port',
-        '5210',
-        '--bytes',
-        String(bytes),
-        '--congestion',
-        congestion,
-        '--timeout',
-        String(SHORT_FLOW_TIMEOUT_MS / 1000)
-      ],
-      SHORT_FLOW_TIMEOUT_MS + 30_000
-    )
-    return parseShortSample(r.output)
-  }
+  const once = (bytes: number, congestion: string): Promise<ShortSample> =>
+    oneShot(bed, bytes, congestion)
   const measure = async (system: string, congestion: string): Promise<void> => {
     // One untimed exchange first, for every system alike: the ARP entries are fresh, and a
     // proxy's first flow runs code V8 has not compiled yet (10-20 ms once after a start; a
