@@ -1,0 +1,186 @@
+/**
+ * Why a short download through a warm trunk takes the time it takes (root only): the bench's
+ * five-namespace testbed (default 600 ms RTT, 1 % loss each way, 100 Mbit/s), the pair as the
+ * bench's short-flow rows run it (8 subflows, `trunk.congestion` from `--congestion`), and
+ * `--runs` downloads of `--bytes` from dst, one after another. Around each download it reads
+ * both proxies' `status --json` and prints one line: the completion time (and in round trips
+ * after the first byte), how many of the replying side's (rx_proxy's) subflows retransmitted
+ * and how many bytes, the frames rx_proxy reinjected on another subflow, and the duplicate bytes
+ * tx_proxy dropped. A summary groups the downloads by whether a subflow retransmitted.
+ *
+ *   node dist/lab/bench/short-trace.js [--rtt 600] [--loss 1] [--bytes 1000000] [--runs 10]
+ *     [--congestion auto] [--set KEY=VALUE ...]
+ *
+ * Namespaces are named `tstrace<pid>-N` and removed on every exit path.
+ */
+import { spawnSync } from 'node:child_process'
+
+import yargs from 'yargs'
+import { hideBin } from 'yargs/helpers'
+
+import type { ProxyStatus } from '../../src/app/control.js'
+import { createImpairedTestbed, dist, startIn } from '../testbed/impaired.js'
+import { median } from './median.js'
+import { oneShot } from './short-flows.js'
+
+/** What one download changed on the two proxies. */
+interface Trace {
+  readonly ms: number | null
+  readonly ttfbMs: number | null
+  readonly retransBytes: number
+  readonly retransSubflows: number
+  readonly reinjectedFrames: number
+  readonly reinjectedBytes: number
+  readonly duplicateBytes: number
+}
+
+function sumSubflows(s: ProxyStatus): Map<string, { sent: number; retrans: number }> {
+  const m = new Map<string, { sent: number; retrans: number }>()
+  for (const t of s.trunks) {
+    for (const f of t.subflows) {
+      if (f.local === undefined) continue
+      m.set(f.local, { sent: f.tcpBytesSent ?? 0, retrans: f.tcpBytesRetrans ?? 0 })
+    }
+  }
+  return m
+}
+
+function delta(before: ProxyStatus, after: ProxyStatus): Omit<Trace, 'ms' | 'ttfbMs'> {
+  const b = sumSubflows(before)
+  let retransBytes = 0
+  let retransSubflows = 0
+  for (const [local, a] of sumSubflows(after)) {
+    const d = a.retrans - (b.get(local)?.retrans ?? 0)
+    retransBytes += d
+    if (d > 0) retransSubflows++
+  }
+  const c = (k: string): number => (after.counters[k] ?? 0) - (before.counters[k] ?? 0)
+  return {
+    retransBytes,
+    retransSubflows,
+    reinjectedFrames: c('frames_reinjected'),
+    reinjectedBytes: c('bytes_reinjected'),
+    duplicateBytes: 0
+  }
+}
+
+async function main(): Promise<number> {
+  const args = await yargs(hideBin(process.argv))
+    .scriptName('short-trace')
+    .option('rtt', { type: 'number', default: 600, describe: 'link RTT, ms' })
+    .option('loss', { type: 'number', default: 1, describe: 'random loss each way, %' })
+    .option('rate', { type: 'number', default: 100, describe: 'link rate, Mbit/s' })
+    .option('bytes', { type: 'number', default: 1_000_000, describe: 'size of each download' })
+    .option('runs', { type: 'number', default: 10 })
+    .option('congestion', { type: 'string', default: 'auto', describe: 'trunk.congestion' })
+    .option('set', {
+      type: 'string',
+      array: true,
+      default: [],
+      describe: 'KEY=VALUE configuration overrides (repeatable)'
+    })
+    .strict()
+    .parse()
+  const bed = await createImpairedTestbed('tstrace', {
+    rttMs: args.rtt,
+    lossPercent: args.loss,
+    rateMbit: args.rate
+  })
+  const server = startIn(
+    bed.topo.ns.dst,
+    [dist('tools/rr.js'), 'server', '--port', '5210'],
+    'rr-server'
+  )
+  const stops: (() => Promise<void>)[] = [() => server.stop()]
+  const cleanup = async (): Promise<void> => {
+    for (const stop of stops.reverse()) await stop()
+    await bed.destroy()
+  }
+  process.once('SIGINT', () => void cleanup().then(() => process.exit(130)))
+  try {
+    await server.waitFor(/listening/)
+    const conf = bed.config('trace', {
+      'tx_proxy.subflows': '8',
+      'trunk.congestion': args.congestion,
+      'interception.transparent': 'false',
+      ...Object.fromEntries(
+        args.set.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])
+      )
+    })
+    const { tx, rx } = await bed.startProxies(conf, 8)
+    stops.push(
+      () => rx.stop(),
+      () => tx.stop()
+    )
+    const status = (role: 'tx' | 'rx'): ProxyStatus => {
+      const r = spawnSync(
+        process.execPath,
+        [
+          dist(`${role}-proxy/main.js`),
+          'status',
+          '--json',
+          '--control',
+          bed.controlSocket('trace', role)
+        ],
+        { encoding: 'utf8' }
+      )
+      return JSON.parse(r.stdout) as ProxyStatus
+    }
+    const once = async (bytes: number): Promise<{ ms: number | null; ttfbMs: number | null }> => {
+      const s = await oneShot(bed, bytes, 'cubic')
+      return { ms: s.completionMs, ttfbMs: s.ttfbMs }
+    }
+    await new Promise((r) => setTimeout(r, 2000)) // a warm trunk: connected and idle
+    await once(1_000) // untimed, as in the bench
+    const rtt = args.rtt
+    const traces: Trace[] = []
+    for (let i = 0; i < args.runs; i++) {
+      const [tx0, rx0] = [status('tx'), status('rx')]
+      const { ms, ttfbMs } = await once(args.bytes)
+      const [tx1, rx1] = [status('tx'), status('rx')]
+      const t: Trace = {
+        ms,
+        ttfbMs,
+        ...delta(rx0, rx1),
+        duplicateBytes: tx1.totals.duplicateBytes - tx0.totals.duplicateBytes
+      }
+      traces.push(t)
+      const rounds =
+        ms !== null && ttfbMs !== null
+          ? ` (${((ms - ttfbMs) / rtt).toFixed(2)} RTT after the first byte)`
+          : ''
+      process.stdout.write(
+        `#${i + 1} ${args.bytes} B: ${ms === null ? 'timed out' : `${ms.toFixed(0)} ms`}${rounds}; ` +
+          `rx subflows retransmitted ${t.retransBytes} B on ${t.retransSubflows} of 8; ` +
+          `rx reinjected ${t.reinjectedFrames} frames (${t.reinjectedBytes} B); ` +
+          `tx dropped ${t.duplicateBytes} duplicate B\n`
+      )
+    }
+    const group = (name: string, of: readonly Trace[]): string => {
+      const times = of.map((t) => t.ms).filter((m): m is number => m !== null)
+      return `${name}: ${of.length} downloads, median ${times.length > 0 ? median(times).toFixed(0) : '-'} ms`
+    }
+    process.stdout.write(
+      `short-trace: ${args.rtt} ms, ${args.loss} % loss, ${args.bytes} B, trunk.congestion ${args.congestion}: ` +
+        `${group('all', traces)}; ${group(
+          'no rx subflow retransmitted',
+          traces.filter((t) => t.retransBytes === 0)
+        )}; ` +
+        `${group(
+          'some retransmitted',
+          traces.filter((t) => t.retransBytes > 0)
+        )}\n`
+    )
+    return 0
+  } finally {
+    await cleanup()
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`short-trace: ${err instanceof Error ? err.message : String(err)}\n`)
+    process.exit(1)
+  }
+)
