@@ -13,13 +13,12 @@
  *
  * Namespaces are named `tstrace<pid>-N` and removed on every exit path.
  */
-import { spawnSync } from 'node:child_process'
-
 import yargs from 'yargs'
 import { hideBin } from 'yargs/helpers'
 
-import type { ProxyStatus } from '../../src/app/control.js'
+import { queryStatus, type ProxyStatus } from '../../src/app/control.js'
 import { createImpairedTestbed, dist, startIn } from '../testbed/impaired.js'
+import { configOverrides } from '../testbed/overrides.js'
 import { median } from './median.js'
 import { oneShot } from './short-flows.js'
 
@@ -34,33 +33,37 @@ interface Trace {
   readonly duplicateBytes: number
 }
 
-function sumSubflows(s: ProxyStatus): Map<string, { sent: number; retrans: number }> {
-  const m = new Map<string, { sent: number; retrans: number }>()
+/** Each subflow's retransmitted bytes (tcpi_bytes_retrans), by local address. */
+function retransBySubflow(s: ProxyStatus): Map<string, number> {
+  const m = new Map<string, number>()
   for (const t of s.trunks) {
-    for (const f of t.subflows) {
-      if (f.local === undefined) continue
-      m.set(f.local, { sent: f.tcpBytesSent ?? 0, retrans: f.tcpBytesRetrans ?? 0 })
-    }
+    for (const f of t.subflows) if (f.local !== undefined) m.set(f.local, f.tcpBytesRetrans ?? 0)
   }
   return m
 }
 
-function delta(before: ProxyStatus, after: ProxyStatus): Omit<Trace, 'ms' | 'ttfbMs'> {
-  const b = sumSubflows(before)
+/** What one download changed: rx_proxy's subflows and counters, tx_proxy's duplicates. */
+function delta(
+  rx0: ProxyStatus,
+  rx1: ProxyStatus,
+  tx0: ProxyStatus,
+  tx1: ProxyStatus
+): Omit<Trace, 'ms' | 'ttfbMs'> {
+  const before = retransBySubflow(rx0)
   let retransBytes = 0
   let retransSubflows = 0
-  for (const [local, a] of sumSubflows(after)) {
-    const d = a.retrans - (b.get(local)?.retrans ?? 0)
+  for (const [local, after] of retransBySubflow(rx1)) {
+    const d = after - (before.get(local) ?? 0)
     retransBytes += d
     if (d > 0) retransSubflows++
   }
-  const c = (k: string): number => (after.counters[k] ?? 0) - (before.counters[k] ?? 0)
+  const c = (k: string): number => (rx1.counters[k] ?? 0) - (rx0.counters[k] ?? 0)
   return {
     retransBytes,
     retransSubflows,
     reinjectedFrames: c('frames_reinjected'),
     reinjectedBytes: c('bytes_reinjected'),
-    duplicateBytes: 0
+    duplicateBytes: tx1.totals.duplicateBytes - tx0.totals.duplicateBytes
   }
 }
 
@@ -103,47 +106,24 @@ async function main(): Promise<number> {
       'tx_proxy.subflows': '8',
       'trunk.congestion': args.congestion,
       'interception.transparent': 'false',
-      ...Object.fromEntries(
-        args.set.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])
-      )
+      ...configOverrides(args.set)
     })
     const { tx, rx } = await bed.startProxies(conf, 8)
     stops.push(
       () => rx.stop(),
       () => tx.stop()
     )
-    const status = (role: 'tx' | 'rx'): ProxyStatus => {
-      const r = spawnSync(
-        process.execPath,
-        [
-          dist(`${role}-proxy/main.js`),
-          'status',
-          '--json',
-          '--control',
-          bed.controlSocket('trace', role)
-        ],
-        { encoding: 'utf8' }
-      )
-      return JSON.parse(r.stdout) as ProxyStatus
-    }
-    const once = async (bytes: number): Promise<{ ms: number | null; ttfbMs: number | null }> => {
-      const s = await oneShot(bed, bytes, 'cubic')
-      return { ms: s.completionMs, ttfbMs: s.ttfbMs }
-    }
+    const status = (role: 'tx' | 'rx'): Promise<ProxyStatus> =>
+      queryStatus(bed.controlSocket('trace', role))
     await new Promise((r) => setTimeout(r, 2000)) // a warm trunk: connected and idle
-    await once(1_000) // untimed, as in the bench
+    await oneShot(bed, 1_000, 'cubic') // untimed, as in the bench
     const rtt = args.rtt
     const traces: Trace[] = []
     for (let i = 0; i < args.runs; i++) {
-      const [tx0, rx0] = [status('tx'), status('rx')]
-      const { ms, ttfbMs } = await once(args.bytes)
-      const [tx1, rx1] = [status('tx'), status('rx')]
-      const t: Trace = {
-        ms,
-        ttfbMs,
-        ...delta(rx0, rx1),
-        duplicateBytes: tx1.totals.duplicateBytes - tx0.totals.duplicateBytes
-      }
+      const [tx0, rx0] = [await status('tx'), await status('rx')]
+      const { completionMs: ms, ttfbMs } = await oneShot(bed, args.bytes, 'cubic')
+      const [tx1, rx1] = [await status('tx'), await status('rx')]
+      const t: Trace = { ms, ttfbMs, ...delta(rx0, rx1, tx0, tx1) }
       traces.push(t)
       const rounds =
         ms !== null && ttfbMs !== null
@@ -151,7 +131,7 @@ async function main(): Promise<number> {
           : ''
       process.stdout.write(
         `#${i + 1} ${args.bytes} B: ${ms === null ? 'timed out' : `${ms.toFixed(0)} ms`}${rounds}; ` +
-          `rx subflows retransmitted ${t.retransBytes} B on ${t.retransSubflows} of 8; ` +
+          `rx subflows retransmitted ${t.retransBytes} B on ${t.retransSubflows} of ${rx1.trunks.reduce((n, tr) => n + tr.subflows.length, 0)}; ` +
           `rx reinjected ${t.reinjectedFrames} frames (${t.reinjectedBytes} B); ` +
           `tx dropped ${t.duplicateBytes} duplicate B\n`
       )

@@ -30,6 +30,7 @@ import {
   startReceive,
   type NsProcess
 } from '../testbed/impaired.js'
+import { configOverrides } from '../testbed/overrides.js'
 import { TOPOLOGY_ADDRESSES as A } from '../testbed/topology.js'
 
 const METRICS = '127.0.0.1:9464'
@@ -85,9 +86,7 @@ async function main(): Promise<number> {
       'tx_proxy.metrics_listen': METRICS,
       'rx_proxy.metrics_listen': METRICS,
       'interception.transparent': 'false',
-      ...Object.fromEntries(
-        args.set.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])
-      )
+      ...configOverrides(args.set)
     })
     const recv = await startReceive(bed, 5201)
     procs.push(recv)

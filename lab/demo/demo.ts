@@ -9,6 +9,7 @@ import yargs from 'yargs'
 import { errorMessage } from '../../src/common/errors.js'
 import { netnsUnavailableReason } from '../testbed/netns.js'
 import { createImpairedTestbed, dist, startIn, type ImpairedTestbed } from '../testbed/impaired.js'
+import { configOverrides } from '../testbed/overrides.js'
 import { TOPOLOGY_ADDRESSES as A } from '../testbed/topology.js'
 
 /** What ./stream --json reports (the fields the demo reads). */
@@ -106,12 +107,7 @@ async function main(): Promise<number> {
       'limits.flow_window_bytes': String(window),
       'limits.send_buffer_bytes': String(window),
       'interception.transparent': 'false',
-      ...Object.fromEntries(
-        (args.set ?? []).map((kv) => {
-          const i = kv.indexOf('=')
-          return [kv.slice(0, i), kv.slice(i + 1)]
-        })
-      )
+      ...configOverrides(args.set ?? [])
     })
     const recv = startIn(
       bed.topo.ns.dst,
