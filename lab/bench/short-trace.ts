@@ -33,11 +33,17 @@ interface Trace {
   readonly duplicateBytes: number
 }
 
-/** Each subflow's retransmitted bytes (tcpi_bytes_retrans), by local address. */
+/**
+ * Each subflow's retransmitted bytes (tcpi_bytes_retrans), by its two addresses: on rx_proxy
+ * every subflow has the same local address (the listening port), so the local one alone named
+ * one subflow out of eight.
+ */
 function retransBySubflow(s: ProxyStatus): Map<string, number> {
   const m = new Map<string, number>()
   for (const t of s.trunks) {
-    for (const f of t.subflows) if (f.local !== undefined) m.set(f.local, f.tcpBytesRetrans ?? 0)
+    for (const f of t.subflows) {
+      if (f.local !== undefined) m.set(`${f.local} ${f.remote ?? ''}`, f.tcpBytesRetrans ?? 0)
+    }
   }
   return m
 }
@@ -52,8 +58,8 @@ function delta(
   const before = retransBySubflow(rx0)
   let retransBytes = 0
   let retransSubflows = 0
-  for (const [local, after] of retransBySubflow(rx1)) {
-    const d = after - (before.get(local) ?? 0)
+  for (const [key, after] of retransBySubflow(rx1)) {
+    const d = after - (before.get(key) ?? 0)
     retransBytes += d
     if (d > 0) retransSubflows++
   }

@@ -22,8 +22,12 @@
  *   - the window grows like slow start while it is what holds the socket back, so that it is
  *     never below what the trunk's pace lets out; it never shrinks, and after a retransmission
  *     timeout (which drops it to 1) it is given back at the next ACK;
- *   - the socket paces at twice its window per RTT (as Linux does in slow start) until the
- *     trunk sets a lower SO_MAX_PACING_RATE, which always wins.
+ *   - the socket paces at the trunk's SO_MAX_PACING_RATE once the trunk set one, higher or
+ *     lower than its window would give (the trunk knows the path, the window only what this
+ *     socket was given: a subflow that carried only short replies kept a window of about 100
+ *     segments, and paced at twice that per RTT a 1 MB reply took 270 ms to leave a 600 ms,
+ *     100 Mbit/s link, when the trunk let it out at once); before that, at twice its window
+ *     per RTT, as Linux does in slow start.
  * A subflow on this algorithm must therefore only ever be used under the trunk's rate
  * controller, which every Tandem trunk runs: a socket without it would have no congestion
  * control at all.
@@ -82,7 +86,15 @@ void BPF_PROG(tandem_cong_control, struct sock *sk, __u32 ack, int flag,
 		cwnd = tp->snd_cwnd_clamp;
 	ca->cwnd = cwnd;
 	tp->snd_cwnd = cwnd;
-	if (srtt_us > 0)
+	/*
+	 * The trunk's pace, once it set one (SO_MAX_PACING_RATE), is the pace: the kernel applies
+	 * that cap only when the option is set, and a congestion control that writes the pacing
+	 * rate must apply it itself (bbr does), or its next ACK undoes the trunk's decision. Before
+	 * the trunk decides, slow start's pace: twice the window per RTT.
+	 */
+	if (sk->sk_max_pacing_rate != ~0UL)
+		sk->sk_pacing_rate = sk->sk_max_pacing_rate;
+	else if (srtt_us > 0)
 		sk->sk_pacing_rate = (__u64)tp->mss_cache * 1000000ULL * 2 * cwnd / srtt_us;
 }
 

@@ -20,8 +20,9 @@
  *   RTprop = min over the last MIN_RTT_WINDOW_MS of  min_i min_rtt_i           (min filter)
  *   rate   = link_rate × 0.95       when the operator set it (it is known, not guessed; the
  *                                   share leaves room for the headers, LINK_PAYLOAD_SHARE),
- *            BtlBw * STARTUP_INFLIGHT_GAIN   while a learned path is in STARTUP (below) and
-                                   its cap is above its floor; none below that,
+ *            max(BtlBw * STARTUP_INFLIGHT_GAIN, floor / (RTprop * FIRST_FLIGHT_RTT_SHARE))
+ *                                   while a path is in STARTUP (below); none before its RTT
+ *                                   is known,
  *            BtlBw * gain           once its pipe is full, the gain cycling like BBR's
  *                                   PROBE_BW through GAIN_CYCLE, one RTprop per phase: 1.25
  *                                   lets the estimate grow (a sender paced at exactly its
@@ -41,8 +42,8 @@
  * instead of in bursts. A burst queues at the bottleneck for a moment and raises the RTT the
  * exit rule below reads: unpaced, subflows with no congestion control of their own (`tandem`)
  * ended STARTUP at about 22 Mbit/s on a 100 Mbit/s, 600 ms link. While the cap is the floor
- * (an idle or just-started trunk) nothing is paced: the floor is a first flight, and a short
- * reply leaves at once. A path leaves STARTUP when, as in BBR, three rounds (of one min RTT
+ * (an idle or just-started trunk) the floor is a first flight, and a short reply leaves at once:
+ * within FIRST_FLIGHT_RTT_SHARE of the round trip, the least STARTUP's pace ever is. A path leaves STARTUP when, as in BBR, three rounds (of one min RTT
  * each) in a row raised BtlBw by less than FULL_PIPE_GROWTH, counting only rounds in which the
  * trunk had a backlog (bytes unsent in some subflow): a trunk that is idle, or whose flows wait
  * for credit, has not shown what the path carries. It also leaves when the subflows' RTT stood
@@ -166,6 +167,20 @@ export const MIN_INFLIGHT_TIME_MS = 20
  * kept that queue standing at the bottleneck.
  */
 export const STARTUP_MIN_INFLIGHT_PER_SUBFLOW_BYTES = 256 * 1024
+
+/**
+ * STARTUP's first flight (a path whose cap is its floor: an idle trunk, or one that carried only
+ * short replies) is paced so that the floor leaves within this share of the min RTT: not at
+ * line rate, and not spread over the round trip. On `tandem` subflows the trunk's pace is the
+ * only one (native/bpf/tandem_cc.bpf.c); unpaced, they fell back to slow start's pace of twice
+ * their window per RTT, and a subflow that had only carried short replies kept a window of
+ * about 100 segments: a 1 MB reply took 270 ms to leave a 600 ms, 100 Mbit/s link (`ss -tin` on
+ * rx's subflows during lab/bench/short-trace.ts). A quarter lets eight 256 KiB floors out at
+ * 112 Mbit/s at 600 ms. A learned STARTUP rate is never paced below it either: a reply's
+ * delivery rate, measured over a round trip, is a fraction of the link's, and pacing at twice it
+ * held the next reply back just the same.
+ */
+export const FIRST_FLIGHT_RTT_SHARE = 0.25
 
 /**
  * A subflow whose congestion window is at most this many segments sends next to nothing: BBR
@@ -528,10 +543,13 @@ export class RateController {
         const phase = pathRtt > 0 ? Math.floor((now - p.fullPipeAtMs) / pathRtt) : 0
         const gain = GAIN_CYCLE[phase % GAIN_CYCLE.length] ?? 1
         pathTarget = Math.max(MIN_TARGET_BYTES_PER_SEC, learned * gain)
-      } else if (link === 0 && (STARTUP_INFLIGHT_GAIN * learned * pathRtt) / 1000 > pathFloor) {
-        // STARTUP past its floor: paced at the rate its in-flight cap allows (see
-        // STARTUP_INFLIGHT_GAIN), so that the cap's bytes leave spread over the round trip.
-        pathTarget = STARTUP_INFLIGHT_GAIN * learned
+      } else if (link === 0 && pathRtt > 0) {
+        // STARTUP: its first flight (the floor) leaves within FIRST_FLIGHT_RTT_SHARE of the
+        // round trip; past its floor it is paced at the rate its in-flight cap allows (see
+        // STARTUP_INFLIGHT_GAIN), so that the cap's bytes leave spread over the round trip, and
+        // never below the first flight's pace.
+        const firstFlight = (pathFloor * 1000) / (Math.max(1, pathRtt) * FIRST_FLIGHT_RTT_SHARE)
+        pathTarget = Math.max(firstFlight, STARTUP_INFLIGHT_GAIN * learned)
       }
       const pathReceive = p.receive.best(now) ?? 0
       target += pathTarget

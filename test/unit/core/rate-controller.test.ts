@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import {
+  FIRST_FLIGHT_RTT_SHARE,
   GAIN_CYCLE,
   INFLIGHT_MARGIN,
   LINK_PAYLOAD_SHARE,
@@ -186,18 +187,28 @@ describe('rate controller', () => {
     const c = new RateController({ linkRateBytesPerSec: 0 })
     const s = run(c, clock, { deliveredPerSec: 20 * MBIT, rttMs: 600, unsentPerSubflow: 0 }, 20_000)
     assert.equal(s.source, 'startup')
-    assert.equal(s.targetBytesPerSec, STARTUP_INFLIGHT_GAIN * s.estimateBytesPerSec)
+    // 20 Mbit/s at 600 ms: twice it is less than the first flight's pace, which wins.
+    const firstFlight =
+      (4 * STARTUP_MIN_INFLIGHT_PER_SUBFLOW_BYTES) / (0.6 * FIRST_FLIGHT_RTT_SHARE)
+    assert.ok(firstFlight > STARTUP_INFLIGHT_GAIN * s.estimateBytesPerSec)
+    assert.equal(s.targetBytesPerSec, Math.round(firstFlight))
   })
 
-  it('STARTUP below its floor is not paced: the floor is a first flight, and it leaves at once', () => {
+  it('STARTUP at its floor: the floor is a first flight, paced to leave within a quarter of the round trip', () => {
     const clock = new FakeClock()
     const c = new RateController({ linkRateBytesPerSec: 0 })
     // 1 Mbit/s learned at 600 ms: two BDPs (150 KB) are far below 4 × 256 KiB.
     const s = run(c, clock, { deliveredPerSec: 1 * MBIT, rttMs: 600, unsentPerSubflow: 0 }, 3000)
     assert.equal(s.source, 'startup')
     assert.equal(s.inflightCapBytes, 4 * STARTUP_MIN_INFLIGHT_PER_SUBFLOW_BYTES)
-    assert.equal(s.targetBytesPerSec, 0)
-    assert.ok(s.subflows.every((p) => p.pacingBytesPerSec === 0))
+    const firstFlight = s.inflightCapBytes / (0.6 * FIRST_FLIGHT_RTT_SHARE)
+    assert.equal(s.targetBytesPerSec, Math.round(firstFlight))
+    const share = Math.floor((firstFlight * PACING_HEADROOM) / 4)
+    assert.ok(s.subflows.every((p) => p.pacingBytesPerSec === share))
+    // Nothing is paced before the path's RTT is known.
+    const d = new RateController({ linkRateBytesPerSec: 0 })
+    const t = d.onSample(0, [])
+    assert.equal(t.targetBytesPerSec, 0)
   })
 
   it('link_rate: paced at the configured rate (less the headers) from the first sample, whatever the subflows deliver', () => {
