@@ -19,9 +19,10 @@
  * So this one leaves the sending rate to the trunk:
  *   - a loss is not congestion: ssthresh keeps the window (the trunk's own estimate reacts to
  *     what the path delivers), and TCP still retransmits every lost segment;
- *   - the window grows like slow start while it is what holds the socket back, so that it is
- *     never below what the trunk's pace lets out; it never shrinks, and after a retransmission
- *     timeout (which drops it to 1) it is given back at the next ACK;
+ *   - the window is never below the trunk's first flight per subflow (256 KiB), grows like
+ *     slow start while it is what holds the socket back, so that it is never below what the
+ *     trunk's pace lets out; it never shrinks, and after a retransmission timeout (which drops
+ *     it to 1) it is given back at the next ACK;
  *   - the socket paces at the trunk's SO_MAX_PACING_RATE once the trunk set one, higher or
  *     lower than its window would give (the trunk knows the path, the window only what this
  *     socket was given: a subflow that carried only short replies kept a window of about 100
@@ -37,6 +38,16 @@
 #include <bpf/bpf_tracing.h>
 
 char _license[] SEC("license") = "GPL";
+
+/*
+ * The least window, in bytes: the trunk's first flight per subflow (its in-flight floor while a
+ * path is in STARTUP, STARTUP_MIN_INFLIGHT_PER_SUBFLOW_BYTES in src/core/rate-controller.ts).
+ * The trunk caps what all subflows keep in flight together and paces them; a window below its
+ * share only cut the first flight short: subflows that had carried only short replies kept a
+ * window of about 100 segments, and a 1 MB reply whose first bytes went twice did not fit in
+ * one flight (a round trip more).
+ */
+#define TANDEM_MIN_WINDOW_BYTES (256 * 1024)
 
 /* Per-socket state, in the socket's icsk_ca_priv area. */
 struct tandem_ca {
@@ -79,6 +90,8 @@ void BPF_PROG(tandem_cong_control, struct sock *sk, __u32 ack, int flag,
 
 	if (tp->snd_cwnd > cwnd)
 		cwnd = tp->snd_cwnd;
+	if (tp->mss_cache > 0 && cwnd < TANDEM_MIN_WINDOW_BYTES / tp->mss_cache)
+		cwnd = TANDEM_MIN_WINDOW_BYTES / tp->mss_cache;
 	/* Grow like slow start while the window is what holds the socket back. */
 	if (rs->acked_sacked > 0 && in_flight + rs->acked_sacked >= cwnd)
 		cwnd += rs->acked_sacked;

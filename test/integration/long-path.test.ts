@@ -9,10 +9,11 @@ import assert from 'node:assert/strict'
 import type { Socket } from 'node:net'
 import { describe, it } from 'node:test'
 
-import { getCongestion, socketFd } from '../../native/index.js'
+import { getCongestion, getTcpInfo, socketFd, type TcpInfo } from '../../native/index.js'
 import { LONG_PATH_RTT_MS } from '../../src/common/congestion.js'
 import { buildConfig } from '../../src/common/config/config.js'
 import { silentLogger } from '../../src/common/log/logger.js'
+import { LINK_PAYLOAD_SHARE } from '../../src/core/rate-controller.js'
 import { readCongestionSystem, SubflowCongestion } from '../../src/trunk/congestion.js'
 import { RATE_SAMPLE_MS, type RateProbe } from '../../src/trunk/rate-loop.js'
 import { createLongPathTuner, createSubflowTuner, nativeRateProbe } from '../../src/trunk/tune.js'
@@ -85,6 +86,59 @@ describe('auto on a long path', () => {
         )
         await sleep(RATE_SAMPLE_MS * 6)
         assert.deepEqual(cc(), Array<string>(SUBFLOWS).fill('tandem'))
+      } finally {
+        t.close()
+      }
+    }
+  )
+
+  it(
+    "tandem subflows pace at the trunk's SO_MAX_PACING_RATE: their ACKs do not undo it",
+    { skip: canTandem ? false : 'tandem is not registered here (scripts/tandem-cc.sh register)' },
+    async () => {
+      // link_rate 80mbit over the subflows, PINGs every 50 ms so that ACKs keep coming. On
+      // loopback twice the window per RTT (what tandem paced at before the trunk's rate won)
+      // is far above the share, so a cc that ignores the cap shows at once.
+      const config = new Map([
+        ['trunk.link_rate', '80mbit'],
+        ['trunk.congestion', 'tandem'],
+        ['trunk.ping_interval_ms', '50']
+      ])
+      const congestion = new SubflowCongestion('tandem', silentLogger, system, {
+        tandemPaces: true
+      })
+      const tune = createSubflowTuner(buildConfig(config), silentLogger, congestion)
+      const t = await loopbackTrunks({
+        subflows: SUBFLOWS,
+        config,
+        tx: { rateProbe: nativeRateProbe },
+        rx: { rateProbe: nativeRateProbe },
+        tuneTx: tune
+      })
+      try {
+        const share = Math.floor((10_000_000 * LINK_PAYLOAD_SHARE) / SUBFLOWS)
+        const info = (): TcpInfo[] =>
+          t.tx.liveSubflows().map((s) => getTcpInfo(socketFd(s.rawSocket)))
+        const deadline = performance.now() + 5000
+        while (!info().every((i) => i.maxPacingRate === share)) {
+          assert.ok(performance.now() < deadline, 'the trunk never set its pace')
+          await sleep(RATE_SAMPLE_MS / 2)
+        }
+        const acked = info().map((i) => i.bytesAcked)
+        await sleep(RATE_SAMPLE_MS * 3) // PINGs and their ACKs: tandem's cong_control runs
+        const after = info()
+        assert.deepEqual(
+          t.tx.liveSubflows().map((s) => getCongestion(socketFd(s.rawSocket))),
+          Array<string>(SUBFLOWS).fill('tandem')
+        )
+        after.forEach((i, n) => {
+          assert.ok(i.bytesAcked > (acked[n] ?? 0), `subflow ${n}: no ACK came`)
+          assert.equal(
+            i.pacingRate,
+            share,
+            `subflow ${n}: paced at ${i.pacingRate}, not the trunk's ${share}`
+          )
+        })
       } finally {
         t.close()
       }

@@ -307,8 +307,8 @@ export const KEYS: readonly KeySpec[] = [
     section: 'trunk',
     key: 'redundant_first_bytes',
     type: int(0, 1 * GiB),
-    default: '0',
-    doc: 'every flow sends its first N bytes on two subflows (a lost segment then rarely holds a short reply for a round trip), then uses the scheduler (0: off)'
+    default: String(128 * KiB),
+    doc: 'every flow sends its first N bytes on two subflows (a lost segment then rarely holds a request or a short reply for a round trip), then uses the scheduler (0: off)'
   },
   // [limits]
   {
