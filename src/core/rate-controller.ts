@@ -176,12 +176,9 @@ export const STARTUP_MIN_INFLIGHT_PER_SUBFLOW_BYTES = 256 * 1024
  * their window per RTT, and a subflow that had only carried short replies kept a window of
  * about 100 segments: a 1 MB reply took 270 ms to leave a 600 ms, 100 Mbit/s link (`ss -tin` on
  * rx's subflows during lab/bench/short-trace.ts). A quarter lets eight 256 KiB floors out at
- * 112 Mbit/s at 600 ms. Once a burst went through, never faster than what it reached at the
- * bottleneck (the subflows' summed delivery rates, PathEstimate.burst): on a 10 Mbit/s, 600 ms
- * link the floor's pace overfilled the bottleneck queue, and a 1 MB reply took 2.12 s against
- * 1.44 before (short-trace, alternating builds). A learned STARTUP rate is never paced below the
- * first flight either: a reply's delivery rate, measured over a round trip, is a fraction of the
- * link's, and pacing at twice it held the next reply back just the same.
+ * 112 Mbit/s at 600 ms. A learned STARTUP rate is never paced below it either: a reply's
+ * delivery rate, measured over a round trip, is a fraction of the link's, and pacing at twice it
+ * held the next reply back just the same.
  */
 export const FIRST_FLIGHT_RTT_SHARE = 0.25
 
@@ -355,12 +352,6 @@ class PathEstimate {
   fullPipeAtMs = 0
   readonly rate = new WindowedFilter(RATE_WINDOW_MS, (a, b) => a >= b)
   readonly receive = new WindowedFilter(RATE_WINDOW_MS, (a, b) => a >= b)
-  /**
-   * The subflows' summed delivery rate (tcpi_delivery_rate, each measured over its own ACKs)
-   * at samples in which the path delivered a burst (BACKLOG_BYTES or more): what a burst
-   * reached at the bottleneck, which bounds STARTUP's first flight (FIRST_FLIGHT_RTT_SHARE).
-   */
-  readonly burst = new WindowedFilter(RATE_WINDOW_MS, (a, b) => a >= b)
   readonly minRtt = new WindowedFilter(MIN_RTT_WINDOW_MS, (a, b) => a <= b)
   /** True once three backlogged rounds in a row did not raise BtlBw much. */
   fullPipe = false
@@ -524,7 +515,6 @@ export class RateController {
       ) {
         p.rate.add(now, bw)
       }
-      if (delivered >= BACKLOG_BYTES && sum >= IDLE_RATE_BYTES_PER_SEC) p.burst.add(now, sum)
       const rx = p.received.rate(now, interval)
       if (rx !== undefined && rx >= IDLE_RATE_BYTES_PER_SEC) p.receive.add(now, rx)
       const learned = p.rate.best(now) ?? 0
@@ -558,9 +548,7 @@ export class RateController {
         // round trip; past its floor it is paced at the rate its in-flight cap allows (see
         // STARTUP_INFLIGHT_GAIN), so that the cap's bytes leave spread over the round trip, and
         // never below the first flight's pace.
-        const floorPace = (pathFloor * 1000) / (Math.max(1, pathRtt) * FIRST_FLIGHT_RTT_SHARE)
-        const burst = p.burst.best(now)
-        const firstFlight = burst === undefined ? floorPace : Math.min(floorPace, burst)
+        const firstFlight = (pathFloor * 1000) / (Math.max(1, pathRtt) * FIRST_FLIGHT_RTT_SHARE)
         pathTarget = Math.max(firstFlight, STARTUP_INFLIGHT_GAIN * learned)
       }
       const pathReceive = p.receive.best(now) ?? 0
