@@ -178,7 +178,11 @@ export const STARTUP_MIN_INFLIGHT_PER_SUBFLOW_BYTES = 256 * 1024
  * rx's subflows during lab/bench/short-trace.ts). A quarter lets eight 256 KiB floors out at
  * 112 Mbit/s at 600 ms. A learned STARTUP rate is never paced below it either: a reply's
  * delivery rate, measured over a round trip, is a fraction of the link's, and pacing at twice it
- * held the next reply back just the same.
+ * held the next reply back just the same. A burst that builds a queue at the bottleneck drops
+ * that pace (PathEstimate.firstFlightPace) to twice the learned rate: on a 10 Mbit/s,
+ * 600 ms link the floor's pace overfilled the bottleneck's queue at every reply (1 MB in 2.12 s
+ * against 1.44 before, short-trace alternating builds). Not the subflows' delivery rates: a
+ * short reply's are those of an app-limited flight, far below a 100 Mbit/s link's.
  */
 export const FIRST_FLIGHT_RTT_SHARE = 0.25
 
@@ -352,6 +356,15 @@ class PathEstimate {
   fullPipeAtMs = 0
   readonly rate = new WindowedFilter(RATE_WINDOW_MS, (a, b) => a >= b)
   readonly receive = new WindowedFilter(RATE_WINDOW_MS, (a, b) => a >= b)
+  /**
+   * STARTUP's first-flight pace, bytes per second (0: not set yet). Starts at the floor's pace
+   * (FIRST_FLIGHT_RTT_SHARE), falls to twice the learned rate at a sample of a burst
+   * (BACKLOG_BYTES or more delivered) whose subflows' median smoothed RTT stood above
+   * STARTUP_EXIT_RTT_RATIO times the min RTT (the burst built a queue: the link is slower than
+   * that pace), and grows back by FULL_PIPE_GROWTH at each burst sample without, up to the
+   * floor's pace again.
+   */
+  firstFlightPace = 0
   readonly minRtt = new WindowedFilter(MIN_RTT_WINDOW_MS, (a, b) => a <= b)
   /** True once three backlogged rounds in a row did not raise BtlBw much. */
   fullPipe = false
@@ -548,8 +561,15 @@ export class RateController {
         // round trip; past its floor it is paced at the rate its in-flight cap allows (see
         // STARTUP_INFLIGHT_GAIN), so that the cap's bytes leave spread over the round trip, and
         // never below the first flight's pace.
-        const firstFlight = (pathFloor * 1000) / (Math.max(1, pathRtt) * FIRST_FLIGHT_RTT_SHARE)
-        pathTarget = Math.max(firstFlight, STARTUP_INFLIGHT_GAIN * learned)
+        const floorPace = (pathFloor * 1000) / (Math.max(1, pathRtt) * FIRST_FLIGHT_RTT_SHARE)
+        let firstFlight = p.firstFlightPace > 0 ? p.firstFlightPace : floorPace
+        if (delivered >= BACKLOG_BYTES) {
+          const queueing = medianSrtt > pathRtt * STARTUP_EXIT_RTT_RATIO
+          firstFlight = queueing ? 0 : firstFlight * FULL_PIPE_GROWTH
+        }
+        firstFlight = Math.max(STARTUP_INFLIGHT_GAIN * learned, Math.min(floorPace, firstFlight))
+        p.firstFlightPace = firstFlight
+        pathTarget = firstFlight
       }
       const pathReceive = p.receive.best(now) ?? 0
       target += pathTarget

@@ -194,6 +194,27 @@ describe('rate controller', () => {
     assert.equal(s.targetBytesPerSec, Math.round(firstFlight))
   })
 
+  it('a first flight that builds a queue at the bottleneck drops its pace to twice the learned rate; one that does not grows it back', () => {
+    const clock = new FakeClock()
+    const c = new RateController({ linkRateBytesPerSec: 0 })
+    // Replies on a 10 Mbit/s, 600 ms link with eight subflows (no backlog): twice the learned
+    // rate is below the floor's pace, and the bursts raise the subflows' RTT to 1.5x.
+    const floorPace = (8 * STARTUP_MIN_INFLIGHT_PER_SUBFLOW_BYTES) / (0.6 * FIRST_FLIGHT_RTT_SHARE)
+    const slow = { deliveredPerSec: 10 * MBIT, rttMs: 600, unsentPerSubflow: 0, paths: [8] }
+    let s = run(c, clock, { ...slow, srttMs: 900 }, 3000)
+    assert.equal(s.source, 'startup')
+    assert.equal(s.inflightCapBytes, 8 * STARTUP_MIN_INFLIGHT_PER_SUBFLOW_BYTES)
+    assert.equal(s.targetBytesPerSec, STARTUP_INFLIGHT_GAIN * s.estimateBytesPerSec)
+    assert.ok(s.targetBytesPerSec < floorPace / 4)
+    // Idle (PINGs only): the pace stays where the bursts left it.
+    const low = s.targetBytesPerSec
+    s = run(c, clock, { ...slow, deliveredPerSec: 2000 }, 20_000)
+    assert.equal(s.targetBytesPerSec, low)
+    // Bursts that build no queue: back to the floor's pace.
+    s = run(c, clock, slow, 3000)
+    assert.equal(s.targetBytesPerSec, Math.round(floorPace))
+  })
+
   it('STARTUP at its floor: the floor is a first flight, paced to leave within a quarter of the round trip', () => {
     const clock = new FakeClock()
     const c = new RateController({ linkRateBytesPerSec: 0 })
