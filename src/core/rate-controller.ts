@@ -20,9 +20,10 @@
  *   RTprop = min over the last MIN_RTT_WINDOW_MS of  min_i min_rtt_i           (min filter)
  *   rate   = link_rate × 0.95       when the operator set it (it is known, not guessed; the
  *                                   share leaves room for the headers, LINK_PAYLOAD_SHARE),
- *            max(BtlBw * STARTUP_INFLIGHT_GAIN, floor / (RTprop * FIRST_FLIGHT_RTT_SHARE))
- *                                   while a path is in STARTUP (below); none before its RTT
- *                                   is known,
+ *            max(BtlBw * STARTUP_INFLIGHT_GAIN, first-flight pace)   while a path is in
+ *                                   STARTUP (below), the first-flight pace starting at
+ *                                   floor / (RTprop * FIRST_FLIGHT_RTT_SHARE); none before the
+ *                                   path's RTT is known,
  *            BtlBw * gain           once its pipe is full, the gain cycling like BBR's
  *                                   PROBE_BW through GAIN_CYCLE, one RTprop per phase: 1.25
  *                                   lets the estimate grow (a sender paced at exactly its
@@ -43,10 +44,11 @@
  * exit rule below reads: unpaced, subflows with no congestion control of their own (`tandem`)
  * ended STARTUP at about 22 Mbit/s on a 100 Mbit/s, 600 ms link. While the cap is the floor
  * (an idle or just-started trunk) the floor is a first flight, and a short reply leaves at once:
- * within FIRST_FLIGHT_RTT_SHARE of the round trip, the least STARTUP's pace ever is. A path leaves STARTUP when, as in BBR, three rounds (of one min RTT
- * each) in a row raised BtlBw by less than FULL_PIPE_GROWTH, counting only rounds in which the
- * trunk had a backlog (bytes unsent in some subflow): a trunk that is idle, or whose flows wait
- * for credit, has not shown what the path carries. It also leaves when the subflows' RTT stood
+ * within FIRST_FLIGHT_RTT_SHARE of the round trip, until a burst built a queue at the
+ * bottleneck. A path leaves STARTUP when, as in BBR, three rounds (of one min RTT each) in a row
+ * raised BtlBw by less than FULL_PIPE_GROWTH, counting only rounds in which the trunk had a
+ * backlog (bytes unsent in some subflow): a trunk that is idle, or whose flows wait for credit,
+ * has not shown what the path carries. It also leaves when the subflows' RTT stood
  * above STARTUP_EXIT_RTT_RATIO times the min RTT through a whole backlogged round (the queue is
  * building: HyStart's signal). Capping from the first byte instead, at PROBE_GAIN × BtlBw,
  * would grow the rate 1.25× per round trip: 25 round trips (15 s at 600 ms) to fill a
@@ -557,10 +559,9 @@ export class RateController {
         const gain = GAIN_CYCLE[phase % GAIN_CYCLE.length] ?? 1
         pathTarget = Math.max(MIN_TARGET_BYTES_PER_SEC, learned * gain)
       } else if (link === 0 && pathRtt > 0) {
-        // STARTUP: its first flight (the floor) leaves within FIRST_FLIGHT_RTT_SHARE of the
-        // round trip; past its floor it is paced at the rate its in-flight cap allows (see
-        // STARTUP_INFLIGHT_GAIN), so that the cap's bytes leave spread over the round trip, and
-        // never below the first flight's pace.
+        // STARTUP: paced at the rate its in-flight cap allows (see STARTUP_INFLIGHT_GAIN), so
+        // that the cap's bytes leave spread over the round trip, or at the first flight's pace
+        // when that is higher (PathEstimate.firstFlightPace).
         const floorPace = (pathFloor * 1000) / (Math.max(1, pathRtt) * FIRST_FLIGHT_RTT_SHARE)
         let firstFlight = p.firstFlightPace > 0 ? p.firstFlightPace : floorPace
         if (delivered >= BACKLOG_BYTES) {
