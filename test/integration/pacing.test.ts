@@ -2,13 +2,17 @@
  * The rate controller reaches the kernel: two trunks on loopback with trunk.link_rate set, and
  * every subflow socket's SO_MAX_PACING_RATE (read back through TCP_INFO tcpi_max_pacing_rate)
  * is the configured rate split over the subflows; a subflow that leaves hands its share to the
- * others. Needs the native addon (npm run build:native), as the proxies do.
+ * others. Unset, a trunk that knows only its RTT paces its first flight. Needs the native addon (npm run build:native), as the proxies do.
  */
 import assert from 'node:assert/strict'
 import type { Socket } from 'node:net'
 import { describe, it } from 'node:test'
 import { getTcpInfo, socketFd } from '../../native/index.js'
-import { LINK_PAYLOAD_SHARE } from '../../src/core/rate-controller.js'
+import {
+  FIRST_FLIGHT_RTT_SHARE,
+  LINK_PAYLOAD_SHARE,
+  STARTUP_MIN_INFLIGHT_PER_SUBFLOW_BYTES
+} from '../../src/core/rate-controller.js'
 import { RATE_SAMPLE_MS } from '../../src/trunk/rate-loop.js'
 import { nativeRateProbe } from '../../src/trunk/tune.js'
 import { loopbackTrunks } from '../helpers/trunks.js'
@@ -57,17 +61,22 @@ describe('pacing on real sockets', () => {
     }
   })
 
-  it('learning: nothing measured yet, so the subflows are left unpaced (the cap lifted)', async () => {
+  it("learning: no rate measured yet, only the RTT: the subflows are paced at the first flight's pace (the floor within a quarter of the RTT)", async () => {
     const { tx, txSockets, close } = await loopbackTrunks({
       subflows: 1,
       tx: { rateProbe: nativeRateProbe },
       rx: { rateProbe: nativeRateProbe }
     })
     try {
-      await until(() => tx.rateState()?.source !== undefined && tx.rateState()!.subflows.length > 0)
-      assert.equal(tx.rateState()!.targetBytesPerSec, 0)
-      // ~0 as a 64-bit unsigned: no cap.
-      assert.ok(maxPacing(txSockets[0]!) > 2 ** 60)
+      // ~0 as a 64-bit unsigned is no cap: wait until the trunk set one.
+      await until(() => tx.rateState() !== undefined && maxPacing(txSockets[0]!) < 2 ** 60)
+      const state = tx.rateState()!
+      assert.ok(state.minRttMs > 0, 'the RTT is known')
+      const firstFlight =
+        (STARTUP_MIN_INFLIGHT_PER_SUBFLOW_BYTES * 1000) /
+        (Math.max(1, state.minRttMs) * FIRST_FLIGHT_RTT_SHARE)
+      assert.equal(state.targetBytesPerSec, Math.round(firstFlight))
+      assert.ok(maxPacing(txSockets[0]!) > 0)
     } finally {
       close()
     }
