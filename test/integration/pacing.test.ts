@@ -2,7 +2,8 @@
  * The rate controller reaches the kernel: two trunks on loopback with trunk.link_rate set, and
  * every subflow socket's SO_MAX_PACING_RATE (read back through TCP_INFO tcpi_max_pacing_rate)
  * is the configured rate split over the subflows; a subflow that leaves hands its share to the
- * others. Unset, a trunk that knows only its RTT paces its first flight. Needs the native addon (npm run build:native), as the proxies do.
+ * others. Unset, a trunk that knows only its RTT paces its first flight. Needs the native addon
+ * (npm run build:native), as the proxies do.
  */
 import assert from 'node:assert/strict'
 import type { Socket } from 'node:net'
