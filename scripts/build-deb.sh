@@ -181,6 +181,12 @@ if [ "$1" = configure ]; then
   elif command -v sysctl >/dev/null 2>&1; then
     sysctl -q -p /@SYSCTL_FILE@ >/dev/null 2>&1 || true
   fi
+  # An older build of Tandem's congestion control stays registered until reboot: replace it
+  # with this one (new subflows take it; the proxies run this package's code once restarted).
+  if grep -qw tandem /proc/sys/net/ipv4/tcp_available_congestion_control 2>/dev/null &&
+    [ -f /usr/lib/tandem/native/build/bpf/tandem_cc.bpf.o ]; then
+    sh /usr/lib/tandem/scripts/tandem-cc.sh register >/dev/null 2>&1 || true
+  fi
 fi
 exit 0
 POSTINST

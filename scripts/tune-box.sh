@@ -114,13 +114,17 @@ apply_route() {
 }
 
 # register_cc: Tandem's congestion control (scripts/tandem-cc.sh), where it was built; its
-# absence is not an error (only trunk.congestion = tandem needs it; auto takes bbr).
+# absence is not an error (only trunk.congestion = tandem needs it; auto takes bbr). A tandem of
+# another build (before an upgrade) is replaced; this build's is left as it is.
 register_cc() {
-  grep -qw tandem /proc/sys/net/ipv4/tcp_available_congestion_control 2>/dev/null && return 0
-  if err=$(sh "$(dirname "$0")/tandem-cc.sh" register 2>&1 >/dev/null); then
-    echo "$PROG: registered the tandem congestion control"
+  if out=$(sh "$(dirname "$0")/tandem-cc.sh" register 2>&1); then
+    case $out in
+      *"offers tandem already"*) ;;
+      *"another build"*) echo "$PROG: registered the tandem congestion control (replaced another build)" ;;
+      *) echo "$PROG: registered the tandem congestion control" ;;
+    esac
   else
-    echo "$PROG: warning: tandem congestion control not registered ($(printf '%s' "$err" | tail -n 1)): trunk.congestion = tandem is refused" >&2
+    echo "$PROG: warning: tandem congestion control not registered ($(printf '%s' "$out" | tail -n 1)): trunk.congestion = tandem is refused" >&2
   fi
 }
 
