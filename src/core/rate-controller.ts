@@ -536,13 +536,9 @@ export class RateController {
       const pathRtt = p.minRtt.best(now) ?? 0
       srtts.sort((a, b) => a - b)
       const medianSrtt = srtts[Math.floor(srtts.length / 2)] ?? 0
-      p.onRound(
-        now,
-        pathRtt,
-        backlogged,
-        learned,
-        pathRtt > 0 && medianSrtt > pathRtt * STARTUP_EXIT_RTT_RATIO
-      )
+      // A queue stands at the bottleneck: the STARTUP exit rule's signal and the first flight's.
+      const queueing = pathRtt > 0 && medianSrtt > pathRtt * STARTUP_EXIT_RTT_RATIO
+      p.onRound(now, pathRtt, backlogged, learned, queueing)
       const pathPaced = link > 0 || p.fullPipe
       if (pathPaced) pacedPaths++
       const paced = Math.floor(link * LINK_PAYLOAD_SHARE)
@@ -564,10 +560,7 @@ export class RateController {
         // when that is higher (PathEstimate.firstFlightPace).
         const floorPace = (pathFloor * 1000) / (Math.max(1, pathRtt) * FIRST_FLIGHT_RTT_SHARE)
         let firstFlight = p.firstFlightPace > 0 ? p.firstFlightPace : floorPace
-        if (delivered >= BACKLOG_BYTES) {
-          const queueing = medianSrtt > pathRtt * STARTUP_EXIT_RTT_RATIO
-          firstFlight = queueing ? 0 : firstFlight * FULL_PIPE_GROWTH
-        }
+        if (delivered >= BACKLOG_BYTES) firstFlight = queueing ? 0 : firstFlight * FULL_PIPE_GROWTH
         firstFlight = Math.max(STARTUP_INFLIGHT_GAIN * learned, Math.min(floorPace, firstFlight))
         p.firstFlightPace = firstFlight
         pathTarget = firstFlight
