@@ -92,8 +92,17 @@ void BPF_PROG(tandem_cong_control, struct sock *sk, __u32 ack, int flag,
 		cwnd = tp->snd_cwnd;
 	if (tp->mss_cache > 0 && cwnd < TANDEM_MIN_WINDOW_BYTES / tp->mss_cache)
 		cwnd = TANDEM_MIN_WINDOW_BYTES / tp->mss_cache;
-	/* Grow like slow start while the window is what holds the socket back. */
-	if (rs->acked_sacked > 0 && in_flight + rs->acked_sacked >= cwnd)
+	/*
+	 * Grow like slow start while the window is what holds the socket back: as Linux judges it
+	 * in slow start (tcp_is_cwnd_limited), while the window is below twice the most segments
+	 * the socket had out in its last window. Not by the segments in flight at this ACK: ACKs
+	 * arrive in bursts, and the segments the first ACK of a burst lets out wait for the pace,
+	 * so at every later ACK of the burst the socket looked limited by something else. Judged
+	 * so, the window of a 600 ms, 1 % path's subflows grew from 181 to 217 segments over four
+	 * round trips of a 10 MB reply, every subflow sending exactly its window (ss -tin).
+	 */
+	if (rs->acked_sacked > 0 &&
+	    (in_flight + rs->acked_sacked >= cwnd || cwnd < 2 * tp->max_packets_out))
 		cwnd += rs->acked_sacked;
 	if (cwnd > tp->snd_cwnd_clamp)
 		cwnd = tp->snd_cwnd_clamp;
