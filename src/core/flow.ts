@@ -75,6 +75,12 @@ export interface TrunkPort {
    * holding the in-order point for a round trip); 0 while unknown.
    */
   windowHintBytes(): number
+  /**
+   * A flow's receive window grew past the hint by doubling (its application kept up with the
+   * credit, or reordering held half of it): the trunk remembers the largest such window and
+   * hints it to later flows, so that a warm trunk's next flow does not double its way up again.
+   */
+  noteWindowGrown(bytes: number): void
   /** Count a flow error by its stable code (the flow resets itself). */
   countError(code: PepErrorCode): void
 }
@@ -528,14 +534,17 @@ export class Flow {
   private grantCredit(): void {
     const delivered = this.recv.delivered
     const t = this.opts.trunk
+    const before = this.window.bytes
+    const hint = t.windowHintBytes()
     const window = this.window.update(
       delivered,
       this.recv.heldBytes,
       this.appWritable,
       t.now(),
       t.srttMs(),
-      t.windowHintBytes()
+      hint
     )
+    if (window > before && window > hint) t.noteWindowGrown(window)
     const target = delivered + window
     if (target <= this.recvLimit) return
     const granted = this.opts.budget.reserve(target - this.recvLimit)

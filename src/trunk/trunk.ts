@@ -66,6 +66,8 @@ export class Trunk implements TrunkPort {
   private readonly idle: IdleReaper
   private readonly reinjector: Reinjector
   private readonly grace: OutageGrace
+  /** Largest receive window a flow of this trunk grew to past the hint, bytes (noteWindowGrown). */
+  private grownWindowBytes = 0
   private closed = false
 
   constructor(opts: TrunkOptions) {
@@ -179,9 +181,17 @@ export class Trunk implements TrunkPort {
     return this.members.minSrttMs()
   }
 
-  /** Bytes a flow's credit should cover: 2 × the trunk's BDP, 0 while unknown (TrunkPort). */
+  /**
+   * Bytes a flow's credit should cover (TrunkPort): 2 × the trunk's BDP, or the largest window
+   * an earlier flow grew to when that is more; 0 while both are unknown.
+   */
   windowHintBytes(): number {
-    return this.rate?.controller.windowHintBytes() ?? 0
+    return Math.max(this.rate?.controller.windowHintBytes() ?? 0, this.grownWindowBytes)
+  }
+
+  /** A flow's window grew past the hint (TrunkPort): remember the largest. */
+  noteWindowGrown(bytes: number): void {
+    if (bytes > this.grownWindowBytes) this.grownWindowBytes = bytes
   }
 
   /** The rate controller's last decision, or undefined when the trunk does not pace. */

@@ -129,6 +129,13 @@ export class FakeTrunkPort implements TrunkPort {
     return this.windowHint
   }
 
+  /** Windows flows reported grown past the hint (noteWindowGrown), in order. */
+  readonly grownWindows: number[] = []
+
+  noteWindowGrown(bytes: number): void {
+    this.grownWindows.push(bytes)
+  }
+
   /** Flow errors counted, by code. */
   readonly errors: string[] = []
 

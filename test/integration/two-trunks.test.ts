@@ -128,6 +128,24 @@ describe('two trunks in one process', () => {
     }
   })
 
+  it('a warm trunk starts a new flow at the largest window an earlier flow grew to', async () => {
+    const t = await trunkPair(1)
+    try {
+      assert.equal(t.tx.windowHintBytes(), 0, 'nothing learned yet (no rate controller here)')
+      t.tx.noteWindowGrown(12 * MiB)
+      t.tx.noteWindowGrown(6 * MiB)
+      assert.equal(t.tx.windowHintBytes(), 12 * MiB, 'the largest is kept')
+      const p = await socketPair()
+      p.a.on('error', () => undefined)
+      const flow = t.tx.openFlow(p.b, DST, undefined)
+      assert.ok(flow !== undefined)
+      assert.equal(flow.stats().windowBytes, 12 * MiB)
+      p.a.destroy()
+    } finally {
+      t.close()
+    }
+  })
+
   it('a client reset resets the destination', async () => {
     const t = await trunkPair(1)
     try {
