@@ -47,8 +47,10 @@
  * within FIRST_FLIGHT_RTT_SHARE of the round trip, until a burst built a queue at the
  * bottleneck. A path leaves STARTUP when, as in BBR, three rounds (of one min RTT each) in a row
  * raised BtlBw by less than FULL_PIPE_GROWTH, counting only rounds in which the trunk had a
- * backlog (bytes unsent in some subflow): a trunk that is idle, or whose flows wait for credit,
- * has not shown what the path carries. It also leaves when the subflows' RTT stood
+ * backlog through a whole rate interval (bytes unsent in some subflow, or held back by the
+ * in-flight cap, at every sample of it): a trunk that is idle, whose flows wait for credit, or
+ * that sends short replies in bursts shorter than the interval, has not shown what the path
+ * carries (PathEstimate.backlogThrough). It also leaves when the subflows' RTT stood
  * above STARTUP_EXIT_RTT_RATIO times the min RTT through a whole backlogged round (the queue is
  * building: HyStart's signal). Capping from the first byte instead, at PROBE_GAIN × BtlBw,
  * would grow the rate 1.25× per round trip: 25 round trips (15 s at 600 ms) to fill a
@@ -59,7 +61,7 @@
  * path's bottleneck.
  *
  * Warm trunk: the estimates are never cleared when flows end or the trunk goes idle. Samples
- * taken without a backlog count only when they beat the estimate (BBR's rule for app-limited
+ * without a backlog through their interval count only when they beat the estimate (BBR's rule for app-limited
  * samples), and a filter always keeps its newest sample, so an idle trunk keeps its BtlBw
  * however long it idles. A new flow therefore starts at the learned rate, and its credit is
  * sized from the learned BDP.
@@ -139,6 +141,15 @@ export const PACING_HEADROOM = 1.25
  * full, and the pace that follows drains it before it overflows.
  */
 export const STARTUP_EXIT_RTT_RATIO = 1.25
+
+/**
+ * ... and at least this many ms above it (HyStart++'s floor, RFC 9406's MIN_RTT_THRESH): on a
+ * path of a few ms the ratio alone is a fraction of a millisecond, which timer and scheduling
+ * jitter crosses without any queue. On a 2 ms path it held STARTUP's first-flight pace at
+ * twice a short reply's delivery rate (25 Mbit/s on a 100 Mbit/s link): a 100 KB reply took
+ * 63 ms.
+ */
+export const STARTUP_EXIT_MIN_QUEUE_MS = 4
 
 /**
  * The in-flight cap is never below this many bytes per live subflow (the default largest frame
@@ -374,8 +385,30 @@ class PathEstimate {
   private fullBw = 0
   private fullBwRounds = 0
   private roundStartMs: number | undefined
-  /** Some sample of this round had a backlog. */
+  /** Some sample of this round had a backlog through its whole rate interval. */
   private roundBacklogged = false
+  /**
+   * Time of the first sample of the current run of backlogged samples, ms; undefined when the
+   * last sample had no backlog.
+   */
+  private backlogSinceMs: number | undefined
+
+  /**
+   * Record whether the path had a backlog at this sample; true when it had one at every sample
+   * over the last `intervalMs`, so that the delivery rate measured over that interval shows
+   * what the path carries, not what it was given (BBR's app-limited samples). A short reply
+   * leaves in a burst shorter than the interval: on a 50 ms path each 1 MB reply measured about
+   * 40 Mbit/s over 200 ms, three such replies in a row ended STARTUP, and the trunk stayed
+   * paced at 44 Mbit/s on a 100 Mbit/s link (a 1 MB reply then took 230 ms instead of 150).
+   */
+  backlogThrough(now: number, backlogged: boolean, intervalMs: number): boolean {
+    if (!backlogged) {
+      this.backlogSinceMs = undefined
+      return false
+    }
+    this.backlogSinceMs ??= now
+    return now - this.backlogSinceMs >= intervalMs
+  }
   /** Every sample of this round saw the subflows' RTT above STARTUP_EXIT_RTT_RATIO. */
   private roundQueueing = true
 
@@ -467,9 +500,11 @@ export class RateController {
 
   /**
    * One sample round: every live subflow's figures at `now` (ms). Returns the new decision.
-   * Subflows not listed are gone; their paths keep their estimates (a warm trunk).
+   * Subflows not listed are gone; their paths keep their estimates (a warm trunk). `heldBack`:
+   * the in-flight cap refused a frame since the last sample (bytes waited for the cap, not for
+   * the application: a backlog on every path).
    */
-  onSample(now: number, subflows: readonly SubflowRateSample[]): RateState {
+  onSample(now: number, subflows: readonly SubflowRateSample[], heldBack = false): RateState {
     this.lastSampleMs = now
     const byPath = new Map<number, SubflowRateSample[]>()
     for (const s of subflows) {
@@ -519,10 +554,12 @@ export class RateController {
       p.delivered.add(now, delivered)
       p.received.add(now, received)
       const bw = p.delivered.rate(now, interval)
-      const backlogged = unsent >= BACKLOG_BYTES
-      // As BBR does with app-limited samples: a path with nothing waiting shows what it was
-      // given, not what it carries, so such a sample only counts when it beats the estimate.
-      // An idle trunk thus keeps what it learned (a warm trunk) however long it idles.
+      // Bytes wait in the subflows, or in the flows behind the in-flight cap.
+      const backlogged = p.backlogThrough(now, heldBack || unsent >= BACKLOG_BYTES, interval)
+      // As BBR does with app-limited samples: a path that had nothing waiting at some point of
+      // the interval shows what it was given, not what it carries, so such a sample only
+      // counts when it beats the estimate. An idle trunk thus keeps what it learned (a warm
+      // trunk) however long it idles.
       if (
         bw !== undefined &&
         bw >= IDLE_RATE_BYTES_PER_SEC &&
@@ -537,7 +574,10 @@ export class RateController {
       srtts.sort((a, b) => a - b)
       const medianSrtt = srtts[Math.floor(srtts.length / 2)] ?? 0
       // A queue stands at the bottleneck: the STARTUP exit rule's signal and the first flight's.
-      const queueing = pathRtt > 0 && medianSrtt > pathRtt * STARTUP_EXIT_RTT_RATIO
+      const queueing =
+        pathRtt > 0 &&
+        medianSrtt > pathRtt * STARTUP_EXIT_RTT_RATIO &&
+        medianSrtt - pathRtt > STARTUP_EXIT_MIN_QUEUE_MS
       p.onRound(now, pathRtt, backlogged, learned, queueing)
       const pathPaced = link > 0 || p.fullPipe
       if (pathPaced) pacedPaths++

@@ -81,6 +81,8 @@ export class RateLoop implements SendGate {
   private readonly lastReceived = new WeakMap<Subflow, number>()
   private readonly lastDelivered = new WeakMap<Subflow, number>()
   private sentSinceSample = 0
+  /** The in-flight cap refused a frame since the last sample. */
+  private heldBack = false
   private readonly onLongPath: ((socket: Socket) => void) | undefined
   /** Subflows handed to `onLongPath` already. */
   private readonly handedOver = new WeakSet<Subflow>()
@@ -147,8 +149,9 @@ export class RateLoop implements SendGate {
         cwndSegments: f.cwndSegments
       })
     }
-    const state = this.controller.onSample(now, samples)
+    const state = this.controller.onSample(now, samples, this.heldBack)
     this.sentSinceSample = 0
+    this.heldBack = false
     const isLongPath = this.onLongPath !== undefined && state.minRttMs >= LONG_PATH_RTT_MS
     for (const s of live) {
       if (isLongPath && !this.handedOver.has(s)) {
@@ -172,7 +175,9 @@ export class RateLoop implements SendGate {
 
   /** @inheritdoc */
   admits(_bytes: number, now: number): boolean {
-    return this.controller.admits(now, this.sentSinceSample)
+    const admitted = this.controller.admits(now, this.sentSinceSample)
+    if (!admitted) this.heldBack = true
+    return admitted
   }
 
   /** @inheritdoc */

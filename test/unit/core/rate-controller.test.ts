@@ -17,10 +17,12 @@ import {
   PACING_HEADROOM,
   RATE_WINDOW_MS,
   RateController,
+  STARTUP_EXIT_MIN_QUEUE_MS,
   STARTUP_EXIT_RTT_RATIO,
   STARTUP_INFLIGHT_GAIN,
   STARTUP_MIN_INFLIGHT_PER_SUBFLOW_BYTES,
   WindowedFilter,
+  type RateState,
   type SubflowRateSample
 } from '../../../src/core/rate-controller.js'
 import { FakeClock } from '../../helpers/fake-clock.js'
@@ -192,6 +194,71 @@ describe('rate controller', () => {
       (4 * STARTUP_MIN_INFLIGHT_PER_SUBFLOW_BYTES) / (0.6 * FIRST_FLIGHT_RTT_SHARE)
     assert.ok(firstFlight > STARTUP_INFLIGHT_GAIN * s.estimateBytesPerSec)
     assert.equal(s.targetBytesPerSec, Math.round(firstFlight))
+  })
+
+  it('short replies, each a backlog shorter than the rate interval, do not end STARTUP; a backlog through the interval does', () => {
+    const clock = new FakeClock()
+    const c = new RateController({ linkRateBytesPerSec: 0 })
+    // A 50 ms path: one 1 MB reply every 300 ms, backlogged at one sample (it leaves in 80 ms,
+    // under the 200 ms a rate is measured over), idle at the next two. Measured so, the rate is
+    // a fraction of the link's; before, three such rounds ended STARTUP at it.
+    const reply = { deliveredPerSec: 10 * MBIT, rttMs: 50, paths: [8] }
+    let s = c.state
+    for (let i = 0; i < 20; i++) {
+      s = run(c, clock, reply, STEP_MS)
+      s = run(c, clock, { ...reply, unsentPerSubflow: 0 }, 2 * STEP_MS)
+    }
+    assert.equal(s.source, 'startup', 'bursts are not a full pipe')
+    // A bulk transfer: backlogged through whole intervals, three rounds without growth.
+    s = run(c, clock, { ...reply, deliveredPerSec: 90 * MBIT }, 1000)
+    assert.equal(s.source, 'learned')
+    assert.ok(Math.abs(s.estimateBytesPerSec - 90 * MBIT) < MBIT, `${s.estimateBytesPerSec}`)
+  })
+
+  it('bytes held back by the in-flight cap are a backlog, though the subflows hold none', () => {
+    const clock = new FakeClock()
+    const sample = (c: RateController, heldBack: boolean): RateState => {
+      clock.advance(STEP_MS)
+      const samples: SubflowRateSample[] = [1, 2, 3, 4].map((id) => ({
+        id,
+        pathId: 0,
+        deliveryRateBytesPerSec: 20 * MBIT,
+        deliveredBytes: (20 * MBIT * (STEP_MS / 1000)) / 4,
+        minRttMs: 100,
+        srttMs: 100,
+        inFlightBytes: 0,
+        retransmits: 0,
+        receivedBytes: 0,
+        unsentBytes: 0,
+        cwndSegments: 1000
+      }))
+      return c.onSample(clock.now(), samples, heldBack)
+    }
+    const held = new RateController({ linkRateBytesPerSec: 0 })
+    const idle = new RateController({ linkRateBytesPerSec: 0 })
+    let h = held.state
+    let i = idle.state
+    for (let n = 0; n < 30; n++) {
+      h = sample(held, true)
+      i = sample(idle, false)
+    }
+    assert.equal(h.source, 'learned', 'flows waited for the cap: the pipe was shown')
+    assert.equal(i.source, 'startup', 'nothing waited: app-limited')
+  })
+
+  it('a queue signal needs the RTT STARTUP_EXIT_MIN_QUEUE_MS above the min, not only the ratio (a 2 ms path)', () => {
+    const clock = new FakeClock()
+    const floorPace =
+      (8 * STARTUP_MIN_INFLIGHT_PER_SUBFLOW_BYTES) / (0.002 * FIRST_FLIGHT_RTT_SHARE)
+    const reply = { deliveredPerSec: 10 * MBIT, rttMs: 2, unsentPerSubflow: 0, paths: [8] }
+    // 3 ms against 2: 1.5 times the min RTT, 1 ms of jitter, no queue: the pace stays.
+    const jitter = new RateController({ linkRateBytesPerSec: 0 })
+    let s = run(jitter, clock, { ...reply, srttMs: 2 + STARTUP_EXIT_MIN_QUEUE_MS / 4 }, 3000)
+    assert.equal(s.targetBytesPerSec, Math.round(floorPace))
+    // 10 ms against 2: a queue.
+    const queued = new RateController({ linkRateBytesPerSec: 0 })
+    s = run(queued, clock, { ...reply, srttMs: 2 + 2 * STARTUP_EXIT_MIN_QUEUE_MS }, 3000)
+    assert.equal(s.targetBytesPerSec, STARTUP_INFLIGHT_GAIN * s.estimateBytesPerSec)
   })
 
   it('a first flight that builds a queue at the bottleneck drops its pace to twice the learned rate; one that does not grows it back', () => {
