@@ -192,7 +192,7 @@ export const STARTUP_MIN_INFLIGHT_PER_SUBFLOW_BYTES = 256 * 1024
  * 112 Mbit/s at 600 ms. A learned STARTUP rate is never paced below it either: a reply's
  * delivery rate, measured over a round trip, is a fraction of the link's, and pacing at twice it
  * held the next reply back just the same. A burst that builds a queue at the bottleneck drops
- * that pace (PathEstimate.firstFlightPace) to twice the learned rate: on a 10 Mbit/s,
+ * that pace (PathEstimate.startupPace) to twice the learned rate: on a 10 Mbit/s,
  * 600 ms link the floor's pace overfilled the bottleneck's queue at every reply (1 MB in 2.12 s
  * against 1.44 before, short-trace alternating builds). Not the subflows' delivery rates: a
  * short reply's are those of an app-limited flight, far below a 100 Mbit/s link's.
@@ -377,7 +377,21 @@ class PathEstimate {
    * that pace), and grows back by FULL_PIPE_GROWTH at each burst sample without, up to the
    * floor's pace again.
    */
-  firstFlightPace = 0
+  private firstFlightPace = 0
+
+  /**
+   * STARTUP's pace at this sample, bytes per second: the first-flight pace (above), updated by
+   * this sample (`burst`: BACKLOG_BYTES or more delivered since the last; `queueing`: its median
+   * smoothed RTT stood above the queue signal), never above the floor's pace `floorPace` nor
+   * below STARTUP_INFLIGHT_GAIN times the learned rate.
+   */
+  startupPace(floorPace: number, learned: number, burst: boolean, queueing: boolean): number {
+    let pace = this.firstFlightPace > 0 ? this.firstFlightPace : floorPace
+    if (burst) pace = queueing ? 0 : pace * FULL_PIPE_GROWTH
+    pace = Math.max(STARTUP_INFLIGHT_GAIN * learned, Math.min(floorPace, pace))
+    this.firstFlightPace = pace
+    return pace
+  }
   readonly minRtt = new WindowedFilter(MIN_RTT_WINDOW_MS, (a, b) => a <= b)
   /** True once three backlogged rounds in a row did not raise BtlBw much. */
   fullPipe = false
@@ -597,13 +611,9 @@ export class RateController {
       } else if (link === 0 && pathRtt > 0) {
         // STARTUP: paced at the rate its in-flight cap allows (see STARTUP_INFLIGHT_GAIN), so
         // that the cap's bytes leave spread over the round trip, or at the first flight's pace
-        // when that is higher (PathEstimate.firstFlightPace).
+        // when that is higher (PathEstimate.startupPace).
         const floorPace = (pathFloor * 1000) / (Math.max(1, pathRtt) * FIRST_FLIGHT_RTT_SHARE)
-        let firstFlight = p.firstFlightPace > 0 ? p.firstFlightPace : floorPace
-        if (delivered >= BACKLOG_BYTES) firstFlight = queueing ? 0 : firstFlight * FULL_PIPE_GROWTH
-        firstFlight = Math.max(STARTUP_INFLIGHT_GAIN * learned, Math.min(floorPace, firstFlight))
-        p.firstFlightPace = firstFlight
-        pathTarget = firstFlight
+        pathTarget = p.startupPace(floorPace, learned, delivered >= BACKLOG_BYTES, queueing)
       }
       const pathReceive = p.receive.best(now) ?? 0
       target += pathTarget
