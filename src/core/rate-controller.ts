@@ -61,13 +61,14 @@
  * path's bottleneck.
  *
  * Warm trunk: the estimates are never cleared when flows end or the trunk goes idle. Samples
- * without a backlog through their interval count only when they beat the estimate (BBR's rule for app-limited
- * samples), and a filter always keeps its newest sample, so an idle trunk keeps its BtlBw
- * however long it idles. A new flow therefore starts at the learned rate, and its credit is
- * sized from the learned BDP.
+ * without a backlog through their interval count only when they beat the estimate (BBR's rule
+ * for app-limited samples), and a filter always keeps its newest sample, so an idle trunk keeps
+ * its BtlBw however long it idles. A new flow therefore starts at the learned rate, and its
+ * credit is sized from the learned BDP.
  *
- * What it does not do (yet): BBR's periodic drain of the queue (PROBE_RTT) and its gain
- * cycling; the kernel's own congestion control still runs inside each subflow under the cap.
+ * What it does not do (yet): BBR's periodic drain of the queue (PROBE_RTT); the subflows' own
+ * congestion control still runs inside each subflow under the cap (`tandem` on a long path
+ * leaves the rate to this controller).
  */
 
 /** Window of the bottleneck-rate max filter, in ms: about ten round trips of a GEO hop. */
