@@ -10,7 +10,11 @@ import fc from 'fast-check'
 
 import { ReorderBuffer } from '../../../src/core/reorder-buffer.js'
 import { SendBuffer } from '../../../src/core/send-buffer.js'
-import { reinjectAfterMs, reinjectTarget } from '../../../src/trunk/reinject.js'
+import {
+  REINJECT_MIN_EXTRA_MS,
+  reinjectAfterMs,
+  reinjectTarget
+} from '../../../src/trunk/reinject.js'
 import type { Subflow } from '../../../src/trunk/subflow.js'
 import { concat, patternBytes } from '../../helpers/frames.js'
 
@@ -142,9 +146,11 @@ describe('SendBuffer: the stalled head', () => {
 })
 
 describe('Reinjector: when and where', () => {
-  it('waits one and a half round trips of the carrier plus a slack', () => {
+  it('waits one and a half round trips of the carrier plus a slack, and at least 200 ms past one', () => {
     assert.equal(reinjectAfterMs(600, 600), 920)
-    assert.equal(reinjectAfterMs(0, 100), 170) // no sample yet: the fastest subflow's
+    // A short path: one round trip and TCP_RTO_MIN (the carrier's own recovery), not 1.5.
+    assert.equal(reinjectAfterMs(66, 66), 66 + REINJECT_MIN_EXTRA_MS + 20)
+    assert.equal(reinjectAfterMs(0, 100), 320) // no sample yet: the fastest subflow's
   })
 
   it('a carrier whose cwnd collapsed (PROBE_RTT, an RTO): one round trip of its TCP', () => {
