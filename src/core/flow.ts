@@ -21,6 +21,13 @@ import { ReceiveWindow } from './receive-window.js'
 import { ReorderBuffer } from './reorder-buffer.js'
 import { SendBuffer, type DataToSend, type SubflowId } from './send-buffer.js'
 
+/**
+ * Share of the global budget (limits.max_buffered_bytes) a flow never takes for the window an
+ * earlier flow of its trunk grew to (TrunkPort.grownWindowBytes): it stays for new flows' first
+ * credit, which admission requires free.
+ */
+export const BUDGET_KEPT_FOR_NEW_FLOWS = 0.25
+
 /** Frame-size ramp (see `Flow.nextData`): small frames for the first bytes of a burst. */
 const SMALL_FRAME_BYTES = 16 * 1024
 const RAMP_BYTES = 1024 * 1024
@@ -77,10 +84,12 @@ export interface TrunkPort {
   windowHintBytes(): number
   /**
    * A flow's receive window grew past the hint by doubling (its application kept up with the
-   * credit, or reordering held half of it): the trunk remembers the largest such window and
-   * hints it to later flows, so that a warm trunk's next flow does not double its way up again.
+   * credit, or reordering held half of it): the trunk remembers the largest such window
+   * (`grownWindowBytes`), so that a warm trunk's next bulk flow does not double its way up again.
    */
   noteWindowGrown(bytes: number): void
+  /** The largest window a flow of this trunk grew to past the hint, in bytes; 0: none yet. */
+  grownWindowBytes(): number
   /** Count a flow error by its stable code (the flow resets itself). */
   countError(code: PepErrorCode): void
 }
@@ -535,7 +544,19 @@ export class Flow {
     const delivered = this.recv.delivered
     const t = this.opts.trunk
     const before = this.window.bytes
-    const hint = t.windowHintBytes()
+    // The window an earlier flow grew to, once this one has shown it is a bulk transfer (half
+    // its first credit arrived: delivered, or held behind a lost segment, which on a lossy
+    // path holds the in-order point for a round trip), and never into the last quarter of the
+    // global budget, which stays for new flows' first credit: granted to every flow at once,
+    // 32 MiB windows learned on a fast path reserved the budget and refused new flows at
+    // max_buffered_bytes.
+    const budget = this.opts.budget
+    const room = Math.max(0, budget.free - budget.capBytes * BUDGET_KEPT_FOR_NEW_FLOWS)
+    const learned =
+      delivered + this.recv.heldBytes >= this.opts.localWindowBytes / 2
+        ? Math.min(t.grownWindowBytes(), Math.max(0, this.recvLimit - delivered) + room)
+        : 0
+    const hint = Math.max(t.windowHintBytes(), learned)
     const window = this.window.update(
       delivered,
       this.recv.heldBytes,

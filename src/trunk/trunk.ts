@@ -67,7 +67,7 @@ export class Trunk implements TrunkPort {
   private readonly reinjector: Reinjector
   private readonly grace: OutageGrace
   /** Largest receive window a flow of this trunk grew to past the hint, bytes (noteWindowGrown). */
-  private grownWindowBytes = 0
+  private largestGrownWindow = 0
   private closed = false
 
   constructor(opts: TrunkOptions) {
@@ -181,17 +181,19 @@ export class Trunk implements TrunkPort {
     return this.members.minSrttMs()
   }
 
-  /**
-   * Bytes a flow's credit should cover (TrunkPort): 2 × the trunk's BDP, or the largest window
-   * an earlier flow grew to when that is more; 0 while both are unknown.
-   */
+  /** Bytes a flow's credit should cover: 2 × the trunk's BDP, 0 while unknown (TrunkPort). */
   windowHintBytes(): number {
-    return Math.max(this.rate?.controller.windowHintBytes() ?? 0, this.grownWindowBytes)
+    return this.rate?.controller.windowHintBytes() ?? 0
   }
 
   /** A flow's window grew past the hint (TrunkPort): remember the largest. */
   noteWindowGrown(bytes: number): void {
-    if (bytes > this.grownWindowBytes) this.grownWindowBytes = bytes
+    if (bytes > this.largestGrownWindow) this.largestGrownWindow = bytes
+  }
+
+  /** The largest window a flow grew to past the hint, bytes; 0: none yet (TrunkPort). */
+  grownWindowBytes(): number {
+    return this.largestGrownWindow
   }
 
   /** The rate controller's last decision, or undefined when the trunk does not pace. */

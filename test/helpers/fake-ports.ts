@@ -136,6 +136,13 @@ export class FakeTrunkPort implements TrunkPort {
     this.grownWindows.push(bytes)
   }
 
+  /** The trunk's remembered window as flows see it (0: none). */
+  grownWindow = 0
+
+  grownWindowBytes(): number {
+    return this.grownWindow
+  }
+
   /** Flow errors counted, by code. */
   readonly errors: string[] = []
 

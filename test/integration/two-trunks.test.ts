@@ -128,19 +128,28 @@ describe('two trunks in one process', () => {
     }
   })
 
-  it('a warm trunk starts a new flow at the largest window an earlier flow grew to', async () => {
+  it('a warm trunk grants a new bulk flow the largest window an earlier flow grew to, a short one its first credit', async () => {
     const t = await trunkPair(1)
     try {
-      assert.equal(t.tx.windowHintBytes(), 0, 'nothing learned yet (no rate controller here)')
+      assert.equal(t.tx.grownWindowBytes(), 0)
       t.tx.noteWindowGrown(12 * MiB)
       t.tx.noteWindowGrown(6 * MiB)
-      assert.equal(t.tx.windowHintBytes(), 12 * MiB, 'the largest is kept')
-      const p = await socketPair()
-      p.a.on('error', () => undefined)
-      const flow = t.tx.openFlow(p.b, DST, undefined)
+      assert.equal(t.tx.grownWindowBytes(), 12 * MiB, 'the largest is kept')
+      const c = await client(t.tx)
+      const flow = t.tx.flowList()[0]
       assert.ok(flow !== undefined)
-      assert.equal(flow.stats().windowBytes, 12 * MiB)
-      p.a.destroy()
+      // Nothing received yet: the first credit only (the global budget is not reserved for
+      // every short flow).
+      assert.equal(flow.stats().windowBytes, settings.flowWindowBytes)
+      // Half the first credit delivered: a bulk transfer, granted the remembered window.
+      const d = await t.destinations[0]!
+      const atClient = readAll(c)
+      const sent = writeBytes(d, 3 * MiB)
+      await until(() => flow.stats().bytesToApp >= settings.flowWindowBytes / 2)
+      await until(() => flow.stats().windowBytes === 12 * MiB)
+      c.end()
+      const [w, r] = await Promise.all([sent, atClient])
+      assert.equal(r.sha256, w)
     } finally {
       t.close()
     }

@@ -10,7 +10,7 @@ import { describe, it } from 'node:test'
 import { PepErrorCodes, ProtocolError } from '../../../src/common/errors.js'
 import { silentLogger } from '../../../src/common/log/logger.js'
 import { ResetReason, type Frame, type OpenFrame } from '../../../src/common/wire/frame.js'
-import { Flow, type FlowState } from '../../../src/core/flow.js'
+import { BUDGET_KEPT_FOR_NEW_FLOWS, Flow, type FlowState } from '../../../src/core/flow.js'
 import { MemoryBudget } from '../../../src/core/memory-budget.js'
 import { FakeClock } from '../../helpers/fake-clock.js'
 import { FakeAppPort, FakeTrunkPort } from '../../helpers/fake-ports.js'
@@ -695,6 +695,59 @@ describe('Flow: credit and backpressure', () => {
     const grown = p.acceptor.trunk.grownWindows
     assert.ok(grown.length > 0, 'the doubling was reported')
     assert.equal(grown[grown.length - 1], p.acceptor.flow.stats().windowBytes)
+  })
+
+  it("the trunk's remembered window is granted once the flow delivered half its first credit (a bulk transfer), not before", () => {
+    const p = new Pair({ windowBytes: 4000, maxWindowBytes: 64_000, attach: false })
+    p.acceptor.trunk.grownWindow = 48_000
+    p.attachAcceptor()
+    assert.equal(
+      p.acceptor.flow.stats().windowBytes,
+      4000,
+      'a short flow reserves its first credit only'
+    )
+    const data = (i: number): void => {
+      p.acceptor.flow.onData({
+        type: 'data',
+        flowId: FLOW_ID,
+        offset: i * 1000,
+        fin: false,
+        payload: patternBytes(1000, i)
+      })
+    }
+    data(0)
+    assert.equal(p.acceptor.flow.stats().windowBytes, 4000)
+    data(1)
+    assert.equal(p.acceptor.flow.stats().windowBytes, 48_000)
+    assert.deepEqual(
+      p.acceptor.trunk.grownWindows,
+      [],
+      'granted from the trunk: nothing new learned'
+    )
+  })
+
+  it("the trunk's remembered window never takes the last quarter of the global budget (new flows' first credit)", () => {
+    const budget = new CheckedBudget(40_000)
+    const p = new Pair({
+      windowBytes: 4000,
+      maxWindowBytes: 64_000,
+      attach: false,
+      acceptorBudget: budget
+    })
+    p.acceptor.trunk.grownWindow = 48_000
+    p.attachAcceptor()
+    for (let i = 0; i < 2; i++) {
+      p.acceptor.flow.onData({
+        type: 'data',
+        flowId: FLOW_ID,
+        offset: i * 1000,
+        fin: false,
+        payload: patternBytes(1000, i)
+      })
+    }
+    const window = p.acceptor.flow.stats().windowBytes
+    assert.ok(window > 4000 && window < 48_000, `window ${window}`)
+    assert.ok(budget.free >= 40_000 * BUDGET_KEPT_FOR_NEW_FLOWS, `free ${budget.free}`)
   })
 
   it('a window the hint raised is not reported to the trunk as grown (nothing learned)', () => {
