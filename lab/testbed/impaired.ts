@@ -3,7 +3,7 @@
  * on every interface of the path, the link emulator in the wan box, the boxes tuned, and helpers
  * to run the proxies, `receive` and `stream` inside the namespaces.
  */
-import { mkdtempSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { interfacesOf } from './netns.js'
@@ -41,7 +41,7 @@ export interface ImpairedTestbed {
   controlSocket(name: string, role: 'tx' | 'rx'): string
   /** Start rx_proxy then tx_proxy with `conf`; resolves once `subflows` are up. */
   startProxies(conf: string, subflows: number): Promise<{ tx: NsProcess; rx: NsProcess }>
-  /** Everything down: processes, emulator, namespaces. */
+  /** Everything down: processes, emulator, namespaces, temporary directory. */
   destroy(): Promise<void>
 }
 
@@ -50,8 +50,8 @@ export async function createImpairedTestbed(
   prefix: string,
   link: LinkSpec
 ): Promise<ImpairedTestbed> {
-  const dir = mkdtempSync(join(tmpdir(), `tandem-${prefix}-`))
   const topo = await createTopology({ prefix, wanNetfilter: true, ipv6: false })
+  const dir = mkdtempSync(join(tmpdir(), `tandem-${prefix}-`))
   const procs: NsProcess[] = []
   let emulator: NsProcess | undefined
   try {
@@ -120,6 +120,7 @@ export async function createImpairedTestbed(
   } catch (err) {
     await emulator?.stop()
     topo.destroy()
+    rmSync(dir, { recursive: true, force: true })
     throw err
   }
   const controlSocket = (name: string, role: 'tx' | 'rx'): string =>
@@ -153,6 +154,7 @@ export async function createImpairedTestbed(
       for (const p of procs.reverse()) await p.stop()
       await emulator?.stop()
       topo.destroy()
+      rmSync(dir, { recursive: true, force: true })
     }
   }
 }

@@ -3,7 +3,7 @@
  * ports, waited for until the trunk is up, stopped (SIGKILL as a last resort) on every path.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, readFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { createServer } from 'node:net'
 import { dirname, join } from 'node:path'
@@ -185,7 +185,13 @@ export async function startPair(opts: {
     ...(opts.rxExtra ?? [])
   ]
   let rx = spawnProxy('rx-proxy', rxArgs)
-  await rx.waitFor(/listening on/)
+  try {
+    await rx.waitFor(/listening on/)
+  } catch (err) {
+    await rx.stop()
+    rmSync(dir, { recursive: true, force: true })
+    throw err
+  }
   const tx = spawnProxy('tx-proxy', [
     ...common,
     '--local-ip',
@@ -207,6 +213,7 @@ export async function startPair(opts: {
   } catch (err) {
     await tx.stop()
     await rx.stop()
+    rmSync(dir, { recursive: true, force: true })
     lastFailedPair = { tx: tx.log(), rx: rx.log() }
     throw err
   }
@@ -226,6 +233,7 @@ export async function startPair(opts: {
     stop: async () => {
       await tx.stop()
       await rx.stop()
+      rmSync(dir, { recursive: true, force: true })
     }
   }
 }

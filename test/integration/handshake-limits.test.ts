@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
-import { mkdtempSync, readdirSync } from 'node:fs'
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { connect, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -92,13 +92,14 @@ async function within(p: Promise<unknown>, ms: number): Promise<boolean> {
 describe('refused handshakes against a real rx_proxy', () => {
   let rx: ProxyProcess
   let rxPort = 0
+  let dir = ''
   let rxControl = ''
   let pid = 0
   let baseline = 0
 
   before(async () => {
     rxPort = await freePort()
-    const dir = mkdtempSync(join(tmpdir(), 'tandem-hslimits-'))
+    dir = mkdtempSync(join(tmpdir(), 'tandem-hslimits-'))
     rxControl = join(dir, 'rx.sock')
     rx = spawnProxy('rx-proxy', [
       '-c',
@@ -129,6 +130,7 @@ describe('refused handshakes against a real rx_proxy', () => {
 
   after(async () => {
     await rx.stop()
+    rmSync(dir, { recursive: true, force: true })
   })
 
   /** The bytes each kind sends, and whether it closes its own side afterwards. */

@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
-import { mkdtempSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { connect, createServer, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -694,6 +694,7 @@ describe('hostile peers against real proxies, an honest flow beside them', () =>
       'flipped-record'
     ] as const
     let tx: ProxyProcess
+    let dir = ''
     let txControl: string
     let fake: Awaited<ReturnType<typeof fakeServer>>
     const seen: string[] = []
@@ -778,7 +779,7 @@ describe('hostile peers against real proxies, an honest flow beside them', () =>
           }
         }
       })
-      const dir = mkdtempSync(join(tmpdir(), 'tandem-hostile-'))
+      dir = mkdtempSync(join(tmpdir(), 'tandem-hostile-'))
       txControl = join(dir, 'tx.sock')
       tx = spawnProxy('tx-proxy', [
         '-c',
@@ -814,6 +815,7 @@ describe('hostile peers against real proxies, an honest flow beside them', () =>
     after(async () => {
       await tx.stop()
       fake.server.close()
+      rmSync(dir, { recursive: true, force: true })
     })
 
     it('garbage, wrong proofs, giant hellos and records: tx_proxy refuses each, counts, stays up', async () => {

@@ -10,7 +10,7 @@
  */
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
-import { mkdtempSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { connect, createServer, type Server, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -100,6 +100,7 @@ describe('a man in the middle changes one handshake field at a time', () => {
   let rx: ProxyProcess
   let tx: ProxyProcess
   let relay: HandshakeRelay
+  let dir = ''
   let txControl = ''
   let client: Socket
 
@@ -111,7 +112,7 @@ describe('a man in the middle changes one handshake field at a time', () => {
     await new Promise<void>((r) => dest.listen(0, '127.0.0.1', r))
     const a = dest.address()
     destPort = typeof a === 'object' && a !== null ? a.port : 0
-    const dir = mkdtempSync(join(tmpdir(), 'tandem-mitm-'))
+    dir = mkdtempSync(join(tmpdir(), 'tandem-mitm-'))
     txControl = join(dir, 'tx.sock')
     const rxPort = await freePort()
     rx = spawnProxy('rx-proxy', [
@@ -184,6 +185,7 @@ describe('a man in the middle changes one handshake field at a time', () => {
     await tx.stop()
     await rx.stop()
     dest.close()
+    rmSync(dir, { recursive: true, force: true })
   })
 
   for (const tamper of CASES) {

@@ -7,7 +7,15 @@
  */
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
-import { closeSync, fstatSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs'
+import {
+  closeSync,
+  fstatSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync
+} from 'node:fs'
 import { connect, createServer, type Server, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -412,14 +420,19 @@ describe('the trunk going down and coming back: one warning each way', { timeout
       await tx.stop()
       await rx?.stop()
       sink.server.close()
+      rmSync(dir, { recursive: true, force: true })
     }
   })
 })
 
 describe('configuration and log output', { timeout: 120_000 }, () => {
-  test('SIGHUP names each changed key that needs a restart, and what it applied', async () => {
+  test('SIGHUP names each changed key that needs a restart, and what it applied', async (t) => {
     const sink = await startSink()
     const dir = mkdtempSync(join(tmpdir(), 'tandem-hup-'))
+    // After the body, whose finally stops the pair (its network.conf is in here).
+    t.after(() => {
+      rmSync(dir, { recursive: true, force: true })
+    })
     const conf = join(dir, 'network.conf')
     const write = (subflows: number, exclude: string): void => {
       writeFileSync(
@@ -445,10 +458,14 @@ describe('configuration and log output', { timeout: 120_000 }, () => {
     }
   })
 
-  test('log.format = json writes one object per line; under the journal each line carries its priority', async () => {
+  test('log.format = json writes one object per line; under the journal each line carries its priority', async (t) => {
     const sink = await startSink()
     const rxPort = await freePort()
     const dir = mkdtempSync(join(tmpdir(), 'tandem-log-'))
+    // After the body: it reads the proxy's stderr file from here once the proxy has exited.
+    t.after(() => {
+      rmSync(dir, { recursive: true, force: true })
+    })
     // stderr to a file whose device and inode JOURNAL_STREAM names, as systemd does for the journal.
     const file = join(dir, 'stderr')
     const fd = openSync(file, 'w')

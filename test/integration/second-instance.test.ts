@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdtempSync, statSync } from 'node:fs'
+import { mkdtempSync, rmSync, statSync } from 'node:fs'
 import { createServer, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -68,6 +68,7 @@ describe('a second instance', () => {
   })
   after(async () => {
     await first.stop()
+    rmSync(dir, { recursive: true, force: true })
   })
 
   it('with the same control socket: exit 2, one line; the first still answers status', async () => {

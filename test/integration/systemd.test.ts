@@ -12,20 +12,30 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
+  rmSync,
   statSync,
   writeFileSync
 } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { describe, test } from 'node:test'
+import { describe, test, type TestContext } from 'node:test'
 import { datagramReceiver } from '../helpers/observe.js'
 import { freePort, ROOT, spawnProxy, startPair, TEST_PSK } from '../helpers/proxies.js'
 
 const INSTALL = join(ROOT, 'deploy', 'install-units.sh')
 
-/** Render the units into a fresh directory (no user, no daemon-reload). */
-function render(extra: readonly string[] = []): string {
-  const dest = mkdtempSync(join(tmpdir(), 'tandem-units-'))
+/** A fresh temporary directory, removed when the test `t` ends. */
+function tempDir(t: TestContext, prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix))
+  t.after(() => {
+    rmSync(dir, { recursive: true, force: true })
+  })
+  return dir
+}
+
+/** Render the units into a fresh directory (no user, no daemon-reload), removed when `t` ends. */
+function render(t: TestContext, extra: readonly string[] = []): string {
+  const dest = tempDir(t, 'tandem-units-')
   execFileSync('sh', [
     INSTALL,
     '--dest',
@@ -40,8 +50,8 @@ function render(extra: readonly string[] = []): string {
 }
 
 describe('systemd units', () => {
-  test('they pass systemd-analyze verify, with the order bridge → rules → proxy', () => {
-    const dest = render()
+  test('they pass systemd-analyze verify, with the order bridge → rules → proxy', (t) => {
+    const dest = render(t)
     // Template units are verified through an instance of each role.
     const files: string[] = []
     for (const f of readdirSync(dest)) {
@@ -70,8 +80,8 @@ describe('systemd units', () => {
     )
   })
 
-  test('the proxy units are Type=notify with a watchdog, a dedicated user and exposure ≤ 4.0', () => {
-    const dest = render()
+  test('the proxy units are Type=notify with a watchdog, a dedicated user and exposure ≤ 4.0', (t) => {
+    const dest = render(t)
     for (const unit of ['tandem-tx-proxy.service', 'tandem-rx-proxy.service']) {
       const text = readFileSync(join(dest, unit), 'utf8')
       assert.match(text, /^Type=notify$/m)
@@ -126,8 +136,8 @@ describe('systemd units', () => {
 })
 
 describe('install-units.sh', () => {
-  test('--dry-run prints what it would do and changes nothing', () => {
-    const dest = mkdtempSync(join(tmpdir(), 'tandem-dry-'))
+  test('--dry-run prints what it would do and changes nothing', (t) => {
+    const dest = tempDir(t, 'tandem-dry-')
     const out = execFileSync(
       'sh',
       [INSTALL, '--dest', dest, '--config', join(ROOT, 'network.conf'), '--dry-run', '--no-reload'],
@@ -138,8 +148,8 @@ describe('install-units.sh', () => {
     assert.deepEqual(readdirSync(dest), [])
   })
 
-  test('a port below 1024 gets CAP_NET_BIND_SERVICE through a drop-in; --uninstall removes everything', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'tandem-low-'))
+  test('a port below 1024 gets CAP_NET_BIND_SERVICE through a drop-in; --uninstall removes everything', (t) => {
+    const dir = tempDir(t, 'tandem-low-')
     const conf = join(dir, 'network.conf')
     writeFileSync(conf, '[tx_proxy]\nlocal_port = 80 ; http\nmetrics_listen = 127.0.0.1:9464\n')
     const dest = join(dir, 'units')
@@ -154,8 +164,8 @@ describe('install-units.sh', () => {
     assert.deepEqual(readdirSync(dest), [])
   })
 
-  test("--dry-run reads the values through the proxies' loader (0x50 is port 80) and touches nothing", () => {
-    const dir = mkdtempSync(join(tmpdir(), 'tandem-dry-conf-'))
+  test("--dry-run reads the values through the proxies' loader (0x50 is port 80) and touches nothing", (t) => {
+    const dir = tempDir(t, 'tandem-dry-conf-')
     const psk = join(dir, 'psk')
     writeFileSync(psk, `${'ab'.repeat(32)}\n`, { mode: 0o644 })
     const conf = join(dir, 'network.conf')
@@ -184,8 +194,8 @@ describe('install-units.sh', () => {
     assert.equal(statSync(psk).mode & 0o777, 0o644)
   })
 
-  test('a configuration the proxies refuse stops it before anything is installed, with their line', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'tandem-bad-conf-'))
+  test('a configuration the proxies refuse stops it before anything is installed, with their line', (t) => {
+    const dir = tempDir(t, 'tandem-bad-conf-')
     const conf = join(dir, 'network.conf')
     writeFileSync(conf, '[tx_proxy]\nlocal_port = 80\nbogus = 1\n')
     const dest = join(dir, 'units')
@@ -200,8 +210,8 @@ describe('install-units.sh', () => {
     assert.equal(existsSync(dest), false)
   })
 
-  test('a configuration not written yet: the units are installed, the drop-ins and the key left out, one warning', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'tandem-no-conf-'))
+  test('a configuration not written yet: the units are installed, the drop-ins and the key left out, one warning', (t) => {
+    const dir = tempDir(t, 'tandem-no-conf-')
     const conf = join(dir, 'network.conf')
     const dest = join(dir, 'units')
     const r = spawnSync(
@@ -229,8 +239,9 @@ describe('install-units.sh', () => {
 })
 
 describe('sd_notify from a running proxy', { timeout: 60_000 }, () => {
-  test('READY=1 once the trunk is up, WATCHDOG=1 every half WatchdogSec, STOPPING=1 on SIGTERM', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'tandem-sd-'))
+  test('READY=1 once the trunk is up, WATCHDOG=1 every half WatchdogSec, STOPPING=1 on SIGTERM', async (t) => {
+    // Removed after the test body, whose finally stops the proxies and closes the receiver.
+    const dir = tempDir(t, 'tandem-sd-')
     const notify = await datagramReceiver(join(dir, 'notify'))
     const sink = await freePort()
     const pair = await startPair({ destinationPort: sink, subflows: 2 })

@@ -5,7 +5,7 @@
  * when either proxy is down; policy-unmatched flows pass untouched.
  */
 import assert from 'node:assert/strict'
-import { mkdtempSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
@@ -134,6 +134,8 @@ describe('bridged interception in five namespaces', () => {
     await tx?.stop()
     await rx?.stop()
     for (const s of servers) await s.stop()
+    // Before topo.destroy(), which throws if before() failed to create the topology.
+    rmSync(dir, { recursive: true, force: true })
     topo.destroy()
   })
 
@@ -268,6 +270,8 @@ describe('bridged interception with source transparency (the default)', () => {
   })
   after(async () => {
     for (const p of procs.reverse()) await p.stop()
+    // Before topo.destroy(), which throws if before() failed to create the topology.
+    rmSync(dir, { recursive: true, force: true })
     topo.destroy()
   })
 
@@ -406,6 +410,8 @@ describe('operating the pair in five namespaces (status, metrics, SIGHUP, SIGTER
   })
   after(async () => {
     for (const p of procs.reverse()) await p.stop()
+    // Before topo.destroy(), which throws if before() failed to create the topology.
+    rmSync(dir, { recursive: true, force: true })
     topo.destroy()
   })
 

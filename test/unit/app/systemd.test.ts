@@ -4,7 +4,7 @@
  * receiver at a path and at an abstract name.
  */
 import assert from 'node:assert/strict'
-import { mkdtempSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, test } from 'node:test'
@@ -101,8 +101,12 @@ describe('ServiceNotifier', () => {
 })
 
 describe('sdNotify (native addon)', () => {
-  test('sends one datagram to a socket path', async () => {
-    const path = join(mkdtempSync(join(tmpdir(), 'tandem-notify-')), 'notify')
+  test('sends one datagram to a socket path', async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'tandem-notify-'))
+    t.after(() => {
+      rmSync(dir, { recursive: true, force: true })
+    })
+    const path = join(dir, 'notify')
     const rx = await datagramReceiver(path)
     try {
       sdNotify(path, 'READY=1\nSTATUS=hello')
@@ -123,8 +127,12 @@ describe('sdNotify (native addon)', () => {
     }
   })
 
-  test('nobody listening: a NativeError with the errno; bad arguments: TypeError', () => {
-    const path = join(mkdtempSync(join(tmpdir(), 'tandem-notify-')), 'absent')
+  test('nobody listening: a NativeError with the errno; bad arguments: TypeError', (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'tandem-notify-'))
+    t.after(() => {
+      rmSync(dir, { recursive: true, force: true })
+    })
+    const path = join(dir, 'absent')
     assert.throws(
       () => {
         sdNotify(path, 'READY=1')
