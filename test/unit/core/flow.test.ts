@@ -9,7 +9,12 @@ import { describe, it } from 'node:test'
 
 import { PepErrorCodes, ProtocolError } from '../../../src/common/errors.js'
 import { silentLogger } from '../../../src/common/log/logger.js'
-import { ResetReason, type Frame, type OpenFrame } from '../../../src/common/wire/frame.js'
+import {
+  ResetReason,
+  type DataFrame,
+  type Frame,
+  type OpenFrame
+} from '../../../src/common/wire/frame.js'
 import { BUDGET_KEPT_FOR_NEW_FLOWS, Flow, type FlowState } from '../../../src/core/flow.js'
 import { MemoryBudget } from '../../../src/core/memory-budget.js'
 import { FakeClock } from '../../helpers/fake-clock.js'
@@ -58,6 +63,17 @@ interface PairOptions {
 }
 
 const FLOW_ID = 0x1234
+
+/** The `i`th 1000-byte DATA frame of the flow, in order. */
+function dataAt(i: number): DataFrame {
+  return {
+    type: 'data',
+    flowId: FLOW_ID,
+    offset: i * 1000,
+    fin: false,
+    payload: patternBytes(1000, i)
+  }
+}
 const OPEN: OpenFrame = {
   type: 'open',
   flowId: FLOW_ID,
@@ -287,6 +303,18 @@ class Pair {
       assert.equal(s.budget.overReleased, 0)
     }
   }
+}
+
+/** A pair (4000-byte window, at most 64 000) whose acceptor has a global budget of `cap` bytes, not attached yet. */
+function budgetedPair(cap: number): { p: Pair; budget: CheckedBudget } {
+  const budget = new CheckedBudget(cap)
+  const p = new Pair({
+    windowBytes: 4000,
+    maxWindowBytes: 64_000,
+    attach: false,
+    acceptorBudget: budget
+  })
+  return { p, budget }
 }
 
 function assertBytes(actual: Uint8Array, expected: Uint8Array): void {
@@ -682,13 +710,7 @@ describe('Flow: credit and backpressure', () => {
     // In order and taken at once: the window, not the application, limits the rate.
     for (let i = 0; i < 4; i++) {
       p.clock.advance(10)
-      p.acceptor.flow.onData({
-        type: 'data',
-        flowId: FLOW_ID,
-        offset: i * 1000,
-        fin: false,
-        payload: patternBytes(1000, i)
-      })
+      p.acceptor.flow.onData(dataAt(i))
     }
     assert.ok(p.acceptor.flow.stats().windowBytes >= 8000)
     // Grown past the hint (none here): reported, so that a warm trunk hints it to later flows.
@@ -707,13 +729,7 @@ describe('Flow: credit and backpressure', () => {
       'a short flow reserves its first credit only'
     )
     const data = (i: number): void => {
-      p.acceptor.flow.onData({
-        type: 'data',
-        flowId: FLOW_ID,
-        offset: i * 1000,
-        fin: false,
-        payload: patternBytes(1000, i)
-      })
+      p.acceptor.flow.onData(dataAt(i))
     }
     data(0)
     assert.equal(p.acceptor.flow.stats().windowBytes, 4000)
@@ -727,23 +743,11 @@ describe('Flow: credit and backpressure', () => {
   })
 
   it("the trunk's remembered window never takes the last quarter of the global budget (new flows' first credit)", () => {
-    const budget = new CheckedBudget(40_000)
-    const p = new Pair({
-      windowBytes: 4000,
-      maxWindowBytes: 64_000,
-      attach: false,
-      acceptorBudget: budget
-    })
+    const { p, budget } = budgetedPair(40_000)
     p.acceptor.trunk.grownWindow = 48_000
     p.attachAcceptor()
     for (let i = 0; i < 2; i++) {
-      p.acceptor.flow.onData({
-        type: 'data',
-        flowId: FLOW_ID,
-        offset: i * 1000,
-        fin: false,
-        payload: patternBytes(1000, i)
-      })
+      p.acceptor.flow.onData(dataAt(i))
     }
     const window = p.acceptor.flow.stats().windowBytes
     assert.ok(window > 4000 && window < 48_000, `window ${window}`)
@@ -785,13 +789,7 @@ describe('Flow: credit and backpressure', () => {
   })
 
   it('the credit hint is bounded by the memory budget: the flow waits for it rather than over-granting', () => {
-    const budget = new CheckedBudget(20_000)
-    const p = new Pair({
-      windowBytes: 4000,
-      maxWindowBytes: 64_000,
-      attach: false,
-      acceptorBudget: budget
-    })
+    const { p, budget } = budgetedPair(20_000)
     p.acceptor.trunk.windowHint = 48_000
     p.attachAcceptor()
     const ack = p.acceptor.trunk.control.find((f) => f.type === 'ack')
@@ -807,13 +805,7 @@ describe('Flow: credit and backpressure', () => {
     // Half the window per second at a 100 ms RTT: the window is ten times what the rate needs.
     for (let i = 0; i < 8; i++) {
       p.clock.advance(500)
-      p.acceptor.flow.onData({
-        type: 'data',
-        flowId: FLOW_ID,
-        offset: i * 1000,
-        fin: false,
-        payload: patternBytes(1000, i)
-      })
+      p.acceptor.flow.onData(dataAt(i))
     }
     assert.equal(p.acceptor.flow.stats().windowBytes, 4000)
   })
