@@ -550,11 +550,13 @@ export class Flow {
     // global budget, which stays for new flows' first credit: granted to every flow at once,
     // 32 MiB windows learned on a fast path reserved the budget and refused new flows at
     // max_buffered_bytes.
-    const budget = this.opts.budget
-    const room = Math.max(0, budget.free - budget.capBytes * BUDGET_KEPT_FOR_NEW_FLOWS)
     const learned =
       delivered + this.recv.heldBytes >= this.opts.localWindowBytes / 2
-        ? Math.min(t.grownWindowBytes(), Math.max(0, this.recvLimit - delivered) + room)
+        ? Math.min(
+            t.grownWindowBytes(),
+            Math.max(0, this.recvLimit - delivered) +
+              this.opts.budget.freeBeyond(BUDGET_KEPT_FOR_NEW_FLOWS)
+          )
         : 0
     const hint = Math.max(t.windowHintBytes(), learned)
     const window = this.window.update(

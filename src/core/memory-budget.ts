@@ -21,6 +21,14 @@ export class MemoryBudget {
     return Math.max(0, this.capBytes - this.usedBytes)
   }
 
+  /**
+   * Bytes free beyond `keptShare` of the cap (0 when no more is free): what a use may take
+   * that must leave that share to others.
+   */
+  freeBeyond(keptShare: number): number {
+    return Math.max(0, this.free - this.capBytes * keptShare)
+  }
+
   /** Take up to `bytes`; returns what was granted (possibly 0). */
   reserve(bytes: number): number {
     const granted = Math.min(bytes, this.free)
