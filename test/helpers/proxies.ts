@@ -12,8 +12,40 @@ import { fileURLToPath } from 'node:url'
 /** Project root (this file is dist/test/helpers/proxies.js once built). */
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..')
 
-/** A port free right now on 127.0.0.1. */
-export async function freePort(): Promise<number> {
+/** The kernel's ephemeral range (bind to port 0 and connect() take their ports from it). */
+function ephemeralRange(): [number, number] {
+  try {
+    const [lo, hi] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8')
+      .trim()
+      .split(/\s+/)
+      .map(Number)
+    if (lo !== undefined && hi !== undefined && lo > 0 && hi >= lo) return [lo, hi]
+  } catch {
+    // Not Linux, or no /proc: the kernel default.
+  }
+  return [32768, 60999]
+}
+
+/** Ports this process handed out: never the same one twice. */
+const handedOut = new Set<number>()
+
+/** Try to listen on 127.0.0.1:`port`; true if it was free (the listener is closed again). */
+async function portFree(port: number): Promise<boolean> {
+  return await new Promise((resolve) => {
+    const s = createServer()
+    s.once('error', () => {
+      resolve(false)
+    })
+    s.listen(port, '127.0.0.1', () => {
+      s.close(() => {
+        resolve(true)
+      })
+    })
+  })
+}
+
+/** A port from listen(0): free right now, but from the ephemeral range. */
+async function anyFreePort(): Promise<number> {
   return await new Promise((resolve, reject) => {
     const s = createServer()
     s.once('error', reject)
@@ -25,6 +57,26 @@ export async function freePort(): Promise<number> {
       })
     })
   })
+}
+
+/**
+ * A port free right now on 127.0.0.1, chosen outside the kernel's ephemeral range: a port from
+ * `listen(0)` is free again once closed, so another socket's bind or connect may take it before
+ * the test listens there (a "peer that is not there yet" then answered). Outside that range only
+ * an explicit bind takes a port, and this process hands each one out once.
+ */
+export async function freePort(): Promise<number> {
+  const [lo, hi] = ephemeralRange()
+  // Below the range if there is room (10000 up), else above it.
+  const [from, to] = lo - 10_000 >= 1000 ? [10_000, lo - 1] : [hi + 1, 65_535]
+  if (from > to) return await anyFreePort()
+  for (let tries = 0; tries < 1000; tries++) {
+    const port = from + Math.floor(Math.random() * (to - from + 1))
+    if (handedOut.has(port)) continue
+    handedOut.add(port)
+    if (await portFree(port)) return port
+  }
+  throw new Error(`no free port in ${from}-${to} on 127.0.0.1`)
 }
 
 /** The pre-shared key of the test pairs (any 32 bytes; both ends must agree). */

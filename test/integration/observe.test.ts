@@ -60,10 +60,18 @@ async function dial(port: number): Promise<Socket> {
   })
 }
 
-async function until(pred: () => Promise<boolean> | boolean, timeoutMs = 10_000): Promise<void> {
+/** Poll `pred` every 50 ms; on a timeout the error carries what `explain` says. */
+async function until(
+  pred: () => Promise<boolean> | boolean,
+  timeoutMs = 10_000,
+  explain?: () => Promise<string>
+): Promise<void> {
   const deadline = performance.now() + timeoutMs
   while (!(await pred())) {
-    if (performance.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`)
+    if (performance.now() > deadline) {
+      const why = explain === undefined ? '' : `:\n${await explain()}`
+      throw new Error(`condition not met within ${timeoutMs} ms${why}`)
+    }
     await new Promise((r) => setTimeout(r, 50))
   }
 }
@@ -370,12 +378,15 @@ describe('the trunk going down and coming back: one warning each way', { timeout
         .log()
         .split('\n')
         .filter((l) => / warn /.test(l))
+    const manyFailedDials = async (): Promise<boolean> =>
+      ((await queryStatus(join(dir, 'tx.sock'))).trunks[0]?.failedDials ?? 0) >= 12
+    // If the dials do not fail as they should: what tx_proxy saw and said.
+    const explain = async (): Promise<string> =>
+      `${JSON.stringify((await queryStatus(join(dir, 'tx.sock'))).trunks[0])}\n${tx.log()}`
     try {
       await tx.waitFor(/listening on/)
       // Many failed dials (3 subflows, 50-200 ms backoff), one warning.
-      await until(
-        async () => ((await queryStatus(join(dir, 'tx.sock'))).trunks[0]?.failedDials ?? 0) >= 12
-      )
+      await until(manyFailedDials, 10_000, explain)
       assert.equal(warnings().length, 1, warnings().join('\n'))
       assert.match(warnings()[0]!, /trunk to 127\.0\.0\.1:\d+ not up: subflow \d: .*ECONNREFUSED/)
       const down = await queryStatus(join(dir, 'tx.sock'))
@@ -407,9 +418,7 @@ describe('the trunk going down and coming back: one warning each way', { timeout
         /trunk to 127\.0\.0\.1:\d+ down: (the peer is shutting down \(GOAWAY\)|no subflow left)/
       )
       const before = warnings().length
-      await until(
-        async () => ((await queryStatus(join(dir, 'tx.sock'))).trunks[0]?.failedDials ?? 0) >= 12
-      )
+      await until(manyFailedDials, 10_000, explain)
       assert.equal(warnings().length, before, `more warnings while down:\n${warnings().join('\n')}`)
       rx = startRx()
       await tx.waitFor(
