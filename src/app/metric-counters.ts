@@ -76,9 +76,15 @@ export const COUNTER_SPECS: readonly CounterSpec[] = [
     key: 'syns_',
     name: 'syn_decisions',
     label: 'decision',
-    values: ['accelerated', 'bypassed_policy', 'bypassed_trunk_down', 'retransmitted'],
+    values: [
+      'accelerated',
+      'bypassed_policy',
+      'bypassed_trunk_down',
+      'bypassed_capacity',
+      'retransmitted'
+    ],
     role: 'tx_proxy',
-    help: 'Intercepted SYNs by decision (retransmitted: a repeat that got its first copy’s decision)'
+    help: 'Intercepted SYNs by decision (bypassed_capacity: the trunk was at max_flows or max_buffered_bytes, here or at the peer; retransmitted: a repeat that got its first copy’s decision)'
   },
   { key: 'flows_opened', name: 'flows_opened', help: 'Flows opened' },
   { key: 'flows_closed', name: 'flows_closed', help: 'Flows that ended with both FINs' },

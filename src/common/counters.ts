@@ -64,6 +64,7 @@ export type CounterName =
   | 'syns_retransmitted'
   | 'syns_bypassed_policy'
   | 'syns_bypassed_trunk_down'
+  | 'syns_bypassed_capacity'
   | 'nfqueue_errors'
   | 'nfqueue_not_syn'
   // rx: destinations (by errno code, e.g. connect_failures_ECONNREFUSED)

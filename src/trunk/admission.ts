@@ -8,6 +8,7 @@ import type { Logger } from '../common/log/logger.js'
 import { ResetReason, type ResetReasonCode } from '../common/wire/frame.js'
 import type { MemoryBudget } from '../core/memory-budget.js'
 import {
+  PEER_FULL_HOLD_MS,
   RECENTLY_CLOSED_MAX,
   RECENTLY_CLOSED_MS,
   REFUSAL_LOG_FIRST,
@@ -33,6 +34,8 @@ export class Admission {
   private readonly now: () => number
   /** Ended flows the peer opened: id → when it ended (ms), oldest first. */
   private readonly recentlyClosed = new Map<number, number>()
+  /** Until when (ms) the peer is taken as full: it refused a flow for a limit lately. */
+  private peerFullUntil = -Infinity
 
   constructor(opts: {
     settings: TrunkSettings
@@ -66,6 +69,22 @@ export class Admission {
       }
     }
     return undefined
+  }
+
+  /**
+   * True when a new flow would not be carried now: this side is at a limit, or the peer refused
+   * a flow for one within the last PEER_FULL_HOLD_MS. tx_proxy then lets SYNs pass directly
+   * (fail-open) rather than take the connection and reset it.
+   */
+  atCapacity(flowCount: number): boolean {
+    return this.limitRefusal(flowCount) !== undefined || this.now() < this.peerFullUntil
+  }
+
+  /** The peer reset a flow with `reason`: a limit's refusal marks it full for a while. */
+  notePeerReset(reason: number): void {
+    if (reason === ResetReason.FLOW_LIMIT || reason === ResetReason.MEMORY_LIMIT) {
+      this.peerFullUntil = this.now() + PEER_FULL_HOLD_MS
+    }
   }
 
   /**

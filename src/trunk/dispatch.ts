@@ -96,6 +96,7 @@ export class Dispatcher {
           this.flows.wakeBudgetWaiters()
         } else {
           this.counters.inc('resets_received')
+          this.admission.notePeerReset(frame.reason)
           flow.onReset(frame)
         }
         return
@@ -119,9 +120,14 @@ export class Dispatcher {
     accept?.(frame)
   }
 
-  /** Answer a refused OPEN with a RESET, unless the peer floods us and does not read. */
+  /**
+   * Answer a refused OPEN with a RESET, unless the peer floods us and does not read. Its id is
+   * remembered as closed: the OPEN's copies on the other subflows are neither refused nor
+   * counted again.
+   */
   private refuseOpen(flowId: number, refusal: Refusal): void {
     this.admission.noteRefusal(refusal, flowId)
+    this.admission.rememberClosed(flowId)
     const sub = this.members.leastQueued()
     if (sub === undefined || this.controlQueueFull(sub)) {
       this.counters.inc('resets_dropped')

@@ -73,6 +73,13 @@ export const RECENTLY_CLOSED_MAX = 65_536
 /** How long an ended flow's id is remembered, in ms: far beyond any copy's delay on a subflow. */
 export const RECENTLY_CLOSED_MS = 60_000
 
+/**
+ * After the peer refused a flow for a limit (max_flows, max_buffered_bytes), new SYNs pass
+ * directly for this long, in ms, instead of being carried and reset (a refused OPEN resets
+ * the client's connection it carried).
+ */
+export const PEER_FULL_HOLD_MS = 2000
+
 /** The idle check runs at least this often, in ms (more often when the idle timeout is shorter). */
 export const IDLE_CHECK_MAX_MS = 1000
 

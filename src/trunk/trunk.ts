@@ -233,6 +233,14 @@ export class Trunk implements TrunkPort {
     return sub
   }
 
+  /**
+   * tx: true when a new flow would be refused now (a limit here, or the peer refused one for a
+   * limit lately): its SYN should pass directly.
+   */
+  atCapacity(): boolean {
+    return this.admission.atCapacity(this.flows.size)
+  }
+
   /** tx: carry a new client connection to `dst`. Returns undefined when a limit refused it. */
   openFlow(socket: Socket, dst: Endpoint, src: Endpoint | undefined): Flow | undefined {
     const refusal = this.admission.limitRefusal(this.flows.size)

@@ -5,9 +5,10 @@
  * flow passes straight over the bridge. The decision is remembered in the SYN table so that the
  * accepted connection's SO_ORIGINAL_DST can be checked against it.
  *
- * Fail-open, three ways: the NFQUEUE rule has --queue-bypass (tx_proxy down: SYNs pass
+ * Fail-open, four ways: the NFQUEUE rule has --queue-bypass (tx_proxy down: SYNs pass
  * unmarked); the queue is opened fail-open (tx_proxy too slow: the kernel lets packets through);
- * and while no subflow is up, SYNs are accepted unmarked.
+ * while no subflow is up, SYNs are accepted unmarked; and so they are while the trunk is at a
+ * limit (max_flows, max_buffered_bytes, here or at the peer), which would reset the connection.
  */
 import type { Counters } from '../common/counters.js'
 import type { Logger } from '../common/log/logger.js'
@@ -34,6 +35,8 @@ export interface InterceptorOptions {
   readonly synTableTtlMs: number
   /** True while the trunk can carry new flows. */
   readonly healthy: () => boolean
+  /** True while the trunk is at a limit and would refuse a new flow. */
+  readonly atCapacity: () => boolean
   readonly now: () => number
   readonly counters: Counters
   readonly log: Logger
@@ -143,6 +146,9 @@ export class Interceptor {
       } else if (!healthy) {
         accelerated = false
         c.inc('syns_bypassed_trunk_down')
+      } else if (this.opts.atCapacity()) {
+        accelerated = false
+        c.inc('syns_bypassed_capacity')
       } else {
         accelerated = true
         c.inc('syns_accelerated')

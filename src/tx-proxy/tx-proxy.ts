@@ -119,6 +119,7 @@ export class TxProxy {
         synTableSize: i.synTableSize,
         synTableTtlMs: i.synTableTtlMs,
         healthy: () => this.healthy,
+        atCapacity: () => this.trunk.atCapacity(),
         now: () => performance.now(),
         counters: this.counters,
         log: this.log.child({ part: 'nfqueue' })

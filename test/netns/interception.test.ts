@@ -254,6 +254,75 @@ describe('bridged interception in five namespaces', () => {
     }
     assert.ok(accelerated, 'flows were not accelerated again after rx_proxy came back')
   })
+
+  test('fail-open at a limit: rx_proxy at max_flows refuses a flow, then new SYNs pass directly for a while', async () => {
+    const s = await serve(5206, '1KiB')
+    const txSock = join(dir, 'tx.sock')
+    const trunkUp = async (): Promise<void> => {
+      const deadline = performance.now() + 15_000
+      for (;;) {
+        const t = (await queryStatus(txSock)).trunks[0]
+        if (t?.state === 'up' && t.subflows.filter((f) => f.state === 'up').length === 4) return
+        if (performance.now() > deadline) throw new Error(`trunk not up: ${JSON.stringify(t)}`)
+        await new Promise((r) => setTimeout(r, 100))
+      }
+    }
+    await rx?.stop()
+    rx = startIn(
+      topo.ns.rx,
+      [dist('rx-proxy/main.js'), '-c', conf, '--set', 'limits.max_flows=1'],
+      'rx_proxy'
+    )
+    await rx.waitFor(/listening on/)
+    await trunkUp()
+    const count = async (sock: string, key: string): Promise<number> =>
+      (await queryStatus(sock)).counters[key] ?? 0
+    const bypassedBefore = await count(txSock, 'syns_bypassed_capacity')
+    // One connection held open through the pair takes rx_proxy's only flow.
+    const holder = startIn(
+      topo.ns.src,
+      [
+        process.execPath,
+        '-e',
+        `const s = require('net').connect(5206, '${A.dst.v4}', () => s.write('x')); s.on('error', () => {}); setInterval(() => {}, 1000)`
+      ],
+      'holder'
+    )
+    servers.push(holder)
+    const deadline = performance.now() + 10_000
+    while ((await queryStatus(join(dir, 'rx.sock'))).trunks[0]?.flows !== 1) {
+      if (performance.now() > deadline) throw new Error('the held connection was not carried')
+      await new Promise((r) => setTimeout(r, 100))
+    }
+    // The next one is refused by rx_proxy (max_flows) and reset: tx_proxy had taken it.
+    const refused = await runIn(topo.ns.src, [
+      dist('tools/stream.js'),
+      A.dst.v4,
+      '5206',
+      '--bytes',
+      '64KiB',
+      '--json',
+      '--quiet',
+      '--timeout',
+      '10'
+    ])
+    assert.notEqual(refused.code, 0, `the refused flow completed: ${refused.output}`)
+    assert.equal(await count(join(dir, 'rx.sock'), 'flows_refused_limit'), 1)
+    // Right after, new SYNs pass directly: dst sees src itself, and tx_proxy counts the bypass.
+    const r = await stream(A.dst.v4, 5206, '256KiB')
+    const d = await received(s, 1)
+    assert.equal(d.receivedSha256, r.sentSha256)
+    assert.equal(
+      d.peerAddress.replace('::ffff:', ''),
+      A.src.v4,
+      'the flow after a refusal goes direct'
+    )
+    assert.equal(await count(txSock, 'syns_bypassed_capacity'), bypassedBefore + 1)
+    await holder.stop('SIGKILL')
+    await rx.stop()
+    rx = await startRx()
+    await trunkUp()
+  })
 })
 
 describe('bridged interception with source transparency (the default)', () => {

@@ -1,6 +1,6 @@
 /**
  * Interceptor against the fake NFQUEUE: each SYN gets its verdict (marked when accelerated),
- * retransmitted SYNs keep their first decision, the policy and trunk health decide, anything
+ * retransmitted SYNs keep their first decision, the policy, trunk health and its limits decide, anything
  * that is not a plain SYN passes, and a queue error is counted (fail-open).
  */
 import assert from 'node:assert/strict'
@@ -40,19 +40,20 @@ function setup(policy: Partial<Policy> = {}): {
   queue: ReturnType<typeof createFakeNfqueue>['queues'][number]
   counters: Counters
   clock: FakeClock
-  health: { up: boolean }
+  health: { up: boolean; full: boolean }
 } {
   const fake = createFakeNfqueue()
   const reader = new NfqueueReader(3, {}, fake.NfQueue)
   const counters = new Counters()
   const clock = new FakeClock(1000)
-  const health = { up: true }
+  const health = { up: true, full: false }
   const interceptor = new Interceptor(reader, {
     policy: { ports: [], subnets: [], excludePorts: [], excludeSubnets: [], ...policy },
     mark: MARK,
     synTableSize: 16,
     synTableTtlMs: 5000,
     healthy: () => health.up,
+    atCapacity: () => health.full,
     now: () => clock.now(),
     counters,
     log: silentLogger
@@ -92,6 +93,18 @@ describe('Interceptor (fake NFQUEUE)', () => {
     assert.equal(queue.verdicts.at(-1)?.verdict, 'accept')
     assert.equal(queue.verdicts.at(-1)?.mark, undefined)
     assert.equal(counters.get('syns_bypassed_trunk_down'), 1)
+  })
+
+  it('lets a SYN pass unmarked while the trunk is at a limit (it would reset the connection)', () => {
+    const { queue, counters, health } = setup()
+    health.full = true
+    queue.deliver([{ payload: segment(40004, 443) }])
+    assert.equal(queue.verdicts.at(-1)?.verdict, 'accept')
+    assert.equal(queue.verdicts.at(-1)?.mark, undefined)
+    assert.equal(counters.get('syns_bypassed_capacity'), 1)
+    health.full = false
+    queue.deliver([{ payload: segment(40005, 443) }])
+    assert.equal(queue.verdicts.at(-1)?.mark, MARK)
   })
 
   it('a retransmitted SYN keeps the first decision, even after the trunk went down', () => {
