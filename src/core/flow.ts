@@ -22,9 +22,9 @@ import { ReorderBuffer } from './reorder-buffer.js'
 import { SendBuffer, type DataToSend, type SubflowId } from './send-buffer.js'
 
 /**
- * Share of the global budget (limits.max_buffered_bytes) a flow never takes for the window an
- * earlier flow of its trunk grew to (TrunkPort.grownWindowBytes): it stays for new flows' first
- * credit, which admission requires free.
+ * Share of the global budget (limits.max_buffered_bytes) a flow never takes for credit beyond its
+ * first window (the trunk's hint, a window an earlier flow grew to, its own doublings): it stays
+ * for new flows' first credit, which admission requires free.
  */
 export const BUDGET_KEPT_FOR_NEW_FLOWS = 0.25
 
@@ -570,7 +570,22 @@ export class Flow {
     if (window > before && window > hint) t.noteWindowGrown(window)
     const target = delivered + window
     if (target <= this.recvLimit) return
-    const granted = this.opts.budget.reserve(target - this.recvLimit)
+    // Credit back up to the first window comes from the whole budget; beyond it (the hint, a
+    // remembered or doubled window) never from its last quarter, which stays for new flows'
+    // first credit: on a warm long trunk every flow's window starts at twice the BDP, and a few
+    // dozen idle flows would otherwise hold the budget and keep new flows out.
+    const want = target - this.recvLimit
+    const toFirst = Math.min(
+      want,
+      Math.max(0, delivered + this.opts.localWindowBytes - this.recvLimit)
+    )
+    let granted = this.opts.budget.reserve(toFirst)
+    if (granted === toFirst && want > toFirst) {
+      const budget = this.opts.budget
+      granted += budget.reserve(
+        Math.min(want - toFirst, budget.freeBeyond(BUDGET_KEPT_FOR_NEW_FLOWS))
+      )
+    }
     this.recvLimit += granted
     if (this.recvLimit < target) this.opts.trunk.waitForBudget(this)
   }

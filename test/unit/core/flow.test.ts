@@ -799,6 +799,42 @@ describe('Flow: credit and backpressure', () => {
     assert.ok(p.acceptor.trunk.budgetWaits.length > 0)
   })
 
+  it("on a warm trunk the hint never takes the budget's last quarter: new flows keep their first credit", () => {
+    const budget = new CheckedBudget(100_000)
+    const warmFlow = (): Pair => {
+      const p = new Pair({
+        windowBytes: 4000,
+        maxWindowBytes: 64_000,
+        attach: false,
+        acceptorBudget: budget
+      })
+      // Twice the BDP of a long fat path, far more than the first credit.
+      p.acceptor.trunk.windowHint = 48_000
+      p.attachAcceptor()
+      return p
+    }
+    const limit = (p: Pair): number => {
+      const acks = p.acceptor.trunk.control.filter((f) => f.type === 'ack')
+      const ack = acks[acks.length - 1]
+      return ack !== undefined && ack.type === 'ack' ? ack.limit : 4000
+    }
+    const first = warmFlow()
+    const second = warmFlow()
+    assert.equal(limit(first), 48_000)
+    assert.ok(limit(second) > 4000 && limit(second) < 48_000, `second ${limit(second)}`)
+    // Two idle flows hold three quarters: the rest is six first credits, not one.
+    assert.ok(budget.free >= 100_000 * BUDGET_KEPT_FOR_NEW_FLOWS, `free ${budget.free}`)
+    const third = warmFlow()
+    assert.equal(limit(third), 4000, 'beyond three quarters: the first credit only')
+    assert.ok(third.acceptor.trunk.budgetWaits.length > 0, 'it waits for the budget to grow')
+    // Its first credit is given back as it delivers, from the last quarter too.
+    third.acceptor.flow.onData(dataAt(0))
+    third.acceptor.flow.flushAck()
+    assert.equal(limit(third), third.acceptor.flow.stats().bytesToApp + 4000)
+    for (const p of [first, second, third]) p.acceptor.flow.abort(ResetReason.APP_RESET, 'end')
+    assert.equal(budget.used, 0)
+  })
+
   it('the receive window stays when the application is slower than the window allows', () => {
     const p = new Pair({ windowBytes: 4000, maxWindowBytes: 64_000 })
     p.acceptor.trunk.rttMs = 100
