@@ -112,6 +112,13 @@ describe('bridged interception in five namespaces', () => {
     return JSON.parse(jsonLines()[n - 1] ?? '{}') as Received
   }
 
+  /** The `n`-th transfer `s` received is `r`'s bytes, and came from src itself (not carried). */
+  const assertDirect = async (s: NsProcess, n: number, r: Streamed, why: string): Promise<void> => {
+    const d = await received(s, n)
+    assert.equal(d.receivedSha256, r.sentSha256)
+    assert.equal(d.peerAddress.replace('::ffff:', ''), A.src.v4, why)
+  }
+
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'tandem-ic-'))
     topo = await createTopology({ prefix: 'tic' })
@@ -179,9 +186,7 @@ describe('bridged interception in five namespaces', () => {
     const s = await serve(5299, '1KiB')
     const before = (await queryStatus(join(dir, 'tx.sock'))).counters.syns_bypassed_policy ?? 0
     const r = await stream(A.dst.v4, 5299, '1MiB')
-    const d = await received(s, 1)
-    assert.equal(d.receivedSha256, r.sentSha256)
-    assert.equal(d.peerAddress.replace('::ffff:', ''), A.src.v4)
+    await assertDirect(s, 1, r, 'an excluded flow is not carried')
     const after = (await queryStatus(join(dir, 'tx.sock'))).counters.syns_bypassed_policy ?? 0
     assert.equal(after, before + 1)
   })
@@ -190,13 +195,7 @@ describe('bridged interception in five namespaces', () => {
     const s = await serve(5204, '64KiB')
     await tx?.stop('SIGKILL')
     const r = await stream(A.dst.v4, 5204, '4MiB')
-    const d = await received(s, 1)
-    assert.equal(d.receivedSha256, r.sentSha256)
-    assert.equal(
-      d.peerAddress.replace('::ffff:', ''),
-      A.src.v4,
-      'without tx_proxy the flow goes direct'
-    )
+    await assertDirect(s, 1, r, 'without tx_proxy the flow goes direct')
     tx = await startTx()
     const r2 = await stream(A.dst.v4, 5204, '4MiB')
     const d2 = await received(s, 2)
@@ -310,13 +309,7 @@ describe('bridged interception in five namespaces', () => {
     assert.equal(await count(join(dir, 'rx.sock'), 'flows_refused_limit'), 1)
     // Right after, new SYNs pass directly: dst sees src itself, and tx_proxy counts the bypass.
     const r = await stream(A.dst.v4, 5206, '256KiB')
-    const d = await received(s, 1)
-    assert.equal(d.receivedSha256, r.sentSha256)
-    assert.equal(
-      d.peerAddress.replace('::ffff:', ''),
-      A.src.v4,
-      'the flow after a refusal goes direct'
-    )
+    await assertDirect(s, 1, r, 'the flow after a refusal goes direct')
     assert.equal(await count(txSock, 'syns_bypassed_capacity'), bypassedBefore + 1)
     await holder.stop('SIGKILL')
     await rx.stop()
