@@ -19,9 +19,9 @@
  * So this one leaves the sending rate to the trunk:
  *   - a loss is not congestion: ssthresh keeps the window (the trunk's own estimate reacts to
  *     what the path delivers), and TCP still retransmits every lost segment;
- *   - the window is never below the trunk's first flight per subflow (256 KiB), grows like
- *     slow start while it is what holds the socket back, so that it is never below what the
- *     trunk's pace lets out; it never shrinks, and after a retransmission timeout (which drops
+ *   - the window is never below the trunk's first flight per subflow (256 KiB) nor below what
+ *     the trunk's pace lets out in a smoothed RTT, grows like slow start while it is what holds
+ *     the socket back; it never shrinks, and after a retransmission timeout (which drops
  *     it to 1) it is given back at the next ACK;
  *   - the socket paces at the trunk's SO_MAX_PACING_RATE once the trunk set one, higher or
  *     lower than its window would give (the trunk knows the path, the window only what this
@@ -104,6 +104,19 @@ void BPF_PROG(tandem_cong_control, struct sock *sk, __u32 ack, int flag,
 	if (rs->acked_sacked > 0 &&
 	    (in_flight + rs->acked_sacked >= cwnd || cwnd < 2 * tp->max_packets_out))
 		cwnd += rs->acked_sacked;
+	/*
+	 * Never below what the trunk's pace lets out in a round trip, once it set one: the trunk's
+	 * in-flight cap holds the total, and a window grown only by what this socket carried held
+	 * the first flight of a reply under it. Measured on a 600 ms, 1 % path after 1 MB replies:
+	 * eight subflows' windows of 256-330 KiB let 2.6 MB of a 10 MB reply out in its first round
+	 * trip while the trunk's cap allowed 6.9 MB.
+	 */
+	if (sk->sk_max_pacing_rate != ~0UL && tp->mss_cache > 0 && srtt_us > 0) {
+		__u64 paced = (__u64)sk->sk_max_pacing_rate * srtt_us / 1000000 / tp->mss_cache;
+
+		if (paced > cwnd)
+			cwnd = paced;
+	}
 	if (cwnd > tp->snd_cwnd_clamp)
 		cwnd = tp->snd_cwnd_clamp;
 	ca->cwnd = cwnd;
