@@ -134,6 +134,8 @@ export interface RateStatus {
   readonly estimateBps: number
   /** Highest rate the peer delivered to us lately, bytes per second. */
   readonly receiveBps: number
+  /** The rate the peer says it can send to us at (its last PONG), bytes per second; 0: unknown. */
+  readonly peerSendBps: number
   /** Sum of the subflows' latest TCP_INFO delivery rates, bytes per second. */
   readonly kernelDeliveryBps: number
   /** Windowed minimum RTT, ms. */

@@ -145,7 +145,7 @@ export function rateLine(r: RateStatus): string {
           ? `not paced yet, learning (estimate so far ${bitRate(r.estimateBps)})`
           : 'not paced, nothing measured yet'
   const cap = r.inflightCapBytes > 0 ? ` of ${human(r.inflightCapBytes)} cap` : ''
-  return `rate: ${what}; min RTT ${r.minRttMs.toFixed(1)} ms, BDP ${human(r.bdpBytes)}, in flight ${human(r.inFlightBytes)}${cap}; received at up to ${bitRate(r.receiveBps)}`
+  return `rate: ${what}; min RTT ${r.minRttMs.toFixed(1)} ms, BDP ${human(r.bdpBytes)}, in flight ${human(r.inFlightBytes)}${cap}; received at up to ${bitRate(r.receiveBps)}${r.peerSendBps > 0 ? `, peer sends at up to ${bitRate(r.peerSendBps)}` : ''}`
 }
 
 function trunkHeader(t: TrunkStatus): string {

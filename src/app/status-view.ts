@@ -143,6 +143,7 @@ export class StatusView {
               targetBps: rate.targetBytesPerSec,
               estimateBps: rate.estimateBytesPerSec,
               receiveBps: rate.receiveBytesPerSec,
+              peerSendBps: rate.peerSendBytesPerSec,
               kernelDeliveryBps: rate.kernelDeliveryBytesPerSec,
               minRttMs: Math.round(rate.minRttMs * 10) / 10,
               bdpBytes: rate.bdpBytes,

@@ -277,6 +277,8 @@ export interface RateState {
   readonly kernelDeliveryBytesPerSec: number
   /** Highest rate at which the peer delivered to us lately, bytes per second (receive side). */
   readonly receiveBytesPerSec: number
+  /** The rate the peer says it can send to us at (its estimate, in its last PONG), bytes/s. */
+  readonly peerSendBytesPerSec: number
   readonly source: RateSource
   /** Windowed minimum RTT, ms; 0: unknown. */
   readonly minRttMs: number
@@ -365,11 +367,22 @@ export class IntervalRate {
 /** One path's filters and its STARTUP state. */
 class PathEstimate {
   readonly delivered = new IntervalRate()
+  /** The same count, read over MIN_RATE_INTERVAL_MS alone (the burst rate, STARTUP only). */
+  readonly deliveredShort = new IntervalRate()
   readonly received = new IntervalRate()
   /** When the pipe was first seen full (the gain cycle's phase counts from here), ms. */
   fullPipeAtMs = 0
   readonly rate = new WindowedFilter(RATE_WINDOW_MS, (a, b) => a >= b)
   readonly receive = new WindowedFilter(RATE_WINDOW_MS, (a, b) => a >= b)
+  /**
+   * Best delivery rate over MIN_RATE_INTERVAL_MS alone, bytes per second: on a path whose RTT
+   * is longer, a reply shorter than a round trip is delivered in a burst that the RTT-long
+   * interval averages with the silence around it (1 MB replies at 600 ms taught BtlBw 16 Mbit/s
+   * on a 100 Mbit/s link, and the next 10 MB reply's first flight was capped at 2.4 MB), while
+   * the ACKs of the burst come at the bottleneck's rate. Used while the path is in STARTUP only
+   * (its in-flight cap and pace); a full pipe is paced on BtlBw.
+   */
+  readonly burst = new WindowedFilter(RATE_WINDOW_MS, (a, b) => a >= b)
   /**
    * STARTUP's first-flight pace, bytes per second (0: not set yet). Starts at the floor's pace
    * (FIRST_FLIGHT_RTT_SHARE), falls to twice the learned rate at a sample of a burst
@@ -465,6 +478,7 @@ export class RateController {
   private readonly paths = new Map<number, PathEstimate>()
   private lastSampleMs: number | undefined
   private stateValue: RateState
+  private peerSendRate = 0
 
   constructor(opts: RateControllerOptions) {
     this.opts = opts
@@ -473,6 +487,7 @@ export class RateController {
       estimateBytesPerSec: Math.floor(opts.linkRateBytesPerSec * LINK_PAYLOAD_SHARE),
       kernelDeliveryBytesPerSec: 0,
       receiveBytesPerSec: 0,
+      peerSendBytesPerSec: 0,
       source: opts.linkRateBytesPerSec > 0 ? 'configured' : 'none',
       minRttMs: 0,
       bdpBytes: 0,
@@ -492,10 +507,25 @@ export class RateController {
   /**
    * Bytes a flow's credit should cover, or 0 while unknown: twice the larger BDP. Credit is
    * granted by the receiver, whose own subflows may carry little (an upload): it judges by the
-   * rate it receives at as well as by the rate it sends at, and, when set, by link_rate.
+   * rate it receives at as well as by the rate it sends at, and, when set, by link_rate. What
+   * it receives at shows only what the peer had to send: after short replies the peer's own
+   * estimate (a PONG's, notePeerSendRate) is the larger, and it is what the peer will send a
+   * long reply at.
    */
   windowHintBytes(): number {
-    return 2 * Math.max(this.stateValue.bdpBytes, this.stateValue.receiveBdpBytes)
+    const st = this.stateValue
+    const peer = (this.peerSendRate * st.minRttMs) / 1000
+    return Math.round(2 * Math.max(st.bdpBytes, st.receiveBdpBytes, peer))
+  }
+
+  /**
+   * The peer's estimate of the rate it sends to us at (the last PONG's), bytes per second. A
+   * peer could claim any rate; what it changes is bounded: credit never exceeds
+   * max_flow_window_bytes, and beyond a flow's first window never takes the last quarter of
+   * the global budget (Flow.grantCredit).
+   */
+  notePeerSendRate(bytesPerSec: number): void {
+    this.peerSendRate = Number.isFinite(bytesPerSec) && bytesPerSec > 0 ? bytesPerSec : 0
   }
 
   /**
@@ -567,8 +597,11 @@ export class RateController {
       if (rtt !== Infinity) p.minRtt.add(now, rtt)
       const interval = Math.max(MIN_RATE_INTERVAL_MS, p.minRtt.best(now) ?? 0)
       p.delivered.add(now, delivered)
+      p.deliveredShort.add(now, delivered)
       p.received.add(now, received)
       const bw = p.delivered.rate(now, interval)
+      const burstBw = p.deliveredShort.rate(now, MIN_RATE_INTERVAL_MS)
+      if (burstBw !== undefined && burstBw >= IDLE_RATE_BYTES_PER_SEC) p.burst.add(now, burstBw)
       // Bytes wait in the subflows, or in the flows behind the in-flight cap.
       const backlogged = p.backlogThrough(now, heldBack || unsent >= BACKLOG_BYTES, interval)
       // As BBR does with app-limited samples: a path that had nothing waiting at some point of
@@ -597,7 +630,9 @@ export class RateController {
       const pathPaced = link > 0 || p.fullPipe
       if (pathPaced) pacedPaths++
       const paced = Math.floor(link * LINK_PAYLOAD_SHARE)
-      const pathEstimate = link > 0 ? paced : learned
+      // In STARTUP the burst rate counts too (PathEstimate.burst): what a reply's ACKs showed.
+      const startupLearned = Math.max(learned, p.burst.best(now) ?? 0)
+      const pathEstimate = link > 0 ? paced : p.fullPipe ? learned : startupLearned
       const pathFloor = Math.max(
         (pathPaced ? MIN_INFLIGHT_PER_SUBFLOW_BYTES : STARTUP_MIN_INFLIGHT_PER_SUBFLOW_BYTES) *
           list.length,
@@ -614,7 +649,7 @@ export class RateController {
         // that the cap's bytes leave spread over the round trip, or at the first flight's pace
         // when that is higher (PathEstimate.startupPace).
         const floorPace = (pathFloor * 1000) / (Math.max(1, pathRtt) * FIRST_FLIGHT_RTT_SHARE)
-        pathTarget = p.startupPace(floorPace, learned, delivered >= BACKLOG_BYTES, queueing)
+        pathTarget = p.startupPace(floorPace, startupLearned, delivered >= BACKLOG_BYTES, queueing)
       }
       const pathReceive = p.receive.best(now) ?? 0
       target += pathTarget
@@ -637,6 +672,7 @@ export class RateController {
       estimateBytesPerSec: Math.round(estimate),
       kernelDeliveryBytesPerSec: Math.round(kernelSum),
       receiveBytesPerSec: Math.round(receive),
+      peerSendBytesPerSec: this.peerSendRate,
       source,
       minRttMs: minRtt,
       bdpBytes: Math.round(bdp),

@@ -23,6 +23,8 @@ export class Dispatcher {
   private readonly admission: Admission
   private readonly members: Membership
   private readonly onOpen: ((frame: OpenFrame) => void) | undefined
+  private readonly sendRate: () => number
+  private readonly onPeerSendRate: (bytesPerSec: number) => void
   /** True after the peer sent GOAWAY: it takes no new flows. */
   peerDraining = false
   /** True once we drain: OPENs are refused. */
@@ -39,6 +41,10 @@ export class Dispatcher {
     members: Membership
     /** Takes an OPEN that passed admission; none: this side accepts no flows (tx). */
     onOpen: ((frame: OpenFrame) => void) | undefined
+    /** Our estimate of the rate we send to the peer at, bytes per second (0: none), for PONGs. */
+    sendRate: () => number
+    /** The rate the peer says it sends to us at (a PONG's), bytes per second. */
+    onPeerSendRate: (bytesPerSec: number) => void
   }) {
     this.admission = opts.admission
     this.members = opts.members
@@ -48,6 +54,8 @@ export class Dispatcher {
     this.log = opts.log
     this.queueLimitBytes = opts.queueLimitBytes
     this.onOpen = opts.onOpen
+    this.sendRate = opts.sendRate
+    this.onPeerSendRate = opts.onPeerSendRate
   }
 
   /** True when `sub` holds so much that our answers to the peer are dropped. */
@@ -63,10 +71,16 @@ export class Dispatcher {
           this.counters.inc('pongs_dropped') // a flooding peer that never reads loses a sample
           return
         }
-        sub.writeFrame({ type: 'pong', flowId: 0, token: frame.token })
+        sub.writeFrame({
+          type: 'pong',
+          flowId: 0,
+          token: frame.token,
+          sendRate: Math.max(0, Math.floor(this.sendRate()))
+        })
         return
       case 'pong':
         sub.onPong(frame.token)
+        this.onPeerSendRate(frame.sendRate)
         return
       case 'goaway':
         if (!this.peerDraining) {

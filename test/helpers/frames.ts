@@ -15,6 +15,7 @@ import type {
   Hello,
   OpenFrame,
   PingFrame,
+  PongFrame,
   ResetFrame
 } from '../../src/common/wire/frame.js'
 import { formatIPv6 } from '../../src/common/ip.js'
@@ -239,8 +240,9 @@ export function refEncodeFrame(frame: Frame): Uint8Array {
     case 'goaway':
       return refFrame(type, 0, frame.flowId, reasonBody(frame.reason, frame.message))
     case 'ping':
-    case 'pong':
       return refFrame(type, 0, 0, u64Body(frame.token))
+    case 'pong':
+      return refFrame(type, 0, 0, u64Body(frame.token, frame.sendRate))
   }
 }
 
@@ -410,11 +412,19 @@ export const goAwayFrameArb: fc.Arbitrary<GoAwayFrame> = record({
   message: reasonMessageArb
 })
 
-/** PING and PONG frames. */
+/** PING frames. */
 export const pingFrameArb: fc.Arbitrary<PingFrame> = record({
-  type: fc.constantFrom('ping' as const, 'pong' as const),
+  type: fc.constant('ping' as const),
   flowId: fc.constant(0 as const),
   token: u53Arb
+})
+
+/** PONG frames. */
+export const pongFrameArb: fc.Arbitrary<PongFrame> = record({
+  type: fc.constant('pong' as const),
+  flowId: fc.constant(0 as const),
+  token: u53Arb,
+  sendRate: u53Arb
 })
 
 /** Any frame of protocol v1; DATA payloads up to `maxPayload` bytes. */
@@ -425,7 +435,8 @@ export function frameArb(maxPayload = 70000): fc.Arbitrary<Frame> {
     ackFrameArb,
     resetFrameArb,
     goAwayFrameArb,
-    pingFrameArb
+    pingFrameArb,
+    pongFrameArb
   )
 }
 

@@ -548,6 +548,25 @@ describe('hostile peers against real proxies, an honest flow beside them', () =>
       return 'RESET CREDIT_EXCEEDED received, subflow still up'
     })
 
+  it("a PONG's send rate reaches the trunk's rate state; the proxy's own PONGs carry one", async () => {
+    await attack('pong-send-rate', async () => {
+      const d = await evil()
+      const claimed = 12_345_678
+      await d.sendFrames([
+        { type: 'pong', flowId: 0, token: Date.now() * 1000, sendRate: claimed },
+        { type: 'ping', flowId: 0, token: 99 }
+      ])
+      assert.ok(await d.waitFrame((f) => f.type === 'pong' && f.token === 99))
+      const pong = d.frames.find((f) => f.type === 'pong' && f.token === 99)
+      assert.ok(pong?.type === 'pong')
+      assert.ok(Number.isSafeInteger(pong.sendRate) && pong.sendRate >= 0, `${pong.sendRate}`)
+      const s = await statusUntil((st) => st.trunks.some((t) => t.rate?.peerSendBps === claimed))
+      assert.ok(s.trunks.some((t) => t.rate?.peerSendBps === claimed))
+      d.close()
+      return `rx_proxy noted ${claimed} B/s and answered with ${pong.sendRate} B/s`
+    })
+  })
+
   it('data beyond credit resets only that flow, counted by its cause', async () => {
     const counters = await creditAttack()
     assert.equal(counters.flows_opened, 1)

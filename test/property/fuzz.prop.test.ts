@@ -82,8 +82,10 @@ function assertWellFormed(f: Frame): void {
       assert.ok(Number.isSafeInteger(f.received) && Number.isSafeInteger(f.limit))
       break
     case 'ping':
-    case 'pong':
       assert.ok(Number.isSafeInteger(f.token))
+      break
+    case 'pong':
+      assert.ok(Number.isSafeInteger(f.token) && Number.isSafeInteger(f.sendRate))
       break
     case 'open':
       assert.equal(f.src === undefined || f.src.family === f.dst.family, true)

@@ -247,6 +247,7 @@ function checkHeader(h: Header, maxFrameBody: number): void {
       ok = n >= 8
       break
     case FrameType.ACK:
+    case FrameType.PONG:
       ok = n === 16
       break
     case FrameType.RESET:
@@ -319,7 +320,12 @@ function parseBody(h: Header, body: Uint8Array): Frame {
     case FrameType.PING:
       return { type: 'ping', flowId: 0, token: readU64(view, 0, 'PING token') }
     default:
-      return { type: 'pong', flowId: 0, token: readU64(view, 0, 'PONG token') }
+      return {
+        type: 'pong',
+        flowId: 0,
+        token: readU64(view, 0, 'PONG token'),
+        sendRate: readU64(view, 8, 'PONG send rate')
+      }
   }
 }
 

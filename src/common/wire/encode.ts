@@ -93,8 +93,9 @@ export function frameBodyLength(frame: Frame): number {
     case 'goaway':
       return 2 + reasonBytes(frame.message).length
     case 'ping':
-    case 'pong':
       return 8
+    case 'pong':
+      return 16
   }
 }
 
@@ -183,9 +184,13 @@ export function encodeFrame(frame: Frame): Uint8Array {
       break
     }
     case 'ping':
-    case 'pong':
-      writeHeader(view, frame.type === 'ping' ? FrameType.PING : FrameType.PONG, 0, 0, bodyLength)
+      writeHeader(view, FrameType.PING, 0, 0, bodyLength)
       writeU64(view, body, frame.token)
+      break
+    case 'pong':
+      writeHeader(view, FrameType.PONG, 0, 0, bodyLength)
+      writeU64(view, body, frame.token)
+      writeU64(view, body + 8, frame.sendRate)
       break
   }
   return out

@@ -5,11 +5,12 @@
  */
 
 /**
- * Protocol version this build speaks (3: every byte of the handshake authenticated, the REPLY
- * carries a MAC; 2 had proofs over the nonces only, so a man in the middle could change the
- * REPLY's flags and parameters).
+ * Protocol version this build speaks (4: a PONG carries its sender's sending rate, which the
+ * PING's sender sizes the credit of new flows by; 3: every byte of the handshake authenticated,
+ * the REPLY carries a MAC; 2 had proofs over the nonces only, so a man in the middle could
+ * change the REPLY's flags and parameters).
  */
-export const PROTOCOL_VERSION = 3
+export const PROTOCOL_VERSION = 4
 
 /** "TNDM": first four bytes of every HELLO and HELLO_REPLY. */
 export const MAGIC = Uint8Array.of(0x54, 0x4e, 0x44, 0x4d)
@@ -202,12 +203,26 @@ export interface ResetFrame {
   readonly message: string
 }
 
-/** PING / PONG: RTT probe and liveness, per subflow. */
+/** PING: RTT probe and liveness, per subflow. */
 export interface PingFrame {
-  readonly type: 'ping' | 'pong'
+  readonly type: 'ping'
   readonly flowId: 0
   /** Opaque u64 (below 2^53), echoed by the PONG. */
   readonly token: number
+}
+
+/** PONG: the answer to a PING, with the rate its sender sends to us at. */
+export interface PongFrame {
+  readonly type: 'pong'
+  readonly flowId: 0
+  /** The PING's token. */
+  readonly token: number
+  /**
+   * The PONG sender's estimate of the rate it can send to us at (its trunk's estimate, a
+   * burst's rate included while it still learns the path), bytes per second; 0: not known yet.
+   * Below 2^53.
+   */
+  readonly sendRate: number
 }
 
 /** GOAWAY: the sender closes this subflow on purpose. */
@@ -223,4 +238,5 @@ export interface GoAwayFrame {
 }
 
 /** Every frame of the protocol. */
-export type Frame = OpenFrame | DataFrame | AckFrame | ResetFrame | PingFrame | GoAwayFrame
+export type Frame =
+  OpenFrame | DataFrame | AckFrame | ResetFrame | PingFrame | PongFrame | GoAwayFrame

@@ -130,7 +130,11 @@ const TABLE: readonly { readonly name: string; readonly frame: Frame }[] = [
   },
   { name: 'PING', frame: { type: 'ping', flowId: 0, token: 0 } },
   { name: 'PING max token', frame: { type: 'ping', flowId: 0, token: MAX_OFFSET } },
-  { name: 'PONG', frame: { type: 'pong', flowId: 0, token: 2 ** 32 + 5 } },
+  { name: 'PONG', frame: { type: 'pong', flowId: 0, token: 2 ** 32 + 5, sendRate: 12_500_000 } },
+  {
+    name: 'PONG, send rate unknown',
+    frame: { type: 'pong', flowId: 0, token: 1, sendRate: 0 }
+  },
   {
     name: 'GOAWAY',
     frame: { type: 'goaway', flowId: 0, reason: ResetReason.SHUTDOWN, message: 'bye, ça va' }
@@ -281,11 +285,12 @@ describe('frame codec: offsets never wrap', () => {
     assertMalformed(hex('02 00 0000 00000001 00000009 | 001fffffffffffff | 00'))
   })
 
-  it('ACK values and PING tokens at 2^53 are rejected', () => {
+  it('ACK values, PING tokens and PONG fields at 2^53 are rejected', () => {
     assertMalformed(hex('03 00 0000 00000001 00000010 | 0020000000000000 0000000000000000'))
     assertMalformed(hex('03 00 0000 00000001 00000010 | 0000000000000000 0020000000000000'))
     assertMalformed(hex('05 00 0000 00000000 00000008 | 0020000000000000'))
-    assertMalformed(hex('06 00 0000 00000000 00000008 | 8000000000000000'))
+    assertMalformed(hex('06 00 0000 00000000 00000010 | 8000000000000000 0000000000000000'))
+    assertMalformed(hex('06 00 0000 00000000 00000010 | 0000000000000001 0020000000000000'))
   })
 })
 
@@ -369,7 +374,7 @@ describe('hello codec', () => {
   it('starts with the magic and the version', () => {
     assert.deepEqual(
       Buffer.from(encodeHello(base).subarray(0, 8)),
-      Buffer.from(hex('544e444d 03 01 00 00'))
+      Buffer.from(hex('544e444d 04 01 00 00'))
     )
   })
 

@@ -37,7 +37,7 @@ const FRAMES: readonly Frame[] = [
   { type: 'ping', flowId: 0, token: 42 },
   { type: 'data', flowId: 11, offset: 3001, fin: true, payload: new Uint8Array(0) },
   { type: 'reset', flowId: 13, reason: ResetReason.CONNECT_REFUSED, message: 'refusé' },
-  { type: 'pong', flowId: 0, token: 2 ** 40 },
+  { type: 'pong', flowId: 0, token: 2 ** 40, sendRate: 2 ** 33 },
   { type: 'goaway', flowId: 0, reason: ResetReason.SHUTDOWN, message: '' },
   {
     type: 'open',
@@ -156,6 +156,8 @@ describe('FrameDecoder: malformed input', () => {
     ['ACK of 17 bytes', '03 00 0000 00000001 00000011', PepErrorCodes.MALFORMED_FRAME],
     ['PING of 9 bytes', '05 00 0000 00000000 00000009', PepErrorCodes.MALFORMED_FRAME],
     ['PONG of 7 bytes', '06 00 0000 00000000 00000007', PepErrorCodes.MALFORMED_FRAME],
+    ['PONG of 8 bytes (version 3)', '06 00 0000 00000000 00000008', PepErrorCodes.MALFORMED_FRAME],
+    ['PONG of 17 bytes', '06 00 0000 00000000 00000011', PepErrorCodes.MALFORMED_FRAME],
     ['OPEN of 13 bytes', '01 00 0000 00000001 0000000d', PepErrorCodes.MALFORMED_FRAME],
     ['OPEN of 0 bytes', '01 00 0000 00000001 00000000', PepErrorCodes.MALFORMED_FRAME],
     ['DATA of 7 bytes', '02 00 0000 00000001 00000007', PepErrorCodes.MALFORMED_FRAME],
@@ -167,7 +169,7 @@ describe('FrameDecoder: malformed input', () => {
     ['ACK with flow id 0', '03 00 0000 00000000 00000010', PepErrorCodes.MALFORMED_FRAME],
     ['RESET with flow id 0', '04 00 0000 00000000 00000002', PepErrorCodes.MALFORMED_FRAME],
     ['PING with flow id 1', '05 00 0000 00000001 00000008', PepErrorCodes.MALFORMED_FRAME],
-    ['PONG with flow id 2^32-1', '06 00 0000 ffffffff 00000008', PepErrorCodes.MALFORMED_FRAME],
+    ['PONG with flow id 2^32-1', '06 00 0000 ffffffff 00000010', PepErrorCodes.MALFORMED_FRAME],
     ['GOAWAY with flow id 7', '07 00 0000 00000007 00000002', PepErrorCodes.MALFORMED_FRAME]
   ]
   for (const [name, header, code] of cases) {

@@ -475,6 +475,49 @@ describe('rate controller', () => {
     assert.ok(Math.abs(c.windowHintBytes() - 2 * 90 * MBIT * 0.6) < 2 * MBIT)
   })
 
+  it("a 600 ms path: a reply shorter than a round trip teaches STARTUP the burst's rate, not the burst over the RTT; a full pipe is paced on BtlBw", () => {
+    const clock = new FakeClock()
+    const c = new RateController({ linkRateBytesPerSec: 0 })
+    const idle = { deliveredPerSec: 2000, rttMs: 600, unsentPerSubflow: 0, paths: [8] }
+    run(c, clock, idle, 2000)
+    // A 1 MB reply: its ACKs come at 40 Mbit/s for 200 ms, then nothing.
+    run(c, clock, { ...idle, deliveredPerSec: 40 * MBIT }, 200)
+    const s = run(c, clock, idle, 1000)
+    assert.equal(s.source, 'startup')
+    // Over the round trip it is 1 MB / 600 ms, 13 Mbit/s (the cap then let 2.4 MB of the next
+    // 10 MB reply out in its first round trip).
+    assert.ok(Math.abs(s.estimateBytesPerSec - 40 * MBIT) < MBIT, `${s.estimateBytesPerSec}`)
+    assert.ok(
+      Math.abs(s.inflightCapBytes - STARTUP_INFLIGHT_GAIN * 40 * MBIT * 0.6) < 0.02 * 40 * MBIT,
+      `${s.inflightCapBytes}`
+    )
+    assert.ok(s.targetBytesPerSec >= STARTUP_INFLIGHT_GAIN * 40 * MBIT * 0.99)
+    // A bulk transfer at 30 Mbit/s fills the pipe: paced on what it delivers, not on the burst.
+    const bulk = run(c, clock, { ...idle, deliveredPerSec: 30 * MBIT, unsentPerSubflow: 1e6 }, 6000)
+    assert.equal(bulk.source, 'learned')
+    assert.ok(Math.abs(bulk.estimateBytesPerSec - 30 * MBIT) < MBIT, `${bulk.estimateBytesPerSec}`)
+  })
+
+  it("credit hint: the peer's own sending rate (its PONGs) counts, once the min RTT is known", () => {
+    const clock = new FakeClock()
+    const c = new RateController({ linkRateBytesPerSec: 0 })
+    c.notePeerSendRate(90 * MBIT)
+    assert.equal(c.windowHintBytes(), 0, 'no RTT yet')
+    const s = run(
+      c,
+      clock,
+      { deliveredPerSec: 2000, rttMs: 600, unsentPerSubflow: 0, receivedPerSec: 10 * MBIT },
+      3000
+    )
+    assert.equal(s.peerSendBytesPerSec, 90 * MBIT)
+    assert.ok(Math.abs(c.windowHintBytes() - 2 * 90 * MBIT * 0.6) < MBIT, `${c.windowHintBytes()}`)
+    // Nonsense is unknown, not a rate: the hint falls back to what was received.
+    c.notePeerSendRate(Number.NaN)
+    assert.ok(Math.abs(c.windowHintBytes() - 2 * 10 * MBIT * 0.6) < MBIT, `${c.windowHintBytes()}`)
+    c.notePeerSendRate(-5)
+    assert.equal(run(c, clock, { deliveredPerSec: 2000, rttMs: 600 }, 100).peerSendBytesPerSec, 0)
+  })
+
   it('in-flight gate: refuses at the cap, and lets more go as the path drains at the estimated rate', () => {
     const clock = new FakeClock()
     const c = new RateController({ linkRateBytesPerSec: 100 * MBIT })
