@@ -18,6 +18,9 @@
  *            subflow's best recent burst, measured over its own interval, and their sum
  *            overstated a 100 Mbit/s link as 125.
  *   RTprop = min over the last MIN_RTT_WINDOW_MS of  min_i min_rtt_i           (min filter)
+ *   (in STARTUP, BtlBw also counts the best delivery rate over MIN_RATE_INTERVAL_MS alone: a
+ *   reply shorter than a long path's round trip shows the bottleneck's rate in its ACKs, and
+ *   over the RTT only itself spread over the RTT; PathEstimate.burst)
  *   rate   = link_rate × 0.95       when the operator set it (it is known, not guessed; the
  *                                   share leaves room for the headers, LINK_PAYLOAD_SHARE),
  *            max(BtlBw * STARTUP_INFLIGHT_GAIN, first-flight pace)   while a path is in
