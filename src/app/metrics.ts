@@ -209,8 +209,13 @@ export class ProxyMetrics {
     )
     trunkGauge(
       'tandem_trunk_bdp_bytes',
-      'Bandwidth-delay product the rate controller works with (flow credit grows to twice this)',
+      'Bandwidth-delay product of the rate controller (new flows get credit for twice the largest of this, the receive and the peer BDP)',
       (t) => t.rate?.bdpBytes ?? 0
+    )
+    trunkGauge(
+      'tandem_trunk_peer_send_rate_bytes_per_second',
+      "The peer's estimate of the rate it sends to this side at, from its last PONG (0: not known)",
+      (t) => t.rate?.peerSendBps ?? 0
     )
     trunkGauge('tandem_flows_active', 'Flows carried now', (t) => t.flows)
     trunkGauge(
