@@ -342,11 +342,13 @@ export class WindowedFilter {
 
 /**
  * A cumulative byte count sampled over time, read as a rate over a trailing interval. Keeps
- * only the samples the longest interval asked for needs.
+ * only the samples the longest interval asked for needs, so one count can be read over several
+ * intervals.
  */
 export class IntervalRate {
   private readonly points: Sample[] = []
   private total = 0
+  private longestMs = 0
 
   /** `bytes` more were counted by `t`. */
   add(t: number, bytes: number): void {
@@ -359,10 +361,14 @@ export class IntervalRate {
    * least that old), or undefined while the history is shorter than the interval.
    */
   rate(now: number, intervalMs: number): number | undefined {
-    // Drop points older than the one that spans the interval.
-    while (this.points.length > 1 && now - this.points[1]!.t >= intervalMs) this.points.shift()
-    const from = this.points[0]
-    if (from === undefined || now - from.t < intervalMs || now === from.t) return undefined
+    if (intervalMs > this.longestMs) this.longestMs = intervalMs
+    // Drop points older than the one that spans the longest interval asked for.
+    const points = this.points
+    while (points.length > 1 && now - points[1]!.t >= this.longestMs) points.shift()
+    let i = points.length - 1
+    while (i >= 0 && now - points[i]!.t < intervalMs) i--
+    const from = points[i]
+    if (from === undefined || now === from.t) return undefined
     return ((this.total - from.v) * 1000) / (now - from.t)
   }
 }
@@ -370,8 +376,6 @@ export class IntervalRate {
 /** One path's filters and its STARTUP state. */
 class PathEstimate {
   readonly delivered = new IntervalRate()
-  /** The same count, read over MIN_RATE_INTERVAL_MS alone (the burst rate, STARTUP only). */
-  readonly deliveredShort = new IntervalRate()
   readonly received = new IntervalRate()
   /** When the pipe was first seen full (the gain cycle's phase counts from here), ms. */
   fullPipeAtMs = 0
@@ -600,10 +604,9 @@ export class RateController {
       if (rtt !== Infinity) p.minRtt.add(now, rtt)
       const interval = Math.max(MIN_RATE_INTERVAL_MS, p.minRtt.best(now) ?? 0)
       p.delivered.add(now, delivered)
-      p.deliveredShort.add(now, delivered)
       p.received.add(now, received)
       const bw = p.delivered.rate(now, interval)
-      const burstBw = p.deliveredShort.rate(now, MIN_RATE_INTERVAL_MS)
+      const burstBw = p.delivered.rate(now, MIN_RATE_INTERVAL_MS)
       if (burstBw !== undefined && burstBw >= IDLE_RATE_BYTES_PER_SEC) p.burst.add(now, burstBw)
       // Bytes wait in the subflows, or in the flows behind the in-flight cap.
       const backlogged = p.backlogThrough(now, heldBack || unsent >= BACKLOG_BYTES, interval)

@@ -9,6 +9,7 @@ import {
   FIRST_FLIGHT_RTT_SHARE,
   GAIN_CYCLE,
   INFLIGHT_MARGIN,
+  IntervalRate,
   LINK_PAYLOAD_SHARE,
   MIN_INFLIGHT_PER_SUBFLOW_BYTES,
   MIN_INFLIGHT_TIME_MS,
@@ -550,6 +551,21 @@ describe('rate controller', () => {
     const perMs = s.estimateBytesPerSec / 1000
     for (let ms = 1; ms < STEP_MS; ms++)
       assert.equal(c.admits(t + ms, perMs * ms), true, `at ${ms} ms`)
+  })
+})
+
+describe('interval rate', () => {
+  it('one count read over two intervals, the shorter first: each over its own interval', () => {
+    const r = new IntervalRate()
+    // 1 MB/s for 600 ms, then 10 MB/s for 200 ms, one point every 100 ms.
+    for (let t = 100; t <= 800; t += 100) {
+      r.add(t, t <= 600 ? 100_000 : 1_000_000)
+      r.rate(t, 200)
+      r.rate(t, 600)
+    }
+    assert.equal(r.rate(800, 200), 10_000_000)
+    assert.equal(r.rate(800, 600), ((4 * 100_000 + 2 * 1_000_000) * 1000) / 600)
+    assert.equal(r.rate(800, 900), undefined, 'history shorter than the interval')
   })
 })
 
