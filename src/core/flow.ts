@@ -28,6 +28,14 @@ import { SendBuffer, type DataToSend, type SubflowId } from './send-buffer.js'
  */
 export const BUDGET_KEPT_FOR_NEW_FLOWS = 0.25
 
+/**
+ * Bytes a flow may always hold from its application against the whole global budget; beyond
+ * them it reads only while BUDGET_KEPT_FOR_NEW_FLOWS stays free. Reading is optional (a paused
+ * application is slowed by its own TCP) while a new flow's first credit is not: clients that
+ * write faster than the trunk carries filled the budget and new flows were refused.
+ */
+export const APP_BYTES_FROM_WHOLE_BUDGET = 256 * 1024
+
 /** Frame-size ramp (see `Flow.nextData`): small frames for the first bytes of a burst. */
 const SMALL_FRAME_BYTES = 16 * 1024
 const RAMP_BYTES = 1024 * 1024
@@ -607,18 +615,21 @@ export class Flow {
     if (app === undefined) return
     const unsent = this.send.appendedBytes - this.send.sentOffset
     const cap = this.opts.maxWindowBytes + this.opts.sendBufferBytes
+    const budget = this.opts.budget
+    const budgetShort =
+      budget.free === 0 ||
+      (this.send.bufferedBytes >= APP_BYTES_FROM_WHOLE_BUDGET &&
+        budget.freeBeyond(BUDGET_KEPT_FOR_NEW_FLOWS) === 0)
     const full =
-      unsent >= this.opts.sendBufferBytes ||
-      this.send.bufferedBytes >= cap ||
-      this.opts.budget.free === 0
+      unsent >= this.opts.sendBufferBytes || this.send.bufferedBytes >= cap || budgetShort
     if (full && !this.appPaused) {
       this.appPaused = true
       app.pause()
-      if (this.opts.budget.free === 0) this.opts.trunk.waitForBudget(this)
+      if (budgetShort) this.opts.trunk.waitForBudget(this)
     } else if (!full && this.appPaused && unsent < this.opts.sendBufferBytes / 2) {
       this.appPaused = false
       app.resume()
-    } else if (full && this.opts.budget.free === 0) {
+    } else if (full && budgetShort) {
       this.opts.trunk.waitForBudget(this)
     }
   }

@@ -15,7 +15,12 @@ import {
   type Frame,
   type OpenFrame
 } from '../../../src/common/wire/frame.js'
-import { BUDGET_KEPT_FOR_NEW_FLOWS, Flow, type FlowState } from '../../../src/core/flow.js'
+import {
+  APP_BYTES_FROM_WHOLE_BUDGET,
+  BUDGET_KEPT_FOR_NEW_FLOWS,
+  Flow,
+  type FlowState
+} from '../../../src/core/flow.js'
 import { MemoryBudget } from '../../../src/core/memory-budget.js'
 import { FakeClock } from '../../helpers/fake-clock.js'
 import { FakeAppPort, FakeTrunkPort } from '../../helpers/fake-ports.js'
@@ -752,6 +757,38 @@ describe('Flow: credit and backpressure', () => {
     const window = p.acceptor.flow.stats().windowBytes
     assert.ok(window > 4000 && window < 48_000, `window ${window}`)
     assert.ok(budget.free >= 40_000 * BUDGET_KEPT_FOR_NEW_FLOWS, `free ${budget.free}`)
+  })
+
+  it("reading from the application leaves the budget's last quarter to new flows' first credit, beyond a flow's first 256 KiB", () => {
+    const cap = 2 << 20
+    const openerBudget = new CheckedBudget(cap)
+    const chunk = 16 * 1024
+    // Credit 8192 and a large send buffer: only the global budget stops the reading.
+    const bulk = new Pair({ windowBytes: 8192, sendBufferBytes: 8 << 20, openerBudget })
+    bulk.held.add(1).add(2).add(3)
+    const feed = (p: Pair, bytes: number): number => {
+      let read = 0
+      while (read < bytes && !p.opener.app.paused) {
+        p.opener.flow.onAppData(patternBytes(chunk, read))
+        read += chunk
+      }
+      return read
+    }
+    const read = feed(bulk, cap)
+    assert.ok(bulk.opener.app.paused, 'the application was paused')
+    assert.ok(read > APP_BYTES_FROM_WHOLE_BUDGET, `read ${read}`)
+    const kept = cap * BUDGET_KEPT_FOR_NEW_FLOWS
+    // Paused at the chunk that reached the kept share (the old code read until nothing was free).
+    assert.ok(
+      openerBudget.free <= kept && openerBudget.free > kept - chunk,
+      `free ${openerBudget.free}`
+    )
+    assert.ok(bulk.opener.trunk.budgetWaits.includes(bulk.opener.flow), 'waits for the budget')
+    // A new flow is granted its first credit and still reads its first bytes from that share.
+    const small = new Pair({ windowBytes: 8192, sendBufferBytes: 8 << 20, openerBudget })
+    small.held.add(1).add(2).add(3)
+    assert.equal(feed(small, 64 * 1024), 64 * 1024)
+    assert.equal(small.opener.app.paused, false)
   })
 
   it('a window the hint raised is not reported to the trunk as grown (nothing learned)', () => {
