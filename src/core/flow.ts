@@ -29,12 +29,13 @@ import { SendBuffer, type DataToSend, type SubflowId } from './send-buffer.js'
 export const BUDGET_KEPT_FOR_NEW_FLOWS = 0.25
 
 /**
- * Bytes a flow may always hold from its application against the whole global budget; beyond
- * them it reads only while BUDGET_KEPT_FOR_NEW_FLOWS stays free. Reading is optional (a paused
- * application is slowed by its own TCP) while a new flow's first credit is not: clients that
- * write faster than the trunk carries filled the budget and new flows were refused.
+ * Bytes a flow may hold from its application not yet sent against the whole global budget;
+ * beyond them it reads only while BUDGET_KEPT_FOR_NEW_FLOWS stays free. Reading is optional (a
+ * paused application is slowed by its own TCP) while a new flow's first credit is not: clients
+ * that write faster than the trunk carries filled the budget and new flows were refused. Bytes
+ * in flight do not count here: the peer's credit bounds them, and the flow's rate needs them.
  */
-export const APP_BYTES_FROM_WHOLE_BUDGET = 256 * 1024
+export const UNSENT_BYTES_FROM_WHOLE_BUDGET = 256 * 1024
 
 /** Frame-size ramp (see `Flow.nextData`): small frames for the first bytes of a burst. */
 const SMALL_FRAME_BYTES = 16 * 1024
@@ -618,7 +619,7 @@ export class Flow {
     const budget = this.opts.budget
     const budgetShort =
       budget.free === 0 ||
-      (this.send.bufferedBytes >= APP_BYTES_FROM_WHOLE_BUDGET &&
+      (unsent >= UNSENT_BYTES_FROM_WHOLE_BUDGET &&
         budget.freeBeyond(BUDGET_KEPT_FOR_NEW_FLOWS) === 0)
     const full =
       unsent >= this.opts.sendBufferBytes || this.send.bufferedBytes >= cap || budgetShort

@@ -350,8 +350,10 @@ describe('memory budget', () => {
   test('clients that write faster than the trunk carries do not keep a new flow out', async () => {
     const STALLED = 7
     const dest = await startDestination()
-    // 24 MiB in all, 1 MiB first credit: seven clients whose destinations never read hold about
-    // 3.5 MiB each on tx_proxy (reply credit, unsent bytes, bytes in flight) if it reads them.
+    // 24 MiB in all, 1 MiB first credit: seven clients whose destinations never read held about
+    // 3.6 MiB each on tx_proxy (reply credit, bytes in flight, unsent bytes up to
+    // send_buffer_bytes), 25.2 MiB in all, and the next client was reset; now unsent bytes stop
+    // at 256 KiB while the budget's last quarter is all that is free (19.2 MiB in all).
     const pair = await startPair({
       destinationPort: dest.port,
       subflows: 2,

@@ -16,7 +16,7 @@ import {
   type OpenFrame
 } from '../../../src/common/wire/frame.js'
 import {
-  APP_BYTES_FROM_WHOLE_BUDGET,
+  UNSENT_BYTES_FROM_WHOLE_BUDGET,
   BUDGET_KEPT_FOR_NEW_FLOWS,
   Flow,
   type FlowState
@@ -759,7 +759,7 @@ describe('Flow: credit and backpressure', () => {
     assert.ok(budget.free >= 40_000 * BUDGET_KEPT_FOR_NEW_FLOWS, `free ${budget.free}`)
   })
 
-  it("reading from the application leaves the budget's last quarter to new flows' first credit, beyond a flow's first 256 KiB", () => {
+  it("reading from the application leaves the budget's last quarter to new flows' first credit, beyond 256 KiB unsent", () => {
     const cap = 2 << 20
     const openerBudget = new CheckedBudget(cap)
     const chunk = 16 * 1024
@@ -776,7 +776,7 @@ describe('Flow: credit and backpressure', () => {
     }
     const read = feed(bulk, cap)
     assert.ok(bulk.opener.app.paused, 'the application was paused')
-    assert.ok(read > APP_BYTES_FROM_WHOLE_BUDGET, `read ${read}`)
+    assert.ok(read > UNSENT_BYTES_FROM_WHOLE_BUDGET, `read ${read}`)
     const kept = cap * BUDGET_KEPT_FOR_NEW_FLOWS
     // Paused at the chunk that reached the kept share (the old code read until nothing was free).
     assert.ok(
@@ -789,6 +789,32 @@ describe('Flow: credit and backpressure', () => {
     small.held.add(1).add(2).add(3)
     assert.equal(feed(small, 64 * 1024), 64 * 1024)
     assert.equal(small.opener.app.paused, false)
+  })
+
+  it('bytes in flight do not count against the kept share: a flow with its credit on the wire still reads 256 KiB unsent', () => {
+    const cap = 4 << 20
+    const openerBudget = new CheckedBudget(cap)
+    const chunk = 16 * 1024
+    // Credit 1.5 MiB each way: the opener reserves its own and puts the peer's on the wire.
+    const window = 1536 * 1024
+    const p = new Pair({ windowBytes: window, sendBufferBytes: 8 << 20, openerBudget })
+    p.held.add(1).add(2).add(3)
+    p.write('opener', patternBytes(1400 * 1024, 1), chunk)
+    p.run()
+    assert.equal(p.opener.flow.stats().sendBufferedBytes, 1400 * 1024)
+    const kept = cap * BUDGET_KEPT_FOR_NEW_FLOWS
+    assert.ok(openerBudget.freeBeyond(BUDGET_KEPT_FOR_NEW_FLOWS) < 256 * 1024)
+    let unsent = 0
+    while (!p.opener.app.paused && unsent < cap) {
+      p.opener.flow.onAppData(patternBytes(chunk, unsent))
+      unsent += chunk
+    }
+    // Paused at 256 KiB unsent, not at once: the 1.4 MiB in flight are the peer's credit.
+    assert.ok(
+      unsent >= UNSENT_BYTES_FROM_WHOLE_BUDGET && unsent < UNSENT_BYTES_FROM_WHOLE_BUDGET + chunk,
+      `unsent ${unsent}`
+    )
+    assert.ok(openerBudget.free < kept && openerBudget.free > 0, `free ${openerBudget.free}`)
   })
 
   it('a window the hint raised is not reported to the trunk as grown (nothing learned)', () => {
