@@ -87,6 +87,11 @@ export const COUNTER_SPECS: readonly CounterSpec[] = [
     help: 'Intercepted SYNs by decision (bypassed_capacity: the trunk was at max_flows or max_buffered_bytes, here or at the peer; retransmitted: a repeat that got its first copy’s decision)'
   },
   { key: 'flows_opened', name: 'flows_opened', help: 'Flows opened' },
+  {
+    key: 'budget_waits',
+    name: 'budget_waits',
+    help: 'Times a flow began to wait for limits.max_buffered_bytes: its credit, or its reading beyond 256 KiB unsent, held back (memory pressure, before flows are refused)'
+  },
   { key: 'flows_closed', name: 'flows_closed', help: 'Flows that ended with both FINs' },
   { key: 'flows_reset', name: 'flows_reset', help: 'Flows that ended with a reset' },
   {

@@ -26,6 +26,7 @@ export type CounterName =
   | 'bytes_to_app'
   | 'duplicate_bytes'
   | 'credit_stalls'
+  | 'budget_waits'
   | 'flow_bytes_resent'
   // frames
   | 'frames_sent'

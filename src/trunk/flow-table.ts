@@ -27,6 +27,8 @@ export interface PeerParams {
 export class FlowTable {
   private readonly flows = new Map<number, Flow>()
   private readonly budgetWaiters = new Set<Flow>()
+  /** The waiters being woken now: one that waits again goes on waiting (not a new wait). */
+  private waking: ReadonlySet<Flow> | undefined
   private readonly settings: TrunkSettings
   private readonly budget: MemoryBudget
   private readonly counters: Counters
@@ -131,16 +133,24 @@ export class FlowTable {
     })
   }
 
-  /** `flow` waits for the budget to free bytes. */
+  /** `flow` waits for the budget to free bytes (counted once per wait, not per retry). */
   waitForBudget(flow: Flow): void {
+    if (!this.budgetWaiters.has(flow) && this.waking?.has(flow) !== true) {
+      this.counters.inc('budget_waits')
+    }
     this.budgetWaiters.add(flow)
   }
 
   /** Bytes were freed: every waiting flow tries again (those still short wait again). */
   wakeBudgetWaiters(): void {
     if (this.budgetWaiters.size === 0 || this.budget.free === 0) return
-    const waiting = [...this.budgetWaiters]
+    const waiting = new Set(this.budgetWaiters)
     this.budgetWaiters.clear()
-    for (const flow of waiting) flow.onBudgetFreed()
+    this.waking = waiting
+    try {
+      for (const flow of waiting) flow.onBudgetFreed()
+    } finally {
+      this.waking = undefined
+    }
   }
 }

@@ -410,6 +410,8 @@ describe('memory budget', () => {
       )
       assert.equal(Buffer.concat(chunks).toString(), `100000 ${sent}\n`)
       assert.equal(tx.counters.flows_refused_memory ?? 0, 0)
+      // The stalled clients' reading waited for the budget, and the counter says so.
+      assert.ok((tx.counters.budget_waits ?? 0) >= 1, `budget_waits ${tx.counters.budget_waits}`)
     } finally {
       for (const c of stalled) c.destroy()
       await pair.stop()
