@@ -170,6 +170,16 @@ export const COUNTER_SPECS: readonly CounterSpec[] = [
     help: 'Frames for a flow that had already ended, dropped'
   },
   { key: 'resets_sent', name: 'resets_sent', help: 'RESET frames sent' },
+  {
+    key: 'releases_sent',
+    name: 'credit_releases_sent',
+    help: 'RELEASE frames sent: a flow whose application went idle gave the peer\u2019s credit back beyond a first window'
+  },
+  {
+    key: 'releases_received',
+    name: 'credit_releases_received',
+    help: 'RELEASE frames received: the peer gave credit back, and the memory it held went back to max_buffered_bytes'
+  },
   { key: 'resets_received', name: 'resets_received', help: 'RESET frames received' },
   {
     key: 'resets_dropped',

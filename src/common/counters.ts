@@ -37,6 +37,8 @@ export type CounterName =
   | 'acks_duplicated'
   | 'bytes_reinjected'
   | 'resets_sent'
+  | 'releases_sent'
+  | 'releases_received'
   | 'resets_received'
   | 'resets_dropped'
   | 'pongs_dropped'

@@ -14,6 +14,7 @@ import {
   type AckFrame,
   type DataFrame,
   type OpenFrame,
+  type ReleaseFrame,
   type ResetFrame
 } from '../common/wire/frame.js'
 import type { MemoryBudget } from './memory-budget.js'
@@ -36,6 +37,9 @@ export const BUDGET_KEPT_FOR_NEW_FLOWS = 0.25
  * in flight do not count here: the peer's credit bounds them, and the flow's rate needs them.
  */
 export const UNSENT_BYTES_FROM_WHOLE_BUDGET = 256 * 1024
+
+/** An unanswered RELEASE goes again after two round trips, and never sooner than this, in ms. */
+export const RELEASE_RESEND_MIN_MS = 1000
 
 /** Frame-size ramp (see `Flow.nextData`): small frames for the first bytes of a burst. */
 const SMALL_FRAME_BYTES = 16 * 1024
@@ -73,8 +77,8 @@ export interface AppPort {
 
 /** The trunk as the flow sees it. */
 export interface TrunkPort {
-  /** Send a control frame of this flow (ACK, RESET). */
-  sendControl(flow: Flow, frame: AckFrame | ResetFrame): void
+  /** Send a control frame of this flow (ACK, RELEASE, RESET). */
+  sendControl(flow: Flow, frame: AckFrame | ReleaseFrame | ResetFrame): void
   /** The flow has DATA to send: schedule it. */
   markReady(flow: Flow): void
   /** The flow waits for the global budget to free bytes: call `onBudgetFreed` when it does. */
@@ -131,6 +135,11 @@ export interface FlowOptions {
   readonly sendBufferBytes: number
   /** Most separate ranges in the reorder buffer. */
   readonly maxReorderSegments: number
+  /**
+   * Once the application sent nothing for this long, the flow gives the peer's credit back
+   * beyond a first window (RELEASE), in ms; 0: never.
+   */
+  readonly creditReleaseIdleMs: number
   readonly budget: MemoryBudget
   readonly trunk: TrunkPort
   readonly log: Logger
@@ -158,6 +167,8 @@ export interface FlowStats {
   readonly windowBytes: number
   /** Times the flow could not send for lack of credit. */
   readonly creditStalls: number
+  /** Bytes of the peer's credit this flow gave back (RELEASE). */
+  readonly releasedBytes: number
   /** Age, in milliseconds. */
   readonly ageMs: number
 }
@@ -203,6 +214,21 @@ export class Flow {
   private burstStart = 0
   private resent = 0
   private reinjected = 0
+  /** Credit epoch of our stream: 0 for the hello's credit, then one per RELEASE we sent. */
+  private sendEpoch = 0
+  /** Our last RELEASE while no ACK of its epoch came back. */
+  private pendingRelease: { readonly frame: ReleaseFrame; sentMs: number } | undefined
+  /** Bytes of the peer's credit given back. */
+  private released = 0
+  /** When the application last gave us bytes (or the flow started), in ms. */
+  private lastAppDataMs: number
+  /** Credit epoch of the peer's stream: the epoch of the last RELEASE we took. */
+  private recvEpoch = 0
+  /**
+   * False from a RELEASE we took until the peer's next new byte: the hint and the remembered
+   * window are not granted to a stream that went idle, only the first window.
+   */
+  private recvActive = true
   private duplicates = 0
   private stalls = 0
   /** In a credit stall now: counted once per stall, not once per look. */
@@ -226,6 +252,7 @@ export class Flow {
     this.startedMs = opts.trunk.now()
     this.window = new ReceiveWindow(opts.localWindowBytes, opts.maxWindowBytes, this.startedMs)
     this.lastActivity = this.startedMs
+    this.lastAppDataMs = this.startedMs
     // The initial credit is granted implicitly by the hello; account it against the global cap.
     opts.budget.force(opts.localWindowBytes)
   }
@@ -279,6 +306,7 @@ export class Flow {
   onAppData(chunk: Uint8Array): void {
     if (this.done || this.send.ended) return
     this.lastActivity = this.opts.trunk.now()
+    this.lastAppDataMs = this.lastActivity
     this.send.append(chunk)
     this.opts.budget.force(chunk.length)
     this.noteCreditStall()
@@ -330,11 +358,10 @@ export class Flow {
     try {
       const r = this.recv.insert(frame.offset, frame.payload, frame.fin, this.recvLimit)
       this.duplicates += r.duplicateBytes
+      if (r.newBytes > 0) this.recvActive = true
     } catch (err) {
       if (err instanceof ProtocolError) {
-        this.log.warn(`flow reset: ${err.message}`, { code: err.code })
-        this.opts.trunk.countError(err.code)
-        this.abort(err.closeReason, err.message)
+        this.protocolError(err)
         return
       }
       throw err
@@ -342,11 +369,105 @@ export class Flow {
     this.deliver()
   }
 
+  /**
+   * RELEASE for the peer's stream: it gives credit back, so the reservation beyond its limit
+   * goes back to the budget and the window to the first one. A copy of one we took is answered
+   * by the next ACK; anything else that does not fit (an epoch skipped, a limit beyond what we
+   * granted or below bytes we received) is a flow error.
+   */
+  onRelease(frame: ReleaseFrame): void {
+    if (this.done) return
+    this.peerSeenValue = true
+    if (frame.epoch <= this.recvEpoch) {
+      this.ackMaybeLost = true
+      return
+    }
+    const bad =
+      frame.epoch !== this.recvEpoch + 1
+        ? `RELEASE of credit epoch ${frame.epoch} after ${this.recvEpoch}`
+        : frame.limit > this.recvLimit
+          ? `RELEASE limit ${frame.limit} beyond the granted ${this.recvLimit}`
+          : frame.limit < this.recv.highestEnd
+            ? `RELEASE limit ${frame.limit} below bytes received (${this.recv.highestEnd})`
+            : undefined
+    if (bad !== undefined) {
+      this.protocolError(
+        new ProtocolError(PepErrorCodes.FLOW_STATE, bad, ResetReason.PROTOCOL_ERROR)
+      )
+      return
+    }
+    this.opts.budget.release(this.recvLimit - frame.limit)
+    this.recvLimit = frame.limit
+    this.recvEpoch = frame.epoch
+    this.recvActive = false
+    this.window.reset(this.opts.localWindowBytes, this.recv.delivered, this.opts.trunk.now())
+    // The ACK of the new epoch tells the sender its RELEASE was taken.
+    this.ackMaybeLost = true
+  }
+
+  /**
+   * About once a second: give the peer's credit back beyond a first window once the
+   * application sent nothing for `creditReleaseIdleMs` (all beyond what was sent once our FIN
+   * is out), or send again a RELEASE no ACK of its epoch answered within two round trips.
+   */
+  tickCredit(now: number): void {
+    if (this.done || !this.peerSeenValue) return
+    const pending = this.pendingRelease
+    if (pending !== undefined) {
+      if (now - pending.sentMs >= Math.max(RELEASE_RESEND_MIN_MS, 2 * this.opts.trunk.srttMs())) {
+        pending.sentMs = now
+        this.opts.trunk.sendControl(this, pending.frame)
+      }
+      return
+    }
+    if (this.opts.creditReleaseIdleMs <= 0 || this.sendEpoch >= 0xffff_ffff) return
+    const sent = this.send.sentOffset
+    if (this.send.appendedBytes > sent || this.send.hasSendable(Infinity)) return
+    const finOut = this.send.ended
+    if (!finOut && now - this.lastAppDataMs < this.opts.creditReleaseIdleMs) return
+    const keep = finOut ? sent : sent + this.opts.peerWindowBytes
+    // Worth a frame only when it gives back at least a first window.
+    if (this.peerLimit - keep < this.opts.peerWindowBytes) return
+    this.sendEpoch++
+    this.released += this.peerLimit - keep
+    this.peerLimit = keep
+    const frame: ReleaseFrame = {
+      type: 'release',
+      flowId: this.id,
+      epoch: this.sendEpoch,
+      limit: keep
+    }
+    this.pendingRelease = { frame, sentMs: now }
+    this.opts.trunk.sendControl(this, frame)
+  }
+
+  /** The peer broke the protocol on this flow: log one line, count it, reset the flow. */
+  private protocolError(err: ProtocolError): void {
+    this.log.warn(`flow reset: ${err.message}`, { code: err.code })
+    this.opts.trunk.countError(err.code)
+    this.abort(err.closeReason, err.message)
+  }
+
   /** ACK for our stream. */
   onAck(frame: AckFrame): void {
     if (this.done) return
     this.peerSeenValue = true
-    if (frame.limit > this.peerLimit) this.peerLimit = frame.limit
+    if (frame.epoch > this.sendEpoch) {
+      this.protocolError(
+        new ProtocolError(
+          PepErrorCodes.FLOW_STATE,
+          `ACK of credit epoch ${frame.epoch}, beyond our ${this.sendEpoch}`,
+          ResetReason.PROTOCOL_ERROR
+        )
+      )
+      return
+    }
+    // A limit counts only in our current epoch: one granted before the peer took our RELEASE
+    // is credit we gave back.
+    if (frame.epoch === this.sendEpoch) {
+      this.pendingRelease = undefined
+      if (frame.limit > this.peerLimit) this.peerLimit = frame.limit
+    }
     const freed = this.send.onAck(frame.received, frame.finReceived)
     if (freed > 0) this.opts.budget.release(freed)
     this.noteCreditStall()
@@ -465,7 +586,8 @@ export class Flow {
         flowId: this.id,
         received,
         limit: this.recvLimit,
-        finReceived: fin
+        finReceived: fin,
+        epoch: this.recvEpoch
       })
     }
     this.maybeClose()
@@ -500,6 +622,7 @@ export class Flow {
       sendBufferedBytes: this.send.bufferedBytes,
       windowBytes: this.window.bytes,
       creditStalls: this.stalls,
+      releasedBytes: this.released,
       ageMs: this.opts.trunk.now() - this.startedMs
     }
   }
@@ -560,14 +683,14 @@ export class Flow {
     // 32 MiB windows learned on a fast path reserved the budget and refused new flows at
     // max_buffered_bytes.
     const learned =
-      delivered + this.recv.heldBytes >= this.opts.localWindowBytes / 2
+      this.recvActive && delivered + this.recv.heldBytes >= this.opts.localWindowBytes / 2
         ? Math.min(
             t.grownWindowBytes(),
             Math.max(0, this.recvLimit - delivered) +
               this.opts.budget.freeBeyond(BUDGET_KEPT_FOR_NEW_FLOWS)
           )
         : 0
-    const hint = Math.max(t.windowHintBytes(), learned)
+    const hint = Math.max(this.recvActive ? t.windowHintBytes() : 0, learned)
     const window = this.window.update(
       delivered,
       this.recv.heldBytes,
@@ -577,7 +700,9 @@ export class Flow {
       hint
     )
     if (window > before && window > hint) t.noteWindowGrown(window)
-    const target = delivered + window
+    // No credit beyond the peer's FIN: nothing can come there.
+    const fin = this.recv.fin
+    const target = fin === undefined ? delivered + window : Math.min(delivered + window, fin)
     if (target <= this.recvLimit) return
     // Credit back up to the first window comes from the whole budget; beyond it (the hint, a
     // remembered or doubled window) never from its last quarter, which stays for new flows'

@@ -28,6 +28,16 @@ export class ReceiveWindow {
     this.epochStartMs = startMs
   }
 
+  /**
+   * Back to `bytes` (the peer gave its credit back: RELEASE), its growth timed afresh from
+   * `delivered` at `now`.
+   */
+  reset(bytes: number, delivered: number, now: number): void {
+    this.size = bytes
+    this.epochStartMs = now
+    this.epochDelivered = delivered
+  }
+
   /** The window now, in bytes. */
   get bytes(): number {
     return this.size

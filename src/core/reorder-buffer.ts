@@ -69,6 +69,13 @@ export class ReorderBuffer {
     return this.deliveredOffset
   }
 
+  /** End of the highest byte received, held or delivered. */
+  get highestEnd(): number {
+    return this.segments.length > 0
+      ? Math.max(this.contiguousEnd, this.lastEnd())
+      : this.contiguousEnd
+  }
+
   /** Bytes held (received, not yet shifted out). */
   get heldBytes(): number {
     return this.held

@@ -95,6 +95,7 @@ export class Dispatcher {
         return
       case 'data':
       case 'ack':
+      case 'release':
       case 'reset': {
         const flow = this.flows.get(frame.flowId)
         if (flow === undefined) {
@@ -107,6 +108,11 @@ export class Dispatcher {
           this.acks.add(flow)
         } else if (frame.type === 'ack') {
           flow.onAck(frame)
+          this.flows.wakeBudgetWaiters()
+        } else if (frame.type === 'release') {
+          this.counters.inc('releases_received')
+          flow.onRelease(frame)
+          this.acks.add(flow)
           this.flows.wakeBudgetWaiters()
         } else {
           this.counters.inc('resets_received')

@@ -95,6 +95,7 @@ export class FlowTable {
       ),
       sendBufferBytes: s.sendBufferBytes,
       maxReorderSegments: s.maxReorderSegments,
+      creditReleaseIdleMs: s.creditReleaseIdleMs,
       budget: this.budget,
       trunk,
       log: this.log.child({ flow: flowId })

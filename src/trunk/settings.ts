@@ -35,6 +35,8 @@ export interface TrunkSettings {
   readonly redundantFirstBytes: number
   /** Flows idle this long are reset, in ms (0: never). */
   readonly idleTimeoutMs: number
+  /** A flow whose application sent nothing this long gives back the peer's credit, in ms (0: never). */
+  readonly creditReleaseIdleMs: number
   /** Operator-set bottleneck rate, bytes per second (0: the rate controller learns it). */
   readonly linkRateBytesPerSec: number
 }
@@ -56,6 +58,7 @@ export function trunkSettings(config: Readonly<Config>): TrunkSettings {
     redundantPorts: config.trunk.redundantPorts,
     redundantFirstBytes: config.trunk.redundantFirstBytes,
     idleTimeoutMs: config.limits.idleTimeoutMs,
+    creditReleaseIdleMs: config.limits.creditReleaseIdleMs,
     linkRateBytesPerSec: config.trunk.linkRateBytesPerSec
   }
 }

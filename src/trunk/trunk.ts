@@ -20,6 +20,7 @@ import {
   type Endpoint,
   type Frame,
   type OpenFrame,
+  type ReleaseFrame,
   type ResetFrame,
   type ResetReasonCode
 } from '../common/wire/frame.js'
@@ -43,6 +44,10 @@ import { rateLoopFor, type RateLoop } from './rate-loop.js'
 import type { TrunkSettings } from './settings.js'
 import { flowTotals, type FlowTotals } from './status.js'
 import type { Subflow } from './subflow.js'
+import { Ticker } from './ticker.js'
+
+/** How often flows look at whether to give idle credit back (RELEASE), in ms. */
+export const CREDIT_CHECK_MS = 1000
 
 export type { TrunkOptions } from './options.js'
 
@@ -65,6 +70,8 @@ export class Trunk implements TrunkPort {
   private readonly dispatcher: Dispatcher
   private readonly idle: IdleReaper
   private readonly reinjector: Reinjector
+  /** Idle flows give the peer's credit back (`Flow.tickCredit`). */
+  private readonly creditTicker: Ticker
   private readonly grace: OutageGrace
   /** Largest receive window a flow of this trunk grew to past the hint, bytes (noteWindowGrown). */
   private largestGrownWindow = 0
@@ -124,6 +131,10 @@ export class Trunk implements TrunkPort {
       queueLimitBytes: opts.settings.subflowQueueBytes,
       counters: opts.counters
     })
+    this.creditTicker = new Ticker(CREDIT_CHECK_MS, () => {
+      const now = opts.now()
+      for (const flow of this.flows.values()) flow.tickCredit(now)
+    }).start()
     this.grace = new OutageGrace(opts.settings.outageGraceMs, () => {
       if (this.members.size > 0) return
       this.log.warn(
@@ -293,6 +304,7 @@ export class Trunk implements TrunkPort {
     this.rate?.close()
     this.idle.close()
     this.reinjector.close()
+    this.creditTicker.stop()
     for (const sub of [...this.members.all]) sub.goAway(reason, message)
   }
 
@@ -314,17 +326,19 @@ export class Trunk implements TrunkPort {
   // ---- TrunkPort ---------------------------------------------------------------------------
 
   /** @inheritdoc */
-  sendControl(flow: Flow, frame: AckFrame | ResetFrame): void {
+  sendControl(flow: Flow, frame: AckFrame | ReleaseFrame | ResetFrame): void {
     const sub = flow.peerSeen ? this.members.leastQueued() : this.pump.announce(flow)
     if (sub === undefined) return // re-sent when a subflow comes (ACKs are cumulative)
     sub.writeFrame(frame)
     if (frame.type === 'reset') this.counters.inc('resets_sent')
-    // Credit must not wait behind a lost segment on one subflow: an ACK goes on a second one
-    // too (ACKs are cumulative, so a late copy changes nothing).
+    if (frame.type === 'release') this.counters.inc('releases_sent')
+    // Credit must not wait behind a lost segment on one subflow: an ACK or a RELEASE goes on a
+    // second one too (a late copy changes nothing: ACKs are cumulative, a RELEASE's epoch is
+    // taken once).
     const second =
-      frame.type === 'ack' && flow.peerSeen ? this.members.secondLeastQueued(sub) : undefined
+      frame.type !== 'reset' && flow.peerSeen ? this.members.secondLeastQueued(sub) : undefined
     second?.writeFrame(frame)
-    if (second !== undefined) this.counters.inc('acks_duplicated')
+    if (second !== undefined && frame.type === 'ack') this.counters.inc('acks_duplicated')
   }
 
   /** @inheritdoc */

@@ -4,7 +4,7 @@
  * frames, readiness and endings and takes its time from a FakeClock.
  */
 import type { AppPort, Flow, TrunkPort } from '../../src/core/flow.js'
-import type { AckFrame, ResetFrame } from '../../src/common/wire/frame.js'
+import type { AckFrame, ReleaseFrame, ResetFrame } from '../../src/common/wire/frame.js'
 import type { FakeClock } from './fake-clock.js'
 
 /** One call made on a FakeAppPort, in order. */
@@ -78,7 +78,7 @@ export class FakeAppPort implements AppPort {
 /** The trunk, faked: records what flows ask of it. */
 export class FakeTrunkPort implements TrunkPort {
   /** Every control frame sent, in order. */
-  readonly control: (AckFrame | ResetFrame)[] = []
+  readonly control: (AckFrame | ReleaseFrame | ResetFrame)[] = []
   /** Flows that called `markReady`, one entry per call. */
   readonly ready: Flow[] = []
   /** Flows that called `waitForBudget`, one entry per call. */
@@ -95,7 +95,7 @@ export class FakeTrunkPort implements TrunkPort {
   /** While true, control frames are lost (written into a socket that is dying). */
   dropControl = false
 
-  sendControl(_flow: Flow, frame: AckFrame | ResetFrame): void {
+  sendControl(_flow: Flow, frame: AckFrame | ReleaseFrame | ResetFrame): void {
     if (!this.dropControl) this.control.push(frame)
   }
 
@@ -151,7 +151,7 @@ export class FakeTrunkPort implements TrunkPort {
   }
 
   /** Control frames sent since the last call (what is still to be put on the wire). */
-  takeControl(): (AckFrame | ResetFrame)[] {
+  takeControl(): (AckFrame | ReleaseFrame | ResetFrame)[] {
     const out = this.control.slice(this.taken)
     this.taken = this.control.length
     return out

@@ -8,6 +8,7 @@ import fc from 'fast-check'
 
 import type {
   AckFrame,
+  ReleaseFrame,
   DataFrame,
   Endpoint,
   Frame,
@@ -167,7 +168,8 @@ const TYPE_BYTE: Readonly<Record<Frame['type'], number>> = {
   reset: 0x04,
   ping: 0x05,
   pong: 0x06,
-  goaway: 0x07
+  goaway: 0x07,
+  release: 0x08
 }
 
 /** A frame from parts: the 12-byte header, then the body. */
@@ -189,6 +191,12 @@ function u64Body(...values: number[]): Uint8Array {
   values.forEach((x, i) => {
     v.setBigUint64(8 * i, BigInt(x))
   })
+  return body
+}
+
+function u32Body(value: number): Uint8Array {
+  const body = new Uint8Array(4)
+  new DataView(body.buffer).setUint32(0, value)
   return body
 }
 
@@ -234,8 +242,10 @@ export function refEncodeFrame(frame: Frame): Uint8Array {
         type,
         frame.finReceived ? 1 : 0,
         frame.flowId,
-        u64Body(frame.received, frame.limit)
+        concat([u64Body(frame.received, frame.limit), u32Body(frame.epoch)])
       )
+    case 'release':
+      return refFrame(type, 0, frame.flowId, concat([u32Body(frame.epoch), u64Body(frame.limit)]))
     case 'reset':
     case 'goaway':
       return refFrame(type, 0, frame.flowId, reasonBody(frame.reason, frame.message))
@@ -359,13 +369,25 @@ export const u53Arb = fc.oneof(
   fc.maxSafeNat()
 )
 
+/** A u32 value, biased to the edges. */
+export const u32Arb = fc.oneof(fc.constantFrom(0, 1, 2 ** 32 - 1), fc.nat({ max: 2 ** 32 - 1 }))
+
 /** ACK frames. */
 export const ackFrameArb: fc.Arbitrary<AckFrame> = record({
   type: fc.constant('ack' as const),
   flowId: flowIdArb,
   received: u53Arb,
   limit: u53Arb,
-  finReceived: fc.boolean()
+  finReceived: fc.boolean(),
+  epoch: u32Arb
+})
+
+/** RELEASE frames. */
+export const releaseFrameArb: fc.Arbitrary<ReleaseFrame> = record({
+  type: fc.constant('release' as const),
+  flowId: flowIdArb,
+  epoch: u32Arb,
+  limit: u53Arb
 })
 
 /** The longest prefix of `text`, by whole code points, whose UTF-8 fits in `maxBytes`. */
@@ -433,6 +455,7 @@ export function frameArb(maxPayload = 70000): fc.Arbitrary<Frame> {
     openFrameArb,
     dataFrameArb(maxPayload),
     ackFrameArb,
+    releaseFrameArb,
     resetFrameArb,
     goAwayFrameArb,
     pingFrameArb,

@@ -499,7 +499,7 @@ describe('hostile peers against real proxies, an honest flow beside them', () =>
             kind === 0
               ? { type: 'data', flowId, offset: i, fin: false, payload: patternBytes(100, i) }
               : kind === 1
-                ? { type: 'ack', flowId, received: i, limit: i * 2, finReceived: false }
+                ? { type: 'ack', flowId, received: i, limit: i * 2, finReceived: false, epoch: 0 }
                 : { type: 'reset', flowId, reason: ResetReason.APP_RESET, message: 'x' }
           )
         }
@@ -547,6 +547,60 @@ describe('hostile peers against real proxies, an honest flow beside them', () =>
       d.close()
       return 'RESET CREDIT_EXCEEDED received, subflow still up'
     })
+
+  it('RELEASE: an honest one is answered by an ACK of its epoch; one below the bytes received resets that flow only', async () => {
+    const counters = await attack(
+      'release',
+      async () => {
+        const d = await evil()
+        const honest = ++creditFlowId
+        const lying = ++creditFlowId
+        const open = (flowId: number): Frame => ({
+          type: 'open',
+          flowId,
+          dst: { family: 4, address: '127.0.0.1', port: sink.port },
+          src: undefined
+        })
+        await d.sendFrames([
+          open(honest),
+          open(lying),
+          { type: 'data', flowId: honest, offset: 0, fin: false, payload: patternBytes(1000, 1) },
+          { type: 'data', flowId: lying, offset: 0, fin: false, payload: patternBytes(1000, 2) },
+          { type: 'release', flowId: honest, epoch: 1, limit: 4096 },
+          { type: 'release', flowId: lying, epoch: 1, limit: 999 }
+        ])
+        assert.ok(
+          await d.waitFrame(
+            (f) =>
+              f.type === 'ack' &&
+              f.flowId === honest &&
+              f.epoch === 1 &&
+              f.limit === 1000 + FLOW_WINDOW
+          ),
+          'the honest RELEASE is answered by an ACK of epoch 1 at its limit'
+        )
+        assert.ok(
+          await d.waitFrame(
+            (f) =>
+              f.type === 'reset' && f.flowId === lying && f.reason === ResetReason.PROTOCOL_ERROR
+          ),
+          'the lying RELEASE resets its flow'
+        )
+        // The honest flow ends here: later attacks count the trunk's flows.
+        await d.sendFrames([
+          { type: 'reset', flowId: honest, reason: ResetReason.APP_RESET, message: '' },
+          { type: 'ping', flowId: 0, token: 77 }
+        ])
+        assert.ok(await d.waitFrame((f) => f.type === 'pong' && f.token === 77), 'subflow still up')
+        d.close()
+        return 'ACK of epoch 1 for the honest flow, RESET for the lying one, subflow still up'
+      },
+      ['releases_received', 'errors_PEP_ERR_FLOW_STATE', 'flows_reset', 'resets_received']
+    )
+    assert.equal(counters.releases_received, 2)
+    assert.equal(counters.errors_PEP_ERR_FLOW_STATE, 1)
+    assert.equal(counters.flows_reset, 2)
+  })
 
   it("a PONG's send rate reaches the trunk's rate state; the proxy's own PONGs carry one", async () => {
     await attack('pong-send-rate', async () => {

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict'
 import { connect, createServer, type Server, type Socket } from 'node:net'
 import { after, before, describe, test } from 'node:test'
 import { execFile } from 'node:child_process'
+import { createHash } from 'node:crypto'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { queryStatus } from '../../src/app/control.js'
@@ -414,6 +415,77 @@ describe('memory budget', () => {
       assert.ok((tx.counters.budget_waits ?? 0) >= 1, `budget_waits ${tx.counters.budget_waits}`)
     } finally {
       for (const c of stalled) c.destroy()
+      await pair.stop()
+      dest.server.close()
+    }
+  })
+})
+
+describe('idle credit (RELEASE)', () => {
+  test("an idle keep-alive connection gives the peer's credit back, and its next reply still arrives whole", async () => {
+    const dest = await startDestination()
+    const pair = await startPair({
+      destinationPort: dest.port,
+      subflows: 2,
+      extra: [
+        '--set',
+        'limits.credit_release_idle_ms=500',
+        '--set',
+        'limits.flow_window_bytes=1MiB'
+      ]
+    })
+    try {
+      let server: Socket | undefined
+      dest.handler = (s) => {
+        server = s
+      }
+      const client = await dial(pair.txPort)
+      const hash = (): { update: (b: Buffer) => void; bytes: number; digest: () => string } => {
+        const h = createHash('sha256')
+        const st = {
+          bytes: 0,
+          update: (b: Buffer) => {
+            h.update(b)
+            st.bytes += b.length
+          },
+          digest: () => h.digest('hex')
+        }
+        return st
+      }
+      let current = hash()
+      client.on('data', (d: Buffer) => {
+        current.update(d)
+      })
+      while (server === undefined) await new Promise((r) => setTimeout(r, 10))
+      const srv = server
+      // A 64 MiB reply: tx_proxy's window for the reply grows (the client keeps up).
+      const sent1 = await writeBytes(srv, 64 * MiB, randomSizer(5, 1, 256 * 1024), false)
+      while (current.bytes < 64 * MiB) await new Promise((r) => setTimeout(r, 10))
+      assert.equal(current.digest(), sent1)
+      const grown = (await queryStatus(pair.txControl)).bufferedBytes
+      // Idle for longer than credit_release_idle_ms: rx_proxy gives tx_proxy's credit back.
+      let tx = await queryStatus(pair.txControl)
+      for (let i = 0; i < 50 && (tx.counters.releases_received ?? 0) === 0; i++) {
+        await new Promise((r) => setTimeout(r, 100))
+        tx = await queryStatus(pair.txControl)
+      }
+      const rx = await queryStatus(pair.rxControl)
+      assert.ok((rx.counters.releases_sent ?? 0) >= 1, 'rx_proxy sent a RELEASE')
+      assert.ok((tx.counters.releases_received ?? 0) >= 1, 'tx_proxy took it')
+      process.stdout.write(
+        `# tx_proxy held ${(grown / MiB).toFixed(1)} MiB after the reply, ${(tx.bufferedBytes / MiB).toFixed(1)} MiB once idle\n`
+      )
+      // tx_proxy holds the reply's credit: it grew beyond the first window (1 MiB), and once
+      // idle only the first window is left.
+      assert.ok(grown > 2 * MiB, `the reply's window grew: ${grown}`)
+      assert.ok(tx.bufferedBytes <= 1 * MiB, `tx_proxy still holds ${tx.bufferedBytes}`)
+      // The same connection carries the next reply whole.
+      current = hash()
+      const sent2 = await writeBytes(srv, 16 * MiB, randomSizer(6, 1, 256 * 1024), false)
+      while (current.bytes < 16 * MiB) await new Promise((r) => setTimeout(r, 10))
+      assert.equal(current.digest(), sent2)
+      client.destroy()
+    } finally {
       await pair.stop()
       dest.server.close()
     }

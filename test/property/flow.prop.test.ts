@@ -19,6 +19,7 @@ import { encodeFrame } from '../../src/common/wire/encode.js'
 import {
   ResetReason,
   type AckFrame,
+  type ReleaseFrame,
   type DataFrame,
   type OpenFrame,
   type ResetFrame
@@ -88,7 +89,7 @@ class CheckedBudget extends MemoryBudget {
 /** The fake trunk, calling `hook` first on every call the flow makes (to watch its state). */
 class WatchedTrunk extends FakeTrunkPort {
   hook: () => void = () => undefined
-  override sendControl(flow: Flow, frame: AckFrame | ResetFrame): void {
+  override sendControl(flow: Flow, frame: AckFrame | ReleaseFrame | ResetFrame): void {
     this.hook()
     super.sendControl(flow, frame)
   }
@@ -191,7 +192,23 @@ type Cmd =
   /** The peer's next bytes in order from what was delivered, within credit; FIN at one place. */
   | { readonly k: 'inOrder'; readonly length: number; readonly fin: boolean }
   /** ACK with any values. */
-  | { readonly k: 'ack'; readonly received: number; readonly limit: number; readonly fin: boolean }
+  | {
+      readonly k: 'ack'
+      readonly received: number
+      readonly limit: number
+      readonly fin: boolean
+      /** Added to the flow's credit epoch: -1 an old ACK, 1 one from an epoch not begun. */
+      readonly epochDelta: number
+    }
+  /** The peer gives credit back: honest (next epoch, a limit it may give) or anything. */
+  | {
+      readonly k: 'release'
+      readonly honest: boolean
+      readonly epochDelta: number
+      readonly pick: number
+    }
+  /** Time passes; the flow looks at whether to give credit back. */
+  | { readonly k: 'tick'; readonly advanceMs: number }
   /** ACK of everything sent so far, with credit for `more` bytes after it. */
   | { readonly k: 'ackAll'; readonly more: number }
   | { readonly k: 'reset' }
@@ -252,9 +269,26 @@ const cmdArb: fc.Arbitrary<Cmd> = fc.oneof(
       k: fc.constant('ack' as const),
       received: fc.nat(10_000),
       limit: fc.oneof(fc.nat(10_000), fc.constant(Number.MAX_SAFE_INTEGER)),
-      fin: fc.boolean()
+      fin: fc.boolean(),
+      epochDelta: fc.constantFrom(0, 0, 0, -1, 1)
     }),
     weight: 1
+  },
+  {
+    arbitrary: fc.record({
+      k: fc.constant('release' as const),
+      honest: fc.constantFrom(true, true, false),
+      epochDelta: fc.integer({ min: -1, max: 2 }),
+      pick: fc.double({ min: 0, max: 1, noNaN: true })
+    }),
+    weight: 2
+  },
+  {
+    arbitrary: fc.record({
+      k: fc.constant('tick' as const),
+      advanceMs: fc.constantFrom(0, 500, 1500, 3000)
+    }),
+    weight: 3
   },
   { arbitrary: fc.record({ k: fc.constant('ackAll' as const), more: fc.nat(8192) }), weight: 6 },
   {
@@ -302,6 +336,9 @@ const OPEN: OpenFrame = {
   src: undefined
 }
 
+/** Over all runs: RELEASEs the flows sent, and the peer's RELEASEs they took (coverage). */
+const seen = { flowReleases: 0, peerReleases: 0 }
+
 /** One run: a flow, its fakes, and what the driver knows. */
 class Run {
   readonly clock = new FakeClock(1000)
@@ -320,6 +357,12 @@ class Run {
   finSent = false
   /** Where the honest peer put its FIN, once it did. */
   peerFin: number | undefined
+  /** End of the highest byte of the peer's stream the flow took. */
+  peerHighest = 0
+  /** Credit epoch of the peer's stream (RELEASEs the driver sent and the flow took). */
+  peerEpoch = 0
+  /** Credit epoch of our stream (the flow's last RELEASE). */
+  flowEpoch = 0
   /** Credit the flow announced (its window, then its ACKs' limits). */
   advertised: number
   /** Bytes of the peer's stream checked so far. */
@@ -343,6 +386,7 @@ class Run {
       maxPayloadBytes: p.maxPayloadBytes,
       sendBufferBytes: p.sendBufferBytes,
       maxReorderSegments: p.maxReorderSegments,
+      creditReleaseIdleMs: 2000,
       budget: this.budget,
       trunk: this.trunk,
       log: transitionChecker()
@@ -368,6 +412,7 @@ class Run {
     const frame: DataFrame = { type: 'data', flowId: OPEN.flowId, offset, fin, payload }
     this.flow.onData(frame)
     if (wasDone) return
+    if (!this.flow.done) this.peerHighest = Math.max(this.peerHighest, end)
     // Beyond any credit the flow can have granted: it must reset, never throw.
     if (end > before + this.p.maxWindowBytes) {
       assert.equal(this.flow.state, 'reset', `DATA up to ${end} beyond credit did not reset`)
@@ -407,11 +452,52 @@ class Run {
         this.data(offset, Math.max(0, end - offset), fin)
         break
       }
-      case 'ack':
-        this.ack(c.received, c.limit, c.fin)
+      case 'ack': {
+        const epoch = Math.max(0, this.flowEpoch + c.epochDelta)
+        const wasDone = f.done
+        this.ack(c.received, c.limit, c.fin, epoch)
+        if (!wasDone && epoch > this.flowEpoch) {
+          assert.equal(f.state, 'reset', 'an ACK of an epoch not begun resets the flow')
+        }
         break
+      }
       case 'ackAll':
-        this.ack(this.sentEnd, this.sentEnd + c.more, this.finSent)
+        this.ack(this.sentEnd, this.sentEnd + c.more, this.finSent, this.flowEpoch)
+        break
+      case 'release': {
+        const epoch = c.honest ? this.peerEpoch + 1 : Math.max(0, this.peerEpoch + c.epochDelta)
+        const low = this.peerHighest
+        const high = Math.max(low, this.advertised)
+        const limit = c.honest
+          ? low + Math.floor(c.pick * (high - low))
+          : Math.floor(c.pick * 10_000)
+        const wasDone = f.done
+        const usedBefore = this.budget.used
+        f.onRelease({ type: 'release', flowId: OPEN.flowId, epoch, limit })
+        if (wasDone) break
+        if (epoch <= this.peerEpoch) {
+          assert.notEqual(f.state, 'reset', 'a copy of a RELEASE taken is no error')
+        } else if (epoch !== this.peerEpoch + 1 || limit < this.peerHighest) {
+          assert.equal(
+            f.state,
+            'reset',
+            `a RELEASE (epoch ${epoch}, limit ${limit}) that cannot be`
+          )
+        } else if (f.state === 'reset') {
+          // Only a limit beyond what the flow granted (at least what its ACKs said) is refused.
+          assert.ok(limit > this.advertised, `an honest RELEASE to ${limit} reset the flow`)
+        } else {
+          assert.ok(this.budget.used <= usedBefore, 'a RELEASE frees, never takes')
+          this.peerEpoch = epoch
+          seen.peerReleases++
+          this.advertised = limit
+          this.lastAck = undefined
+        }
+        break
+      }
+      case 'tick':
+        this.clock.advance(c.advanceMs)
+        f.tickCredit(this.clock.now())
         break
       case 'reset': {
         const wasDone = f.done
@@ -501,9 +587,16 @@ class Run {
     this.state = now
   }
 
-  private ack(received: number, limit: number, fin: boolean): void {
-    this.peerLimit = Math.max(this.peerLimit, limit)
-    this.flow.onAck({ type: 'ack', flowId: OPEN.flowId, received, limit, finReceived: fin })
+  private ack(received: number, limit: number, fin: boolean, epoch: number): void {
+    if (epoch === this.flowEpoch) this.peerLimit = Math.max(this.peerLimit, limit)
+    this.flow.onAck({
+      type: 'ack',
+      flowId: OPEN.flowId,
+      received,
+      limit,
+      finReceived: fin,
+      epoch
+    })
   }
 
   /** Every invariant, after every step. */
@@ -543,9 +636,23 @@ class Run {
       }
       this.delivered += at
     }
-    // ACKs only grow, and credit never runs past delivered + the largest window.
+    // ACKs only grow within an epoch, and credit never runs past delivered + the largest
+    // window. A RELEASE keeps every byte sent, gives back only what was granted, and binds.
     for (const fr of this.trunk.control.slice(this.controlSeen)) {
+      if (fr.type === 'release') {
+        assert.ok(
+          fr.epoch === this.flowEpoch + 1 || fr.epoch === this.flowEpoch,
+          `${step}: RELEASE epoch ${fr.epoch} after ${this.flowEpoch}`
+        )
+        assert.ok(fr.limit >= this.sentEnd, `${step}: RELEASE below bytes sent`)
+        assert.ok(fr.limit <= this.peerLimit, `${step}: RELEASE beyond the credit`)
+        if (fr.epoch > this.flowEpoch) seen.flowReleases++
+        this.flowEpoch = fr.epoch
+        this.peerLimit = fr.limit
+        continue
+      }
       if (fr.type !== 'ack') continue
+      assert.equal(fr.epoch, this.peerEpoch, `${step}: ACK of epoch ${fr.epoch}`)
       if (this.lastAck !== undefined) {
         assert.ok(fr.received >= this.lastAck.received && fr.limit >= this.lastAck.limit)
       }
@@ -586,6 +693,8 @@ describe('flow state machine under random peer frames and events', () => {
       ),
       { numRuns: 10_000 }
     )
+    assert.ok(seen.flowReleases > 100, `flows sent ${seen.flowReleases} RELEASEs`)
+    assert.ok(seen.peerReleases > 100, `flows took ${seen.peerReleases} RELEASEs`)
   })
 })
 

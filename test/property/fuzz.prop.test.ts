@@ -80,6 +80,11 @@ function assertWellFormed(f: Frame): void {
       break
     case 'ack':
       assert.ok(Number.isSafeInteger(f.received) && Number.isSafeInteger(f.limit))
+      assert.ok(Number.isInteger(f.epoch) && f.epoch >= 0 && f.epoch <= 0xffffffff)
+      break
+    case 'release':
+      assert.ok(Number.isSafeInteger(f.limit))
+      assert.ok(Number.isInteger(f.epoch) && f.epoch >= 0 && f.epoch <= 0xffffffff)
       break
     case 'ping':
       assert.ok(Number.isSafeInteger(f.token))
@@ -101,12 +106,12 @@ function assertWellFormed(f: Frame): void {
 /** A 12-byte header of any type, flags, flow id and length, then up to 48 body bytes. */
 const headerishArb = fc
   .record({
-    type: fc.integer({ min: 0, max: 9 }),
+    type: fc.integer({ min: 0, max: 10 }),
     flags: fc.nat(255),
     flowId: fc.oneof(fc.constantFrom(0, 1, 0xffffffff), fc.nat({ max: 0xffffffff })),
     length: fc.oneof(
       fc.nat(48),
-      fc.constantFrom(0, 2, 8, 12, 16, 24, 40, 258, 259, 64, 65, 1024, 1025, 0xffffffff),
+      fc.constantFrom(0, 2, 8, 12, 16, 20, 24, 40, 258, 259, 64, 65, 1024, 1025, 0xffffffff),
       fc.nat({ max: 0xffffffff })
     ),
     seed: fc.nat()

@@ -174,6 +174,7 @@ export interface Config {
     readonly maxUnauthenticated: number
     readonly maxUnauthenticatedPerSource: number
     readonly idleTimeoutMs: number
+    readonly creditReleaseIdleMs: number
   }
   readonly interception: {
     readonly enabled: boolean
@@ -386,7 +387,8 @@ export function buildConfig(raw: RawValues): Readonly<Config> {
       subflowQueueBytes: num('limits.subflow_queue_bytes'),
       maxUnauthenticated: num('limits.max_unauthenticated'),
       maxUnauthenticatedPerSource: num('limits.max_unauthenticated_per_source'),
-      idleTimeoutMs: num('limits.idle_timeout_ms')
+      idleTimeoutMs: num('limits.idle_timeout_ms'),
+      creditReleaseIdleMs: num('limits.credit_release_idle_ms')
     },
     security: {
       pskHex: str('security.psk'),

@@ -559,6 +559,13 @@ export const KEYS: readonly KeySpec[] = [
     default: '3600000',
     doc: 'a flow with no byte either way for this long is reset, in ms (0: never)'
   },
+  {
+    section: 'limits',
+    key: 'credit_release_idle_ms',
+    type: int(0, 86_400_000),
+    default: '10000',
+    doc: 'a flow whose application sent nothing for this long gives back the peer\u2019s credit beyond a first window (RELEASE), so idle connections hold no more of the peer\u2019s max_buffered_bytes than a new flow, in ms (0: never)'
+  },
   // [log]
   {
     section: 'log',

@@ -220,7 +220,7 @@ interface Header {
 function checkHeader(h: Header, maxFrameBody: number): void {
   const isTrunkFrame =
     h.type === FrameType.PING || h.type === FrameType.PONG || h.type === FrameType.GOAWAY
-  if (h.type < FrameType.OPEN || h.type > FrameType.GOAWAY) {
+  if (h.type < FrameType.OPEN || h.type > FrameType.RELEASE) {
     throw new ProtocolError(
       PepErrorCodes.UNKNOWN_FRAME_TYPE,
       `unknown frame type 0x${h.type.toString(16).padStart(2, '0')}`,
@@ -247,6 +247,11 @@ function checkHeader(h: Header, maxFrameBody: number): void {
       ok = n >= 8
       break
     case FrameType.ACK:
+      ok = n === 20
+      break
+    case FrameType.RELEASE:
+      ok = n === 12
+      break
     case FrameType.PONG:
       ok = n === 16
       break
@@ -301,7 +306,15 @@ function parseBody(h: Header, body: Uint8Array): Frame {
         flowId: h.flowId,
         received: readU64(view, 0, 'ACK received'),
         limit: readU64(view, 8, 'ACK limit'),
-        finReceived: (h.flags & ACK_FLAG_FIN_RECEIVED) !== 0
+        finReceived: (h.flags & ACK_FLAG_FIN_RECEIVED) !== 0,
+        epoch: view.getUint32(16)
+      }
+    case FrameType.RELEASE:
+      return {
+        type: 'release',
+        flowId: h.flowId,
+        epoch: view.getUint32(0),
+        limit: readU64(view, 4, 'RELEASE limit')
       }
     case FrameType.RESET:
       return {

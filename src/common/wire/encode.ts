@@ -88,7 +88,9 @@ export function frameBodyLength(frame: Frame): number {
     case 'data':
       return 8 + frame.payload.length
     case 'ack':
-      return 16
+      return 20
+    case 'release':
+      return 12
     case 'reset':
     case 'goaway':
       return 2 + reasonBytes(frame.message).length
@@ -174,6 +176,12 @@ export function encodeFrame(frame: Frame): Uint8Array {
       )
       writeU64(view, body, frame.received)
       writeU64(view, body + 8, frame.limit)
+      view.setUint32(body + 16, frame.epoch)
+      break
+    case 'release':
+      writeHeader(view, FrameType.RELEASE, 0, frame.flowId, bodyLength)
+      view.setUint32(body, frame.epoch)
+      writeU64(view, body + 4, frame.limit)
       break
     case 'reset':
     case 'goaway': {

@@ -10,7 +10,7 @@
  * the REPLY carries a MAC; 2 had proofs over the nonces only, so a man in the middle could
  * change the REPLY's flags and parameters).
  */
-export const PROTOCOL_VERSION = 4
+export const PROTOCOL_VERSION = 5
 
 /** "TNDM": first four bytes of every HELLO and HELLO_REPLY. */
 export const MAGIC = Uint8Array.of(0x54, 0x4e, 0x44, 0x4d)
@@ -116,7 +116,8 @@ export const FrameType = {
   RESET: 0x04,
   PING: 0x05,
   PONG: 0x06,
-  GOAWAY: 0x07
+  GOAWAY: 0x07,
+  RELEASE: 0x08
 } as const
 
 /** DATA flag: the stream ends after this payload. */
@@ -189,6 +190,24 @@ export interface AckFrame {
   readonly limit: number
   /** The FIN was received. */
   readonly finReceived: boolean
+  /**
+   * The credit epoch `limit` belongs to: 0 for the credit of the hello, then the epoch of the
+   * stream sender's last RELEASE the receiver took. Below 2^32.
+   */
+  readonly epoch: number
+}
+
+/**
+ * RELEASE: the sender of a stream gives credit back (its application went idle): it sends no
+ * byte at or beyond `limit` until an ACK of epoch `epoch` grants more.
+ */
+export interface ReleaseFrame {
+  readonly type: 'release'
+  readonly flowId: number
+  /** The new credit epoch: one more than the sender's last. Below 2^32. */
+  readonly epoch: number
+  /** Bytes at or beyond this offset are not sent under any earlier epoch's credit. */
+  readonly limit: number
 }
 
 /** RESET: abort the flow. */
@@ -239,4 +258,4 @@ export interface GoAwayFrame {
 
 /** Every frame of the protocol. */
 export type Frame =
-  OpenFrame | DataFrame | AckFrame | ResetFrame | PingFrame | PongFrame | GoAwayFrame
+  OpenFrame | DataFrame | AckFrame | ReleaseFrame | ResetFrame | PingFrame | PongFrame | GoAwayFrame

@@ -106,11 +106,30 @@ const TABLE: readonly { readonly name: string; readonly frame: Frame }[] = [
   { name: 'DATA ending at 2^53 - 1', frame: data(MAX_OFFSET - 3, patternBytes(3, 4)) },
   {
     name: 'ACK',
-    frame: { type: 'ack', flowId: 9, received: 100, limit: 4 * 1024 * 1024, finReceived: false }
+    frame: {
+      type: 'ack',
+      flowId: 9,
+      received: 100,
+      limit: 4 * 1024 * 1024,
+      finReceived: false,
+      epoch: 0
+    }
   },
   {
     name: 'ACK FIN_RECEIVED at the limits',
-    frame: { type: 'ack', flowId: 9, received: MAX_OFFSET, limit: MAX_OFFSET, finReceived: true }
+    frame: {
+      type: 'ack',
+      flowId: 9,
+      received: MAX_OFFSET,
+      limit: MAX_OFFSET,
+      finReceived: true,
+      epoch: 2 ** 32 - 1
+    }
+  },
+  { name: 'RELEASE', frame: { type: 'release', flowId: 9, epoch: 1, limit: 14_000 } },
+  {
+    name: 'RELEASE at the limits',
+    frame: { type: 'release', flowId: 0xffffffff, epoch: 2 ** 32 - 1, limit: MAX_OFFSET }
   },
   {
     name: 'RESET ascii',
@@ -180,9 +199,13 @@ describe('frame codec: table', () => {
     )
     assert.deepEqual(
       Buffer.from(
-        encodeFrame({ type: 'ack', flowId: 5, received: 1, limit: 2, finReceived: true })
+        encodeFrame({ type: 'ack', flowId: 5, received: 1, limit: 2, finReceived: true, epoch: 7 })
       ),
-      Buffer.from(hex('03 01 0000 00000005 00000010 | 0000000000000001 0000000000000002'))
+      Buffer.from(hex('03 01 0000 00000005 00000014 | 0000000000000001 0000000000000002 00000007'))
+    )
+    assert.deepEqual(
+      Buffer.from(encodeFrame({ type: 'release', flowId: 5, epoch: 0x01020304, limit: 0x0a0b })),
+      Buffer.from(hex('08 00 0000 00000005 0000000c | 01020304 0000000000000a0b'))
     )
     assert.deepEqual(
       Buffer.from(encodeFrame({ type: 'goaway', flowId: 0, reason: 8, message: 'x' })),
@@ -285,9 +308,14 @@ describe('frame codec: offsets never wrap', () => {
     assertMalformed(hex('02 00 0000 00000001 00000009 | 001fffffffffffff | 00'))
   })
 
-  it('ACK values, PING tokens and PONG fields at 2^53 are rejected', () => {
-    assertMalformed(hex('03 00 0000 00000001 00000010 | 0020000000000000 0000000000000000'))
-    assertMalformed(hex('03 00 0000 00000001 00000010 | 0000000000000000 0020000000000000'))
+  it('ACK values, RELEASE limits, PING tokens and PONG fields at 2^53 are rejected', () => {
+    assertMalformed(
+      hex('03 00 0000 00000001 00000014 | 0020000000000000 0000000000000000 00000000')
+    )
+    assertMalformed(
+      hex('03 00 0000 00000001 00000014 | 0000000000000000 0020000000000000 00000000')
+    )
+    assertMalformed(hex('08 00 0000 00000001 0000000c | 00000001 0020000000000000'))
     assertMalformed(hex('05 00 0000 00000000 00000008 | 0020000000000000'))
     assertMalformed(hex('06 00 0000 00000000 00000010 | 8000000000000000 0000000000000000'))
     assertMalformed(hex('06 00 0000 00000000 00000010 | 0000000000000001 0020000000000000'))
@@ -374,7 +402,7 @@ describe('hello codec', () => {
   it('starts with the magic and the version', () => {
     assert.deepEqual(
       Buffer.from(encodeHello(base).subarray(0, 8)),
-      Buffer.from(hex('544e444d 04 01 00 00'))
+      Buffer.from(hex('544e444d 05 01 00 00'))
     )
   })
 

@@ -33,7 +33,7 @@ const FRAMES: readonly Frame[] = [
   },
   { type: 'data', flowId: 11, offset: 0, fin: false, payload: patternBytes(1, 1) },
   { type: 'data', flowId: 11, offset: 1, fin: false, payload: patternBytes(3000, 2) },
-  { type: 'ack', flowId: 12, received: 77, limit: 1 << 22, finReceived: false },
+  { type: 'ack', flowId: 12, received: 77, limit: 1 << 22, finReceived: false, epoch: 0 },
   { type: 'ping', flowId: 0, token: 42 },
   { type: 'data', flowId: 11, offset: 3001, fin: true, payload: new Uint8Array(0) },
   { type: 'reset', flowId: 13, reason: ResetReason.CONNECT_REFUSED, message: 'refusé' },
@@ -149,11 +149,15 @@ function assertProtocolError(fn: () => unknown, code: PepErrorCode): void {
 
 describe('FrameDecoder: malformed input', () => {
   const cases: readonly (readonly [string, string, PepErrorCode])[] = [
-    ['unknown type 0x08', '08 00 0000 00000001 00000000', PepErrorCodes.UNKNOWN_FRAME_TYPE],
+    ['unknown type 0x09', '09 00 0000 00000001 00000000', PepErrorCodes.UNKNOWN_FRAME_TYPE],
     ['unknown type 0x00', '00 00 0000 00000000 00000000', PepErrorCodes.UNKNOWN_FRAME_TYPE],
     ['unknown type 0xff', 'ff 00 0000 00000001 00000008', PepErrorCodes.UNKNOWN_FRAME_TYPE],
-    ['ACK of 15 bytes', '03 00 0000 00000001 0000000f', PepErrorCodes.MALFORMED_FRAME],
-    ['ACK of 17 bytes', '03 00 0000 00000001 00000011', PepErrorCodes.MALFORMED_FRAME],
+    ['ACK of 19 bytes', '03 00 0000 00000001 00000013', PepErrorCodes.MALFORMED_FRAME],
+    ['ACK of 21 bytes', '03 00 0000 00000001 00000015', PepErrorCodes.MALFORMED_FRAME],
+    ['ACK of 16 bytes (version 4)', '03 00 0000 00000001 00000010', PepErrorCodes.MALFORMED_FRAME],
+    ['RELEASE of 11 bytes', '08 00 0000 00000001 0000000b', PepErrorCodes.MALFORMED_FRAME],
+    ['RELEASE of 13 bytes', '08 00 0000 00000001 0000000d', PepErrorCodes.MALFORMED_FRAME],
+    ['RELEASE with flow id 0', '08 00 0000 00000000 0000000c', PepErrorCodes.MALFORMED_FRAME],
     ['PING of 9 bytes', '05 00 0000 00000000 00000009', PepErrorCodes.MALFORMED_FRAME],
     ['PONG of 7 bytes', '06 00 0000 00000000 00000007', PepErrorCodes.MALFORMED_FRAME],
     ['PONG of 8 bytes (version 3)', '06 00 0000 00000000 00000008', PepErrorCodes.MALFORMED_FRAME],
@@ -244,7 +248,14 @@ describe('FrameDecoder: malformed input', () => {
   })
 
   it('end() inside a header or a body → TRUNCATED; at a boundary it is fine', () => {
-    const one = encodeFrame({ type: 'ack', flowId: 1, received: 0, limit: 0, finReceived: false })
+    const one = encodeFrame({
+      type: 'ack',
+      flowId: 1,
+      received: 0,
+      limit: 0,
+      finReceived: false,
+      epoch: 0
+    })
     for (const cut of [1, 11, 12, 13, one.length - 1]) {
       const d = new FrameDecoder(MAX_BODY)
       d.push(one.subarray(0, cut))

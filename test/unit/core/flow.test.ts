@@ -12,6 +12,7 @@ import { silentLogger } from '../../../src/common/log/logger.js'
 import {
   ResetReason,
   type DataFrame,
+  type ReleaseFrame,
   type Frame,
   type OpenFrame
 } from '../../../src/common/wire/frame.js'
@@ -19,6 +20,7 @@ import {
   UNSENT_BYTES_FROM_WHOLE_BUDGET,
   BUDGET_KEPT_FOR_NEW_FLOWS,
   Flow,
+  RELEASE_RESEND_MIN_MS,
   type FlowState
 } from '../../../src/core/flow.js'
 import { MemoryBudget } from '../../../src/core/memory-budget.js'
@@ -60,6 +62,8 @@ interface PairOptions {
   readonly sendBufferBytes?: number
   readonly maxReorderSegments?: number
   readonly budgetBytes?: number
+  /** `Flow`'s creditReleaseIdleMs (default 0: never). */
+  readonly creditReleaseIdleMs?: number
   /** Attach the acceptor's application at once (as if the destination connected at once). */
   readonly attach?: boolean
   /** Budgets shared with other pairs (one per proxy); a fresh one per side otherwise. */
@@ -124,6 +128,7 @@ class Pair {
         maxPayloadBytes: opts.maxPayloadBytes ?? 1000,
         sendBufferBytes: opts.sendBufferBytes ?? 16384,
         maxReorderSegments: opts.maxReorderSegments ?? 4096,
+        creditReleaseIdleMs: opts.creditReleaseIdleMs ?? 0,
         budget,
         trunk,
         log: silentLogger
@@ -222,6 +227,9 @@ class Pair {
           break
         case 'ack':
           s.flow.onAck(frame)
+          break
+        case 'release':
+          s.flow.onRelease(frame)
           break
         case 'reset':
           s.flow.onReset(frame)
@@ -534,7 +542,8 @@ describe('Flow: acceptor connecting', () => {
       flowId: p.opener.flow.id,
       received: 0,
       limit: 1,
-      finReceived: false
+      finReceived: false,
+      epoch: 0
     })
     assert.ok(p.opener.flow.peerSeen)
   })
@@ -559,7 +568,8 @@ describe('Flow: ACKs', () => {
       flowId: FLOW_ID,
       received: 0,
       limit: 8192,
-      finReceived: false
+      finReceived: false,
+      epoch: 0
     })
     p.write('opener', patternBytes(3000, 1))
     p.run()
@@ -569,7 +579,8 @@ describe('Flow: ACKs', () => {
       flowId: FLOW_ID,
       received: 3000,
       limit: 3000 + 8192,
-      finReceived: false
+      finReceived: false,
+      epoch: 0
     })
     p.end('opener')
     p.run()
@@ -578,7 +589,8 @@ describe('Flow: ACKs', () => {
       flowId: FLOW_ID,
       received: 3000,
       limit: 3000 + 8192,
-      finReceived: true
+      finReceived: true,
+      epoch: 0
     })
   })
 
@@ -675,7 +687,14 @@ describe('Flow: credit and backpressure', () => {
     assert.equal(p.opener.flow.stats().sendBufferedBytes, 12_000)
     assert.ok(p.opener.app.paused, '7000 unsent: above half of 10000')
     const ack = (limit: number): void => {
-      p.opener.flow.onAck({ type: 'ack', flowId: FLOW_ID, received: 0, limit, finReceived: false })
+      p.opener.flow.onAck({
+        type: 'ack',
+        flowId: FLOW_ID,
+        received: 0,
+        limit,
+        finReceived: false,
+        epoch: 0
+      })
       p.run()
     }
     ack(7000)
@@ -1043,7 +1062,8 @@ describe('Flow: resets', () => {
       flowId: FLOW_ID,
       received: 0,
       limit: 1 << 20,
-      finReceived: false
+      finReceived: false,
+      epoch: 0
     })
     p.opener.flow.onAppData(patternBytes(10, 1))
     p.opener.flow.onAppDrain()
@@ -1202,5 +1222,154 @@ describe('Flow: subflow loss', () => {
     assert.equal(p.opener.flow.state, 'closed')
     assert.equal(p.acceptor.flow.state, 'closed')
     p.assertBudgetsEmpty()
+  })
+})
+
+describe('Flow: giving idle credit back (RELEASE)', () => {
+  /** A pair whose acceptor grants 48 000 bytes to a warm flow (its hint), and the opener sent 10 000. */
+  function warm(): Pair {
+    const p = new Pair({
+      windowBytes: 4000,
+      maxWindowBytes: 64_000,
+      attach: false,
+      creditReleaseIdleMs: 2000
+    })
+    p.acceptor.trunk.windowHint = 48_000
+    p.attachAcceptor()
+    p.write('opener', patternBytes(10_000, 1))
+    p.run()
+    return p
+  }
+  const releases = (s: Side): ReleaseFrame[] =>
+    s.trunk.control.filter((f): f is ReleaseFrame => f.type === 'release')
+  const reserved = (p: Pair): number => p.acceptor.budget.used
+
+  it('an idle sender keeps a first window beyond what it sent; the receiver holds no more than that', () => {
+    const p = warm()
+    assert.equal(p.acceptor.app.receivedBytes, 10_000)
+    const before = reserved(p)
+    assert.ok(before >= 10_000 + 48_000 - 10_000, `reserved ${before}`)
+    p.clock.advance(1999)
+    p.opener.flow.tickCredit(p.clock.now())
+    assert.equal(releases(p.opener).length, 0, 'not idle long enough')
+    p.clock.advance(1)
+    p.opener.flow.tickCredit(p.clock.now())
+    assert.deepEqual(releases(p.opener), [
+      { type: 'release', flowId: FLOW_ID, epoch: 1, limit: 14_000 }
+    ])
+    assert.equal(p.opener.flow.stats().releasedBytes, 58_000 - 14_000)
+    p.run()
+    // The acceptor's own first window for the reply, plus 4000 for the opener's stream.
+    assert.equal(reserved(p), before - 44_000)
+    assert.equal(p.acceptor.trunk.acks.at(-1)?.epoch, 1)
+    assert.equal(p.acceptor.trunk.acks.at(-1)?.limit, 14_000)
+    // Answered: no second RELEASE however long it stays idle below the threshold.
+    p.clock.advance(5000)
+    p.opener.flow.tickCredit(p.clock.now())
+    assert.equal(releases(p.opener).length, 1)
+    // The next burst goes: a first window at once, then the acceptor's hint again.
+    const more = patternBytes(100_000, 2)
+    p.write('opener', more)
+    p.run()
+    assert.equal(p.acceptor.app.receivedBytes, 110_000)
+    assertBytes(p.acceptor.app.received.subarray(10_000), more)
+    p.end('opener')
+    p.end('acceptor')
+    p.run()
+    assert.equal(p.opener.flow.state, 'closed')
+    p.assertBudgetsEmpty()
+  })
+
+  it('after a RELEASE, an ACK of the old epoch does not give the credit back to the sender', () => {
+    const p = warm()
+    p.held.add(1).add(2).add(3)
+    p.clock.advance(2000)
+    p.opener.flow.tickCredit(p.clock.now())
+    // An ACK the acceptor sent before it took the RELEASE arrives late, with its large limit.
+    p.opener.flow.onAck({
+      type: 'ack',
+      flowId: FLOW_ID,
+      received: 10_000,
+      limit: 58_000,
+      finReceived: false,
+      epoch: 0
+    })
+    p.write('opener', patternBytes(30_000, 3))
+    p.run()
+    const sentEnd = Math.max(
+      ...p.sent.filter((x) => x.from === 'opener').map((x) => x.offset + x.length)
+    )
+    assert.equal(sentEnd, 14_000, 'only the first window kept beyond what was sent')
+    p.held.clear()
+    p.run()
+    assert.equal(p.acceptor.app.receivedBytes, 40_000)
+  })
+
+  it('a lost RELEASE goes again after RELEASE_RESEND_MIN_MS; a copy of one taken is answered, never an error', () => {
+    const p = warm()
+    p.opener.trunk.dropControl = true
+    p.clock.advance(2000)
+    p.opener.flow.tickCredit(p.clock.now())
+    p.opener.trunk.dropControl = false
+    assert.equal(releases(p.opener).length, 0)
+    p.clock.advance(RELEASE_RESEND_MIN_MS - 1)
+    p.opener.flow.tickCredit(p.clock.now())
+    assert.equal(releases(p.opener).length, 0)
+    p.clock.advance(1)
+    p.opener.flow.tickCredit(p.clock.now())
+    assert.equal(releases(p.opener).length, 1)
+    p.run()
+    const acks = p.acceptor.trunk.acks.length
+    assert.equal(p.acceptor.trunk.acks.at(-1)?.epoch, 1)
+    // A second copy of it (it went on two subflows): one more ACK, no reset.
+    p.acceptor.flow.onRelease({ type: 'release', flowId: FLOW_ID, epoch: 1, limit: 14_000 })
+    p.acceptor.flow.flushAck()
+    assert.equal(p.acceptor.trunk.acks.length, acks + 1)
+    assert.equal(p.acceptor.flow.state, 'open')
+  })
+
+  it('once its FIN is out, a sender gives back all credit beyond it without waiting', () => {
+    const p = warm()
+    p.end('opener')
+    p.run()
+    p.opener.flow.tickCredit(p.clock.now())
+    assert.deepEqual(releases(p.opener).at(-1), {
+      type: 'release',
+      flowId: FLOW_ID,
+      epoch: 1,
+      limit: 10_000
+    })
+    p.run()
+    // All 10 000 bytes were delivered: the acceptor reserves nothing more for that stream.
+    assert.equal(reserved(p), 0)
+    assert.equal(p.acceptor.flow.state, 'remote-fin')
+  })
+
+  for (const [what, frame, message] of [
+    ['skips an epoch', { epoch: 2, limit: 14_000 }, /RELEASE of credit epoch 2 after 0/],
+    ['gives back more than was granted', { epoch: 1, limit: 58_001 }, /beyond the granted 58000/],
+    ['lies below bytes received', { epoch: 1, limit: 9_999 }, /below bytes received \(10000\)/]
+  ] as const) {
+    it(`a RELEASE that ${what} resets the flow with PEP_ERR_FLOW_STATE`, () => {
+      const p = warm()
+      p.acceptor.flow.onRelease({ type: 'release', flowId: FLOW_ID, ...frame })
+      assert.equal(p.acceptor.flow.state, 'reset')
+      assert.deepEqual(p.acceptor.trunk.errors, [PepErrorCodes.FLOW_STATE])
+      assert.match(p.acceptor.flow.endReason, message)
+    })
+  }
+
+  it('an ACK of an epoch the sender never began resets the flow', () => {
+    const p = warm()
+    p.opener.flow.onAck({
+      type: 'ack',
+      flowId: FLOW_ID,
+      received: 0,
+      limit: 1,
+      finReceived: false,
+      epoch: 1
+    })
+    assert.equal(p.opener.flow.state, 'reset')
+    assert.deepEqual(p.opener.trunk.errors, [PepErrorCodes.FLOW_STATE])
   })
 })
