@@ -58,6 +58,25 @@ function dial(port: number): Promise<Socket> {
   })
 }
 
+/** A destination and a pair in front of it for one test, stopped however the test ends. */
+async function withPair(
+  opts: { readonly subflows?: number; readonly extra?: readonly string[] },
+  run: (dest: Destination, pair: ProxyPair) => Promise<void>
+): Promise<void> {
+  const dest = await startDestination()
+  const pair = await startPair({
+    destinationPort: dest.port,
+    subflows: opts.subflows ?? 2,
+    extra: opts.extra ?? []
+  })
+  try {
+    await run(dest, pair)
+  } finally {
+    await pair.stop()
+    dest.server.close()
+  }
+}
+
 describe('tx_proxy + rx_proxy on loopback', () => {
   let dest: Destination
   let pair: ProxyPair
@@ -350,91 +369,82 @@ describe('limits and policy', () => {
 describe('memory budget', () => {
   test('clients that write faster than the trunk carries do not keep a new flow out', async () => {
     const STALLED = 7
-    const dest = await startDestination()
     // 24 MiB in all, 1 MiB first credit: seven clients whose destinations never read held about
     // 3.6 MiB each on tx_proxy (reply credit, bytes in flight, unsent bytes up to
     // send_buffer_bytes), 25.2 MiB in all, and the next client was reset; now unsent bytes stop
     // at 256 KiB while the budget's last quarter is all that is free (19.2 MiB in all).
-    const pair = await startPair({
-      destinationPort: dest.port,
-      subflows: 2,
-      extra: [
-        '--set',
-        'limits.max_buffered_bytes=24MiB',
-        '--set',
-        'limits.flow_window_bytes=1MiB',
-        '--set',
-        'limits.max_flow_window_bytes=4MiB'
-      ]
-    })
-    const stalled: Socket[] = []
-    try {
-      dest.handler = (s) => {
-        if (dest.connections <= STALLED) {
-          s.pause()
-          return
+    const extra = [
+      '--set',
+      'limits.max_buffered_bytes=24MiB',
+      '--set',
+      'limits.flow_window_bytes=1MiB',
+      '--set',
+      'limits.max_flow_window_bytes=4MiB'
+    ]
+    await withPair({ extra }, async (dest, pair) => {
+      const stalled: Socket[] = []
+      try {
+        dest.handler = (s) => {
+          if (dest.connections <= STALLED) {
+            s.pause()
+            return
+          }
+          void readAll(s).then((r) => s.end(`${r.bytes} ${r.sha256}\n`))
         }
-        void readAll(s).then((r) => s.end(`${r.bytes} ${r.sha256}\n`))
+        for (let i = 0; i < STALLED; i++) {
+          const c = await dial(pair.txPort)
+          c.on('error', () => undefined)
+          c.write(Buffer.alloc(32 * MiB, i + 1))
+          stalled.push(c)
+        }
+        // Wait until tx_proxy stops reading (its buffered bytes hold still).
+        let last = -1
+        let still = 0
+        let status = await queryStatus(pair.txControl)
+        for (let i = 0; i < 100 && still < 3; i++) {
+          await new Promise((r) => setTimeout(r, 100))
+          status = await queryStatus(pair.txControl)
+          still = status.bufferedBytes === last ? still + 1 : 0
+          last = status.bufferedBytes
+        }
+        // What reading took left a new flow's first credit free (the old code read until 0 was free).
+        assert.ok(
+          status.maxBufferedBytes - status.bufferedBytes >= 1 * MiB,
+          `tx_proxy holds ${status.bufferedBytes} of ${status.maxBufferedBytes} bytes`
+        )
+        const client = await dial(pair.txPort)
+        const reply = readAll(client)
+        const chunks: Buffer[] = []
+        client.on('data', (d: Buffer) => chunks.push(d))
+        const sent = await writeBytes(client, 100_000)
+        const r = await reply
+        const tx = await queryStatus(pair.txControl)
+        assert.equal(
+          r.ending,
+          'end',
+          `reply ended by ${r.ending}; tx flows_refused_memory=${tx.counters.flows_refused_memory ?? 0}`
+        )
+        assert.equal(Buffer.concat(chunks).toString(), `100000 ${sent}\n`)
+        assert.equal(tx.counters.flows_refused_memory ?? 0, 0)
+        // The stalled clients' reading waited for the budget, and the counter says so.
+        assert.ok((tx.counters.budget_waits ?? 0) >= 1, `budget_waits ${tx.counters.budget_waits}`)
+      } finally {
+        // Before the pair stops: it would wait for these flows.
+        for (const c of stalled) c.destroy()
       }
-      for (let i = 0; i < STALLED; i++) {
-        const c = await dial(pair.txPort)
-        c.on('error', () => undefined)
-        c.write(Buffer.alloc(32 * MiB, i + 1))
-        stalled.push(c)
-      }
-      // Wait until tx_proxy stops reading (its buffered bytes hold still).
-      let last = -1
-      let still = 0
-      let status = await queryStatus(pair.txControl)
-      for (let i = 0; i < 100 && still < 3; i++) {
-        await new Promise((r) => setTimeout(r, 100))
-        status = await queryStatus(pair.txControl)
-        still = status.bufferedBytes === last ? still + 1 : 0
-        last = status.bufferedBytes
-      }
-      // What reading took left a new flow's first credit free (the old code read until 0 was free).
-      assert.ok(
-        status.maxBufferedBytes - status.bufferedBytes >= 1 * MiB,
-        `tx_proxy holds ${status.bufferedBytes} of ${status.maxBufferedBytes} bytes`
-      )
-      const client = await dial(pair.txPort)
-      const reply = readAll(client)
-      const chunks: Buffer[] = []
-      client.on('data', (d: Buffer) => chunks.push(d))
-      const sent = await writeBytes(client, 100_000)
-      const r = await reply
-      const tx = await queryStatus(pair.txControl)
-      assert.equal(
-        r.ending,
-        'end',
-        `reply ended by ${r.ending}; tx flows_refused_memory=${tx.counters.flows_refused_memory ?? 0}`
-      )
-      assert.equal(Buffer.concat(chunks).toString(), `100000 ${sent}\n`)
-      assert.equal(tx.counters.flows_refused_memory ?? 0, 0)
-      // The stalled clients' reading waited for the budget, and the counter says so.
-      assert.ok((tx.counters.budget_waits ?? 0) >= 1, `budget_waits ${tx.counters.budget_waits}`)
-    } finally {
-      for (const c of stalled) c.destroy()
-      await pair.stop()
-      dest.server.close()
-    }
+    })
   })
 })
 
 describe('idle credit (RELEASE)', () => {
   test("an idle keep-alive connection gives the peer's credit back, and its next reply still arrives whole", async () => {
-    const dest = await startDestination()
-    const pair = await startPair({
-      destinationPort: dest.port,
-      subflows: 2,
-      extra: [
-        '--set',
-        'limits.credit_release_idle_ms=500',
-        '--set',
-        'limits.flow_window_bytes=1MiB'
-      ]
-    })
-    try {
+    const extra = [
+      '--set',
+      'limits.credit_release_idle_ms=500',
+      '--set',
+      'limits.flow_window_bytes=1MiB'
+    ]
+    await withPair({ extra }, async (dest, pair) => {
       let server: Socket | undefined
       dest.handler = (s) => {
         server = s
@@ -485,9 +495,6 @@ describe('idle credit (RELEASE)', () => {
       while (current.bytes < 16 * MiB) await new Promise((r) => setTimeout(r, 10))
       assert.equal(current.digest(), sent2)
       client.destroy()
-    } finally {
-      await pair.stop()
-      dest.server.close()
-    }
+    })
   })
 })
