@@ -147,11 +147,13 @@ export class FlowTable {
     if (this.budgetWaiters.size === 0 || this.budget.free === 0) return
     const waiting = new Set(this.budgetWaiters)
     this.budgetWaiters.clear()
+    // A flow that ends on the way wakes the waiters again from inside this loop.
+    const outer = this.waking
     this.waking = waiting
     try {
       for (const flow of waiting) flow.onBudgetFreed()
     } finally {
-      this.waking = undefined
+      this.waking = outer
     }
   }
 }

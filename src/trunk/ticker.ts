@@ -1,8 +1,8 @@
 /**
- * The proxies' one repeating timer: pings, idle checks, reinjection and rate samples here, the
- * trunk watch, the loop monitor, the systemd watchdog and status in app/. Started once, stopped
- * any number of times, and unref'd so that it never keeps a process alive. It lives in trunk/
- * because common/ and core/ keep no time.
+ * The proxies' one repeating timer: pings, idle checks, reinjection, credit release and rate
+ * samples here, the trunk watch, the loop monitor, the systemd watchdog and status in app/.
+ * Started once, stopped any number of times, and unref'd so that it never keeps a process
+ * alive. It lives in trunk/ because common/ and core/ keep no time.
  */
 export class Ticker {
   private timer: NodeJS.Timeout | undefined
