@@ -382,13 +382,15 @@ export class Flow {
       this.ackMaybeLost = true
       return
     }
+    // Bytes received, and a FIN's offset: the sender has sent (or will) everything below them.
+    const floor = Math.max(this.recv.highestEnd, this.recv.fin ?? 0)
     const bad =
       frame.epoch !== this.recvEpoch + 1
         ? `RELEASE of credit epoch ${frame.epoch} after ${this.recvEpoch}`
         : frame.limit > this.recvLimit
           ? `RELEASE limit ${frame.limit} beyond the granted ${this.recvLimit}`
-          : frame.limit < this.recv.highestEnd
-            ? `RELEASE limit ${frame.limit} below bytes received (${this.recv.highestEnd})`
+          : frame.limit < floor
+            ? `RELEASE limit ${frame.limit} below bytes received (${floor})`
             : undefined
     if (bad !== undefined) {
       this.protocolError(

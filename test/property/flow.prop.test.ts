@@ -412,7 +412,8 @@ class Run {
     const frame: DataFrame = { type: 'data', flowId: OPEN.flowId, offset, fin, payload }
     this.flow.onData(frame)
     if (wasDone) return
-    if (!this.flow.done) this.peerHighest = Math.max(this.peerHighest, end)
+    // An empty DATA carries no byte; a FIN's offset counts (nothing at or beyond it is sent).
+    if (!this.flow.done && (length > 0 || fin)) this.peerHighest = Math.max(this.peerHighest, end)
     // Beyond any credit the flow can have granted: it must reset, never throw.
     if (end > before + this.p.maxWindowBytes) {
       assert.equal(this.flow.state, 'reset', `DATA up to ${end} beyond credit did not reset`)
