@@ -118,8 +118,11 @@ apply_route() {
 # another build (before an upgrade) is replaced; this build's is left as it is.
 register_cc() {
   if out=$(sh "$(dirname "$0")/tandem-cc.sh" register 2>&1); then
-    # tandem-cc.sh's own lines (registered, replaced another build, or offered already).
-    printf '%s\n' "$out" | sed "s/^/$PROG: /"
+    case $out in
+      *"offers tandem already"*) ;;
+      *"another build"*) echo "$PROG: registered the tandem congestion control (replaced another build)" ;;
+      *) echo "$PROG: registered the tandem congestion control" ;;
+    esac
   else
     echo "$PROG: warning: tandem congestion control not registered ($(printf '%s' "$out" | tail -n 1)): trunk.congestion = tandem is refused" >&2
   fi
