@@ -21,10 +21,11 @@ import yargs from 'yargs'
 import { hideBin } from 'yargs/helpers'
 
 import { queryStatus } from '../../src/app/control.js'
-import { createImpairedTestbed, dist, runIn, startIn } from '../testbed/impaired.js'
+import { createImpairedTestbed, dist, startIn } from '../testbed/impaired.js'
 import { labDist } from '../testbed/ns-process.js'
 import { configOverrides } from '../testbed/overrides.js'
 import { TOPOLOGY_ADDRESSES as A } from '../testbed/topology.js'
+import { oneShot } from './short-flows.js'
 
 const MiB = 1024 * 1024
 
@@ -137,21 +138,7 @@ async function main(): Promise<number> {
     }
     await new Promise((r) => setTimeout(r, 2000))
     // Warm the trunk as the bench does: one bulk reply teaches it the path.
-    await runIn(
-      bed.topo.ns.src,
-      [
-        process.execPath,
-        dist('tools/rr.js'),
-        'one-shot',
-        '--host',
-        A.dst.v4,
-        '--port',
-        '5210',
-        '--bytes',
-        String(30 * MiB)
-      ],
-      120_000
-    )
+    await oneShot(bed, 30 * MiB, 'cubic')
     const c = startIn(
       bed.topo.ns.src,
       [
