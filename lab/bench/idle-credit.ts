@@ -20,10 +20,9 @@ import net, { type Socket } from 'node:net'
 import yargs from 'yargs'
 import { hideBin } from 'yargs/helpers'
 
-import { queryStatus } from '../../src/app/control.js'
-import { createImpairedTestbed, dist, startIn } from '../testbed/impaired.js'
+import { startIn } from '../testbed/impaired.js'
 import { labDist } from '../testbed/ns-process.js'
-import { configOverrides } from '../testbed/overrides.js'
+import { LINK_OPTIONS, RR_PORT, withRrPair } from '../testbed/rr-pair.js'
 import { TOPOLOGY_ADDRESSES as A } from '../testbed/topology.js'
 import { oneShot } from './short-flows.js'
 
@@ -59,7 +58,7 @@ async function client(argv: readonly string[]): Promise<number> {
     .strict()
     .parse()
   const connect = async (): Promise<Socket> => {
-    const s = net.connect({ host: A.dst.v4, port: 5210 })
+    const s = net.connect({ host: A.dst.v4, port: RR_PORT })
     await once(s, 'connect')
     return s
   }
@@ -88,55 +87,19 @@ async function client(argv: readonly string[]): Promise<number> {
 async function main(): Promise<number> {
   const args = await yargs(hideBin(process.argv))
     .scriptName('idle-credit')
-    .option('rtt', { type: 'number', default: 600, describe: 'link RTT, ms' })
-    .option('loss', { type: 'number', default: 1, describe: 'random loss each way, %' })
-    .option('rate', { type: 'number', default: 100, describe: 'link rate, Mbit/s' })
+    .options(LINK_OPTIONS)
     .option('idle', { type: 'number', default: 60, describe: 'idle keep-alive connections' })
     .option('idle-bytes', { type: 'number', default: 100_000, describe: 'each one downloads this' })
     .option('wait', { type: 'number', default: 12, describe: 'seconds idle before the bulk' })
     .option('seconds', { type: 'number', default: 15, describe: 'the bulk download, seconds' })
-    .option('set', {
-      type: 'string',
-      array: true,
-      default: [],
-      describe: 'KEY=VALUE configuration overrides (repeatable)'
-    })
     .strict()
     .parse()
-  const bed = await createImpairedTestbed('idlecr', {
-    rttMs: args.rtt,
-    lossPercent: args.loss,
-    rateMbit: args.rate
-  })
-  const server = startIn(
-    bed.topo.ns.dst,
-    [dist('tools/rr.js'), 'server', '--port', '5210'],
-    'rr-server'
-  )
-  const stops: (() => Promise<void>)[] = [() => server.stop()]
-  const cleanup = async (): Promise<void> => {
-    for (const stop of stops.reverse()) await stop()
-    await bed.destroy()
-  }
-  process.once('SIGINT', () => void cleanup().then(() => process.exit(130)))
-  try {
-    await server.waitFor(/listening/)
-    const conf = bed.config('idle', {
-      'tx_proxy.subflows': '8',
-      'interception.transparent': 'false',
-      ...configOverrides(args.set)
-    })
-    const { tx, rx } = await bed.startProxies(conf, 8)
-    stops.push(
-      () => rx.stop(),
-      () => tx.stop()
-    )
+  return withRrPair('idlecr', args, {}, async ({ bed, status, defer }) => {
     const held = async (): Promise<string> => {
-      const t = await queryStatus(bed.controlSocket('idle', 'tx'))
-      const r = await queryStatus(bed.controlSocket('idle', 'rx'))
+      const t = await status('tx')
+      const r = await status('rx')
       return `tx ${(t.bufferedBytes / MiB).toFixed(0)} MiB, rx ${(r.bufferedBytes / MiB).toFixed(0)} MiB`
     }
-    await new Promise((r) => setTimeout(r, 2000))
     // Warm the trunk as the bench does: one bulk reply teaches it the path.
     await oneShot(bed, 30 * MiB, 'cubic')
     const c = startIn(
@@ -155,7 +118,7 @@ async function main(): Promise<number> {
       ],
       'idle-client'
     )
-    stops.push(() => c.stop())
+    defer(() => c.stop())
     await c.waitFor(/idle connections open/, 300_000)
     const before = await held()
     await c.waitFor(/bulk starts/, (args.wait + 10) * 1000)
@@ -167,7 +130,7 @@ async function main(): Promise<number> {
       .find((l) => l.startsWith('{'))
     if (line === undefined) throw new Error(`the client printed no result: ${c.output()}`)
     const r = JSON.parse(line) as { bulkBytes: number; seconds: number }
-    const t = await queryStatus(bed.controlSocket('idle', 'tx'))
+    const t = await status('tx')
     process.stdout.write(
       `idle-credit: ${args.rtt} ms, ${args.loss} % loss, ${args.idle} idle connections of ${args['idle-bytes']} B` +
         `${args.set.length > 0 ? ` (${args.set.join(' ')})` : ''}: held ${before} with them open, ${after} after ${args.wait} s idle; ` +
@@ -175,9 +138,7 @@ async function main(): Promise<number> {
         `tx credit releases received ${t.counters.releases_received ?? 0}, budget waits ${t.counters.budget_waits ?? 0}\n`
     )
     return 0
-  } finally {
-    await cleanup()
-  }
+  })
 }
 
 const argv = hideBin(process.argv)

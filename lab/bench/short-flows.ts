@@ -1,6 +1,7 @@
 /** The benchmark's short-flow rows: `./rr one-shot` downloads, direct and through a warm trunk. */
 
-import { dist, runIn, startIn, type ImpairedTestbed } from '../testbed/impaired.js'
+import { dist, runIn, type ImpairedTestbed } from '../testbed/impaired.js'
+import { RR_PORT, startRrServer } from '../testbed/rr-pair.js'
 import { TOPOLOGY_ADDRESSES as A } from '../testbed/topology.js'
 import { medianOrNull } from './median.js'
 import {
@@ -12,7 +13,7 @@ import {
 import type { ShortFlowRow } from './report.js'
 
 /**
- * One `./rr one-shot` download of `bytes` from dst's rr server (port 5210) to src, the request
+ * One `./rr one-shot` download of `bytes` from dst's rr server (RR_PORT) to src, the request
  * sent with `congestion`.
  */
 export async function oneShot(
@@ -29,7 +30,7 @@ export async function oneShot(
       '--host',
       A.dst.v4,
       '--port',
-      '5210',
+      String(RR_PORT),
       '--bytes',
       String(bytes),
       '--congestion',
@@ -51,12 +52,7 @@ export async function shortFlows(
   direct = true
 ): Promise<ShortFlowRow[]> {
   const rows: ShortFlowRow[] = []
-  const server = startIn(
-    bed.topo.ns.dst,
-    [dist('tools/rr.js'), 'server', '--port', '5210'],
-    'rr-server'
-  )
-  await server.waitFor(/listening/)
+  const server = await startRrServer(bed)
   const once = (bytes: number, congestion: string): Promise<ShortSample> =>
     oneShot(bed, bytes, congestion)
   const measure = async (system: string, congestion: string): Promise<void> => {

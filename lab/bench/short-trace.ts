@@ -16,9 +16,8 @@
 import yargs from 'yargs'
 import { hideBin } from 'yargs/helpers'
 
-import { queryStatus, type ProxyStatus } from '../../src/app/control.js'
-import { createImpairedTestbed, dist, startIn } from '../testbed/impaired.js'
-import { configOverrides } from '../testbed/overrides.js'
+import type { ProxyStatus } from '../../src/app/control.js'
+import { LINK_OPTIONS, withRrPair } from '../testbed/rr-pair.js'
 import { median } from './median.js'
 import { oneShot } from './short-flows.js'
 
@@ -76,9 +75,7 @@ function delta(
 async function main(): Promise<number> {
   const args = await yargs(hideBin(process.argv))
     .scriptName('short-trace')
-    .option('rtt', { type: 'number', default: 600, describe: 'link RTT, ms' })
-    .option('loss', { type: 'number', default: 1, describe: 'random loss each way, %' })
-    .option('rate', { type: 'number', default: 100, describe: 'link rate, Mbit/s' })
+    .options(LINK_OPTIONS)
     .option('bytes', { type: 'number', default: 1_000_000, describe: 'size of each download' })
     .option('runs', { type: 'number', default: 10 })
     .option('warmup', {
@@ -88,46 +85,10 @@ async function main(): Promise<number> {
       describe: 'untimed downloads of these sizes first, in order (repeatable)'
     })
     .option('congestion', { type: 'string', default: 'auto', describe: 'trunk.congestion' })
-    .option('set', {
-      type: 'string',
-      array: true,
-      default: [],
-      describe: 'KEY=VALUE configuration overrides (repeatable)'
-    })
     .strict()
     .parse()
-  const bed = await createImpairedTestbed('tstrace', {
-    rttMs: args.rtt,
-    lossPercent: args.loss,
-    rateMbit: args.rate
-  })
-  const server = startIn(
-    bed.topo.ns.dst,
-    [dist('tools/rr.js'), 'server', '--port', '5210'],
-    'rr-server'
-  )
-  const stops: (() => Promise<void>)[] = [() => server.stop()]
-  const cleanup = async (): Promise<void> => {
-    for (const stop of stops.reverse()) await stop()
-    await bed.destroy()
-  }
-  process.once('SIGINT', () => void cleanup().then(() => process.exit(130)))
-  try {
-    await server.waitFor(/listening/)
-    const conf = bed.config('trace', {
-      'tx_proxy.subflows': '8',
-      'trunk.congestion': args.congestion,
-      'interception.transparent': 'false',
-      ...configOverrides(args.set)
-    })
-    const { tx, rx } = await bed.startProxies(conf, 8)
-    stops.push(
-      () => rx.stop(),
-      () => tx.stop()
-    )
-    const status = (role: 'tx' | 'rx'): Promise<ProxyStatus> =>
-      queryStatus(bed.controlSocket('trace', role))
-    await new Promise((r) => setTimeout(r, 2000)) // a warm trunk: connected and idle
+  return withRrPair('tstrace', args, { 'trunk.congestion': args.congestion }, async (pair) => {
+    const { bed, status } = pair
     await oneShot(bed, 1_000, 'cubic') // untimed, as in the bench
     // The bench times its sizes in order, each on the trunk the smaller ones left behind: e.g.
     // --warmup 1000 ×3, 100000 ×3, 1000000 ×3 before 10 MB gives the bench's 10 MB rows.
@@ -167,9 +128,7 @@ async function main(): Promise<number> {
         )}\n`
     )
     return 0
-  } finally {
-    await cleanup()
-  }
+  })
 }
 
 main().then(

@@ -31,6 +31,7 @@ import {
   type NsProcess
 } from '../testbed/impaired.js'
 import { configOverrides } from '../testbed/overrides.js'
+import { LINK_OPTIONS } from '../testbed/rr-pair.js'
 import { TOPOLOGY_ADDRESSES as A } from '../testbed/topology.js'
 
 const METRICS = '127.0.0.1:9464'
@@ -48,18 +49,10 @@ function local(argv: readonly string[], input?: string): { code: number; out: st
 async function main(): Promise<number> {
   const args = await yargs(hideBin(process.argv))
     .scriptName('snapshot')
-    .option('rtt', { type: 'number', default: 600, describe: 'link RTT, ms' })
-    .option('loss', { type: 'number', default: 1, describe: 'random loss each way, %' })
-    .option('rate', { type: 'number', default: 100, describe: 'link rate, Mbit/s' })
+    .options(LINK_OPTIONS)
     .option('subflows', { type: 'number', default: 8 })
     .option('seconds', { type: 'number', default: 40, describe: 'length of the transfer' })
     .option('at', { type: 'number', default: 20, describe: 'seconds into it to take the snapshot' })
-    .option('set', {
-      type: 'string',
-      array: true,
-      default: [],
-      describe: 'KEY=VALUE configuration overrides (repeatable)'
-    })
     .option('out', {
       type: 'string',
       default: 'dist/snapshot',
