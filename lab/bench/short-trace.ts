@@ -6,7 +6,7 @@
  * both proxies' `status --json` and prints one line: the completion time (and in round trips
  * after the first byte), how many of the replying side's (rx_proxy's) subflows retransmitted
  * and how many bytes, the frames rx_proxy reinjected on another subflow, and the duplicate bytes
- * tx_proxy dropped. A summary groups the downloads by whether a subflow retransmitted.
+ * tx_proxy dropped, the times rx_proxy waited for credit. A summary groups the downloads by whether a subflow retransmitted.
  *
  *   node dist/lab/bench/short-trace.js [--rtt 600] [--loss 1] [--bytes 1000000] [--runs 10]
  *     [--congestion auto] [--set KEY=VALUE ...]
@@ -30,6 +30,8 @@ interface Trace {
   readonly reinjectedFrames: number
   readonly reinjectedBytes: number
   readonly duplicateBytes: number
+  /** Times a flow on rx_proxy (the replying side) waited for tx_proxy's credit. */
+  readonly creditStalls: number
 }
 
 /**
@@ -68,7 +70,8 @@ function delta(
     retransSubflows,
     reinjectedFrames: c('frames_reinjected'),
     reinjectedBytes: c('bytes_reinjected'),
-    duplicateBytes: tx1.totals.duplicateBytes - tx0.totals.duplicateBytes
+    duplicateBytes: tx1.totals.duplicateBytes - tx0.totals.duplicateBytes,
+    creditStalls: rx1.totals.creditStalls - rx0.totals.creditStalls
   }
 }
 
@@ -109,7 +112,7 @@ async function main(): Promise<number> {
         `#${i + 1} ${args.bytes} B: ${ms === null ? 'timed out' : `${ms.toFixed(0)} ms`}${rounds}; ` +
           `rx subflows retransmitted ${t.retransBytes} B on ${t.retransSubflows} of ${rx1.trunks.reduce((n, tr) => n + tr.subflows.length, 0)}; ` +
           `rx reinjected ${t.reinjectedFrames} frames (${t.reinjectedBytes} B); ` +
-          `tx dropped ${t.duplicateBytes} duplicate B\n`
+          `tx dropped ${t.duplicateBytes} duplicate B; rx credit stalls ${t.creditStalls}\n`
       )
     }
     const group = (name: string, of: readonly Trace[]): string => {
