@@ -136,6 +136,11 @@ export interface RateStatus {
   readonly receiveBps: number
   /** The rate the peer says it can send to us at (its last PONG), bytes per second; 0: unknown. */
   readonly peerSendBps: number
+  /**
+   * The rate our PONGs tell the peer we can send at (its credit for our replies is sized by
+   * it), bytes per second; 0: unknown.
+   */
+  readonly sendRateBps: number
   /** Sum of the subflows' latest TCP_INFO delivery rates, bytes per second. */
   readonly kernelDeliveryBps: number
   /** Windowed minimum RTT, ms. */

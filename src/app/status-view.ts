@@ -144,6 +144,7 @@ export class StatusView {
               estimateBps: rate.estimateBytesPerSec,
               receiveBps: rate.receiveBytesPerSec,
               peerSendBps: rate.peerSendBytesPerSec,
+              sendRateBps: rate.sendRateBytesPerSec,
               kernelDeliveryBps: rate.kernelDeliveryBytesPerSec,
               minRttMs: Math.round(rate.minRttMs * 10) / 10,
               bdpBytes: rate.bdpBytes,

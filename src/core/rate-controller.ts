@@ -87,6 +87,12 @@ export const GAIN_CYCLE: readonly number[] = [1.25, 0.75, 1, 1, 1, 1, 1, 1]
 export const MIN_RATE_INTERVAL_MS = 200
 
 /**
+ * Shortest interval the rate told to the peer for credit (`RateState.sendRateBytesPerSec`) is
+ * measured over, in ms: one sample interval of the rate loop (100 ms) at least this long.
+ */
+export const BURST_INTERVAL_MS = 50
+
+/**
  * Least trunk rate ever set, in bytes per second (2 Mbit/s): the subflows also carry credit
  * updates and PINGs, which must never wait behind a pace learned from a trickle.
  */
@@ -282,6 +288,12 @@ export interface RateState {
   readonly receiveBytesPerSec: number
   /** The rate the peer says it can send to us at (its estimate, in its last PONG), bytes/s. */
   readonly peerSendBytesPerSec: number
+  /**
+   * The rate we tell the peer we can send at (our PONGs), bytes per second; 0: unknown. The
+   * estimate, or the best rate a burst of ours was delivered at over one sample interval
+   * (PathEstimate.sampleBurst) when that is higher; `link_rate` when set.
+   */
+  readonly sendRateBytesPerSec: number
   readonly source: RateSource
   /** Windowed minimum RTT, ms; 0: unknown. */
   readonly minRttMs: number
@@ -391,6 +403,17 @@ class PathEstimate {
    */
   readonly burst = new WindowedFilter(RATE_WINDOW_MS, (a, b) => a >= b)
   /**
+   * Best delivery rate over one sample interval (at least BURST_INTERVAL_MS), bytes per second:
+   * what the peer's credit for our next long reply is sized by (a PONG's send rate), not our
+   * pace. A 1 MB reply leaves in 85 ms at 100 Mbit/s; over MIN_RATE_INTERVAL_MS it showed
+   * 45 Mbit/s, the peer granted the next 10 MB reply twice 45 Mbit/s × 600 ms, and that reply
+   * waited for credit 9 to 19 times (2.8 to 3.6 s at 600 ms, 1 %, against about 2.1 s for the
+   * 10 MB replies after it). Over one sample interval it is at least half the burst's rate.
+   * Pacing keeps the longer interval (PathEstimate.burst): credit is only memory the peer may
+   * fill, a pace is bytes on the bottleneck.
+   */
+  readonly sampleBurst = new WindowedFilter(RATE_WINDOW_MS, (a, b) => a >= b)
+  /**
    * STARTUP's first-flight pace, bytes per second (0: not set yet). Starts at the floor's pace
    * (FIRST_FLIGHT_RTT_SHARE), falls to twice the learned rate at a sample of a burst
    * (BACKLOG_BYTES or more delivered) whose subflows' median smoothed RTT stood above
@@ -495,6 +518,7 @@ export class RateController {
       kernelDeliveryBytesPerSec: 0,
       receiveBytesPerSec: 0,
       peerSendBytesPerSec: 0,
+      sendRateBytesPerSec: 0,
       source: opts.linkRateBytesPerSec > 0 ? 'configured' : 'none',
       minRttMs: 0,
       bdpBytes: 0,
@@ -568,6 +592,7 @@ export class RateController {
     let target = 0
     let kernelSum = 0
     let estimate = 0
+    let sendRate = 0
     let receive = 0
     let minRtt = 0
     let bdp = 0
@@ -608,6 +633,10 @@ export class RateController {
       const bw = p.delivered.rate(now, interval)
       const burstBw = p.delivered.rate(now, MIN_RATE_INTERVAL_MS)
       if (burstBw !== undefined && burstBw >= IDLE_RATE_BYTES_PER_SEC) p.burst.add(now, burstBw)
+      const sampleBw = p.delivered.rate(now, BURST_INTERVAL_MS)
+      if (sampleBw !== undefined && sampleBw >= IDLE_RATE_BYTES_PER_SEC) {
+        p.sampleBurst.add(now, sampleBw)
+      }
       // Bytes wait in the subflows, or in the flows behind the in-flight cap.
       const backlogged = p.backlogThrough(now, heldBack || unsent >= BACKLOG_BYTES, interval)
       // As BBR does with app-limited samples: a path that had nothing waiting at some point of
@@ -661,6 +690,7 @@ export class RateController {
       target += pathTarget
       kernelSum += sum
       estimate += pathEstimate
+      sendRate += link > 0 ? pathEstimate : Math.max(pathEstimate, p.sampleBurst.best(now) ?? 0)
       receive += pathReceive
       if (pathRtt > 0 && (minRtt === 0 || pathRtt < minRtt)) minRtt = pathRtt
       bdp += (pathEstimate * pathRtt) / 1000
@@ -676,6 +706,7 @@ export class RateController {
     this.stateValue = {
       targetBytesPerSec: Math.round(target),
       estimateBytesPerSec: Math.round(estimate),
+      sendRateBytesPerSec: Math.round(sendRate),
       kernelDeliveryBytesPerSec: Math.round(kernelSum),
       receiveBytesPerSec: Math.round(receive),
       peerSendBytesPerSec: this.peerSendRate,

@@ -116,7 +116,7 @@ export class Trunk implements TrunkPort {
       counters: opts.counters,
       log: opts.log,
       queueLimitBytes: opts.settings.subflowQueueBytes,
-      sendRate: () => this.rate?.controller.state.estimateBytesPerSec ?? 0,
+      sendRate: () => this.rate?.controller.state.sendRateBytesPerSec ?? 0,
       onPeerSendRate: (bytesPerSec) => this.rate?.controller.notePeerSendRate(bytesPerSec),
       onOpen:
         connect === undefined

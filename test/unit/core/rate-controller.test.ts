@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import {
+  BURST_INTERVAL_MS,
   FIRST_FLIGHT_RTT_SHARE,
   GAIN_CYCLE,
   INFLIGHT_MARGIN,
@@ -13,6 +14,7 @@ import {
   LINK_PAYLOAD_SHARE,
   MIN_INFLIGHT_PER_SUBFLOW_BYTES,
   MIN_INFLIGHT_TIME_MS,
+  MIN_RATE_INTERVAL_MS,
   cwndCollapsed,
   MIN_RTT_WINDOW_MS,
   PACING_HEADROOM,
@@ -497,6 +499,32 @@ describe('rate controller', () => {
     const bulk = run(c, clock, { ...idle, deliveredPerSec: 30 * MBIT, unsentPerSubflow: 1e6 }, 6000)
     assert.equal(bulk.source, 'learned')
     assert.ok(Math.abs(bulk.estimateBytesPerSec - 30 * MBIT) < MBIT, `${bulk.estimateBytesPerSec}`)
+  })
+
+  it('the rate told to the peer for credit counts a burst over one sample interval; the pace does not', () => {
+    const clock = new FakeClock()
+    const c = new RateController({ linkRateBytesPerSec: 0 })
+    const idle = { deliveredPerSec: 2000, rttMs: 600, unsentPerSubflow: 0, paths: [8] }
+    run(c, clock, idle, 2000)
+    // A 1 MB reply whose ACKs all came within one 100 ms sample: 80 Mbit/s over it, 40 over
+    // MIN_RATE_INTERVAL_MS.
+    run(c, clock, { ...idle, deliveredPerSec: 80 * MBIT }, STEP_MS)
+    const s = run(c, clock, idle, 1000)
+    assert.equal(s.source, 'startup')
+    assert.ok(Math.abs(s.estimateBytesPerSec - 40 * MBIT) < MBIT, `${s.estimateBytesPerSec}`)
+    assert.ok(Math.abs(s.sendRateBytesPerSec - 80 * MBIT) < MBIT, `${s.sendRateBytesPerSec}`)
+    assert.ok(
+      Math.abs(s.inflightCapBytes - STARTUP_INFLIGHT_GAIN * 40 * MBIT * 0.6) < 0.02 * 40 * MBIT,
+      `capped on 40: ${s.inflightCapBytes}`
+    )
+    assert.ok(BURST_INTERVAL_MS <= STEP_MS && BURST_INTERVAL_MS < MIN_RATE_INTERVAL_MS)
+    // link_rate is what it says, whatever a burst showed.
+    const l = new RateController({ linkRateBytesPerSec: 50 * MBIT })
+    run(l, clock, idle, 2000)
+    run(l, clock, { ...idle, deliveredPerSec: 80 * MBIT }, STEP_MS)
+    const ls = run(l, clock, idle, 1000)
+    assert.equal(ls.sendRateBytesPerSec, ls.estimateBytesPerSec)
+    assert.ok(ls.sendRateBytesPerSec <= 50 * MBIT)
   })
 
   it("credit hint: the peer's own sending rate (its PONGs) counts, once the min RTT is known", () => {
