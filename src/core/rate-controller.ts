@@ -407,7 +407,7 @@ class PathEstimate {
    * what the peer's credit for our next long reply is sized by (a PONG's send rate), not our
    * pace. A 1 MB reply leaves in 85 ms at 100 Mbit/s; over MIN_RATE_INTERVAL_MS it showed
    * 45 Mbit/s, the peer granted the next 10 MB reply twice 45 Mbit/s × 600 ms, and that reply
-   * waited for credit 9 to 19 times (2.8 to 3.6 s at 600 ms, 1 %, against about 2.1 s for the
+   * waited for credit 9 to 19 times (2.7 to 3.6 s at 600 ms, 1 %, against about 2.1 s for the
    * 10 MB replies after it). Over one sample interval it is at least half the burst's rate.
    * Pacing keeps the longer interval (PathEstimate.burst): credit is only memory the peer may
    * fill, a pace is bytes on the bottleneck.
