@@ -21,6 +21,7 @@
 import yargs from 'yargs'
 import { hideBin } from 'yargs/helpers'
 
+import { rng } from '../../test/helpers/frames.js'
 import { median } from './median.js'
 
 /** One arrangement and its link. */
@@ -77,18 +78,6 @@ export function downloadSeconds(m: LossModel, random: () => number): number {
   return Math.max(...delivered)
 }
 
-/** A seeded generator (mulberry32), so that a run can be made again. */
-export function seeded(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
-
 async function main(): Promise<number> {
   const args = await yargs(hideBin(process.argv))
     .scriptName('loss-model')
@@ -106,7 +95,7 @@ async function main(): Promise<number> {
     })
     .strict()
     .parse()
-  const random = seeded(args.seed)
+  const random = rng(args.seed) // the tests' seeded generator: a run can be made again
   process.stdout.write(
     `loss-model (a model, not a measurement): ${args.bytes} B at ${args.rtt} ms, ${args.loss} % loss, ${args.rate} Mbit/s, ${args.runs} downloads each\n` +
       `| subflows | copies of each frame | median s | downloads within ${args.target} s |\n|---:|---:|---:|---:|\n`

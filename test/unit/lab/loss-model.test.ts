@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { downloadSeconds, seeded, type LossModel } from '../../../lab/bench/loss-model.js'
+import { downloadSeconds, type LossModel } from '../../../lab/bench/loss-model.js'
 
 const M: LossModel = {
   bytes: 1_000_000,
@@ -34,14 +34,4 @@ test('a copy on another subflow delivers what one subflow lost', () => {
   const t = downloadSeconds({ ...M, loss: 0.5, copies: 2 }, () => (n++ === 0 ? 0 : 0.9))
   const clean = downloadSeconds({ ...M, copies: 2 }, () => 0.9)
   assert.equal(t, clean)
-})
-
-test('the seeded generator repeats and stays in [0, 1)', () => {
-  const a = seeded(7)
-  const b = seeded(7)
-  for (let i = 0; i < 1000; i++) {
-    const x = a()
-    assert.equal(x, b())
-    assert.ok(x >= 0 && x < 1)
-  }
 })
