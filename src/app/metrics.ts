@@ -217,6 +217,11 @@ export class ProxyMetrics {
       "The peer's estimate of the rate it sends to this side at, from its last PONG (0: not known)",
       (t) => t.rate?.peerSendBps ?? 0
     )
+    trunkGauge(
+      'tandem_trunk_send_rate_bytes_per_second',
+      "The rate this side's PONGs tell the peer it sends at (the peer sizes the credit for this side's replies by it; 0: not known)",
+      (t) => t.rate?.sendRateBps ?? 0
+    )
     trunkGauge('tandem_flows_active', 'Flows carried now', (t) => t.flows)
     trunkGauge(
       'tandem_subflows_up',
