@@ -145,7 +145,12 @@ export function rateLine(r: RateStatus): string {
           ? `not paced yet, learning (estimate so far ${bitRate(r.estimateBps)})`
           : 'not paced, nothing measured yet'
   const cap = r.inflightCapBytes > 0 ? ` of ${human(r.inflightCapBytes)} cap` : ''
-  return `rate: ${what}; min RTT ${r.minRttMs.toFixed(1)} ms, BDP ${human(r.bdpBytes)}, in flight ${human(r.inFlightBytes)}${cap}; received at up to ${bitRate(r.receiveBps)}${r.peerSendBps > 0 ? `, peer sends at up to ${bitRate(r.peerSendBps)}` : ''}`
+  // What our PONGs tell the peer, when a burst showed more than the estimate.
+  const told =
+    r.sendRateBps > r.estimateBps
+      ? `; bursts reached ${bitRate(r.sendRateBps)} (told the peer)`
+      : ''
+  return `rate: ${what}${told}; min RTT ${r.minRttMs.toFixed(1)} ms, BDP ${human(r.bdpBytes)}, in flight ${human(r.inFlightBytes)}${cap}; received at up to ${bitRate(r.receiveBps)}${r.peerSendBps > 0 ? `, peer sends at up to ${bitRate(r.peerSendBps)}` : ''}`
 }
 
 function trunkHeader(t: TrunkStatus): string {

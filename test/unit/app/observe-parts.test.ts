@@ -6,10 +6,10 @@ import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import type { Logger } from '../../../src/common/log/logger.js'
 import { formatLine } from '../../../src/common/log/winston.js'
-import type { ProxyStatus } from '../../../src/app/control.js'
+import type { ProxyStatus, RateStatus } from '../../../src/app/control.js'
 import { liveness, LoopMonitor, STUCK_LOOP_MS } from '../../../src/app/health.js'
 import { describeChange, diffConfig } from '../../../src/app/reload.js'
-import { formatStatus } from '../../../src/app/status-format.js'
+import { formatStatus, rateLine } from '../../../src/app/status-format.js'
 import { KEYS } from '../../../src/common/config/schema.js'
 import { TrunkWatch } from '../../../src/app/trunk-watch.js'
 import { PepError, PepErrorCodes } from '../../../src/common/errors.js'
@@ -286,6 +286,28 @@ describe('status screen', () => {
       text,
       /deadbeef\s+192\.168\.1\.5:40112 → 203\.0\.113\.7:443\s+open\s+10\.0 MiB\s+2\.0 KiB\s+100\.0 Mbit\/s \/ 0 bit\/s\s+4\.2\s+0/
     )
+  })
+
+  test('the rate line says what a burst told the peer, only when it is above the estimate', () => {
+    const r: RateStatus = {
+      source: 'startup',
+      targetBps: 22_000_000,
+      estimateBps: 5_700_000,
+      receiveBps: 0,
+      peerSendBps: 150_000,
+      sendRateBps: 10_400_000,
+      kernelDeliveryBps: 0,
+      minRttMs: 599.3,
+      bdpBytes: 3_400_000,
+      inflightCapBytes: 6_800_000,
+      inFlightBytes: 0
+    }
+    const line = rateLine(r)
+    assert.match(
+      line,
+      /estimate so far 45\.6 Mbit\/s\); bursts reached 83\.2 Mbit\/s \(told the peer\);/
+    )
+    assert.doesNotMatch(rateLine({ ...r, sendRateBps: r.estimateBps }), /told the peer/)
   })
 })
 
