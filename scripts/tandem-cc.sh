@@ -11,6 +11,7 @@
 #        scripts/tandem-cc.sh unregister  remove it (root); sockets on it keep it until closed
 #        scripts/tandem-cc.sh status      say whether the kernel offers it
 #   --object FILE   the compiled program (default native/build/bpf/tandem_cc.bpf.o)
+#   --quiet         register: say nothing when there is nothing to do (scripts/tune-box.sh)
 # A registration lasts until reboot or unregister: scripts/tune-box.sh registers it on a box,
 # and its --routes run (tandem-route-tuning@DEV.service, at boot) registers it again. Which
 # build is registered is recorded in /run/tandem/tandem-cc.registered (map id and the
@@ -37,6 +38,7 @@ die() {
 }
 
 cmd=""
+quiet=no
 while [ $# -gt 0 ]; do
   case "$1" in
     build | register | unregister | status)
@@ -49,8 +51,12 @@ while [ $# -gt 0 ]; do
       object=$2
       shift 2
       ;;
+    --quiet)
+      quiet=yes
+      shift
+      ;;
     -h | --help)
-      sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
+      sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     *) usage_die "unknown argument $1 (see --help)" ;;
@@ -102,7 +108,7 @@ case $cmd in
   register)
     [ -f "$object" ] || {
       if offered; then
-        echo "$PROG: the kernel offers $NAME already (no $object to compare it with)"
+        [ "$quiet" = yes ] || echo "$PROG: the kernel offers $NAME already (no $object to compare it with)"
         exit 0
       fi
       echo "$PROG: not registered: no $object (run scripts/tandem-cc.sh build); trunk.congestion = tandem will be refused" >&2
@@ -110,7 +116,7 @@ case $cmd in
     }
     sum=$(object_sum)
     if offered && [ "$(cat "$RECORD" 2>/dev/null)" = "$(map_id) $sum" ]; then
-      echo "$PROG: the kernel offers $NAME already (this build, $(printf '%.12s' "$sum"))"
+      [ "$quiet" = yes ] || echo "$PROG: the kernel offers $NAME already (this build, $(printf '%.12s' "$sum"))"
       exit 0
     fi
     [ "$(id -u)" -eq 0 ] || die "needs root (bpftool struct_ops register)"

@@ -115,14 +115,11 @@ apply_route() {
 
 # register_cc: Tandem's congestion control (scripts/tandem-cc.sh), where it was built; its
 # absence is not an error (only trunk.congestion = tandem needs it; auto takes bbr). A tandem of
-# another build (before an upgrade) is replaced; this build's is left as it is.
+# another build (before an upgrade) is replaced; this build's is left as it is, silently
+# (--quiet). What tandem-cc.sh did, it says itself.
 register_cc() {
-  if out=$(sh "$(dirname "$0")/tandem-cc.sh" register 2>&1); then
-    case $out in
-      *"offers tandem already"*) ;;
-      *"another build"*) echo "$PROG: registered the tandem congestion control (replaced another build)" ;;
-      *) echo "$PROG: registered the tandem congestion control" ;;
-    esac
+  if out=$(sh "$(dirname "$0")/tandem-cc.sh" register --quiet 2>&1); then
+    [ -z "$out" ] || printf '%s\n' "$out"
   else
     echo "$PROG: warning: tandem congestion control not registered ($(printf '%s' "$out" | tail -n 1)): trunk.congestion = tandem is refused" >&2
   fi

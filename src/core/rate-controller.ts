@@ -286,7 +286,7 @@ export interface RateState {
   readonly kernelDeliveryBytesPerSec: number
   /** Highest rate at which the peer delivered to us lately, bytes per second (receive side). */
   readonly receiveBytesPerSec: number
-  /** The rate the peer says it can send to us at (its estimate, in its last PONG), bytes/s. */
+  /** The rate the peer says it can send to us at (its send rate, in its last PONG), bytes/s. */
   readonly peerSendBytesPerSec: number
   /**
    * The rate we tell the peer we can send at (our PONGs), bytes per second; 0: unknown. The
@@ -540,7 +540,7 @@ export class RateController {
    * granted by the receiver, whose own subflows may carry little (an upload): it judges by the
    * rate it receives at as well as by the rate it sends at, and, when set, by link_rate. What
    * it receives at shows only what the peer had to send: after short replies the peer's own
-   * estimate (a PONG's, notePeerSendRate) is the larger, and it is what the peer will send a
+   * send rate (a PONG's, notePeerSendRate) is the larger, and it is what the peer will send a
    * long reply at.
    */
   windowHintBytes(): number {
@@ -550,7 +550,7 @@ export class RateController {
   }
 
   /**
-   * The peer's estimate of the rate it sends to us at (the last PONG's), bytes per second. A
+   * The rate the peer says it sends to us at (the last PONG's send rate), bytes per second. A
    * peer could claim any rate; what it changes is bounded: credit never exceeds
    * max_flow_window_bytes, and beyond a flow's first window never takes the last quarter of
    * the global budget (Flow.grantCredit).

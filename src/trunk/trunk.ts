@@ -47,7 +47,7 @@ import type { Subflow } from './subflow.js'
 import { Ticker } from './ticker.js'
 
 /** How often flows look at whether to give idle credit back (RELEASE), in ms. */
-export const CREDIT_CHECK_MS = 1000
+const CREDIT_CHECK_MS = 1000
 
 export type { TrunkOptions } from './options.js'
 

@@ -32,8 +32,8 @@ const why =
         ? `no ${OBJECT} (the kernel has no BTF or clang is missing: scripts/tandem-cc.sh build)`
         : undefined
 
-function register(): { status: number | null; out: string } {
-  const r = spawnSync('sh', [SCRIPT, 'register'], { encoding: 'utf8', timeout: 60_000 })
+function register(...extra: string[]): { status: number | null; out: string } {
+  const r = spawnSync('sh', [SCRIPT, 'register', ...extra], { encoding: 'utf8', timeout: 60_000 })
   return { status: r.status, out: `${r.stdout}${r.stderr}` }
 }
 
@@ -60,6 +60,10 @@ describe('tandem-cc.sh register: one build at a time', { skip: why ?? false }, (
     const again = register()
     assert.equal(again.status, 0, again.out)
     assert.match(again.out, /offers tandem already \(this build, [0-9a-f]{12}\)/)
+    assert.equal(mapId(), id)
+    // --quiet (what tune-box.sh runs at every boot): nothing to do, nothing said.
+    const quiet = register('--quiet')
+    assert.deepEqual(quiet, { status: 0, out: '' })
     assert.equal(mapId(), id)
 
     // The record names another build: replaced, a new map, the record follows.
