@@ -9,13 +9,22 @@
  * below the link; bbr subflows fill it. A box whose kernel lacks bbr keeps its own default,
  * and says so. Tandem's own algorithm, `tandem` (native/bpf/tandem_cc.bpf.c, registered by
  * scripts/tandem-cc.sh), which leaves the rate to the trunk's rate controller, is where `auto`
- * moves the subflows of a long path (min RTT from LONG_PATH_RTT_MS): at 600 ms it has neither
- * bbr's loss-recovery clamp at each new flow nor its PROBE_RTT, and in four bench runs
- * alternating with bbr its warm flows gave 85.0, 82.6, 87.6 and 87.8 Mbit/s at 1 % loss each
- * way (bbr 80.3, 85.2, 82.2, 83.7) and 82.1, 83.2, 81.6, 82.9 at 2 % (bbr 78.6, 78.6, 75.3,
- * 78.1). At 50 ms it was level with bbr or a little behind (89.2 / 91.1 / 89.6 / 88.7 against
- * 90.5 / 90.6 / 90.0 / 89.9 at 0 / 0.5 / 1 / 2 %) and retransmitted more, at 200 ms mixed,
- * so shorter paths keep bbr.
+ * moves the subflows once the trunk knows its min RTT and it is at least LONG_PATH_RTT_MS: it
+ * has neither bbr's loss-recovery clamp at each new flow nor its PROBE_RTT. First measured at 600 ms (four bench runs alternating with bbr: warm flows 85.0, 82.6,
+ * 87.6 and 87.8 Mbit/s at 1 % loss each way against bbr's 80.3, 85.2, 82.2, 83.7), where it
+ * became the default for paths from 300 ms. With the rate controller as it is now it is ahead
+ * in bulk on every link the bench measures: one run of `bench --rtt 100,50,200 --loss
+ * 0,1,2,0.5 --systems tandem-8-tandem,tandem-8-unset --sweep-runs 3` (medians of three warm
+ * flows, tandem against bbr) gave 95.2 / 94.6 / 94.2 / 94.0 against 94.2 / 92.4 / 91.7 / 92.3
+ * at 50 ms and 0 / 0.5 / 1 / 2 % loss, 95.0 / 93.5 / 93.8 / 93.4 against 92.4 / 91.4 / 90.8 /
+ * 91.2 at 100 ms, 94.4 / 91.6 / 92.2 / 89.0 against 91.1 / 89.7 / 89.4 / 87.4 at 200 ms, with
+ * the retransmitted share within 0.35 points. But at 50 ms, 1 % a 100 KB reply through a warm
+ * trunk took 130 and 144 ms on tandem against 81 and 88 on bbr (`bench --rtt 50,200 --loss 1
+ * --systems none --short-congestion auto --short-direct false`, alternated), while at 100 and
+ * 200 ms the short replies were level (three runs each, the same command with `--rtt 100,200`:
+ * 100 KB at 100 ms 131, 135, 130 against 128, 137, 143 ms; 1 MB at 200 ms 500, 506, 512
+ * against 507, 521, 512 ms). So a long path starts between the two, at 80 ms, and the 50 ms
+ * link keeps bbr.
  */
 
 /** `trunk.congestion = auto`: bbr where the kernel has it, else the system default. */
@@ -27,11 +36,11 @@ export const PREFERRED_CONGESTION = 'bbr'
 /** What `auto` moves a long path's subflows to, where it is registered and the trunk paces. */
 export const LONG_PATH_CONGESTION = 'tandem'
 /**
- * A trunk whose min RTT is at least this, in ms, is a long path (a GEO satellite hop: 600 ms):
- * `auto` moves its subflows to LONG_PATH_CONGESTION. There bbr's loss recovery and PROBE_RTT
- * cost whole round trips; on shorter paths tandem did no better than bbr (see the top).
+ * A trunk whose min RTT is at least this, in ms, is a long path for `auto`, which moves its
+ * subflows to LONG_PATH_CONGESTION: the bench's 100, 200 and 600 ms links, not its 50 ms one,
+ * where short replies were slower on tandem (see the top).
  */
-export const LONG_PATH_RTT_MS = 300
+export const LONG_PATH_RTT_MS = 80
 
 /**
  * Longest congestion control name, in bytes: TCP_CA_NAME_MAX (16) in the kernel, less its NUL.

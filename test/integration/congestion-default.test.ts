@@ -84,7 +84,7 @@ describe('subflow congestion control, unconfigured', { timeout: 60_000 }, () => 
     async () => {
       const s = await queryStatus(pair.txControl)
       const t = s.trunks[0]!
-      // 'bbr (auto)', and '; tandem from 300 ms RTT' where tandem is registered: a loopback
+      // 'bbr (auto)', and '; tandem from 80 ms RTT' where tandem is registered: a loopback
       // trunk is no long path, so its subflows stay on bbr.
       assert.equal(t.congestion?.label, EXPECTED.label)
       assert.match(EXPECTED.label, /^bbr \(auto\)/)

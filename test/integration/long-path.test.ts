@@ -47,10 +47,11 @@ async function trunkAt(
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 
 describe('auto on a long path', () => {
-  it(`a trunk at ${LONG_PATH_RTT_MS} ms hands each subflow once to the long-path tuner; at 50 ms never`, async () => {
+  it(`a trunk from ${LONG_PATH_RTT_MS} ms hands each subflow once to the long-path tuner; below it never`, async () => {
     for (const [rtt, expected] of [
       [600, SUBFLOWS],
-      [50, 0]
+      [LONG_PATH_RTT_MS, SUBFLOWS],
+      [LONG_PATH_RTT_MS - 1, 0]
     ] as const) {
       const seen: Socket[] = []
       const t = await trunkAt(rtt, (s) => seen.push(s))

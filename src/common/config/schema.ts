@@ -264,7 +264,7 @@ export const KEYS: readonly KeySpec[] = [
     key: 'congestion',
     type: { kind: 'string' },
     default: 'auto',
-    doc: 'congestion control of every subflow (TCP_CONGESTION): auto = bbr where the kernel has it, else the system default, and tandem (registered by scripts/tandem-cc.sh) on a trunk whose min RTT reaches 300 ms; system (or empty) = the system default; or a name (bbr, cubic, reno...)'
+    doc: 'congestion control of every subflow (TCP_CONGESTION): auto = bbr where the kernel has it, else the system default, and tandem (registered by scripts/tandem-cc.sh) on a trunk whose min RTT reaches 80 ms; system (or empty) = the system default; or a name (bbr, cubic, reno...)'
   },
   {
     section: 'trunk',
