@@ -73,7 +73,7 @@ export interface CongestionChoice {
   readonly source: CongestionSource
   /**
    * One phrase for people: `bbr (auto)`, `cubic (bbr not available: ...)`, with
-   * `; tandem from 300 ms RTT` when there is a long-path algorithm (built by `withLongPath`).
+   * `; tandem from 80 ms RTT` when there is a long-path algorithm (built by `withLongPath`).
    */
   readonly label: string
   /** The label without the long-path phrase. */
