@@ -14,7 +14,7 @@
  *   BtlBw  = max over the last RATE_WINDOW_MS of  the path's delivery rate       (max filter)
  *            where the delivery rate is the bytes the subflows delivered (tcpi_delivered,
  *            SACKed segments included, as BBR counts them) over the last
- *            max(RTprop, MIN_RATE_INTERVAL_MS), summed over the path. Not the sum of each subflow's tcpi_delivery_rate: each is that
+ *            max(RTprop, MIN_BTLBW_INTERVAL_MS), summed over the path. Not the sum of each subflow's tcpi_delivery_rate: each is that
  *            subflow's best recent burst, measured over its own interval, and their sum
  *            overstated a 100 Mbit/s link as 125.
  *   RTprop = min over the last MIN_RTT_WINDOW_MS of  min_i min_rtt_i           (min filter)
@@ -85,6 +85,20 @@ export const GAIN_CYCLE: readonly number[] = [1.25, 0.75, 1, 1, 1, 1, 1, 1]
 
 /** Shortest interval a delivery rate is measured over, in ms: ACKs come in clumps. */
 export const MIN_RATE_INTERVAL_MS = 200
+
+/**
+ * Shortest interval a sample of the bottleneck estimate (BtlBw) spans, in ms; a longer RTprop
+ * is used where the path has one (600 ms: unchanged). The max filter takes the luckiest
+ * sample, and on a 200 ms link samples of one round trip overstated it: in five snapshots
+ * 20 s into a flow at 200 ms, 1 % loss each way, 100 Mbit/s (`lab/bench/snapshot.ts`), samples
+ * of 200 ms gave estimates of 112.9, 118.5, 100.5, 144.5 and 98.7 Mbit/s, and the in-flight
+ * cap built on them held the subflows' TCP RTT at up to 314–334 ms, once 397–402 ms; samples
+ * of 400 ms gave 98.2, 98.2, 97.2 and 102.7 Mbit/s and 249–262 ms. Bench goodput did not move
+ * (alternated twice, `bench --rtt 50,200 --loss 1,2 --systems tandem-8-unset`: 92.5 / 93.0 /
+ * 90.7 / 90.7 and 91.6 / 92.6 / 92.0 / 89.9 at 50/1, 50/2, 200/1, 200/2, against 91.6 / 91.5
+ * / 92.6 / 90.8 and 92.7 / 93.5 / 91.7 / 92.0 with 200 ms samples), nor did short replies.
+ */
+export const MIN_BTLBW_INTERVAL_MS = 400
 
 /**
  * Shortest interval the rate told to the peer for credit (`RateState.sendRateBytesPerSec`) is
@@ -627,7 +641,7 @@ export class RateController {
         retransmits += s.retransmits
       }
       if (rtt !== Infinity) p.minRtt.add(now, rtt)
-      const interval = Math.max(MIN_RATE_INTERVAL_MS, p.minRtt.best(now) ?? 0)
+      const interval = Math.max(MIN_BTLBW_INTERVAL_MS, p.minRtt.best(now) ?? 0)
       p.delivered.add(now, delivered)
       p.received.add(now, received)
       const bw = p.delivered.rate(now, interval)

@@ -14,6 +14,7 @@ import {
   LINK_PAYLOAD_SHARE,
   MIN_INFLIGHT_PER_SUBFLOW_BYTES,
   MIN_INFLIGHT_TIME_MS,
+  MIN_BTLBW_INTERVAL_MS,
   MIN_RATE_INTERVAL_MS,
   cwndCollapsed,
   MIN_RTT_WINDOW_MS,
@@ -136,6 +137,24 @@ describe('rate controller', () => {
       gains.add(Math.round((s.targetBytesPerSec / s.estimateBytesPerSec) * 100) / 100)
     }
     assert.deepEqual([...gains].sort(), [0.75, 1, 1.25])
+  })
+
+  it('a 200 ms path whose ACKs come in clumps: BtlBw is the rate over MIN_BTLBW_INTERVAL_MS, not the best clump', () => {
+    // 200 ms at 130 Mbit/s, then 200 ms at 70: 100 Mbit/s over every 400 ms. Samples of one
+    // round trip (200 ms) would take 130 for the link.
+    assert.ok(MIN_BTLBW_INTERVAL_MS >= 4 * STEP_MS && MIN_BTLBW_INTERVAL_MS > MIN_RATE_INTERVAL_MS)
+    const clock = new FakeClock()
+    const c = new RateController({ linkRateBytesPerSec: 0 })
+    let s = c.state
+    for (let t = 0; t < 2 * RATE_WINDOW_MS; t += 4 * STEP_MS) {
+      run(c, clock, { deliveredPerSec: 130 * MBIT, rttMs: 200 }, 2 * STEP_MS)
+      s = run(c, clock, { deliveredPerSec: 70 * MBIT, rttMs: 200 }, 2 * STEP_MS)
+    }
+    assert.equal(s.source, 'learned')
+    assert.ok(
+      Math.abs(s.estimateBytesPerSec - 100 * MBIT) < MBIT,
+      `${s.estimateBytesPerSec / MBIT}`
+    )
   })
 
   it('STARTUP: in flight is capped at two BDPs of what was learned so far', () => {
