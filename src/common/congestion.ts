@@ -10,9 +10,10 @@
  * and says so. Tandem's own algorithm, `tandem` (native/bpf/tandem_cc.bpf.c, registered by
  * scripts/tandem-cc.sh), which leaves the rate to the trunk's rate controller, is where `auto`
  * moves the subflows once the trunk knows its min RTT and it is at least LONG_PATH_RTT_MS: it
- * has neither bbr's loss-recovery clamp at each new flow nor its PROBE_RTT. First measured at 600 ms (four bench runs alternating with bbr: warm flows 85.0, 82.6,
- * 87.6 and 87.8 Mbit/s at 1 % loss each way against bbr's 80.3, 85.2, 82.2, 83.7), where it
- * became the default for paths from 300 ms. With the rate controller as it is now it is ahead
+ * has neither bbr's loss-recovery clamp at each new flow nor its PROBE_RTT. First measured at
+ * 600 ms (four bench runs alternating with bbr: warm flows 85.0, 82.6, 87.6 and 87.8 Mbit/s at
+ * 1 % loss each way against bbr's 80.3, 85.2, 82.2, 83.7), where it became the default for
+ * paths from 300 ms. With the rate controller as it is now it is ahead
  * in bulk on every link the bench measures: one run of `bench --rtt 100,50,200 --loss
  * 0,1,2,0.5 --systems tandem-8-tandem,tandem-8-unset --sweep-runs 3` (medians of three warm
  * flows, tandem against bbr) gave 95.2 / 94.6 / 94.2 / 94.0 against 94.2 / 92.4 / 91.7 / 92.3

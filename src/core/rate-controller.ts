@@ -14,9 +14,9 @@
  *   BtlBw  = max over the last RATE_WINDOW_MS of  the path's delivery rate       (max filter)
  *            where the delivery rate is the bytes the subflows delivered (tcpi_delivered,
  *            SACKed segments included, as BBR counts them) over the last
- *            max(RTprop, MIN_BTLBW_INTERVAL_MS), summed over the path. Not the sum of each subflow's tcpi_delivery_rate: each is that
- *            subflow's best recent burst, measured over its own interval, and their sum
- *            overstated a 100 Mbit/s link as 125.
+ *            max(RTprop, MIN_BTLBW_INTERVAL_MS), summed over the path. Not the sum of each
+ *            subflow's tcpi_delivery_rate: each is that subflow's best recent burst, measured
+ *            over its own interval, and their sum overstated a 100 Mbit/s link as 125.
  *   RTprop = min over the last MIN_RTT_WINDOW_MS of  min_i min_rtt_i           (min filter)
  *   (in STARTUP, BtlBw also counts the best delivery rate over MIN_RATE_INTERVAL_MS alone: a
  *   reply shorter than a long path's round trip shows the bottleneck's rate in its ACKs, and
