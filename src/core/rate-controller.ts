@@ -88,7 +88,8 @@ export const MIN_RATE_INTERVAL_MS = 200
 
 /**
  * Shortest interval a sample of the bottleneck estimate (BtlBw) spans, in ms; a longer RTprop
- * is used where the path has one (600 ms: unchanged). The max filter takes the luckiest
+ * is used where the path has one (600 ms: unchanged). The backlog a sample needs and the
+ * receive rate are measured over the same interval. The max filter takes the luckiest
  * sample, and on a 200 ms link samples of one round trip overstated it: in five snapshots
  * 20 s into a flow at 200 ms, 1 % loss each way, 100 Mbit/s (`lab/bench/snapshot.ts`), samples
  * of 200 ms gave estimates of 112.9, 118.5, 100.5, 144.5 and 98.7 Mbit/s, and the in-flight
