@@ -3,7 +3,8 @@
  * "tandem": the congestion control of a trunk's subflows, as a BPF struct_ops program
  * (Linux 5.6 and later, with BTF). Built by scripts/tandem-cc.sh build, registered with the
  * kernel by scripts/tandem-cc.sh register; trunk.congestion = auto moves the subflows of a
- * trunk whose min RTT reaches 300 ms to it (shorter paths keep bbr: there it did no better),
+ * trunk whose min RTT reaches 80 ms to it (LONG_PATH_RTT_MS in src/common/congestion.ts; the
+ * bench's 50 ms link keeps bbr, where short replies were slower on this one),
  * trunk.congestion = tandem sets it on every path.
  *
  * Why: a trunk's subflows share one bottleneck, and the trunk's rate controller
