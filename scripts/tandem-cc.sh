@@ -1,7 +1,7 @@
 #!/bin/sh
 # Tandem's own congestion control for the subflows (native/bpf/tandem_cc.bpf.c): a BPF
 # struct_ops program that leaves the sending rate to the trunk's rate controller. Registered, it
-# is where trunk.congestion = auto puts a long path's subflows (min RTT 300 ms or more), and
+# is where trunk.congestion = auto puts a long path's subflows (min RTT 80 ms or more), and
 # trunk.congestion = tandem every path's.
 # Usage: scripts/tandem-cc.sh build       compile native/build/bpf/tandem_cc.bpf.o (clang,
 #                                         bpftool and the kernel's BTF; not fatal without them)

@@ -12,7 +12,7 @@
 #   - the tcp_bbr module loaded: trunk.congestion = auto (the default) puts the subflows on bbr
 #     where the kernel offers it, and a stock Debian kernel offers it only once it is loaded.
 #   - Tandem's own congestion control registered (scripts/tandem-cc.sh register, where it was
-#     built): trunk.congestion = auto puts a long path's subflows (300 ms or more) on it.
+#     built): trunk.congestion = auto puts a long path's subflows (80 ms or more) on it.
 # What survives a reboot:
 #   - the sysctls go to ROOT/etc/sysctl.d/90-tandem.conf (systemd-sysctl loads it at boot);
 #   - tcp_bbr goes to ROOT/etc/modules-load.d/tandem.conf (systemd-modules-load loads it);
