@@ -70,7 +70,8 @@ function parseArgs(argv: readonly string[]) {
     })
     .option('core', {
       type: 'string',
-      default: 'direct-cubic,direct-bbr,tandem-8-unset,iperf3-P8-cubic,kcptun,mptcp-4-cubic',
+      default:
+        'direct-cubic,direct-bbr,tandem-8-unset,tandem-8-unset-cubic-boxes,iperf3-P8-cubic,kcptun,mptcp-4-cubic',
       describe: 'systems measured --runs times; the others (the subflow sweep) --sweep-runs times'
     })
     .option('sweep-runs', {
