@@ -6,7 +6,10 @@
  * both proxies' `status --json` and prints one line: the completion time (and in round trips
  * after the first byte), how many of the replying side's (rx_proxy's) subflows retransmitted
  * and how many bytes, the frames rx_proxy reinjected on another subflow, and the duplicate bytes
- * tx_proxy dropped, the times rx_proxy waited for credit. A summary groups the downloads by whether a subflow retransmitted.
+ * tx_proxy dropped, the times rx_proxy waited for credit, how many of rx_proxy's subflows carried
+ * the reply and the range of their smoothed TCP RTT just before it (what the kernel's loss probe
+ * and retransmission timers scale with). A summary groups the downloads by whether a subflow
+ * retransmitted.
  *
  *   node dist/lab/bench/short-trace.js [--rtt 600] [--loss 1] [--bytes 1000000] [--runs 10]
  *     [--congestion auto] [--set KEY=VALUE ...]
@@ -32,6 +35,10 @@ interface Trace {
   readonly duplicateBytes: number
   /** Times a flow on rx_proxy (the replying side) waited for tx_proxy's credit. */
   readonly creditStalls: number
+  /** rx_proxy's subflows that sent bytes during the download. */
+  readonly carriers: number
+  /** The smallest and largest smoothed TCP RTT of rx_proxy's subflows before it, ms. */
+  readonly rttBeforeMs: readonly [number, number] | undefined
 }
 
 /**
@@ -39,14 +46,34 @@ interface Trace {
  * every subflow has the same local address (the listening port), so the local one alone named
  * one subflow out of eight.
  */
-function retransBySubflow(s: ProxyStatus): Map<string, number> {
+function bySubflow(
+  s: ProxyStatus,
+  field: 'tcpBytesRetrans' | 'tcpBytesSent' | 'tcpRttMs'
+): Map<string, number> {
   const m = new Map<string, number>()
   for (const t of s.trunks) {
     for (const f of t.subflows) {
-      if (f.local !== undefined) m.set(`${f.local} ${f.remote ?? ''}`, f.tcpBytesRetrans ?? 0)
+      if (f.local !== undefined) m.set(`${f.local} ${f.remote ?? ''}`, f[field] ?? 0)
     }
   }
   return m
+}
+
+/** How many subflows' `field` grew from `s0` to `s1`, and by how much in all. */
+function growth(
+  s0: ProxyStatus,
+  s1: ProxyStatus,
+  field: 'tcpBytesRetrans' | 'tcpBytesSent'
+): { bytes: number; subflows: number } {
+  const before = bySubflow(s0, field)
+  let bytes = 0
+  let subflows = 0
+  for (const [key, after] of bySubflow(s1, field)) {
+    const d = after - (before.get(key) ?? 0)
+    bytes += d
+    if (d > 0) subflows++
+  }
+  return { bytes, subflows }
 }
 
 /** What one download changed: rx_proxy's subflows and counters, tx_proxy's duplicates. */
@@ -56,22 +83,18 @@ function delta(
   tx0: ProxyStatus,
   tx1: ProxyStatus
 ): Omit<Trace, 'ms' | 'ttfbMs'> {
-  const before = retransBySubflow(rx0)
-  let retransBytes = 0
-  let retransSubflows = 0
-  for (const [key, after] of retransBySubflow(rx1)) {
-    const d = after - (before.get(key) ?? 0)
-    retransBytes += d
-    if (d > 0) retransSubflows++
-  }
+  const retrans = growth(rx0, rx1, 'tcpBytesRetrans')
+  const rtts = [...bySubflow(rx0, 'tcpRttMs').values()].filter((r) => r > 0)
   const c = (k: string): number => (rx1.counters[k] ?? 0) - (rx0.counters[k] ?? 0)
   return {
-    retransBytes,
-    retransSubflows,
+    retransBytes: retrans.bytes,
+    retransSubflows: retrans.subflows,
     reinjectedFrames: c('frames_reinjected'),
     reinjectedBytes: c('bytes_reinjected'),
     duplicateBytes: tx1.totals.duplicateBytes - tx0.totals.duplicateBytes,
-    creditStalls: rx1.totals.creditStalls - rx0.totals.creditStalls
+    creditStalls: rx1.totals.creditStalls - rx0.totals.creditStalls,
+    carriers: growth(rx0, rx1, 'tcpBytesSent').subflows,
+    rttBeforeMs: rtts.length > 0 ? [Math.min(...rtts), Math.max(...rtts)] : undefined
   }
 }
 
@@ -112,7 +135,8 @@ async function main(): Promise<number> {
         `#${i + 1} ${args.bytes} B: ${ms === null ? 'timed out' : `${ms.toFixed(0)} ms`}${rounds}; ` +
           `rx subflows retransmitted ${t.retransBytes} B on ${t.retransSubflows} of ${rx1.trunks.reduce((n, tr) => n + tr.subflows.length, 0)}; ` +
           `rx reinjected ${t.reinjectedFrames} frames (${t.reinjectedBytes} B); ` +
-          `tx dropped ${t.duplicateBytes} duplicate B; rx credit stalls ${t.creditStalls}\n`
+          `tx dropped ${t.duplicateBytes} duplicate B; rx credit stalls ${t.creditStalls}; ` +
+          `carried by ${t.carriers} rx subflows, TCP RTT before ${t.rttBeforeMs === undefined ? '-' : `${t.rttBeforeMs[0].toFixed(1)}–${t.rttBeforeMs[1].toFixed(1)} ms`}\n`
       )
     }
     const group = (name: string, of: readonly Trace[]): string => {
