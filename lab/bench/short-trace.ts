@@ -42,9 +42,9 @@ interface Trace {
 }
 
 /**
- * Each subflow's retransmitted bytes (tcpi_bytes_retrans), by its two addresses: on rx_proxy
- * every subflow has the same local address (the listening port), so the local one alone named
- * one subflow out of eight.
+ * Each subflow's `field` (from TCP_INFO: bytes retransmitted, bytes sent, smoothed RTT), by its
+ * two addresses: on rx_proxy every subflow has the same local address (the listening port), so
+ * the local one alone named one subflow out of eight.
  */
 function bySubflow(
   s: ProxyStatus,
